@@ -1,0 +1,11 @@
+from django.contrib import admin
+from django.urls import include, path
+
+admin.site.site_header = "Balance operations"
+admin.site.site_title = "Balance operations"
+admin.site.index_title = "Cases and accounts"
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("", include("accounts.urls")),
+]

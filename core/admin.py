@@ -1,0 +1,90 @@
+import logging
+
+from django.contrib import admin, messages
+from django.contrib.contenttypes.admin import GenericTabularInline
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.utils.module_loading import import_string
+from django_fsm.admin import FSMAdminMixin
+
+from .models import AuditRecord
+
+logger = logging.getLogger(__name__)
+
+
+class AuditRecordInline(GenericTabularInline):
+    """The case history, newest first, on every workflow object (R-ADM-2)."""
+
+    model = AuditRecord
+    ct_field = "content_type"
+    ct_fk_field = "object_id"
+    extra = 0
+    can_delete = False
+    fields = ("at", "action", "from_state", "to_state", "actor", "reason", "details")
+    readonly_fields = fields
+    ordering = ("-at", "-id")
+    verbose_name_plural = "History"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("actor")
+
+
+class WorkflowAdminMixin(FSMAdminMixin):
+    """FSM transition buttons that go through the service layer, never around it.
+
+    `transition_service` is the dotted path of a service with the signature of
+    core.workflow.apply_transition: (obj, name, *, actor, reason, **form_data).
+    Every transition asks for a reason.
+    """
+
+    transition_service = "core.workflow.apply_transition"
+    fsm_default_disallow_transition = True
+
+    def get_fsm_transition_form(self, transition):
+        form = super().get_fsm_transition_form(transition)
+        if form is None:
+            from .forms import ReasonForm
+
+            return ReasonForm
+        return form
+
+    def is_fsm_transition_visible(self, transition):
+        return bool(transition.custom.get("admin", True))
+
+    def _apply_fsm_transition(self, *, obj, transition_name, request, kwargs=None):
+        data = dict(kwargs or {})
+        reason = data.pop("reason", "")
+        service = import_string(self.transition_service)
+        try:
+            service(obj, transition_name, actor=request.user, reason=reason, **data)
+        except PermissionDenied as exc:
+            self.message_user(request, str(exc) or "Not allowed.", messages.ERROR)
+            return False
+        except ValidationError as exc:
+            self.message_user(request, "; ".join(exc.messages), messages.ERROR)
+            return False
+        self.message_user(request, f"{transition_name.replace('_', ' ').capitalize()}: done.")
+        return True
+
+
+@admin.register(AuditRecord)
+class AuditRecordAdmin(admin.ModelAdmin):
+    list_display = ("at", "content_type", "object_id", "action", "from_state", "to_state", "actor")
+    list_filter = ("content_type", "action")
+    search_fields = ("object_id", "actor__email", "reason")
+    date_hierarchy = "at"
+    list_select_related = ("content_type", "actor")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,30 @@
+"""Load demo data (idempotent) and print the demo logins.
+
+Each app may ship `<app>/demo.py` with `seed(context)`; they run in
+INSTALLED_APPS order and share `context` (a dict: users, notes to print).
+"""
+
+from importlib import import_module
+
+from django.apps import apps
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+
+class Command(BaseCommand):
+    help = "Create demo users, staff and data for a first look at the portal."
+
+    def handle(self, *args, **options):
+        context = {"logins": [], "notes": []}
+        with transaction.atomic():
+            for config in apps.get_app_configs():
+                try:
+                    module = import_module(f"{config.name}.demo")
+                except ModuleNotFoundError:
+                    continue
+                module.seed(context)
+        self.stdout.write(self.style.SUCCESS("Demo data ready. Demo logins:"))
+        for role, email, password in context["logins"]:
+            self.stdout.write(f"  {role:<20} {email:<32} password: {password}")
+        for note in context["notes"]:
+            self.stdout.write(f"  - {note}")

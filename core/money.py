@@ -1,0 +1,51 @@
+"""Money parsing at the edges: CNY only, bounded decimal places, positive."""
+
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+from django.core.exceptions import ValidationError
+from djmoney.money import Money
+
+CNY = "CNY"
+FEN = Decimal("0.01")
+MICRO = Decimal("0.000001")
+LEDGER_PLACES = 6
+PAYMENT_PLACES = 2
+
+
+def zero():
+    return Money(0, CNY)
+
+
+def parse_amount(value, *, places=PAYMENT_PLACES, currency=CNY, allow_zero=False):
+    """Return Money for a user- or channel-supplied amount, or raise ValidationError.
+
+    Refuses other currencies, more decimals than `places`, non-finite,
+    negative and (unless allowed) zero amounts. Never goes through float.
+    """
+    if isinstance(value, Money):
+        currency = str(value.currency)
+        value = value.amount
+    if currency != CNY:
+        raise ValidationError(f"Only CNY is accepted, not {currency}.", code="wrong_currency")
+    if isinstance(value, float):
+        raise ValidationError("Amounts must be given as decimal strings.", code="invalid_amount")
+    try:
+        amount = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        raise ValidationError("Not a valid amount.", code="invalid_amount")
+    if not amount.is_finite():
+        raise ValidationError("Not a valid amount.", code="invalid_amount")
+    if -amount.as_tuple().exponent > places:
+        raise ValidationError(
+            f"At most {places} decimal places are allowed.", code="too_many_decimals"
+        )
+    if amount < 0 or (amount == 0 and not allow_zero):
+        raise ValidationError("The amount must be greater than zero.", code="non_positive_amount")
+    return Money(amount, CNY)
+
+
+def display(amount):
+    """Two places, rounded half-up, for pages (R-LED-3); the exact figure goes in a title."""
+    if isinstance(amount, Money):
+        amount = amount.amount
+    return Decimal(amount).quantize(FEN, rounding=ROUND_HALF_UP)

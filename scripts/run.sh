@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Set up and run the portal on embedded defaults: SQLite, filesystem Celery broker,
+# demo data. Starts web + Celery worker + beat; Ctrl-C stops all three.
+source "$(dirname "$0")/_venv.sh"
+PORT=${PORT:-8000}
+mkdir -p var/celery/broker var/celery/processed var/mail
+python manage.py migrate --noinput
+python manage.py seed_demo
+python manage.py collectstatic --noinput -v 0
+
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
+trap cleanup EXIT INT TERM
+# One worker process with the beat scheduler embedded: enough for the embedded default.
+celery -A config worker --beat --loglevel=INFO --pool=solo \
+  --schedule=var/celery/beat-schedule >var/celery/worker.log 2>&1 &
+pids+=($!)
+echo "Celery worker + beat started (log: var/celery/worker.log)"
+echo "Portal:  http://127.0.0.1:${PORT}/    Admin: http://127.0.0.1:${PORT}/admin/"
+python manage.py runserver "127.0.0.1:${PORT}" --noreload &
+pids+=($!)
+wait -n "${pids[@]}"

@@ -1,0 +1,92 @@
+"""Shared fixtures.
+
+Service-backed tests carry a marker: `postgres`, `redis` or `browser`.
+Without the service they skip (on a laptop) — unless PORTAL_REQUIRE_SERVICES=1
+(CI), which turns every such skip into a failure.
+"""
+
+import os
+import shutil
+import socket
+from urllib.parse import urlparse
+
+import pytest
+from django.db import connection
+
+REQUIRE_SERVICES = os.environ.get("PORTAL_REQUIRE_SERVICES") == "1"
+CHROMIUM = os.environ.get("PORTAL_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+def _missing(what):
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{what} is required (PORTAL_REQUIRE_SERVICES=1) but not available")
+    pytest.skip(f"{what} not available")
+
+
+def _redis_up():
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        return False
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname, parsed.port or 6379), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("postgres") and connection.vendor != "postgresql":
+        _missing("PostgreSQL (set DATABASE_URL)")
+    if item.get_closest_marker("redis") and not _redis_up():
+        _missing("Redis (set REDIS_URL)")
+    if item.get_closest_marker("browser") and not shutil.which(CHROMIUM):
+        _missing(f"Chromium at {CHROMIUM}")
+
+
+def pytest_terminal_summary(terminalreporter):
+    skipped = terminalreporter.stats.get("skipped", [])
+    if skipped and not REQUIRE_SERVICES:
+        terminalreporter.write_line(
+            f"NOTE: {len(skipped)} service-backed tests were skipped "
+            "(PostgreSQL/Redis/Chromium missing); CI runs them all."
+        )
+
+
+@pytest.fixture
+def browser():
+    """Debian's Chromium driven by Playwright (never a downloaded browser)."""
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser, live_server):
+    context = browser.new_context(base_url=live_server.url, locale="en-US")
+    pg = context.new_page()
+    pg.set_default_timeout(15000)
+    try:
+        yield pg
+    finally:
+        context.close()
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hasher(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

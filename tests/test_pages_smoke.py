@@ -1,0 +1,19 @@
+import pytest
+
+pytestmark = pytest.mark.django_db
+
+
+def test_signup_opens_account_and_logs_in(client):
+    """R-ACC-1: signing up in the pages opens the balance account."""
+    resp = client.post(
+        "/signup/",
+        {"email": "web@example.com", "phone": "13800000000", "password": "Xy9!long-pass"},
+    )
+    assert resp.status_code == 302
+    resp = client.get("/")
+    assert resp.status_code == 200
+    assert b"Active" in resp.content
+
+
+def test_dashboard_needs_login(client):
+    assert client.get("/").status_code == 302
