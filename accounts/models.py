@@ -209,3 +209,62 @@ class BalanceAccount(ConcurrentTransitionMixin, models.Model):
     )
     def terminate(self):
         self._changed()
+
+
+class ApiKeyState(models.TextChoices):
+    ACTIVE = "active", "Active"
+    LOCKED = "locked", "Locked by the platform"
+    REVOKED = "revoked", "Revoked by the user"
+
+
+class ApiKey(ConcurrentTransitionMixin, models.Model):
+    """A key the model gateway sees on each call (R-ACC-6).
+
+    The secret is shown once at creation; only its SHA-256 is stored. The
+    prefix stays visible so users and staff can tell keys apart.
+    """
+
+    account = models.ForeignKey(BalanceAccount, on_delete=models.PROTECT, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True)
+    secret_hash = models.CharField(max_length=64, unique=True)
+    state = FSMField(default=ApiKeyState.ACTIVE, choices=ApiKeyState.choices, protected=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        permissions = [("lock_apikey", "Can lock or unlock an API key")]
+
+    def __str__(self):
+        return f"{self.prefix}… ({self.name})"
+
+    @transition(
+        state,
+        source=ApiKeyState.ACTIVE,
+        target=ApiKeyState.LOCKED,
+        permission="accounts.lock_apikey",
+        custom={"label": "Lock"},
+    )
+    def lock(self):
+        pass
+
+    @transition(
+        state,
+        source=ApiKeyState.LOCKED,
+        target=ApiKeyState.ACTIVE,
+        permission="accounts.lock_apikey",
+        custom={"label": "Unlock"},
+    )
+    def unlock(self):
+        pass
+
+    @transition(
+        state,
+        source=[ApiKeyState.ACTIVE, ApiKeyState.LOCKED],
+        target=ApiKeyState.REVOKED,
+        permission=lambda key, user: user.pk == key.account.user_id,
+        custom={"admin": False},
+    )
+    def revoke(self):
+        pass

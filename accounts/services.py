@@ -40,3 +40,33 @@ def change_standing(account, transition_name, *, actor=None, reason="", **kwargs
     if transition_name not in STANDING_TRANSITIONS:
         raise ValueError(f"Unknown standing transition {transition_name!r}")
     return apply_transition(account, transition_name, actor=actor, reason=reason, **kwargs)
+
+
+@transaction.atomic
+def create_api_key(user, *, name):
+    """Create a key for the user's account; returns (ApiKey, raw secret shown once)."""
+    from .api_keys import new_key_material
+    from .models import ApiKey
+
+    raw, prefix, secret_hash = new_key_material()
+    key = ApiKey.objects.create(
+        account=user.balance_account,
+        name=name.strip()[:100] or "key",
+        prefix=prefix,
+        secret_hash=secret_hash,
+    )
+    return key, raw
+
+
+def resolve_api_key(raw_key):
+    """The gateway's lookup: the key with its account and user, or None. One query."""
+    from .api_keys import hash_secret
+    from .models import ApiKey
+
+    if not raw_key or not isinstance(raw_key, str) or len(raw_key) > 200:
+        return None
+    return (
+        ApiKey.objects.select_related("account", "account__user")
+        .filter(secret_hash=hash_secret(raw_key))
+        .first()
+    )

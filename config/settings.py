@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "core",
     "accounts",
     "billing",
+    "billing.topups",
     "refunds",
     "notices",
     "ops",

@@ -8,4 +8,9 @@ admin.site.index_title = "Cases and accounts"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("accounts.urls")),
+    path("billing/", include("billing.urls")),
+    path("topups/", include("billing.topups.urls")),
+    path("refunds/", include("refunds.urls")),
+    path("notices/", include("notices.urls")),
+    path("ops/", include("ops.urls")),
 ]
