@@ -60,6 +60,7 @@ def cs_agent():
         "accounts.view_verification",
         "accounts.review_verification",
         "accounts.record_capacity_exception",
+        "core.view_auditrecord",
     )
 
 
@@ -76,4 +77,5 @@ def risk_officer():
         "accounts.add_agreementversion",
         "accounts.change_agreementversion",
         "accounts.publish_agreementversion",
+        "core.view_auditrecord",
     )
