@@ -74,6 +74,23 @@ def authorize(api_key) -> Authorization:
     return Authorization(code is None, code or "ok", available)
 
 
+def resolve_api_keys(raw_keys) -> dict:
+    """Many raw keys → {raw: ApiKey with account and user}, in one query (the batch
+    form of accounts.services.resolve_api_key; unknown keys are simply absent)."""
+    from accounts.api_keys import hash_secret
+    from accounts.models import ApiKey
+
+    by_hash = {
+        hash_secret(raw): raw for raw in raw_keys if isinstance(raw, str) and 0 < len(raw) <= 200
+    }
+    if not by_hash:
+        return {}
+    keys = ApiKey.objects.select_related("account", "account__user").filter(
+        secret_hash__in=list(by_hash)
+    )
+    return {by_hash[k.secret_hash]: k for k in keys}
+
+
 # ---------------------------------------------------------------- deduction order
 
 _KIND_RANK = {GrantKind.TRIAL: 0, GrantKind.DISCOUNT: 1}
