@@ -189,6 +189,9 @@ def grant_funds(
 
 
 def _end_grant_entry(grant: Grant, buckets, kind, key, memo, actor_id=None) -> Entry:
+    # Expiry and voiding are not externally triggered: the grant's state, read under
+    # the account's lock, makes them happen once. No key, so a grant revived by a
+    # reversal can expire again.
     return Entry(
         kind,
         grant.account_id,
@@ -220,13 +223,7 @@ def expire_grant(grant: Grant, *, now=None) -> LedgerTransaction | None:
             or fresh.expires_at > now
         ):
             return None
-        (txn,) = write(
-            [
-                _end_grant_entry(
-                    fresh, buckets, TxnKind.EXPIRY, f"expire:{fresh.pk}", "Grant expired"
-                )
-            ]
-        )
+        (txn,) = write([_end_grant_entry(fresh, buckets, TxnKind.EXPIRY, None, "Grant expired")])
         Grant.objects.filter(pk=fresh.pk).update(state=GrantState.EXPIRED, ended_at=now)
     grant.refresh_from_db()
     return txn
@@ -265,9 +262,7 @@ def expire_due_grants(*, now=None, limit: int = 5000) -> int:
             ]
         )
         entries = [
-            _end_grant_entry(
-                g, by_owner[g.account_id], TxnKind.EXPIRY, f"expire:{g.pk}", "Grant expired"
-            )
+            _end_grant_entry(g, by_owner[g.account_id], TxnKind.EXPIRY, None, "Grant expired")
             for g in grants
             if g.kind in by_owner[g.account_id]
         ]
@@ -288,7 +283,11 @@ def void_grant(grant: Grant, *, reason: str, actor=None) -> LedgerTransaction | 
         buckets = lock_buckets([grant.account_id])[grant.account_id]
         fresh = Grant.objects.get(pk=grant.pk)
         if fresh.state in (GrantState.EXPIRED, GrantState.VOIDED):
-            return LedgerTransaction.objects.filter(idempotency_key=f"void:{fresh.pk}").first()
+            return (
+                LedgerTransaction.objects.filter(kind=TxnKind.VOID, postings__grant=fresh)
+                .order_by("-id")
+                .first()
+            )
         txn = None
         if fresh.remaining_micro > 0:
             (txn,) = write(
@@ -297,7 +296,7 @@ def void_grant(grant: Grant, *, reason: str, actor=None) -> LedgerTransaction | 
                         fresh,
                         buckets,
                         TxnKind.VOID,
-                        f"void:{fresh.pk}",
+                        None,
                         reason[:200],
                         actor_id=getattr(actor, "pk", None),
                     )

@@ -191,3 +191,57 @@ def test_postgres_refuses_unbalanced_transaction_at_commit(account):
                 [txn.pk, cash.pk],
             )
     assert Posting.objects.count() == before
+
+
+def test_reversal_restores_and_expiry_can_happen_again(account):
+    """R-LED-2: a mistaken expiry is corrected by a reversing transaction (the original
+    postings stay); the revived grant can expire again later."""
+    from billing.services.ledger import reverse_transaction
+
+    grant = grant_funds(account, cny("4"), kind="trial", expires_at=later(1), idempotency_key="G")
+    when = timezone.now() + timedelta(days=2)
+    first = expire_grant(grant, now=when)
+    rev = reverse_transaction(first, reason="expired too early")
+    assert rev.reverses_id == first.pk and rev.kind == TxnKind.REVERSAL
+    assert reverse_transaction(first, reason="again") == rev  # idempotent
+    grant.refresh_from_db()
+    assert grant.state == GrantState.ACTIVE and grant.remaining.amount == 4
+    assert first.postings.count() == 2  # the original postings are untouched
+    assert expire_grant(grant, now=when) is not None
+    assert summary(account)["trial"] == 0
+    assert_reconciled(account)
+
+
+def test_reversal_refused_when_money_moved_on(account):
+    """R-LED-6: a top-up whose cash is already spent cannot be reversed; nothing moves."""
+    from billing.services.ledger import reverse_transaction
+
+    lot = credit_lot(account, cny("2"), channel="alipay", idempotency_key="L")
+    charge_usage(account, cny("1.5"), request_id="spent", model="m")
+    txn = LedgerTransaction.objects.get(kind=TxnKind.TOP_UP)
+    count = Posting.objects.count()
+    with pytest.raises(ValidationError) as exc:
+        reverse_transaction(txn, reason="chargeback")
+    assert exc.value.code == "not_reversible"
+    assert Posting.objects.count() == count
+    lot.refresh_from_db()
+    assert lot.remaining.amount == cny("0.5").amount
+
+
+def test_refund_hold_release_and_payout(account):
+    """R-LED-1/R-LED-4: cash → hold → refunds payable; lot caches follow; the lot closes."""
+    from billing.services.ledger import hold_for_refund, pay_out_refund_hold, release_refund_hold
+
+    lot = credit_lot(account, cny("10"), channel="alipay", idempotency_key="L")
+    with pytest.raises(ValidationError):
+        hold_for_refund(lot, cny("10.01"), idempotency_key="too-much")
+    hold = hold_for_refund(lot, cny("6"), idempotency_key="H1")
+    assert hold_for_refund(lot, cny("6"), idempotency_key="H1") == hold  # replay
+    lot.refresh_from_db()
+    assert (lot.remaining.amount, lot.held.amount) == (4, 6)
+    assert summary(account)["hold"] == 6 and summary(account)["available"] == 4
+    release_refund_hold(lot, cny("1"), idempotency_key="R1")
+    pay_out_refund_hold(lot, cny("5"), idempotency_key="P1")
+    lot.refresh_from_db()
+    assert (lot.remaining.amount, lot.held.amount) == (5, 0) and lot.closed_at is not None
+    assert_reconciled(account)
