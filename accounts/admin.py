@@ -34,6 +34,29 @@ class BalanceAccountInline(admin.StackedInline):
     show_change_link = True
 
 
+class VerificationInline(admin.TabularInline):
+    """The user's verifications at a glance, masked (R-ACC-5); review happens on the case."""
+
+    model = Verification
+    fk_name = "user"
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = ("kind", "state", "masked_number", "submitted_at", "reviewed_at")
+    readonly_fields = fields
+    ordering = ("-created_at",)
+
+    @admin.display(description="ID number / credit code")
+    def masked_number(self, obj):
+        return obj.masked_number
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
     ordering = ("email",)
@@ -51,7 +74,7 @@ class UserAdmin(BaseUserAdmin):
         (None, {"classes": ("wide",), "fields": ("email", "phone", "password1", "password2")}),
     )
     readonly_fields = ("last_login", "date_joined")
-    inlines = [BalanceAccountInline]
+    inlines = [BalanceAccountInline, VerificationInline]
 
 
 @admin.register(BalanceAccount)
@@ -271,7 +294,7 @@ class VerificationAdmin(WorkflowAdminMixin, admin.ModelAdmin):
             "opts": self.opts,
             "original": obj,
             "form": form,
-            "title": "Own-income exception",
+            "title": "Record the 16-18 own-income exception",
         }
         return TemplateResponse(request, "admin/accounts/capacity_exception.html", context)
 
