@@ -14,7 +14,7 @@ from django.utils import timezone
 from core.workflow import WorkflowError, apply_transition, record_audit
 
 from . import signals
-from .crypto import validate_upload
+from .crypto import CONTENT_TYPES, validate_upload
 from .identity import (
     KIND_ENTERPRISE,
     KIND_INDIVIDUAL,
@@ -62,8 +62,8 @@ STANDING_TRANSITIONS = (
 def change_standing(account, transition_name, *, actor=None, reason="", **kwargs):
     """Move a balance account's standing; audited, permission-checked for staff.
 
-    Other apps hook on the result (dispute locks keys, notices tell the user);
-    those hooks are called from here so the rule stays in one place.
+    Other apps hook on the result through `signals.standing_changed` (dispute
+    locks keys, notices tell the user), sent inside this transaction.
     """
     if transition_name not in STANDING_TRANSITIONS:
         raise ValueError(f"Unknown standing transition {transition_name!r}")
@@ -205,9 +205,7 @@ def submit_verification(
             credit_code=code.code,
             check_digit_warning=not code.check_digit_ok,
             identity_hash=identity_hash(KIND_ENTERPRISE, code.code),
-            licence_content_type={"pdf": "application/pdf", "jpg": "image/jpeg"}.get(
-                ext, "image/png"
-            ),
+            licence_content_type=CONTENT_TYPES[ext],
         )
     else:
         raise ValidationError("Unknown verification kind.", code="invalid_kind")
@@ -387,10 +385,7 @@ def record_capacity_exception(verification, *, actor, note, evidence_file, today
                 code="not_applicable",
             )
         verification.capacity_evidence_file.save(evidence_file.name, evidence_file, save=False)
-        verification.capacity_evidence_content_type = {
-            "pdf": "application/pdf",
-            "jpg": "image/jpeg",
-        }.get(ext, "image/png")
+        verification.capacity_evidence_content_type = CONTENT_TYPES[ext]
         verification.capacity_exception_note = note.strip()
         verification.capacity_exception_at = timezone.now()
         verification.capacity_exception_by = actor
@@ -443,9 +438,7 @@ def read_document(verification, which, *, actor):
     data = field_file.storage.open_plain(field_file.name)
     record_audit(verification, action=f"download_{which}", actor=actor)
     content_type = getattr(verification, type_attr) or "application/octet-stream"
-    ext = {"application/pdf": "pdf", "image/jpeg": "jpg", "image/png": "png"}.get(
-        content_type, "bin"
-    )
+    ext = {ctype: ext for ext, ctype in CONTENT_TYPES.items()}.get(content_type, "bin")
     return data, content_type, f"verification-{verification.pk}-{which}.{ext}"
 
 
