@@ -5,6 +5,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.timesince import timesince
 
 from core.admin import AuditRecordInline, WorkflowAdminMixin
 from core.forms import ReasonForm
@@ -122,6 +123,7 @@ class VerificationAdmin(WorkflowAdminMixin, admin.ModelAdmin):
         "masked_number",
         "check_digit_warning",
         "submitted_at",
+        "waiting",
         "reviewed_by",
     )
     list_filter = ("state", "kind", "check_digit_warning")
@@ -129,7 +131,7 @@ class VerificationAdmin(WorkflowAdminMixin, admin.ModelAdmin):
     search_help_text = "User email or phone"
     date_hierarchy = "submitted_at"
     list_select_related = ("user", "reviewed_by")
-    ordering = ("-submitted_at", "-id")
+    ordering = ("submitted_at", "id")  # a review queue: oldest first
     fields = (
         "user",
         "kind",
@@ -149,6 +151,12 @@ class VerificationAdmin(WorkflowAdminMixin, admin.ModelAdmin):
     )
     readonly_fields = fields
     inlines = [AuditRecordInline]
+
+    @admin.display(description="Waiting")
+    def waiting(self, obj):
+        if obj.state != VerificationState.SUBMITTED or obj.submitted_at is None:
+            return "—"
+        return timesince(obj.submitted_at)
 
     @admin.display(description="Name")
     def masked_name(self, obj):
