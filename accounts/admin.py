@@ -24,7 +24,7 @@ from .models import (
     VerificationState,
 )
 
-WORKFLOW_FORM = "admin/accounts/workflow_change_form.html"
+WORKFLOW_FORM = "admin/core/workflow_change_form.html"
 
 
 class BalanceAccountInline(admin.StackedInline):
