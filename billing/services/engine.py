@@ -113,13 +113,31 @@ class BucketRow:
         self.pk, self.owner_id, self.kind, self.balance_micro = pk, owner_id, kind, balance_micro
 
 
+def in_ids(column, values):
+    """`column IN (...)` for many integer ids: one array literal on PostgreSQL (no
+    per-value placeholders to expand on the client), placeholders elsewhere."""
+    values = list(values)
+    if connection.vendor == "postgresql":
+        return f"{column} = ANY(%s::bigint[])", [_ints(values)]
+    return f"{column} IN ({', '.join(['%s'] * len(values))})", values
+
+
+def in_texts(column, values):
+    """`column IN (...)` for many strings: one JSON parameter on PostgreSQL."""
+    values = list(values)
+    if connection.vendor == "postgresql":
+        import json
+
+        return f"{column} IN (SELECT json_array_elements_text(%s::json))", [json.dumps(values)]
+    return f"{column} IN ({', '.join(['%s'] * len(values))})", values
+
+
 def _select_buckets(owner_ids):
-    marks = ", ".join(["%s"] * len(owner_ids))
+    where, params = in_ids("owner_id", owner_ids)
     lock = " FOR UPDATE" if connection.vendor == "postgresql" else ""
     with connection.cursor() as cur:
-        where = f"WHERE owner_id IN ({marks}) ORDER BY id{lock}"
-        sql = f"SELECT id, owner_id, kind, balance_micro FROM billing_ledgeraccount {where}"  # noqa: S608
-        cur.execute(sql, owner_ids)
+        sql = f"SELECT id, owner_id, kind, balance_micro FROM billing_ledgeraccount WHERE {where}"  # noqa: S608
+        cur.execute(f"{sql} ORDER BY id{lock}", params)
         return [BucketRow(*row) for row in cur.fetchall()]
 
 

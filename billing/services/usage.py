@@ -31,6 +31,8 @@ from .engine import (
     Entry,
     LedgerError,
     Leg,
+    in_ids,
+    in_texts,
     lock_buckets,
     positive_micro,
     write,
@@ -135,10 +137,6 @@ class Source:
         )
 
 
-def _in(values):
-    return ", ".join(["%s"] * len(values))
-
-
 def load_sources(buckets: dict[int, Buckets], now) -> dict[int, list[Source]]:
     """Every account's spendable grants and lots in deduction order (R-USE-2):
     trial by soonest expiry, then discount by soonest expiry then age, then
@@ -152,12 +150,13 @@ def load_sources(buckets: dict[int, Buckets], now) -> dict[int, list[Source]]:
     with_cash = [o for o, b in buckets.items() if b.micro("cash") > 0]
     with connection.cursor() as cur:
         if with_grants:
+            where, params = in_ids("account_id", with_grants)
             cur.execute(
                 "SELECT id, account_id, kind, remaining_micro, expires_at, created_at"  # noqa: S608
-                f" FROM billing_grant WHERE account_id IN ({_in(with_grants)})"
+                f" FROM billing_grant WHERE {where}"
                 " AND state = 'active' AND remaining_micro > 0"
                 " AND (expires_at IS NULL OR expires_at > %s)",
-                [*with_grants, connection.ops.adapt_datetimefield_value(now)],
+                [*params, connection.ops.adapt_datetimefield_value(now)],
             )
             # (no expiry sorts last; values compare as datetimes, or as ISO text on SQLite)
             for gid, owner, kind, remaining, _exp, _created in sorted(
@@ -166,11 +165,11 @@ def load_sources(buckets: dict[int, Buckets], now) -> dict[int, list[Source]]:
             ):
                 out[owner].append(Source(kind, remaining, grant_id=gid))
         if with_cash:
+            where, params = in_ids("account_id", with_cash)
             cur.execute(
                 "SELECT id, account_id, remaining_micro FROM billing_lot"  # noqa: S608
-                f" WHERE account_id IN ({_in(with_cash)}) AND remaining_micro > 0"
-                " ORDER BY created_at, id",
-                with_cash,
+                f" WHERE {where} AND remaining_micro > 0 ORDER BY created_at, id",
+                params,
             )
             for lid, owner, remaining in cur.fetchall():
                 out[owner].append(Source(AccountKind.CASH.value, remaining, lot_id=lid))
@@ -405,16 +404,30 @@ def charge_usage_batch(events: list[UsageEvent]) -> list[ChargeRow]:
     raise LedgerError("Could not charge the batch; please retry.", code="retry")
 
 
+def _existing_charges(request_ids) -> dict[str, ChargeRow]:
+    from django.db import connection
+
+    where, params = in_texts("request_id", request_ids)
+    cols = ", ".join(c if c != "pk" else "id" for c in _ROW_FIELDS)
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT {cols} FROM billing_charge WHERE {where}", params)  # noqa: S608
+        rows = cur.fetchall()
+    out = {}
+    for row in rows:
+        charge = ChargeRow(**dict(zip(_ROW_FIELDS, row, strict=True)))
+        if isinstance(charge.split, str):  # SQLite hands JSON back as text
+            import json
+
+            charge.split = json.loads(charge.split)
+        out[charge.request_id] = charge
+    return out
+
+
 def _charge_batch(events):
     thresholds = {ev.api_key.account_id: ev.api_key.threshold_micro for ev in events}
     with transaction.atomic(durable=True):
         buckets = lock_buckets(thresholds)
-        existing = {
-            row[1]: ChargeRow(**dict(zip(_ROW_FIELDS, row, strict=True)))
-            for row in Charge.objects.filter(
-                request_id__in=[ev.request_id for ev in events]
-            ).values_list(*_ROW_FIELDS)
-        }
+        existing = _existing_charges([ev.request_id for ev in events])
         sources = load_sources(buckets, timezone.now())
         before = {owner: b.available_micro for owner, b in buckets.items()}
         first_event: dict[int, str] = {}
