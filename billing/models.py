@@ -79,6 +79,7 @@ class LedgerAccount(models.Model):
 
     class Meta:
         ordering = ["id"]
+        permissions = [("reconcile_ledger", "Can run the ledger reconciliation")]
         constraints = [
             models.UniqueConstraint(
                 fields=["owner", "kind"],

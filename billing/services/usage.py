@@ -516,3 +516,23 @@ def purchase_package(
         if found is None:
             raise
         return found
+
+
+# ---------------------------------------------------------------- low-balance threshold
+
+
+def set_low_balance_threshold(account, threshold: Money | None):
+    """The user's low-balance threshold (R-USE-4): whole fen, CNY, > 0, or None to
+    turn the notice off. Written with a queryset update naming the currency column
+    too (django-money's update_fields pitfall), leaving the standing FSM alone."""
+    from accounts.models import BalanceAccount
+
+    if threshold is not None:
+        positive_micro(threshold, whole_fen=True)
+    with transaction.atomic():
+        BalanceAccount.objects.filter(pk=account.pk).update(
+            low_balance_threshold=threshold.amount if threshold is not None else None,
+            low_balance_threshold_currency="CNY",
+        )
+    account.low_balance_threshold = threshold
+    return account
