@@ -296,18 +296,22 @@ def _payer(api_key_or_account):
     return None, x.pk, threshold_micro(x)  # accounts.BalanceAccount
 
 
-def charge_usage(api_key_or_account, amount, *, request_id: str, model: str) -> Charge:
+def charge_usage(
+    api_key_or_account, amount, *, request_id: str, model: str, durable: bool = True
+) -> Charge:
     """Charge one API call (postpaid): grants and lots in R-USE-2 order, the rest
     as arrears (R-USE-3). Replaying a request id returns the first Charge
     (with `.replayed = True`) and moves nothing (R-LED-5).
 
-    Takes an accounts.ApiKey, a KeyRef (from resolve_api_keys) or a BalanceAccount."""
+    Takes an accounts.ApiKey, a KeyRef (from resolve_api_keys) or a BalanceAccount.
+    It is an outermost transaction (durable) unless a caller that owns the
+    transaction says otherwise (e.g. demo seeding)."""
     micro = positive_micro(amount)
     _check_ids(request_id, model)
     key_id, account_id, threshold = _payer(api_key_or_account)
     for _attempt in range(3):
         try:
-            with transaction.atomic(durable=True):
+            with transaction.atomic(durable=durable):
                 buckets = lock_buckets([account_id])[account_id]
                 if _charge_exists(request_id):
                     return _replay(Charge.objects.get(request_id=request_id), account_id)
