@@ -40,7 +40,7 @@ def test_clean_ledger_raises_no_alert(monkeypatch, clock):
     monkeypatch.setattr(jobs, "ledger", lambda: fake)
     run = run_job("reconcile_ledger", now=clock)
     assert (run.status, run.rows_touched, run.batches) == ("ok", 0, 1)
-    assert fake.calls == [1000]
+    assert fake.calls == [200_000]
     assert not StaffAlert.objects.exists()
 
 
