@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
-from django_fsm import FSMField, transition
+from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 from djmoney.models.fields import MoneyField
 from djmoney.money import Money
 
@@ -65,7 +65,7 @@ def _nobody(topup, user):
     return False
 
 
-class TopUp(models.Model):
+class TopUp(ConcurrentTransitionMixin, models.Model):
     """One top-up order and its payment case (R-TOP-1)."""
 
     account = models.ForeignKey(
@@ -73,7 +73,9 @@ class TopUp(models.Model):
     )
     channel = models.CharField(max_length=10, choices=Channel.choices)
     amount = _money_field()
-    state = FSMField(default=TopUpState.CREATED, choices=TopUpState.choices, protected=True)
+    # Not `protected=True`: django_fsm's refresh_from_db flips that flag on the shared
+    # field object, which races between threads. Only transitions write `state` here.
+    state = FSMField(default=TopUpState.CREATED, choices=TopUpState.choices)
     out_trade_no = models.CharField(
         "order number", max_length=32, unique=True, default=new_out_trade_no, editable=False
     )
@@ -291,12 +293,12 @@ class BenefitType(models.TextChoices):
     PERCENT = "percent", "Percent of the top-up"
 
 
-class Promotion(models.Model):
+class Promotion(ConcurrentTransitionMixin, models.Model):
     """A promotion that turns a paid top-up into a discount grant (R-TOP-4)."""
 
     name = models.CharField(max_length=120)
     kind = models.CharField(max_length=32, choices=PromotionKind.choices)
-    state = FSMField(default=PromotionState.ACTIVE, choices=PromotionState.choices, protected=True)
+    state = FSMField(default=PromotionState.ACTIVE, choices=PromotionState.choices)
     starts_at = models.DateTimeField(default=timezone.now)
     ends_at = models.DateTimeField(null=True, blank=True)
     new_customers_only = models.BooleanField(
