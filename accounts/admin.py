@@ -1,9 +1,29 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
 
 from core.admin import AuditRecordInline, WorkflowAdminMixin
+from core.forms import ReasonForm
 
-from .models import BalanceAccount, User
+from . import services
+from .forms import CapacityExceptionForm
+from .models import (
+    AgreementAcceptance,
+    AgreementState,
+    AgreementVersion,
+    ApiKey,
+    BalanceAccount,
+    User,
+    Verification,
+    VerificationKind,
+    VerificationState,
+)
+
+WORKFLOW_FORM = "admin/accounts/workflow_change_form.html"
 
 
 class BalanceAccountInline(admin.StackedInline):
@@ -36,6 +56,7 @@ class UserAdmin(BaseUserAdmin):
 
 @admin.register(BalanceAccount)
 class BalanceAccountAdmin(WorkflowAdminMixin, admin.ModelAdmin):
+    change_form_template = WORKFLOW_FORM
     fsm_fields = ["standing"]
     list_display = ("user", "standing", "standing_changed_at", "created_at")
     list_filter = ("standing",)
@@ -56,6 +77,292 @@ class BalanceAccountAdmin(WorkflowAdminMixin, admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # opened automatically with the user (R-ACC-1)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+# ---------------------------------------------------------------- verification queue
+@admin.register(Verification)
+class VerificationAdmin(WorkflowAdminMixin, admin.ModelAdmin):
+    """The CS review queue (R-ACC-2, R-ADM-3). Names and numbers appear masked (R-ACC-5)."""
+
+    change_form_template = WORKFLOW_FORM
+    fsm_fields = ["state"]
+    transition_service = "accounts.services.review_verification"
+    list_display = (
+        "id",
+        "user",
+        "kind",
+        "state",
+        "masked_name",
+        "masked_number",
+        "check_digit_warning",
+        "submitted_at",
+        "reviewed_by",
+    )
+    list_filter = ("state", "kind", "check_digit_warning")
+    search_fields = ("user__email", "user__phone", "phone")
+    search_help_text = "User email or phone"
+    date_hierarchy = "submitted_at"
+    list_select_related = ("user", "reviewed_by")
+    ordering = ("-submitted_at", "-id")
+    fields = (
+        "user",
+        "kind",
+        "state",
+        "masked_name",
+        "masked_number",
+        "birth_date",
+        "masked_representative",
+        "phone",
+        "licence",
+        "check_digit_warning",
+        "submitted_at",
+        "reviewed_at",
+        "reviewed_by",
+        "rejection_reason",
+        "capacity_exception",
+    )
+    readonly_fields = fields
+    inlines = [AuditRecordInline]
+
+    @admin.display(description="Name")
+    def masked_name(self, obj):
+        return obj.masked_name
+
+    @admin.display(description="ID number / credit code")
+    def masked_number(self, obj):
+        return obj.masked_number
+
+    @admin.display(description="Legal representative")
+    def masked_representative(self, obj):
+        return obj.masked_representative if obj.kind == VerificationKind.ENTERPRISE else "—"
+
+    @admin.display(description="Business licence")
+    def licence(self, obj):
+        if not obj.licence_file:
+            return "—"
+        return "received (encrypted; download needs the identity permission)"
+
+    @admin.display(description="16-18 own-income exception")
+    def capacity_exception(self, obj):
+        if not obj.has_capacity_exception:
+            return "—"
+        return format_html(
+            "recorded {} by {}: {}",
+            obj.capacity_exception_at.strftime("%Y-%m-%d"),
+            obj.capacity_exception_by,
+            obj.capacity_exception_note,
+        )
+
+    def has_add_permission(self, request):
+        return False  # users submit from their pages
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path(
+                "<int:pk>/identity/",
+                wrap(self.identity_view),
+                name="accounts_verification_identity",
+            ),
+            path(
+                "<int:pk>/capacity-exception/",
+                wrap(self.capacity_exception_view),
+                name="accounts_verification_capacity",
+            ),
+            *super().get_urls(),
+        ]
+
+    def _links(self, request, obj):
+        links = []
+        if request.user.has_perm("accounts.view_identity_document"):
+            links.append(
+                {
+                    "label": "Show full identity data",
+                    "url": reverse("admin:accounts_verification_identity", args=[obj.pk]),
+                }
+            )
+            for which, field in (
+                ("licence", "licence_file"),
+                ("evidence", "capacity_evidence_file"),
+            ):
+                if getattr(obj, field):
+                    links.append(
+                        {
+                            "label": f"Download {which}",
+                            "url": reverse("accounts:verification_document", args=[obj.pk, which]),
+                        }
+                    )
+        if (
+            request.user.has_perm("accounts.record_capacity_exception")
+            and obj.kind == VerificationKind.INDIVIDUAL
+            and obj.state == VerificationState.APPROVED
+            and not obj.has_capacity_exception
+        ):
+            links.append(
+                {
+                    "label": "Record own-income exception",
+                    "url": reverse("admin:accounts_verification_capacity", args=[obj.pk]),
+                }
+            )
+        return links
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = extra_context or {}
+        obj = self.get_object(request, object_id)
+        if obj is not None:
+            extra_context["workflow_links"] = self._links(request, obj)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _case(self, request, pk):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return get_object_or_404(Verification.objects.select_related("user"), pk=pk)
+
+    def identity_view(self, request, pk):
+        """Unmasked data: needs accounts.view_identity_document and a reason; audited."""
+        obj = self._case(request, pk)
+        if not request.user.has_perm("accounts.view_identity_document"):
+            raise PermissionDenied
+        form = ReasonForm(request.POST or None)
+        data = None
+        if request.method == "POST" and form.is_valid():
+            data = services.reveal_identity(
+                obj, actor=request.user, reason=form.cleaned_data["reason"]
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": obj,
+            "form": form,
+            "data": data,
+            "title": "Full identity data",
+        }
+        response = TemplateResponse(request, "admin/accounts/identity_reveal.html", context)
+        response["Cache-Control"] = "no-store"
+        return response
+
+    def capacity_exception_view(self, request, pk):
+        obj = self._case(request, pk)
+        if not request.user.has_perm("accounts.record_capacity_exception"):
+            raise PermissionDenied
+        form = CapacityExceptionForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                services.record_capacity_exception(
+                    obj,
+                    actor=request.user,
+                    note=form.cleaned_data["note"],
+                    evidence_file=form.cleaned_data["evidence_file"],
+                )
+            except ValidationError as exc:
+                for message in exc.messages:
+                    form.add_error(None, message)
+            else:
+                self.message_user(request, "Own-income exception recorded.", messages.SUCCESS)
+                return redirect("admin:accounts_verification_change", obj.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": obj,
+            "form": form,
+            "title": "Own-income exception",
+        }
+        return TemplateResponse(request, "admin/accounts/capacity_exception.html", context)
+
+
+# ---------------------------------------------------------------- API keys
+@admin.register(ApiKey)
+class ApiKeyAdmin(WorkflowAdminMixin, admin.ModelAdmin):
+    """Keys by prefix and owner; risk officers lock and unlock (R-ACC-6, §5.2)."""
+
+    change_form_template = WORKFLOW_FORM
+    fsm_fields = ["state"]
+    transition_service = "accounts.services.change_api_key_state"
+    list_display = ("prefix", "name", "owner", "state", "created_at", "last_used_at")
+    list_filter = ("state",)
+    search_fields = ("prefix", "account__user__email")
+    search_help_text = "Key prefix or owner email"
+    date_hierarchy = "created_at"
+    list_select_related = ("account__user",)
+    fields = ("prefix", "name", "account", "state", "created_at", "last_used_at")
+    readonly_fields = fields
+    inlines = [AuditRecordInline]
+
+    @admin.display(description="Owner", ordering="account__user__email")
+    def owner(self, obj):
+        return obj.account.user
+
+    def has_add_permission(self, request):
+        return False  # created by users from their pages; the secret is theirs alone
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+# ---------------------------------------------------------------- agreements
+@admin.register(AgreementVersion)
+class AgreementVersionAdmin(WorkflowAdminMixin, admin.ModelAdmin):
+    """Draft, then publish with an effective date in the future (R-ACC-7)."""
+
+    change_form_template = WORKFLOW_FORM
+    fsm_fields = ["state"]
+    transition_service = "accounts.services.agreement_transition"
+    list_display = (
+        "version",
+        "title",
+        "state",
+        "effective_at",
+        "published_at",
+        "published_by",
+        "acceptance_count",
+    )
+    list_filter = ("state",)
+    search_fields = ("version", "title")
+    date_hierarchy = "effective_at"
+    list_select_related = ("published_by",)
+    fields = ("version", "title", "body", "effective_at", "state", "published_at", "published_by")
+    inlines = [AuditRecordInline]
+
+    def get_queryset(self, request):
+        from django.db.models import Count
+
+        return super().get_queryset(request).annotate(_acceptances=Count("acceptances"))
+
+    @admin.display(description="Acceptances", ordering="_acceptances")
+    def acceptance_count(self, obj):
+        return obj._acceptances
+
+    def get_readonly_fields(self, request, obj=None):
+        base = ["state", "published_at", "published_by"]
+        if obj is not None and obj.state == AgreementState.PUBLISHED:
+            # A published text is what users accepted: it never changes.
+            return ["version", "title", "body", "effective_at", *base]
+        return base
+
+    def has_delete_permission(self, request, obj=None):
+        return obj is None or obj.state == AgreementState.DRAFT
+
+
+@admin.register(AgreementAcceptance)
+class AgreementAcceptanceAdmin(admin.ModelAdmin):
+    list_display = ("user", "version", "accepted_at", "ip")
+    list_filter = ("version",)
+    search_fields = ("user__email", "user__phone")
+    date_hierarchy = "accepted_at"
+    list_select_related = ("user", "version")
+    readonly_fields = ("user", "version", "accepted_at", "ip")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
     def has_delete_permission(self, request, obj=None):
         return False

@@ -21,3 +21,37 @@ class SignUpForm(forms.Form):
         password = self.cleaned_data["password"]
         validate_password(password)
         return password
+
+
+class IndividualVerificationForm(forms.Form):
+    legal_name = forms.CharField(max_length=100, label="Legal name (as on your ID card)")
+    id_number = forms.CharField(max_length=30, label="Resident ID number")
+    phone = forms.RegexField(
+        regex=r"^\+?\d{6,20}$", label="Mobile phone", error_messages={"invalid": "Digits only."}
+    )
+
+
+class EnterpriseVerificationForm(forms.Form):
+    company_name = forms.CharField(max_length=200)
+    credit_code = forms.CharField(max_length=30, label="Unified social credit code")
+    legal_representative = forms.CharField(max_length=100)
+    phone = forms.RegexField(
+        regex=r"^\+?\d{6,20}$", label="Contact phone", error_messages={"invalid": "Digits only."}
+    )
+    licence_file = forms.FileField(
+        label="Business licence (PDF, JPEG or PNG)",
+        widget=forms.ClearableFileInput(attrs={"accept": ".pdf,.jpg,.jpeg,.png"}),
+    )
+
+
+class ApiKeyForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="A label to tell your keys apart.")
+
+
+class CapacityExceptionForm(forms.Form):
+    note = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        max_length=2000,
+        help_text="What shows the 16-18 year old lives on their own income.",
+    )
+    evidence_file = forms.FileField(help_text="PDF, JPEG or PNG.")

@@ -8,6 +8,9 @@ from djmoney.models.fields import MoneyField
 
 from core.forms import ReasonForm
 
+from .crypto import EncryptedTextField, evidence_upload_to, licence_upload_to, private_storage
+from .identity import mask_name, mask_number
+
 
 class UserManager(BaseUserManager):
     use_in_migrations = True
@@ -268,3 +271,229 @@ class ApiKey(ConcurrentTransitionMixin, models.Model):
     )
     def revoke(self):
         pass
+
+
+# ---------------------------------------------------------------- real-name verification
+class VerificationState(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    SUBMITTED = "submitted", "Submitted (awaiting review)"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    REVOKED = "revoked", "Revoked"
+
+
+class VerificationKind(models.TextChoices):
+    INDIVIDUAL = "individual", "Individual"
+    ENTERPRISE = "enterprise", "Enterprise"
+
+
+class RejectForm(ReasonForm):
+    """The reason is what the user reads in the rejection notice."""
+
+
+def _is_owner(verification, user):
+    return user.pk == verification.user_id
+
+
+class Verification(ConcurrentTransitionMixin, models.Model):
+    """One real-name verification submission of a user (R-ACC-2).
+
+    A rejected submission stays as it is; the user resubmits with a new row.
+    Names, numbers and documents are encrypted at rest (R-ACC-5); the keyed
+    `identity_hash` lets identities be counted without the number (R-ACC-4).
+    """
+
+    user = models.ForeignKey(User, on_delete=models.PROTECT, related_name="verifications")
+    kind = models.CharField(max_length=16, choices=VerificationKind.choices)
+    state = FSMField(
+        default=VerificationState.DRAFT, choices=VerificationState.choices, protected=True
+    )
+    # Individual
+    legal_name = EncryptedTextField(blank=True)
+    id_number = EncryptedTextField(blank=True)
+    birth_date = models.DateField(null=True, blank=True)
+    phone = models.CharField(max_length=20, blank=True, db_index=True)
+    # Enterprise
+    company_name = EncryptedTextField(blank=True)
+    credit_code = EncryptedTextField(blank=True)
+    legal_representative = EncryptedTextField(blank=True)
+    licence_file = models.FileField(
+        storage=private_storage, upload_to=licence_upload_to, blank=True, max_length=200
+    )
+    licence_content_type = models.CharField(max_length=40, blank=True)
+    check_digit_warning = models.BooleanField(
+        default=False,
+        help_text="The credit code fails the GB 32100 check character: review it by hand.",
+    )
+    identity_hash = models.CharField(max_length=64, db_index=True)
+    # Review
+    created_at = models.DateTimeField(auto_now_add=True)
+    submitted_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    reviewed_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    rejection_reason = models.TextField(blank=True)
+    # R-ACC-3: the 16-18 own-income exception, recorded by staff with evidence.
+    capacity_exception_at = models.DateTimeField(null=True, blank=True)
+    capacity_exception_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    capacity_exception_note = models.TextField(blank=True)
+    capacity_evidence_file = models.FileField(
+        storage=private_storage, upload_to=evidence_upload_to, blank=True, max_length=200
+    )
+    capacity_evidence_content_type = models.CharField(max_length=40, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [
+            ("review_verification", "Can approve or reject a real-name verification"),
+            ("revoke_verification", "Can revoke an approved real-name verification"),
+            ("view_identity_document", "Can see ID numbers, names and documents in full"),
+            ("record_capacity_exception", "Can record the 16-18 own-income capacity exception"),
+        ]
+        indexes = [models.Index(fields=["state", "submitted_at"])]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} verification #{self.pk} of {self.user}"
+
+    # Masked views: the only form pages and admin lists ever show (R-ACC-5).
+    @property
+    def is_individual(self):
+        return self.kind == VerificationKind.INDIVIDUAL
+
+    @property
+    def masked_number(self):
+        return mask_number(self.id_number if self.is_individual else self.credit_code)
+
+    @property
+    def masked_name(self):
+        return mask_name(self.legal_name if self.is_individual else self.company_name)
+
+    @property
+    def masked_representative(self):
+        return mask_name(self.legal_representative)
+
+    @property
+    def has_capacity_exception(self):
+        return self.capacity_exception_at is not None
+
+    @transition(
+        state,
+        source=VerificationState.DRAFT,
+        target=VerificationState.SUBMITTED,
+        permission=_is_owner,
+        custom={"admin": False},
+    )
+    def submit(self):
+        self.submitted_at = timezone.now()
+
+    @transition(
+        state,
+        source=VerificationState.SUBMITTED,
+        target=VerificationState.APPROVED,
+        permission="accounts.review_verification",
+        custom={"label": "Approve"},
+    )
+    def approve(self, reviewer=None):
+        self.reviewed_at = timezone.now()
+        self.reviewed_by = reviewer
+
+    @transition(
+        state,
+        source=VerificationState.SUBMITTED,
+        target=VerificationState.REJECTED,
+        permission="accounts.review_verification",
+        custom={"label": "Reject", "form": RejectForm},
+    )
+    def reject(self, reviewer=None, rejection_reason=""):
+        if not rejection_reason.strip():
+            raise ValidationError("A rejection needs a reason the user can act on.")
+        self.reviewed_at = timezone.now()
+        self.reviewed_by = reviewer
+        self.rejection_reason = rejection_reason.strip()
+
+    @transition(
+        state,
+        source=VerificationState.APPROVED,
+        target=VerificationState.REVOKED,
+        permission="accounts.revoke_verification",
+        custom={"label": "Revoke"},
+    )
+    def revoke(self, reviewer=None):
+        self.reviewed_at = timezone.now()
+        self.reviewed_by = reviewer
+
+
+# ---------------------------------------------------------------- agreement versions
+class AgreementState(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    PUBLISHED = "published", "Published"
+
+
+def _effective_in_future(version):
+    return version.effective_at is not None and version.effective_at > timezone.now()
+
+
+class AgreementVersion(ConcurrentTransitionMixin, models.Model):
+    """A version of the service agreement (R-ACC-7).
+
+    Published with an effective date announced in advance; the version in force
+    at an instant is the latest published one whose date has come.
+    """
+
+    version = models.CharField(max_length=20, unique=True, help_text="e.g. 2026.1")
+    title = models.CharField(max_length=200)
+    body = models.TextField()
+    effective_at = models.DateTimeField(help_text="Must be in the future when published.")
+    state = FSMField(default=AgreementState.DRAFT, choices=AgreementState.choices, protected=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+    published_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-effective_at", "-id"]
+        permissions = [("publish_agreementversion", "Can publish an agreement version")]
+        indexes = [models.Index(fields=["state", "effective_at"])]
+
+    def __str__(self):
+        return f"{self.version} — {self.title}"
+
+    @property
+    def is_published(self):
+        return self.state == AgreementState.PUBLISHED
+
+    @transition(
+        state,
+        source=AgreementState.DRAFT,
+        target=AgreementState.PUBLISHED,
+        permission="accounts.publish_agreementversion",
+        conditions=[_effective_in_future],
+        custom={"label": "Publish (announce to every user)"},
+    )
+    def publish(self, publisher=None):
+        self.published_at = timezone.now()
+        self.published_by = publisher
+
+
+class AgreementAcceptance(models.Model):
+    """A user's acceptance of one agreement version: who, which, when, from where (R-ACC-7)."""
+
+    user = models.ForeignKey(User, on_delete=models.PROTECT, related_name="agreement_acceptances")
+    version = models.ForeignKey(
+        AgreementVersion, on_delete=models.PROTECT, related_name="acceptances"
+    )
+    accepted_at = models.DateTimeField(default=timezone.now)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-accepted_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "version"], name="one_acceptance_per_version")
+        ]
+
+    def __str__(self):
+        return f"{self.user} accepted {self.version.version}"

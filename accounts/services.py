@@ -1,10 +1,38 @@
-"""Account services: registration, balance accounts, standing (R-ACC-1, R-ACC-8)."""
+"""Account services: registration, standing, real-name verification, capacity,
+identity, API keys and agreement versions (R-ACC-1 … R-ACC-8).
 
+Each function is one transaction; admin buttons and views only call these.
+"""
+
+from datetime import date, datetime
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.utils import timezone
 
-from core.workflow import apply_transition
+from core.workflow import WorkflowError, apply_transition, record_audit
 
-from .models import BalanceAccount, User
+from . import signals
+from .crypto import validate_upload
+from .identity import (
+    KIND_ENTERPRISE,
+    KIND_INDIVIDUAL,
+    identity_hash,
+    parse_credit_code,
+    parse_resident_id,
+)
+from .models import (
+    AgreementAcceptance,
+    AgreementState,
+    AgreementVersion,
+    ApiKey,
+    BalanceAccount,
+    User,
+    Verification,
+    VerificationKind,
+    VerificationState,
+)
 
 
 def open_balance_account(user):
@@ -39,14 +67,22 @@ def change_standing(account, transition_name, *, actor=None, reason="", **kwargs
     """
     if transition_name not in STANDING_TRANSITIONS:
         raise ValueError(f"Unknown standing transition {transition_name!r}")
-    return apply_transition(account, transition_name, actor=actor, reason=reason, **kwargs)
+    with transaction.atomic():
+        account = apply_transition(account, transition_name, actor=actor, reason=reason, **kwargs)
+        signals.standing_changed.send(
+            sender=BalanceAccount,
+            account=account,
+            transition=transition_name,
+            actor=actor,
+            reason=reason,
+        )
+    return account
 
 
 @transaction.atomic
 def create_api_key(user, *, name):
     """Create a key for the user's account; returns (ApiKey, raw secret shown once)."""
     from .api_keys import new_key_material
-    from .models import ApiKey
 
     raw, prefix, secret_hash = new_key_material()
     key = ApiKey.objects.create(
@@ -61,7 +97,6 @@ def create_api_key(user, *, name):
 def resolve_api_key(raw_key):
     """The gateway's lookup: the key with its account and user, or None. One query."""
     from .api_keys import hash_secret
-    from .models import ApiKey
 
     if not raw_key or not isinstance(raw_key, str) or len(raw_key) > 200:
         return None
@@ -70,3 +105,438 @@ def resolve_api_key(raw_key):
         .filter(secret_hash=hash_secret(raw_key))
         .first()
     )
+
+
+def revoke_api_key(user, key_id, *, reason="revoked by the user"):
+    """The user revokes one of their own keys. Another user's key id is not found
+    (ApiKey.DoesNotExist) and nothing changes (R-ACC-6)."""
+    key = ApiKey.objects.get(pk=key_id, account__user_id=user.pk)
+    return apply_transition(key, "revoke", actor=user, reason=reason)
+
+
+API_KEY_STAFF_TRANSITIONS = ("lock", "unlock")
+
+
+def change_api_key_state(key, transition_name, *, actor=None, reason="", **kwargs):
+    """Platform lock / unlock of a key (R-ACC-6, §5.2); permission accounts.lock_apikey."""
+    if transition_name not in API_KEY_STAFF_TRANSITIONS:
+        raise WorkflowError(f"Unknown key transition {transition_name!r}.", code="unknown")
+    return apply_transition(key, transition_name, actor=actor, reason=reason)
+
+
+# ---------------------------------------------------------------- real-name verification
+def _lock_identity(identity):
+    """Serialise every decision on one identity: lock its verification rows by id.
+
+    Two approvals of the same identity on two accounts then run one after the
+    other, and the second sees the first (R-ACC-4). Locking in id order keeps
+    concurrent callers from deadlocking.
+    """
+    list(
+        Verification.objects.select_for_update()
+        .filter(identity_hash=identity)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+
+
+def _check_identity_free(identity, user):
+    """R-ACC-4: an identity may be verified on at most IDENTITY_MAX_ACCOUNTS accounts."""
+    others = (
+        Verification.objects.filter(identity_hash=identity, state=VerificationState.APPROVED)
+        .exclude(user_id=user.pk)
+        .values("user_id")
+        .distinct()
+        .count()
+    )
+    if others >= settings.IDENTITY_MAX_ACCOUNTS:
+        raise ValidationError(
+            "This identity is already verified on another account. Each ID number or credit "
+            "code can be verified on only one account; contact customer service if this "
+            "is your own account.",
+            code="identity_taken",
+        )
+
+
+def submit_verification(
+    user,
+    *,
+    kind,
+    legal_name="",
+    id_number="",
+    phone="",
+    company_name="",
+    credit_code="",
+    legal_representative="",
+    licence_file=None,
+    today=None,
+):
+    """Validate and submit a real-name verification for review (R-ACC-2).
+
+    Refused with a ValidationError (and nothing stored) for an invalid ID
+    number or birth date, a malformed credit code, a missing/oversized/wrong
+    type licence, a pending or approved verification of the same user, or an
+    identity already verified elsewhere (R-ACC-4). A credit code failing its
+    check character is accepted with `check_digit_warning` for manual review.
+    """
+    fields = {"user": user, "kind": kind, "phone": (phone or "").strip()}
+    if kind == VerificationKind.INDIVIDUAL:
+        if not (legal_name or "").strip():
+            raise ValidationError("Please give your legal name.", code="required")
+        parsed = parse_resident_id(id_number, today=today)
+        fields.update(
+            legal_name=legal_name.strip(),
+            id_number=parsed.number,
+            birth_date=parsed.birth_date,
+            identity_hash=identity_hash(KIND_INDIVIDUAL, parsed.number),
+        )
+    elif kind == VerificationKind.ENTERPRISE:
+        if not (company_name or "").strip() or not (legal_representative or "").strip():
+            raise ValidationError(
+                "Please give the company name and its legal representative.", code="required"
+            )
+        code = parse_credit_code(credit_code)
+        if licence_file is None:
+            raise ValidationError("Please upload the business licence.", code="required")
+        ext = validate_upload(licence_file)
+        fields.update(
+            company_name=company_name.strip(),
+            legal_representative=legal_representative.strip(),
+            credit_code=code.code,
+            check_digit_warning=not code.check_digit_ok,
+            identity_hash=identity_hash(KIND_ENTERPRISE, code.code),
+            licence_content_type={"pdf": "application/pdf", "jpg": "image/jpeg"}.get(
+                ext, "image/png"
+            ),
+        )
+    else:
+        raise ValidationError("Unknown verification kind.", code="invalid_kind")
+
+    with transaction.atomic():
+        User.objects.select_for_update().filter(pk=user.pk).first()  # one submission at a time
+        open_states = [VerificationState.SUBMITTED, VerificationState.APPROVED]
+        current = Verification.objects.filter(user_id=user.pk, state__in=open_states).first()
+        if current is not None:
+            raise ValidationError(
+                "You already have a verification that is %(state)s.",
+                code="verification_open",
+                params={"state": current.get_state_display().lower()},
+            )
+        _lock_identity(fields["identity_hash"])
+        _check_identity_free(fields["identity_hash"], user)
+        verification = Verification(**fields)
+        if licence_file is not None:
+            verification.licence_file.save(licence_file.name, licence_file, save=False)
+        verification.save()
+        return apply_transition(verification, "submit", actor=user, reason="submitted by the user")
+
+
+def _verification_notice(verification, kind, subject, body):
+    from notices.services import notify
+
+    notify(
+        verification.user,
+        kind,
+        subject=subject,
+        body=body,
+        context={"verification_id": verification.pk, "state": verification.state},
+        dedupe_key=f"verification:{verification.pk}:{verification.state}",
+    )
+
+
+def approve_verification(verification, *, actor=None, reason=""):
+    """CS approves a submitted verification (R-ACC-2), if the identity is free (R-ACC-4).
+
+    Sends `verification_approved` and the user's notice inside the same transaction.
+    """
+    with transaction.atomic():
+        _lock_identity(verification.identity_hash)
+        _check_identity_free(verification.identity_hash, verification.user)
+        verification = apply_transition(
+            verification, "approve", actor=actor, reason=reason, reviewer=actor
+        )
+        _verification_notice(
+            verification,
+            "verification_approved",
+            "Your real-name verification is approved",
+            "Your real-name verification has been approved. You can now top up your balance.",
+        )
+        signals.verification_approved.send(sender=Verification, verification=verification)
+    return verification
+
+
+def reject_verification(verification, *, actor=None, reason=""):
+    """CS rejects a submitted verification with a reason the user reads; they may resubmit."""
+    with transaction.atomic():
+        verification = apply_transition(
+            verification,
+            "reject",
+            actor=actor,
+            reason=reason,
+            reviewer=actor,
+            rejection_reason=reason,
+        )
+        _verification_notice(
+            verification,
+            "verification_rejected",
+            "Your real-name verification was not approved",
+            f"Your real-name verification was not approved. Reason: {reason.strip()}\n"
+            "You can correct the details and submit again from your verification page.",
+        )
+    return verification
+
+
+def revoke_verification(verification, *, actor=None, reason=""):
+    """Withdraw an approved verification (e.g. found false later); the identity is free again."""
+    with transaction.atomic():
+        verification = apply_transition(
+            verification, "revoke", actor=actor, reason=reason, reviewer=actor
+        )
+        _verification_notice(
+            verification,
+            "verification_revoked",
+            "Your real-name verification was revoked",
+            f"Your real-name verification was revoked. Reason: {reason.strip()}",
+        )
+    return verification
+
+
+VERIFICATION_REVIEW = {
+    "approve": approve_verification,
+    "reject": reject_verification,
+    "revoke": revoke_verification,
+}
+
+
+def review_verification(verification, transition_name, *, actor=None, reason="", **form_data):
+    """Admin entry point (WorkflowAdminMixin.transition_service) for staff transitions."""
+    service = VERIFICATION_REVIEW.get(transition_name)
+    if service is None:
+        raise WorkflowError(f"Unknown verification transition {transition_name!r}.")
+    return service(verification, actor=actor, reason=reason)
+
+
+# ---------------------------------------------------------------- capacity (R-ACC-3)
+ADULT_AGE = 18
+EXCEPTION_MIN_AGE = 16
+
+
+def age_on(birth_date: date, day: date) -> int:
+    """Whole years completed on `day` (a 29 February birthday counts on 1 March)."""
+    return day.year - birth_date.year - ((day.month, day.day) < (birth_date.month, birth_date.day))
+
+
+def _local_day(at) -> date:
+    if at is None:
+        return timezone.localdate()
+    if isinstance(at, datetime):
+        return timezone.localdate(at) if timezone.is_aware(at) else at.date()
+    return at
+
+
+def has_full_capacity(user, at=None) -> bool:
+    """R-ACC-3 (§3.1): may this user act (top up) with full civil capacity at `at`?
+
+    True for an approved enterprise; for an approved individual when 18 or
+    older on that day (birth date from the ID number), or 16-18 with the
+    own-income exception recorded by staff. False without an approved
+    verification: capacity is then not established.
+    """
+    from .selectors import approved_verification
+
+    verification = approved_verification(user)
+    if verification is None:
+        return False
+    if verification.kind == VerificationKind.ENTERPRISE:
+        return True
+    if verification.birth_date is None:
+        return False
+    age = age_on(verification.birth_date, _local_day(at))
+    if age >= ADULT_AGE:
+        return True
+    return age >= EXCEPTION_MIN_AGE and verification.has_capacity_exception
+
+
+def record_capacity_exception(verification, *, actor, note, evidence_file, today=None):
+    """Staff record that a 16-18 year old lives on their own income, with evidence (R-ACC-3).
+
+    Needs accounts.record_capacity_exception; audited. The evidence file is
+    encrypted at rest like any identity document (R-ACC-5).
+    """
+    if actor is None or not actor.has_perm("accounts.record_capacity_exception"):
+        raise PermissionDenied("You are not allowed to record a capacity exception.")
+    if not (note or "").strip():
+        raise ValidationError("Describe the evidence of own income.", code="required")
+    if evidence_file is None:
+        raise ValidationError("Attach the evidence of own income.", code="required")
+    ext = validate_upload(evidence_file)
+    with transaction.atomic():
+        verification = Verification.objects.select_for_update().get(pk=verification.pk)
+        if (
+            verification.kind != VerificationKind.INDIVIDUAL
+            or verification.state != VerificationState.APPROVED
+        ):
+            raise WorkflowError(
+                "Only an approved individual verification can carry the exception.",
+                code="wrong_state",
+            )
+        age = age_on(verification.birth_date, today or timezone.localdate())
+        if not EXCEPTION_MIN_AGE <= age < ADULT_AGE:
+            raise ValidationError(
+                "The own-income exception applies only from 16 to 18 years of age.",
+                code="not_applicable",
+            )
+        verification.capacity_evidence_file.save(evidence_file.name, evidence_file, save=False)
+        verification.capacity_evidence_content_type = {
+            "pdf": "application/pdf",
+            "jpg": "image/jpeg",
+        }.get(ext, "image/png")
+        verification.capacity_exception_note = note.strip()
+        verification.capacity_exception_at = timezone.now()
+        verification.capacity_exception_by = actor
+        verification.save()
+        record_audit(verification, action="record_capacity_exception", actor=actor, reason=note)
+    return verification
+
+
+# ---------------------------------------------------------------- full views (R-ACC-5)
+def _require_identity_permission(actor):
+    if actor is None or not actor.has_perm("accounts.view_identity_document"):
+        raise PermissionDenied("You are not allowed to see identity data in full.")
+
+
+def reveal_identity(verification, *, actor, reason=""):
+    """The unmasked data of a verification, for staff with the permission; audited."""
+    _require_identity_permission(actor)
+    record_audit(verification, action="view_identity", actor=actor, reason=reason)
+    if verification.is_individual:
+        return {
+            "Legal name": verification.legal_name,
+            "Resident ID number": verification.id_number,
+            "Birth date": verification.birth_date,
+        }
+    return {
+        "Company name": verification.company_name,
+        "Unified social credit code": verification.credit_code,
+        "Legal representative": verification.legal_representative,
+    }
+
+
+DOCUMENTS = {
+    "licence": ("licence_file", "licence_content_type"),
+    "evidence": ("capacity_evidence_file", "capacity_evidence_content_type"),
+}
+
+
+def read_document(verification, which, *, actor):
+    """Decrypted bytes of a licence / evidence file for staff with the permission; audited.
+
+    Returns (data, content_type, download name); raises FileNotFoundError if absent.
+    """
+    _require_identity_permission(actor)
+    if which not in DOCUMENTS:
+        raise FileNotFoundError(which)
+    file_attr, type_attr = DOCUMENTS[which]
+    field_file = getattr(verification, file_attr)
+    if not field_file:
+        raise FileNotFoundError(which)
+    data = field_file.storage.open_plain(field_file.name)
+    record_audit(verification, action=f"download_{which}", actor=actor)
+    content_type = getattr(verification, type_attr) or "application/octet-stream"
+    ext = {"application/pdf": "pdf", "image/jpeg": "jpg", "image/png": "png"}.get(
+        content_type, "bin"
+    )
+    return data, content_type, f"verification-{verification.pk}-{which}.{ext}"
+
+
+# ---------------------------------------------------------------- agreements (R-ACC-7)
+NOTICE_BATCH = 2000
+
+
+def _announce_agreement(version, *, batch_size=NOTICE_BATCH):
+    """One notice per active user for this version, in bounded batches (§11.3).
+
+    The dedupe key (user + version) makes a replay create nothing new.
+    """
+    from notices.models import Notice
+
+    subject = f"Service agreement {version.version} takes effect on {version.effective_at:%Y-%m-%d}"
+    body = (
+        f"We have published version {version.version} of the service agreement "
+        f"({version.title}). It takes effect on "
+        f"{timezone.localtime(version.effective_at):%Y-%m-%d %H:%M}. "
+        "You can read it and accept it on your agreement page; top-ups after that date "
+        "need your acceptance of it."
+    )
+    context = {"agreement_version_id": version.pk, "version": version.version}
+    last_id, created = 0, 0
+    while True:
+        ids = list(
+            User.objects.filter(is_active=True, pk__gt=last_id)
+            .order_by("pk")
+            .values_list("pk", flat=True)[:batch_size]
+        )
+        if not ids:
+            return created
+        Notice.objects.bulk_create(
+            [
+                Notice(
+                    user_id=uid,
+                    kind="agreement_published",
+                    subject=subject[:200],
+                    body=body,
+                    context=context,
+                    dedupe_key=f"agreement:{version.pk}:user:{uid}",
+                )
+                for uid in ids
+            ],
+            ignore_conflicts=True,
+        )
+        created += len(ids)
+        last_id = ids[-1]
+
+
+def publish_agreement(version, *, actor=None, reason=""):
+    """Publish a version with an effective date in the future; notify every user (R-ACC-7)."""
+    if version.effective_at is None or version.effective_at <= timezone.now():
+        raise ValidationError(
+            "The effective date must be in the future: users are told in advance.",
+            code="effective_in_past",
+        )
+    with transaction.atomic():
+        version = apply_transition(
+            version, "publish", actor=actor, reason=reason or "published", publisher=actor
+        )
+        _announce_agreement(version)
+        signals.agreement_published.send(sender=AgreementVersion, version=version)
+    return version
+
+
+def agreement_transition(version, transition_name, *, actor=None, reason="", **form_data):
+    """Admin entry point for agreement versions."""
+    if transition_name != "publish":
+        raise WorkflowError(f"Unknown agreement transition {transition_name!r}.")
+    return publish_agreement(version, actor=actor, reason=reason)
+
+
+def accept_agreement(user, version, *, ip: str) -> AgreementAcceptance:
+    """Record the user's acceptance of a published version in force or announced (R-ACC-7).
+
+    Idempotent: accepting the same version again returns the first acceptance.
+    """
+    from .selectors import agreement_in_force
+
+    if version.state != AgreementState.PUBLISHED:
+        raise ValidationError("This agreement version is not published.", code="not_published")
+    in_force = agreement_in_force()
+    if in_force is not None and version.effective_at < in_force.effective_at:
+        raise ValidationError(
+            "This agreement version has been replaced by a newer one.", code="superseded"
+        )
+    with transaction.atomic():
+        acceptance, _ = AgreementAcceptance.objects.get_or_create(
+            user=user,
+            version=version,
+            defaults={"ip": ip or None, "accepted_at": timezone.now()},
+        )
+    return acceptance

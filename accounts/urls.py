@@ -14,4 +14,16 @@ urlpatterns = [
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("verification/", views.verification_status, name="verification"),
+    path("verification/<int:pk>/", views.verification_detail, name="verification_detail"),
+    path("verification/new/<str:kind>/", views.verification_submit, name="verification_submit"),
+    path(
+        "verification/<int:pk>/document/<str:which>/",
+        views.verification_document,
+        name="verification_document",
+    ),
+    path("api-keys/", views.api_keys, name="api_keys"),
+    path("api-keys/<int:pk>/revoke/", views.api_key_revoke, name="api_key_revoke"),
+    path("agreement/", views.agreement, name="agreement"),
+    path("agreement/<int:pk>/accept/", views.agreement_accept, name="agreement_accept"),
 ]

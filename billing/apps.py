@@ -1,5 +1,12 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class BillingConfig(AppConfig):
     name = "billing"
+    verbose_name = "Billing and ledger"
+
+    def ready(self):
+        from .chart import on_post_migrate
+
+        post_migrate.connect(on_post_migrate, sender=self, dispatch_uid="billing_chart")

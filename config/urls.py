@@ -13,4 +13,5 @@ urlpatterns = [
     path("refunds/", include("refunds.urls")),
     path("notices/", include("notices.urls")),
     path("ops/", include("ops.urls")),
+    path("api/v1/gateway/", include("billing.gateway_urls")),
 ]

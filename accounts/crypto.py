@@ -1,0 +1,162 @@
+"""Personal data encrypted at rest (R-ACC-5).
+
+Fernet keys come from settings.FIELD_ENCRYPTION_KEYS: the first key encrypts,
+every key decrypts (MultiFernet), so keys can be rotated by prepending a new
+one. Text goes through `EncryptedTextField`; uploaded documents through
+`EncryptedFileStorage`, which has no public URL: files are served only by the
+permission-checked download view.
+"""
+
+import os
+import uuid
+from functools import lru_cache
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.core.files.base import ContentFile
+from django.core.files.storage import FileSystemStorage
+from django.db import models
+from django.utils.deconstruct import deconstructible
+
+
+@lru_cache(maxsize=4)
+def _fernet_for(keys: tuple) -> MultiFernet:
+    if not keys:
+        raise ImproperlyConfigured("FIELD_ENCRYPTION_KEYS is empty")
+    return MultiFernet([Fernet(k) for k in keys])
+
+
+def fernet() -> MultiFernet:
+    return _fernet_for(tuple(settings.FIELD_ENCRYPTION_KEYS))
+
+
+def encrypt_bytes(data: bytes) -> bytes:
+    return fernet().encrypt(data)
+
+
+def decrypt_bytes(token: bytes) -> bytes:
+    return fernet().decrypt(token)
+
+
+class EncryptedTextField(models.TextField):
+    """A text column holding a Fernet token; Python sees the plain text.
+
+    Not searchable or orderable by content, by design. Empty strings are kept
+    empty (nothing to protect, and forms stay simple).
+    """
+
+    description = "Text encrypted at rest"
+
+    def from_db_value(self, value, expression, connection):
+        if value in (None, ""):
+            return value
+        try:
+            return decrypt_bytes(value.encode()).decode()
+        except InvalidToken:
+            # A missing key must not leak the token into pages as if it were data.
+            raise ImproperlyConfigured("Cannot decrypt a field: FIELD_ENCRYPTION_KEYS is wrong")
+
+    def get_prep_value(self, value):
+        value = super().get_prep_value(value)
+        if value in (None, ""):
+            return value
+        return encrypt_bytes(str(value).encode()).decode()
+
+
+@deconstructible
+class EncryptedFileStorage(FileSystemStorage):
+    """Files encrypted with Fernet on disk, outside any public URL."""
+
+    def __init__(self, subdir="private"):
+        self.subdir = subdir
+        super().__init__()
+
+    @property
+    def base_location(self):
+        # Follows MEDIA_ROOT at call time (tests point it at a temporary folder).
+        return os.path.join(settings.MEDIA_ROOT, self.subdir)
+
+    @property
+    def location(self):
+        return os.path.abspath(self.base_location)
+
+    def _save(self, name, content):
+        content.seek(0)
+        token = encrypt_bytes(content.read())
+        return super()._save(name, ContentFile(token))
+
+    def open_plain(self, name) -> bytes:
+        with super().open(name, "rb") as fh:
+            return decrypt_bytes(fh.read())
+
+    def url(self, name):
+        raise ValueError("Encrypted documents have no public URL; use the download view.")
+
+    def deconstruct(self):
+        return ("accounts.crypto.EncryptedFileStorage", (), {"subdir": self.subdir})
+
+
+private_storage = EncryptedFileStorage()
+
+
+# ---------------------------------------------------------------- uploads
+# Only these documents are accepted, recognised by their first bytes (the
+# client's file name and content type are not trusted).
+MAGIC = (
+    (b"%PDF-", "application/pdf", "pdf"),
+    (b"\xff\xd8\xff", "image/jpeg", "jpg"),
+    (b"\x89PNG\r\n\x1a\n", "image/png", "png"),
+)
+ALLOWED_EXTENSIONS = {"pdf": "pdf", "jpg": "jpg", "jpeg": "jpg", "png": "png"}
+
+
+def sniff(head: bytes):
+    for magic, content_type, ext in MAGIC:
+        if head.startswith(magic):
+            return content_type, ext
+    return None, None
+
+
+def validate_upload(upload):
+    """Refuse files over settings.UPLOAD_MAX_BYTES or not PDF/JPEG/PNG; return the extension."""
+    limit = settings.UPLOAD_MAX_BYTES
+    if upload.size is None or upload.size > limit:
+        raise ValidationError(
+            "The file is larger than %(mb)s MB.",
+            code="file_too_large",
+            params={"mb": round(limit / 1024 / 1024, 1)},
+        )
+    if upload.size == 0:
+        raise ValidationError("The file is empty.", code="file_empty")
+    upload.seek(0)
+    head = upload.read(16)
+    upload.seek(0)
+    _, ext = sniff(head)
+    claimed = (upload.name or "").rsplit(".", 1)[-1].lower() if "." in (upload.name or "") else ""
+    if ext is None or ALLOWED_EXTENSIONS.get(claimed) != ext:
+        raise ValidationError(
+            "Only PDF, JPEG or PNG files are accepted (checked by content).",
+            code="file_type",
+        )
+    return ext
+
+
+def document_upload_to(prefix):
+    """Random file names: the user's own file name may itself be personal data."""
+
+    def upload_to(instance, filename):
+        ext = filename.rsplit(".", 1)[-1].lower() if "." in filename else "bin"
+        ext = ALLOWED_EXTENSIONS.get(ext, "bin")
+        return f"{prefix}/{uuid.uuid4().hex}.{ext}.enc"
+
+    upload_to.__qualname__ = f"document_upload_to.{prefix}"
+    return upload_to
+
+
+def licence_upload_to(instance, filename):
+    return document_upload_to("licences")(instance, filename)
+
+
+def evidence_upload_to(instance, filename):
+    return document_upload_to("evidence")(instance, filename)

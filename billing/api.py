@@ -1,0 +1,323 @@
+"""The model gateway's JSON API (R-USE-1), mounted at /api/v1/gateway/.
+
+Thin: parse, call billing services, render. Authenticated by the service
+token from settings.GATEWAY_SERVICE_TOKEN (constant-time comparison). Every
+error is JSON `{"code": …, "message": …}` with a stable code. OpenAPI at
+/api/v1/gateway/openapi.json, browsable docs at /api/v1/gateway/docs.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import HttpRequest
+from ninja import Field, NinjaAPI, Schema
+from ninja.errors import AuthenticationError, HttpError
+from ninja.errors import ValidationError as NinjaValidationError
+from ninja.parser import Parser
+from ninja.security import APIKeyHeader, HttpBearer
+
+from core.money import parse_amount
+
+from .micro import from_micro, to_micro
+from .services.engine import LedgerError
+from .services.usage import (
+    UsageEvent,
+    authorize,
+    charge_usage,
+    charge_usage_batch,
+    resolve_api_keys,
+)
+
+BATCH_LIMIT = getattr(settings, "GATEWAY_BATCH_LIMIT", 5000)
+
+
+class _DecimalParser(Parser):
+    """JSON numbers become Decimal, never float (an amount must stay exact)."""
+
+    def parse_body(self, request):
+        return json.loads(request.body, parse_float=Decimal)
+
+
+def _token_ok(given: str | None) -> bool:
+    expected = settings.GATEWAY_SERVICE_TOKEN
+    if not expected or not given:
+        return False
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+class _BearerToken(HttpBearer):
+    def authenticate(self, request, token):
+        return "gateway" if _token_ok(token) else None
+
+
+class _HeaderToken(APIKeyHeader):
+    param_name = "X-Service-Token"
+
+    def authenticate(self, request, key):
+        return "gateway" if _token_ok(key) else None
+
+
+api = NinjaAPI(
+    title="Model gateway API",
+    version="1",
+    description=(
+        "Authorize API keys and report usage for charging. Authenticate with "
+        "`Authorization: Bearer <service token>` (or `X-Service-Token`). Amounts are "
+        "CNY decimal strings with at most 6 places. Errors: `{code, message}`."
+    ),
+    urls_namespace="gateway",
+    auth=[_BearerToken(), _HeaderToken()],
+    parser=_DecimalParser(),
+    docs_url="/docs",
+    openapi_url="/openapi.json",
+)
+
+
+class ErrorOut(Schema):
+    code: str
+    message: str
+
+
+def _error(request, status, code, message):
+    return api.create_response(request, {"code": code, "message": message}, status=status)
+
+
+@api.exception_handler(AuthenticationError)
+def _unauthorized(request, exc):
+    return _error(request, 401, "unauthorized", "A valid service token is required.")
+
+
+@api.exception_handler(HttpError)
+def _http_error(request, exc):
+    if isinstance(exc.__cause__, ValueError):  # json.JSONDecodeError is a ValueError
+        return _error(request, 400, "invalid_json", "The request body is not valid JSON.")
+    return _error(request, exc.status_code, "http_error", str(exc))
+
+
+@api.exception_handler(NinjaValidationError)
+def _invalid(request, exc):
+    def place(loc):
+        return ".".join(str(p) for p in loc if p not in ("body", "payload")) or "body"
+
+    where = "; ".join(f"{place(e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors[:10])
+    return _error(request, 400, "invalid_request", where or "The request is malformed.")
+
+
+class _Refused(Exception):
+    def __init__(self, status, code, message):
+        self.status, self.code, self.message = status, code, message
+
+
+@api.exception_handler(_Refused)
+def _refused(request, exc):
+    return _error(request, exc.status, exc.code, exc.message)
+
+
+# ---------------------------------------------------------------- schemas
+
+
+class AuthorizeIn(Schema):
+    api_key: str = Field(..., description="The raw API key the caller presented.")
+    account_id: int | None = Field(
+        None, description="Optional: the balance account the gateway expects the key to belong to."
+    )
+
+
+class AuthorizeOut(Schema):
+    allowed: bool
+    code: str = Field(
+        ...,
+        description="ok, or why not: unknown_api_key, foreign_api_key, key_revoked, key_locked, "
+        "account_suspended, account_locked, account_frozen, account_terminated, arrears, "
+        "insufficient_balance",
+    )
+    available: str
+    currency: str = "CNY"
+
+
+class UsageIn(Schema):
+    request_id: str = Field(..., max_length=200, description="Unique per call; replays are safe.")
+    api_key: str
+    model: str = Field(..., max_length=100)
+    amount: Decimal | str = Field(..., description="CNY, > 0, at most 6 decimal places.")
+    currency: str = "CNY"
+    account_id: int | None = None
+
+
+class SplitOut(Schema):
+    trial: str
+    discount: str
+    cash: str
+    arrears: str
+
+
+class UsageOut(Schema):
+    request_id: str
+    status: str = Field(..., description="charged, or replayed (first result, nothing moved)")
+    amount: str
+    currency: str = "CNY"
+    split: SplitOut
+    sources: list[dict]
+
+
+class BatchIn(Schema):
+    events: list[UsageIn]
+
+
+class BatchItemOut(Schema):
+    index: int
+    request_id: str
+    status: str = Field(..., description="charged, replayed or error")
+    code: str | None = None
+    message: str | None = None
+    amount: str | None = None
+    split: SplitOut | None = None
+
+
+class BatchOut(Schema):
+    charged: int
+    replayed: int
+    errors: int
+    results: list[BatchItemOut]
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _money_str(micro: int) -> str:
+    return str(from_micro(micro).amount)
+
+
+def _charge_out(charge) -> dict:
+    return {
+        "request_id": charge.request_id,
+        "status": "replayed" if getattr(charge, "replayed", False) else "charged",
+        "amount": _money_str(charge.amount_micro),
+        "currency": "CNY",
+        "split": {
+            "trial": _money_str(charge.trial_micro),
+            "discount": _money_str(charge.discount_micro),
+            "cash": _money_str(charge.cash_micro),
+            "arrears": _money_str(charge.arrears_micro),
+        },
+        "sources": charge.split,
+    }
+
+
+def _parse_usage_amount(event: UsageIn) -> int:
+    """Amount → micro-units or _Refused with the stable code from core.money."""
+    try:
+        money = parse_amount(event.amount, places=6, currency=event.currency)
+    except DjangoValidationError as exc:
+        raise _Refused(400, exc.code or "invalid_amount", exc.messages[0])
+    return to_micro(money)
+
+
+def _key_for(event, keys) -> object:
+    key = keys.get(event.api_key)
+    if key is None:
+        raise _Refused(404, "unknown_api_key", "No such API key.")
+    if event.account_id is not None and key.account_id != event.account_id:
+        raise _Refused(403, "foreign_api_key", "This API key belongs to another account.")
+    return key
+
+
+# ---------------------------------------------------------------- endpoints
+
+
+@api.post("/authorize", response={200: AuthorizeOut, 400: ErrorOut, 401: ErrorOut})
+def authorize_key(request: HttpRequest, payload: AuthorizeIn):
+    """May this API key call a model now? Answers allowed, or refused with a stable code,
+    plus the available balance."""
+    key = resolve_api_keys([payload.api_key]).get(payload.api_key)
+    if key is not None and payload.account_id is not None and key.account_id != payload.account_id:
+        return {"allowed": False, "code": "foreign_api_key", "available": "0.000000"}
+    result = authorize(key)
+    return {
+        "allowed": result.allowed,
+        "code": result.code,
+        "available": str(result.available.amount),
+    }
+
+
+@api.post(
+    "/usage",
+    response={
+        200: UsageOut,
+        400: ErrorOut,
+        401: ErrorOut,
+        403: ErrorOut,
+        404: ErrorOut,
+        409: ErrorOut,
+    },
+)
+def report_usage(request: HttpRequest, payload: UsageIn):
+    """Charge one call. Replaying a request id returns the first result and moves nothing."""
+    micro = _parse_usage_amount(payload)
+    key = _key_for(payload, resolve_api_keys([payload.api_key]))
+    try:
+        charge = charge_usage(
+            key, from_micro(micro), request_id=payload.request_id, model=payload.model
+        )
+    except LedgerError as exc:
+        status = 409 if exc.code == "request_id_conflict" else 400
+        raise _Refused(status, exc.code, exc.messages[0])
+    return _charge_out(charge)
+
+
+@api.post("/usage/batch", response={200: BatchOut, 400: ErrorOut, 401: ErrorOut, 413: ErrorOut})
+def report_usage_batch(request: HttpRequest, payload: BatchIn):
+    """Charge many calls (up to GATEWAY_BATCH_LIMIT, default 5,000) with set-based work.
+    One result per event, in order; a bad event gets its own error and the others go on."""
+    if len(payload.events) > BATCH_LIMIT:
+        raise _Refused(413, "batch_too_large", f"At most {BATCH_LIMIT} events per batch.")
+    if not payload.events:
+        raise _Refused(400, "empty_batch", "The batch has no events.")
+    keys = resolve_api_keys({ev.api_key for ev in payload.events})
+    results: list[dict | None] = [None] * len(payload.events)
+    good, positions = [], []
+    for i, ev in enumerate(payload.events):
+        try:
+            micro = _parse_usage_amount(ev)
+            key = _key_for(ev, keys)
+            if not ev.request_id.strip() or not ev.model.strip():
+                raise _Refused(400, "invalid_request", "request_id and model are required.")
+        except _Refused as exc:
+            results[i] = {
+                "index": i,
+                "request_id": ev.request_id,
+                "status": "error",
+                "code": exc.code,
+                "message": exc.message,
+            }
+            continue
+        good.append(UsageEvent(ev.request_id, key, ev.model, micro))
+        positions.append(i)
+    if good:
+        try:
+            charges = charge_usage_batch(good)
+        except LedgerError as exc:
+            raise _Refused(
+                409 if exc.code == "request_id_conflict" else 400, exc.code, exc.messages[0]
+            )
+        for i, charge in zip(positions, charges, strict=True):
+            out = _charge_out(charge)
+            results[i] = {
+                "index": i,
+                "request_id": charge.request_id,
+                "status": out["status"],
+                "amount": out["amount"],
+                "split": out["split"],
+            }
+    statuses = [r["status"] for r in results]
+    return {
+        "charged": statuses.count("charged"),
+        "replayed": statuses.count("replayed"),
+        "errors": statuses.count("error"),
+        "results": results,
+    }

@@ -1,0 +1,37 @@
+"""Integer micro-units (1 CNY = 1,000,000) at the ledger's core, Money at the edges.
+
+The posting table is the high-volume one: BIGINT micro-units are exact, half
+the width of NUMERIC, sum fast in GROUP BY, and dodge django-money's pitfalls
+(bulk_update/update_fields dropping the currency column, values() handing back
+bare Decimals). Every value that leaves the ledger is turned back into Money.
+"""
+
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from djmoney.money import Money
+
+from core.money import CNY
+
+MICRO_PER_UNIT = 1_000_000
+FEN_MICRO = 10_000
+
+
+def to_micro(value) -> int:
+    """Money/Decimal → exact micro-units; refuses other currencies and sub-micro figures."""
+    if isinstance(value, Money):
+        if str(value.currency) != CNY:
+            raise ValidationError(
+                f"Only CNY is accepted, not {value.currency}.", code="wrong_currency"
+            )
+        value = value.amount
+    if isinstance(value, float):
+        raise ValidationError("Amounts must be Decimal, never float.", code="invalid_amount")
+    scaled = Decimal(value) * MICRO_PER_UNIT
+    if scaled != scaled.to_integral_value():
+        raise ValidationError("At most 6 decimal places are allowed.", code="too_many_decimals")
+    return int(scaled)
+
+
+def from_micro(micro) -> Money:
+    return Money(Decimal(int(micro or 0)).scaleb(-6).quantize(Decimal("0.000001")), CNY)

@@ -1,0 +1,359 @@
+"""The double-entry ledger (R-LED-1 … R-LED-6) and the records charging leaves behind.
+
+Amounts in the ledger are integer micro-units (see billing/micro.py and
+billing/README.md); `*_micro` columns have Money properties for the edges.
+Sign convention: a posting's amount is positive for a credit and negative for
+a debit. A user's buckets (cash, trial, discount, hold) are what the platform
+owes the user, so their balances are ≥ 0; the arrears bucket is what the user
+owes the platform, so its balance is ≤ 0.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from djmoney.models.fields import MoneyField
+
+from .micro import from_micro
+
+CNY_ONLY = [("CNY", "CNY")]
+
+
+class Channel(models.TextChoices):
+    ALIPAY = "alipay", "Alipay"
+    BANK = "bank", "Bank transfer"
+    OTHER = "other", "Other"
+
+
+class AccountKind(models.TextChoices):
+    # platform side (one row each; clearing per channel)
+    CLEARING = "clearing", "Payment clearing"
+    REVENUE = "revenue", "Revenue"
+    PROMOTION_EXPENSE = "promotion_expense", "Promotion expense"
+    REFUNDS_PAYABLE = "refunds_payable", "Refunds payable"
+    RIGHTS_HOLDER_PAYABLE = "rights_holder_payable", "Rights-holder payable"
+    # user side (one row per balance account and bucket)
+    CASH = "cash", "Cash"
+    TRIAL = "trial", "Trial funds"
+    DISCOUNT = "discount", "Discount"
+    HOLD = "hold", "Refund hold"
+    ARREARS = "arrears", "Arrears receivable"
+
+
+USER_BUCKETS = (
+    AccountKind.CASH,
+    AccountKind.TRIAL,
+    AccountKind.DISCOUNT,
+    AccountKind.HOLD,
+    AccountKind.ARREARS,
+)
+CREDIT_BUCKETS = (AccountKind.CASH, AccountKind.TRIAL, AccountKind.DISCOUNT, AccountKind.HOLD)
+PLATFORM_KINDS = (
+    AccountKind.CLEARING,
+    AccountKind.REVENUE,
+    AccountKind.PROMOTION_EXPENSE,
+    AccountKind.REFUNDS_PAYABLE,
+    AccountKind.RIGHTS_HOLDER_PAYABLE,
+)
+
+
+class LedgerAccount(models.Model):
+    """One account of the chart: a platform account, or one bucket of one user's balance.
+
+    `balance_micro` is the cached balance of a user bucket (R-LED-4), updated
+    in the same transaction as its postings. Platform accounts are touched by
+    every charge; caching them would turn one row into a global lock, so their
+    balance is always summed from postings.
+    """
+
+    kind = models.CharField(max_length=32, choices=AccountKind.choices)
+    owner = models.ForeignKey(
+        "accounts.BalanceAccount",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="ledger_accounts",
+    )
+    channel = models.CharField(max_length=16, blank=True, choices=Channel.choices)
+    balance_micro = models.BigIntegerField(default=0)
+    currency = models.CharField(max_length=3, default="CNY", choices=CNY_ONLY)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "kind"],
+                condition=Q(owner__isnull=False),
+                name="ledgeraccount_one_bucket_per_owner",
+            ),
+            models.UniqueConstraint(
+                fields=["kind", "channel"],
+                condition=Q(owner__isnull=True),
+                name="ledgeraccount_one_platform_account",
+            ),
+            models.CheckConstraint(condition=Q(currency="CNY"), name="ledgeraccount_cny"),
+            models.CheckConstraint(
+                condition=Q(owner__isnull=True, kind__in=PLATFORM_KINDS)
+                | Q(owner__isnull=False, kind__in=USER_BUCKETS),
+                name="ledgeraccount_side_matches_kind",
+            ),
+            models.CheckConstraint(
+                condition=Q(owner__isnull=True, balance_micro=0)
+                | Q(kind__in=CREDIT_BUCKETS, balance_micro__gte=0)
+                | Q(kind=AccountKind.ARREARS, balance_micro__lte=0),
+                name="ledgeraccount_bucket_sign",
+            ),
+        ]
+
+    def __str__(self):
+        if self.owner_id:
+            return f"{self.get_kind_display()} of balance account #{self.owner_id}"
+        if self.channel:
+            return f"{self.get_kind_display()} ({self.channel})"
+        return self.get_kind_display()
+
+    @property
+    def is_platform(self):
+        return self.owner_id is None
+
+    @property
+    def balance(self):
+        return from_micro(self.balance_micro)
+
+
+class Lot(models.Model):
+    """The cash of one paid top-up, kept apart so refunds and invoices can follow it."""
+
+    account = models.ForeignKey(
+        "accounts.BalanceAccount", on_delete=models.PROTECT, related_name="lots"
+    )
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    amount = MoneyField(
+        max_digits=18, decimal_places=2, default_currency="CNY", currency_choices=CNY_ONLY
+    )
+    remaining_micro = models.BigIntegerField(default=0, help_text="Cached unconsumed cash.")
+    held_micro = models.BigIntegerField(default=0, help_text="Cached cash in refund hold.")
+    payer_name = models.CharField(max_length=200, blank=True)
+    payer_account = models.CharField(max_length=200, blank=True)
+    third_party = models.BooleanField(default=False)
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    memo = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["account", "created_at", "id"])]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_currency="CNY"), name="lot_cny"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="lot_amount_positive"),
+            models.CheckConstraint(condition=Q(remaining_micro__gte=0), name="lot_remaining_gte0"),
+            models.CheckConstraint(condition=Q(held_micro__gte=0), name="lot_held_gte0"),
+        ]
+
+    def __str__(self):
+        return f"Lot #{self.pk} ({self.amount})"
+
+    @property
+    def remaining(self):
+        return from_micro(self.remaining_micro)
+
+    @property
+    def held(self):
+        return from_micro(self.held_micro)
+
+
+class GrantKind(models.TextChoices):
+    TRIAL = "trial", "Trial funds"
+    DISCOUNT = "discount", "Discount"
+
+
+class GrantState(models.TextChoices):
+    ACTIVE = "active", "Active"
+    USED_UP = "used_up", "Used up"
+    EXPIRED = "expired", "Expired"
+    VOIDED = "voided", "Voided"
+
+
+class Grant(models.Model):
+    """Free funds: trial money or a promotion's discount (tied to the lot that earned it)."""
+
+    account = models.ForeignKey(
+        "accounts.BalanceAccount", on_delete=models.PROTECT, related_name="grants"
+    )
+    kind = models.CharField(max_length=16, choices=GrantKind.choices)
+    amount = MoneyField(
+        max_digits=18, decimal_places=6, default_currency="CNY", currency_choices=CNY_ONLY
+    )
+    remaining_micro = models.BigIntegerField(default=0, help_text="Cached unspent amount.")
+    expires_at = models.DateTimeField(null=True, blank=True)
+    source_lot = models.ForeignKey(
+        Lot, on_delete=models.PROTECT, null=True, blank=True, related_name="discounts"
+    )
+    state = models.CharField(max_length=16, choices=GrantState.choices, default=GrantState.ACTIVE)
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    memo = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [
+            models.Index(fields=["account", "state"]),
+            models.Index(
+                fields=["expires_at"],
+                condition=Q(remaining_micro__gt=0),
+                name="grant_due_for_expiry",
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_currency="CNY"), name="grant_cny"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="grant_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(remaining_micro__gte=0), name="grant_remaining_gte0"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} grant #{self.pk} ({self.amount})"
+
+    @property
+    def remaining(self):
+        return from_micro(self.remaining_micro)
+
+
+class TxnKind(models.TextChoices):
+    TOP_UP = "top_up", "Top-up (lot credited)"
+    GRANT = "grant", "Grant of free funds"
+    EXPIRY = "expiry", "Grant expired"
+    VOID = "void", "Grant voided"
+    USAGE = "usage", "API usage"
+    PURCHASE = "purchase", "Prepaid purchase"
+    HOLD = "hold", "Refund hold"
+    RELEASE = "release", "Refund hold released"
+    REFUND = "refund", "Refund paid out of hold"
+    REVERSAL = "reversal", "Reversal"
+
+
+class LedgerTransaction(models.Model):
+    """One movement of value: two or more postings summing to zero (R-LED-1)."""
+
+    id = models.BigAutoField(primary_key=True)
+    kind = models.CharField(max_length=16, choices=TxnKind.choices)
+    account = models.ForeignKey(
+        "accounts.BalanceAccount",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="ledger_transactions",
+        help_text="The balance account whose buckets moved.",
+    )
+    idempotency_key = models.CharField(max_length=200, unique=True, null=True, blank=True)
+    reverses = models.OneToOneField(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="reversed_by"
+    )
+    memo = models.CharField(max_length=200, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["account", "-id"])]
+
+    def __str__(self):
+        return f"Txn #{self.pk} {self.kind}"
+
+
+class Posting(models.Model):
+    """One line of a ledger transaction. Append-only (R-LED-2): never updated or deleted.
+
+    `bucket` repeats the ledger account's kind so reconciliation of lots and
+    grants is one GROUP BY over this table, no join.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    transaction = models.ForeignKey(
+        LedgerTransaction, on_delete=models.PROTECT, related_name="postings"
+    )
+    ledger_account = models.ForeignKey(
+        LedgerAccount, on_delete=models.PROTECT, related_name="postings"
+    )
+    bucket = models.CharField(max_length=32, choices=AccountKind.choices)
+    lot = models.ForeignKey(
+        Lot, on_delete=models.PROTECT, null=True, blank=True, related_name="postings"
+    )
+    grant = models.ForeignKey(
+        Grant, on_delete=models.PROTECT, null=True, blank=True, related_name="postings"
+    )
+    amount_micro = models.BigIntegerField(help_text="Micro-units; credit > 0, debit < 0.")
+    currency = models.CharField(max_length=3, default="CNY", choices=CNY_ONLY)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(currency="CNY"), name="posting_cny"),
+            models.CheckConstraint(condition=~Q(amount_micro=0), name="posting_not_zero"),
+        ]
+
+    def __str__(self):
+        return f"{self.bucket} {from_micro(self.amount_micro)}"
+
+    @property
+    def amount(self):
+        return from_micro(self.amount_micro)
+
+
+class Charge(models.Model):
+    """One charged API call (R-USE-1) and where its money came from (R-USE-2).
+
+    `split` lists each grant and lot drawn on; `arrears_micro` is the part no
+    bucket covered (R-USE-3). The unique request id makes replays harmless (R-LED-5).
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    request_id = models.CharField(max_length=200, unique=True)
+    account = models.ForeignKey(
+        "accounts.BalanceAccount", on_delete=models.PROTECT, related_name="charges"
+    )
+    api_key = models.ForeignKey(
+        "accounts.ApiKey", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    model = models.CharField(max_length=100)
+    amount_micro = models.BigIntegerField()
+    trial_micro = models.BigIntegerField(default=0)
+    discount_micro = models.BigIntegerField(default=0)
+    cash_micro = models.BigIntegerField(default=0)
+    arrears_micro = models.BigIntegerField(default=0)
+    split = models.JSONField(default=list)
+    transaction = models.OneToOneField(
+        LedgerTransaction, on_delete=models.PROTECT, related_name="charge"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["account", "-id"])]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_micro__gt=0), name="charge_positive"),
+            models.CheckConstraint(
+                condition=Q(
+                    amount_micro=models.F("trial_micro")
+                    + models.F("discount_micro")
+                    + models.F("cash_micro")
+                    + models.F("arrears_micro")
+                ),
+                name="charge_split_adds_up",
+            ),
+        ]
+
+    def __str__(self):
+        return f"Charge {self.request_id}"
+
+    @property
+    def amount(self):
+        return from_micro(self.amount_micro)
+
+    @property
+    def arrears(self):
+        return from_micro(self.arrears_micro)

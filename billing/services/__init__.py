@@ -1,0 +1,1 @@
+"""Billing services. Import from billing.services.ledger (the contract's home)."""

@@ -1,0 +1,508 @@
+"""Ledger services: the only code that moves money (R-LED-1 … R-LED-6, R-USE-2 … R-USE-4).
+
+Each function is one database transaction and idempotent on its key: a
+replay returns the first result and moves nothing (R-LED-5). Services other
+apps call inside their own transactions (credit_lot, grant_funds, holds …)
+use a plain atomic block so they commit together with the caller's change;
+the gateway's charging entry points are outermost (`durable=True`).
+"""
+
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from ..chart import platform_account_id
+from ..micro import from_micro
+from ..models import (
+    AccountKind,
+    Channel,
+    Charge,
+    Grant,
+    GrantKind,
+    GrantState,
+    LedgerTransaction,
+    Lot,
+    TxnKind,
+)
+from .engine import Entry, LedgerError, Leg, lock_buckets, write
+from .engine import positive_micro as _positive_micro
+from .reconcile import ReconciliationReport, reconcile, reconcile_all  # noqa: F401
+from .usage import (  # noqa: F401  (re-exported: the contract names them here)
+    InsufficientBalance,
+    charge_usage,
+    charge_usage_batch,
+    purchase_package,
+)
+
+__all__ = [
+    "LedgerError",
+    "InsufficientBalance",
+    "credit_lot",
+    "grant_funds",
+    "expire_grant",
+    "expire_due_grants",
+    "void_grant",
+    "charge_usage",
+    "charge_usage_batch",
+    "purchase_package",
+    "hold_for_refund",
+    "release_refund_hold",
+    "pay_out_refund_hold",
+    "reverse_transaction",
+    "reconcile",
+    "reconcile_all",
+    "ReconciliationReport",
+]
+
+
+def _replayed(key):
+    return LedgerTransaction.objects.filter(idempotency_key=key).first()
+
+
+def _idempotent(lookup, run):
+    """Run `run()`; if a concurrent call with the same key won the unique
+    constraint, return that call's result instead (R-LED-5)."""
+    found = lookup()
+    if found is not None:
+        return found
+    try:
+        return run()
+    except IntegrityError:
+        found = lookup()
+        if found is None:
+            raise
+        return found
+
+
+# ---------------------------------------------------------------- top-ups and grants
+
+
+def credit_lot(
+    account,
+    amount,
+    *,
+    channel: str,
+    idempotency_key: str,
+    payer_name: str = "",
+    payer_account: str = "",
+    third_party: bool = False,
+    memo: str = "",
+) -> Lot:
+    """Paid money arrives: payment clearing[channel] → a new cash lot.
+
+    Any arrears are paid first (R-USE-3): that part of the lot goes to the
+    arrears bucket and the lot keeps only the rest.
+    """
+    micro = _positive_micro(amount, whole_fen=True)
+    if channel not in Channel.values:
+        raise LedgerError(f"Unknown payment channel {channel!r}.", code="unknown_channel")
+
+    def run():
+        with transaction.atomic():
+            buckets = lock_buckets([account.pk])[account.pk]
+            lot = Lot.objects.create(
+                account_id=account.pk,
+                channel=channel,
+                amount=from_micro(micro),
+                payer_name=payer_name[:200],
+                payer_account=payer_account[:200],
+                third_party=third_party,
+                idempotency_key=idempotency_key,
+                memo=memo[:200],
+            )
+            pays_arrears = min(buckets.arrears_micro, micro)
+            legs = [Leg(platform_account_id(AccountKind.CLEARING, channel), "clearing", -micro)]
+            if pays_arrears:
+                legs.append(Leg(buckets["arrears"].pk, "arrears", pays_arrears, lot_id=lot.pk))
+            if micro - pays_arrears:
+                legs.append(Leg(buckets["cash"].pk, "cash", micro - pays_arrears, lot_id=lot.pk))
+            write(
+                [
+                    Entry(
+                        TxnKind.TOP_UP,
+                        account.pk,
+                        legs,
+                        idempotency_key=f"lot:{idempotency_key}",
+                        memo=memo or f"Top-up via {channel}",
+                    )
+                ]
+            )
+            lot.remaining_micro = micro - pays_arrears
+            return lot
+
+    return _idempotent(lambda: Lot.objects.filter(idempotency_key=idempotency_key).first(), run)
+
+
+def grant_funds(
+    account,
+    amount,
+    *,
+    kind: str,
+    expires_at,
+    idempotency_key: str,
+    source_lot: Lot | None = None,
+    memo: str = "",
+) -> Grant:
+    """Free funds: promotion expense → a trial or discount grant."""
+    micro = _positive_micro(amount)
+    if kind not in GrantKind.values:
+        raise LedgerError(f"Unknown grant kind {kind!r}.", code="unknown_grant_kind")
+    if source_lot is not None and source_lot.account_id != account.pk:
+        raise LedgerError("The source lot belongs to another account.", code="foreign_lot")
+
+    def run():
+        with transaction.atomic():
+            buckets = lock_buckets([account.pk])[account.pk]
+            grant = Grant.objects.create(
+                account_id=account.pk,
+                kind=kind,
+                amount=from_micro(micro),
+                expires_at=expires_at,
+                source_lot=source_lot,
+                idempotency_key=idempotency_key,
+                memo=memo[:200],
+            )
+            write(
+                [
+                    Entry(
+                        TxnKind.GRANT,
+                        account.pk,
+                        [
+                            Leg(
+                                platform_account_id(AccountKind.PROMOTION_EXPENSE),
+                                "promotion_expense",
+                                -micro,
+                            ),
+                            Leg(buckets[kind].pk, kind, micro, grant_id=grant.pk),
+                        ],
+                        idempotency_key=f"grant:{idempotency_key}",
+                        memo=memo or f"{kind} grant",
+                    )
+                ]
+            )
+            grant.remaining_micro = micro
+            return grant
+
+    return _idempotent(lambda: Grant.objects.filter(idempotency_key=idempotency_key).first(), run)
+
+
+def _end_grant_entry(grant: Grant, buckets, kind, key, memo, actor_id=None) -> Entry:
+    # Expiry and voiding are not externally triggered: the grant's state, read under
+    # the account's lock, makes them happen once. No key, so a grant revived by a
+    # reversal can expire again.
+    return Entry(
+        kind,
+        grant.account_id,
+        [
+            Leg(buckets[grant.kind].pk, grant.kind, -grant.remaining_micro, grant_id=grant.pk),
+            Leg(
+                platform_account_id(AccountKind.PROMOTION_EXPENSE),
+                "promotion_expense",
+                grant.remaining_micro,
+            ),
+        ],
+        idempotency_key=key,
+        memo=memo,
+        actor_id=actor_id,
+    )
+
+
+def expire_grant(grant: Grant, *, now=None) -> LedgerTransaction | None:
+    """The unused part of one due grant leaves the balance (grant → promotion expense).
+    None when there is nothing to do (not due, already ended, nothing left)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        buckets = lock_buckets([grant.account_id])[grant.account_id]
+        fresh = Grant.objects.get(pk=grant.pk)
+        if (
+            fresh.state != GrantState.ACTIVE
+            or fresh.remaining_micro <= 0
+            or fresh.expires_at is None
+            or fresh.expires_at > now
+        ):
+            return None
+        (txn,) = write([_end_grant_entry(fresh, buckets, TxnKind.EXPIRY, None, "Grant expired")])
+        Grant.objects.filter(pk=fresh.pk).update(state=GrantState.EXPIRED, ended_at=now)
+    grant.refresh_from_db()
+    return txn
+
+
+def expire_due_grants(*, now=None, limit: int = 5000) -> int:
+    """Expire up to `limit` due grants, set-based: one ledger transaction per grant,
+    written with a constant number of statements. Accounts busy in another
+    transaction are skipped (SKIP LOCKED on PostgreSQL) and picked up next run."""
+    from django.db import connection
+
+    now = now or timezone.now()
+    due = Q(state=GrantState.ACTIVE, remaining_micro__gt=0, expires_at__lte=now)
+    with transaction.atomic():
+        owner_ids = set(
+            Grant.objects.filter(due)
+            .order_by("expires_at")
+            .values_list("account_id", flat=True)[:limit]
+        )
+        if not owner_ids:
+            return 0
+        from ..models import LedgerAccount
+
+        lock = LedgerAccount.objects.filter(
+            owner_id__in=owner_ids, kind__in=[GrantKind.TRIAL, GrantKind.DISCOUNT]
+        ).order_by("id")
+        if connection.vendor == "postgresql":
+            lock = lock.select_for_update(skip_locked=True)
+        rows = list(lock)
+        by_owner: dict[int, dict] = {}
+        for row in rows:
+            by_owner.setdefault(row.owner_id, {})[row.kind] = row
+        grants = list(
+            Grant.objects.filter(due, account_id__in=list(by_owner)).order_by("expires_at", "id")[
+                :limit
+            ]
+        )
+        entries = [
+            _end_grant_entry(g, by_owner[g.account_id], TxnKind.EXPIRY, None, "Grant expired")
+            for g in grants
+            if g.kind in by_owner[g.account_id]
+        ]
+        write(entries)
+        Grant.objects.filter(pk__in=[g.pk for g in grants]).update(
+            state=GrantState.EXPIRED, ended_at=now
+        )
+        return len(entries)
+
+
+def void_grant(grant: Grant, *, reason: str, actor=None) -> LedgerTransaction | None:
+    """Staff take back the unused part of a grant (grant → promotion expense)."""
+    from core.workflow import record_audit
+
+    if not (reason or "").strip():
+        raise LedgerError("A reason is required to void a grant.", code="reason_required")
+    with transaction.atomic():
+        buckets = lock_buckets([grant.account_id])[grant.account_id]
+        fresh = Grant.objects.get(pk=grant.pk)
+        if fresh.state in (GrantState.EXPIRED, GrantState.VOIDED):
+            return (
+                LedgerTransaction.objects.filter(kind=TxnKind.VOID, postings__grant=fresh)
+                .order_by("-id")
+                .first()
+            )
+        txn = None
+        if fresh.remaining_micro > 0:
+            (txn,) = write(
+                [
+                    _end_grant_entry(
+                        fresh,
+                        buckets,
+                        TxnKind.VOID,
+                        None,
+                        reason[:200],
+                        actor_id=getattr(actor, "pk", None),
+                    )
+                ]
+            )
+        Grant.objects.filter(pk=fresh.pk).update(state=GrantState.VOIDED, ended_at=timezone.now())
+        record_audit(
+            fresh,
+            action="void",
+            actor=actor,
+            reason=reason,
+            from_state=fresh.state,
+            to_state=GrantState.VOIDED,
+            amount=str(fresh.remaining),
+        )
+    grant.refresh_from_db()
+    return txn
+
+
+# ---------------------------------------------------------------- refund holds
+
+
+def _lot_move(lot, amount, *, kind, key, legs_for, check, memo, after=None):
+    micro = _positive_micro(amount, whole_fen=True)
+    ikey = f"{kind}:{key}"
+
+    def run():
+        with transaction.atomic():
+            buckets = lock_buckets([lot.account_id])[lot.account_id]
+            fresh = Lot.objects.get(pk=lot.pk)
+            check(fresh, micro)
+            (txn,) = write(
+                [
+                    Entry(
+                        kind,
+                        lot.account_id,
+                        legs_for(buckets, fresh, micro),
+                        idempotency_key=ikey,
+                        memo=memo,
+                    )
+                ]
+            )
+            if after:
+                after(fresh)
+        lot.refresh_from_db()
+        return txn
+
+    return _idempotent(lambda: _replayed(ikey), run)
+
+
+def _needs_cash(lot, micro):
+    if lot.remaining_micro < micro:
+        raise LedgerError(
+            "The lot's unconsumed cash is less than the amount.", code="insufficient_lot"
+        )
+
+
+def _needs_hold(lot, micro):
+    if lot.held_micro < micro:
+        raise LedgerError("Less than this amount is on hold for the lot.", code="insufficient_hold")
+
+
+def hold_for_refund(lot: Lot, amount, *, idempotency_key: str) -> LedgerTransaction:
+    """Set a lot's cash aside while a refund is reviewed (cash → refund hold)."""
+    return _lot_move(
+        lot,
+        amount,
+        kind=TxnKind.HOLD,
+        key=idempotency_key,
+        check=_needs_cash,
+        legs_for=lambda b, lot, m: [
+            Leg(b["cash"].pk, "cash", -m, lot_id=lot.pk),
+            Leg(b["hold"].pk, "hold", m, lot_id=lot.pk),
+        ],
+        memo="Refund hold",
+    )
+
+
+def release_refund_hold(lot: Lot, amount, *, idempotency_key: str) -> LedgerTransaction:
+    """A refund was refused or withdrawn: the held cash returns to the lot."""
+    return _lot_move(
+        lot,
+        amount,
+        kind=TxnKind.RELEASE,
+        key=idempotency_key,
+        check=_needs_hold,
+        legs_for=lambda b, lot, m: [
+            Leg(b["hold"].pk, "hold", -m, lot_id=lot.pk),
+            Leg(b["cash"].pk, "cash", m, lot_id=lot.pk),
+        ],
+        memo="Refund hold released",
+    )
+
+
+def pay_out_refund_hold(
+    lot: Lot, amount, *, idempotency_key: str, close_lot: bool = True
+) -> LedgerTransaction:
+    """An approved refund leaves the balance: refund hold → refunds payable.
+    The lot is closed (a lot is refunded once, §8)."""
+
+    def close(fresh):
+        if close_lot and fresh.closed_at is None:
+            Lot.objects.filter(pk=fresh.pk).update(closed_at=timezone.now())
+
+    return _lot_move(
+        lot,
+        amount,
+        kind=TxnKind.REFUND,
+        key=idempotency_key,
+        check=_needs_hold,
+        legs_for=lambda b, lot, m: [
+            Leg(b["hold"].pk, "hold", -m, lot_id=lot.pk),
+            Leg(platform_account_id(AccountKind.REFUNDS_PAYABLE), "refunds_payable", m),
+        ],
+        memo="Refund paid out",
+        after=close,
+    )
+
+
+# ---------------------------------------------------------------- corrections
+
+
+def reverse_transaction(txn: LedgerTransaction, *, reason: str, actor=None) -> LedgerTransaction:
+    """Correct a mistake by posting the exact opposite (R-LED-2: nothing is edited).
+    Refused if the money has since moved on (a bucket, lot or grant would go negative)."""
+    from core.workflow import record_audit
+
+    if not (reason or "").strip():
+        raise LedgerError("A reason is required for a reversal.", code="reason_required")
+    if txn.kind == TxnKind.REVERSAL:
+        raise LedgerError("A reversal cannot itself be reversed.", code="reversal_of_reversal")
+    key = f"reverse:{txn.pk}"
+
+    def run():
+        with transaction.atomic():
+            if txn.account_id:
+                buckets = lock_buckets([txn.account_id])[txn.account_id]
+            postings = list(txn.postings.all())
+            legs = [
+                Leg(
+                    p.ledger_account_id,
+                    p.bucket,
+                    -p.amount_micro,
+                    lot_id=p.lot_id,
+                    grant_id=p.grant_id,
+                )
+                for p in postings
+            ]
+            if txn.account_id:
+                _check_reversible(buckets, legs)
+            (rev,) = write(
+                [
+                    Entry(
+                        TxnKind.REVERSAL,
+                        txn.account_id,
+                        legs,
+                        idempotency_key=key,
+                        memo=reason[:200],
+                        actor_id=getattr(actor, "pk", None),
+                        reverses_id=txn.pk,
+                    )
+                ]
+            )
+            if txn.kind in (TxnKind.EXPIRY, TxnKind.VOID):
+                # the grant's money is back, so the grant is live again
+                Grant.objects.filter(pk__in={leg.grant_id for leg in legs if leg.grant_id}).update(
+                    state=GrantState.ACTIVE, ended_at=None
+                )
+            record_audit(txn, action="reverse", actor=actor, reason=reason, reversal=rev.pk)
+            return rev
+
+    return _idempotent(lambda: _replayed(key), run)
+
+
+def _check_reversible(buckets, legs):
+    from collections import defaultdict
+
+    bucket = defaultdict(int)
+    lots = defaultdict(lambda: [0, 0])
+    grants = defaultdict(int)
+    for leg in legs:
+        bucket[leg.bucket] += leg.micro
+        if leg.lot_id and leg.bucket == "cash":
+            lots[leg.lot_id][0] += leg.micro
+        if leg.lot_id and leg.bucket == "hold":
+            lots[leg.lot_id][1] += leg.micro
+        if leg.grant_id:
+            grants[leg.grant_id] += leg.micro
+    for kind, delta in bucket.items():
+        if kind in buckets.rows:
+            after = buckets.micro(kind) + delta
+            if (kind == "arrears" and after > 0) or (kind != "arrears" and after < 0):
+                raise LedgerError(
+                    "The money has moved on; this cannot be reversed.", code="not_reversible"
+                )
+    for lot in Lot.objects.filter(pk__in=list(lots)):
+        if lot.remaining_micro + lots[lot.pk][0] < 0 or lot.held_micro + lots[lot.pk][1] < 0:
+            raise LedgerError(
+                "The lot's money has moved on; this cannot be reversed.", code="not_reversible"
+            )
+    for grant in Grant.objects.filter(pk__in=list(grants)):
+        if grant.remaining_micro + grants[grant.pk] < 0:
+            raise LedgerError(
+                "The grant has been spent; this cannot be reversed.", code="not_reversible"
+            )
+
+
+def charge_for(request_id: str) -> Charge | None:
+    return Charge.objects.filter(request_id=request_id).first()

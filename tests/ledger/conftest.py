@@ -1,0 +1,46 @@
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+from djmoney.money import Money
+
+from accounts.services import create_api_key
+from billing.selectors import balance_summary
+from billing.services.ledger import reconcile
+from tests.factories import UserFactory
+
+
+def cny(value) -> Money:
+    return Money(Decimal(str(value)), "CNY")
+
+
+def later(days=30):
+    return timezone.now() + timedelta(days=days)
+
+
+def summary(account):
+    """balance_summary as plain Decimals, for compact assertions."""
+    return {k: v.amount for k, v in balance_summary(account).items()}
+
+
+def assert_reconciled(account=None):
+    report = reconcile(account)
+    assert report.ok, report.summary()
+
+
+@pytest.fixture
+def user(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def account(user):
+    return user.balance_account
+
+
+@pytest.fixture
+def api_key(user):
+    key, raw = create_api_key(user, name="test")
+    key.raw = raw
+    return key

@@ -1,0 +1,164 @@
+"""Concurrency on PostgreSQL with real threads (R-LED-5, R-LED-6, R-USE-3)."""
+
+import threading
+from decimal import Decimal
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import connection
+
+from billing.micro import from_micro
+from billing.models import Charge, LedgerTransaction, Lot, Posting
+from billing.services.ledger import (
+    InsufficientBalance,
+    charge_usage,
+    credit_lot,
+    purchase_package,
+)
+from billing.services.usage import UsageEvent, charge_usage_batch, resolve_api_keys
+
+from .conftest import assert_reconciled, cny, summary
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+def run_threads(n, target):
+    """Start n threads at once (barrier), each with its own DB connection; collect results."""
+    barrier = threading.Barrier(n)
+    results, errors = [None] * n, []
+
+    def work(i):
+        try:
+            barrier.wait()
+            results[i] = target(i)
+        except Exception as exc:  # noqa: BLE001 - reported to the test
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return results, errors
+
+
+def test_many_threads_charging_one_account_never_overspend(account, api_key):
+    """R-LED-6/R-USE-3: 12 threads × 3 calls on one account whose cash covers only part:
+    every call is charged once, cash never goes below zero, the rest is exact arrears."""
+    credit_lot(account, cny("5.00"), channel="alipay", idempotency_key="L1")
+    credit_lot(account, cny("2.50"), channel="bank", idempotency_key="L2")
+
+    def work(i):
+        return [
+            charge_usage(api_key, cny("0.333333"), request_id=f"t{i}-{j}", model="m").pk
+            for j in range(3)
+        ]
+
+    results, errors = run_threads(12, work)
+    assert not errors, errors
+    assert len({pk for r in results for pk in r}) == 36
+    total = Decimal("0.333333") * 36  # 11.999988
+    s = summary(account)
+    assert s["cash"] == 0 and s["available"] == 0
+    assert s["arrears"] == total - Decimal("7.50")
+    charges = Charge.objects.all()
+    assert sum(c.cash_micro for c in charges) == 7_500_000
+    assert from_micro(sum(c.arrears_micro for c in charges)).amount == total - Decimal("7.50")
+    assert all(lot.remaining_micro == 0 for lot in Lot.objects.all())
+    assert_reconciled()
+
+
+def test_replayed_request_id_under_concurrency_charges_once(account, api_key):
+    """R-LED-5: eight threads sending the same request id: one charge, one transaction,
+    everyone gets the same charge back."""
+    credit_lot(account, cny("10"), channel="alipay", idempotency_key="L")
+
+    results, errors = run_threads(
+        8, lambda i: charge_usage(api_key, cny("1.25"), request_id="dup", model="m").pk
+    )
+    assert not errors, errors
+    assert len(set(results)) == 1
+    assert Charge.objects.count() == 1
+    assert LedgerTransaction.objects.filter(kind="usage").count() == 1
+    assert summary(account)["cash"] == Decimal("8.75")
+    assert_reconciled()
+
+
+def test_concurrent_batches_with_overlapping_request_ids(account, api_key):
+    """R-LED-5/R-LED-6: four batches at once sharing request ids charge each id once."""
+    from accounts.services import create_api_key
+    from tests.factories import UserFactory
+
+    other = UserFactory()
+    key2, raw2 = create_api_key(other, name="k")
+    credit_lot(account, cny("3"), channel="alipay", idempotency_key="A")
+    credit_lot(other.balance_account, cny("3"), channel="alipay", idempotency_key="B")
+    raws = [api_key.raw, raw2]
+
+    def work(i):
+        keys = resolve_api_keys(raws)
+        events = [
+            UsageEvent(f"ev-{j}", keys[raws[j % 2]], "m", 50_000)
+            for j in range(i * 20, i * 20 + 100)
+        ]
+        return charge_usage_batch(events)
+
+    results, errors = run_threads(4, work)
+    assert not errors, errors
+    ids = {c.request_id for batch in results for c in batch}
+    assert Charge.objects.count() == len(ids) == 160
+    assert_reconciled()
+    assert sum(Posting.objects.values_list("amount_micro", flat=True)) == 0
+
+
+def test_concurrent_top_up_replays_make_one_lot(account):
+    """R-LED-5: the same payment notification delivered 8 times at once credits one lot."""
+    results, errors = run_threads(
+        8,
+        lambda i: credit_lot(account, cny("20"), channel="alipay", idempotency_key="trade-1").pk,
+    )
+    assert not errors, errors
+    assert len(set(results)) == 1 and Lot.objects.count() == 1
+    assert summary(account)["cash"] == 20
+    assert_reconciled()
+
+
+def test_concurrent_prepaid_purchases_only_what_is_covered(account):
+    """R-USE-3/R-LED-6: eight concurrent package purchases of 4.00 on a 10.00 balance:
+    exactly two succeed, the rest are refused and move nothing."""
+    credit_lot(account, cny("10"), channel="alipay", idempotency_key="L")
+
+    def work(i):
+        try:
+            return purchase_package(
+                account, cny("4"), idempotency_key=f"p{i}", description="pkg"
+            ).pk
+        except InsufficientBalance:
+            return None
+
+    results, errors = run_threads(8, work)
+    assert not errors, errors
+    assert len([r for r in results if r]) == 2
+    assert summary(account)["cash"] == 2 and summary(account)["arrears"] == 0
+    assert_reconciled()
+
+
+def test_charge_and_top_up_race_keeps_arrears_exact(account, api_key):
+    """R-USE-3/R-LED-6: top-ups racing with overdrawing charges: arrears is always paid
+    first and the totals come out exact whatever the interleaving."""
+
+    def work(i):
+        if i % 2:
+            return credit_lot(account, cny("1"), channel="alipay", idempotency_key=f"L{i}").pk
+        return charge_usage(api_key, cny("1.5"), request_id=f"c{i}", model="m").pk
+
+    results, errors = run_threads(10, work)
+    assert not errors, errors
+    s = summary(account)
+    # 5 top-ups of 1.00, 5 charges of 1.50: the account ends 2.50 in arrears
+    assert s["cash"] - s["arrears"] == Decimal("-2.5")
+    assert_reconciled()
+    with pytest.raises(ValidationError):
+        purchase_package(account, cny("0.01"), idempotency_key="x", description="pkg")

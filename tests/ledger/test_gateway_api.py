@@ -1,0 +1,222 @@
+"""The gateway API over real HTTP (R-USE-1 … R-USE-3, R-LED-3, R-LED-5)."""
+
+import json
+
+import pytest
+
+from accounts.services import change_standing, create_api_key
+from billing.models import Charge, Posting
+from billing.services.ledger import charge_usage, credit_lot
+from core.workflow import apply_transition
+from tests.factories import UserFactory
+
+from .conftest import cny, summary
+from .http import TOKEN, call
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _token(settings):
+    settings.GATEWAY_SERVICE_TOKEN = TOKEN
+
+
+@pytest.fixture
+def funded(account, api_key):
+    credit_lot(account, cny("10.00"), channel="alipay", idempotency_key="fund")
+    return api_key
+
+
+def usage(key, request_id="r-1", amount="1.5", **extra):
+    return {
+        "request_id": request_id,
+        "api_key": key.raw,
+        "model": "gpt-x",
+        "amount": amount,
+        **extra,
+    }
+
+
+def nothing_moved(before_postings):
+    return Posting.objects.count() == before_postings
+
+
+def test_authorize_allows_a_funded_key(live_server, funded):
+    """R-USE-1: authorize answers allowed with the available balance."""
+    status, body = call(live_server.url, "authorize", {"api_key": funded.raw})
+    assert status == 200
+    assert body == {"allowed": True, "code": "ok", "available": "10.000000", "currency": "CNY"}
+
+
+def test_authorize_refusal_codes(live_server, account, api_key):
+    """R-USE-1: refusals carry stable codes: insufficient_balance, arrears, key and standing."""
+    status, body = call(live_server.url, "authorize", {"api_key": api_key.raw})
+    assert (status, body["allowed"], body["code"]) == (200, False, "insufficient_balance")
+
+    credit_lot(account, cny("1"), channel="alipay", idempotency_key="L1")
+    charge_usage(api_key, cny("3"), request_id="over", model="m")
+    _, body = call(live_server.url, "authorize", {"api_key": api_key.raw})
+    assert (body["allowed"], body["code"], body["available"]) == (False, "arrears", "0.000000")
+    credit_lot(account, cny("5"), channel="alipay", idempotency_key="L2")
+    _, body = call(live_server.url, "authorize", {"api_key": api_key.raw})
+    assert (body["allowed"], body["code"], body["available"]) == (True, "ok", "3.000000")
+
+    for transition, back, code in [
+        ("suspend", "reinstate", "account_suspended"),
+        ("lock", "unlock", "account_locked"),
+        ("freeze", "unfreeze", "account_frozen"),
+    ]:
+        kwargs = {"authority": "Court", "document_number": "42"} if transition == "freeze" else {}
+        change_standing(account, transition, reason="test", **kwargs)
+        _, body = call(live_server.url, "authorize", {"api_key": api_key.raw})
+        assert (body["allowed"], body["code"]) == (False, code)
+        change_standing(account, back, reason="test")
+
+    apply_transition(api_key, "lock", reason="test")
+    _, body = call(live_server.url, "authorize", {"api_key": api_key.raw})
+    assert (body["allowed"], body["code"]) == (False, "key_locked")
+    apply_transition(api_key, "revoke", reason="test")
+    _, body = call(live_server.url, "authorize", {"api_key": api_key.raw})
+    assert (body["allowed"], body["code"]) == (False, "key_revoked")
+
+    change_standing(account, "terminate", reason="test")
+    key2, raw2 = create_api_key(account.user, name="k2")
+    _, body = call(live_server.url, "authorize", {"api_key": raw2})
+    assert (body["allowed"], body["code"]) == (False, "account_terminated")
+
+
+def test_authorize_unknown_and_foreign_key(live_server, funded):
+    """R-USE-1: an unknown key, or a key of another account, is refused."""
+    _, body = call(live_server.url, "authorize", {"api_key": "sk-nope"})
+    assert (body["allowed"], body["code"]) == (False, "unknown_api_key")
+    other = UserFactory().balance_account
+    _, body = call(live_server.url, "authorize", {"api_key": funded.raw, "account_id": other.pk})
+    assert (body["allowed"], body["code"]) == (False, "foreign_api_key")
+
+
+def test_usage_charges_and_shows_split(live_server, account, funded):
+    """R-USE-1/R-USE-2: usage charges the call; the response shows the per-bucket split."""
+    status, body = call(live_server.url, "usage", usage(funded, amount="1.234567"))
+    assert status == 200
+    assert body["status"] == "charged" and body["amount"] == "1.234567"
+    assert body["split"] == {
+        "trial": "0.000000",
+        "discount": "0.000000",
+        "cash": "1.234567",
+        "arrears": "0.000000",
+    }
+    assert body["sources"][0]["bucket"] == "cash"
+    assert summary(account)["cash"] == cny("8.765433").amount
+
+
+def test_usage_accepts_json_number_without_float_rounding(live_server, account, funded):
+    """R-LED-3: a JSON number amount is read as an exact decimal, never a float."""
+    raw = json.dumps(usage(funded)).replace('"1.5"', "0.100001").encode()
+    status, body = call(live_server.url, "usage", None, raw=raw)
+    assert status == 200 and body["amount"] == "0.100001"
+
+
+def test_usage_replay_returns_first_result_and_moves_nothing(live_server, account, funded):
+    """R-LED-5: replaying a request id returns the first result and moves nothing."""
+    _, first = call(live_server.url, "usage", usage(funded, "same"))
+    count = Posting.objects.count()
+    status, again = call(live_server.url, "usage", usage(funded, "same", amount="9"))
+    assert status == 200 and again["status"] == "replayed"
+    assert again["amount"] == first["amount"] and again["split"] == first["split"]
+    assert nothing_moved(count) and Charge.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "change,status,code",
+    [
+        ({"currency": "USD"}, 400, "wrong_currency"),
+        ({"amount": "0.0000001"}, 400, "too_many_decimals"),
+        ({"amount": "-1"}, 400, "non_positive_amount"),
+        ({"amount": "0"}, 400, "non_positive_amount"),
+        ({"amount": "abc"}, 400, "invalid_amount"),
+        ({"api_key": "sk-unknown"}, 404, "unknown_api_key"),
+    ],
+)
+def test_usage_bad_input_moves_nothing(live_server, funded, change, status, code):
+    """R-USE-1/R-LED-3: bad input is answered with a stable code and moves nothing."""
+    count = Posting.objects.count()
+    got_status, body = call(live_server.url, "usage", {**usage(funded), **change})
+    assert (got_status, body["code"]) == (status, code)
+    assert nothing_moved(count) and not Charge.objects.exists()
+
+
+def test_usage_with_another_accounts_key_is_refused(live_server, funded):
+    """R-USE-1: a key that belongs to another account than the one named is refused."""
+    other = UserFactory().balance_account
+    count = Posting.objects.count()
+    status, body = call(live_server.url, "usage", usage(funded, account_id=other.pk))
+    assert (status, body["code"]) == (403, "foreign_api_key")
+    assert nothing_moved(count)
+
+
+@pytest.mark.parametrize("token", [None, "wrong-token", ""])
+def test_missing_or_wrong_service_token(live_server, funded, token):
+    """R-USE-1: without the right service token nothing is answered or moved."""
+    count = Posting.objects.count()
+    for path, body in [("usage", usage(funded)), ("authorize", {"api_key": funded.raw})]:
+        status, out = call(live_server.url, path, body, token=token)
+        assert (status, out["code"]) == (401, "unauthorized")
+    assert nothing_moved(count)
+
+
+def test_malformed_json_and_wrong_shape(live_server, funded):
+    """R-USE-1: malformed JSON and a wrong body shape get invalid_json / invalid_request."""
+    status, out = call(live_server.url, "usage", None, raw=b'{"request_id": ')
+    assert (status, out["code"]) == (400, "invalid_json")
+    status, out = call(live_server.url, "usage", [1, 2])
+    assert (status, out["code"]) == (400, "invalid_request")
+    status, out = call(live_server.url, "usage/batch", {"events": "x"})
+    assert (status, out["code"]) == (400, "invalid_request")
+    assert not Charge.objects.exists()
+
+
+def test_batch_one_result_per_event(live_server, account, funded):
+    """R-USE-1: a batch of 1,000 events gets one result per event; bad events get their own
+    error code, duplicates inside the batch replay, good events are charged."""
+    events = [usage(funded, f"b-{i}", amount="0.001") for i in range(1000)]
+    events[10]["amount"] = "0.0000001"
+    events[11]["api_key"] = "sk-unknown"
+    events[12]["request_id"] = "b-0"  # same request id as event 0: a replay
+    status, body = call(live_server.url, "usage/batch", {"events": events})
+    assert status == 200
+    assert len(body["results"]) == 1000
+    assert [r["index"] for r in body["results"]] == list(range(1000))
+    assert (body["charged"], body["replayed"], body["errors"]) == (997, 1, 2)
+    assert body["results"][10]["code"] == "too_many_decimals"
+    assert body["results"][11]["code"] == "unknown_api_key"
+    assert body["results"][12]["status"] == "replayed"
+    assert Charge.objects.count() == 997
+    assert summary(account)["cash"] == cny("9.003").amount
+    # the whole batch again: every event replays, nothing moves
+    count = Posting.objects.count()
+    _, again = call(live_server.url, "usage/batch", {"events": events})
+    assert (again["charged"], again["replayed"], again["errors"]) == (0, 998, 2)
+    assert nothing_moved(count)
+
+
+def test_batch_over_the_limit(live_server, funded, settings):
+    """R-USE-1: a batch over the limit is refused as a whole with batch_too_large."""
+    from billing import api
+
+    events = [usage(funded, f"x-{i}", amount="0.01") for i in range(api.BATCH_LIMIT + 1)]
+    status, out = call(live_server.url, "usage/batch", {"events": events})
+    assert (status, out["code"]) == (413, "batch_too_large")
+    assert not Charge.objects.exists()
+
+
+def test_openapi_served(live_server):
+    """R-USE-1: the API is described by OpenAPI served by the project."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{live_server.url}/api/v1/gateway/openapi.json") as resp:
+        doc = json.loads(resp.read())
+    assert {
+        "/api/v1/gateway/authorize",
+        "/api/v1/gateway/usage",
+        "/api/v1/gateway/usage/batch",
+    } <= set(doc["paths"])
