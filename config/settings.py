@@ -274,10 +274,12 @@ if PRODUCTION:
 
     def _is_sandbox_key(value, path):
         text = value or (Path(path).read_text() if path and Path(path).exists() else "")
-        body = "".join(line for line in text.split() if not line.startswith("-----"))
-        return bool(body) and any(
-            body in "".join(f.read_text().split()) for f in _SANDBOX_KEYS.glob("*.pem")
-        )
+
+        def _body(pem):
+            return "".join(x.strip() for x in pem.splitlines() if not x.startswith("-----"))
+
+        body = "".join(_body(text).split())
+        return bool(body) and any(body == _body(f.read_text()) for f in _SANDBOX_KEYS.glob("*.pem"))
 
     if _is_sandbox_key(ALIPAY_APP_PRIVATE_KEY, ALIPAY_APP_PRIVATE_KEY_PATH) or _is_sandbox_key(
         ALIPAY_PUBLIC_KEY, ALIPAY_PUBLIC_KEY_PATH

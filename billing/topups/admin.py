@@ -9,7 +9,7 @@ from core.admin import AuditRecordInline, WorkflowAdminMixin
 from core.forms import ReasonForm
 
 from . import selectors, services
-from .forms import StatementUploadForm
+from .forms import ManualTopUpForm, StatementUploadForm
 from .models import (
     GrantValidity,
     Promotion,
@@ -87,6 +87,11 @@ class TopUpAdmin(WorkflowAdminMixin, admin.ModelAdmin):
                 self.admin_site.admin_view(self.import_statement_view),
                 name="topups_topup_import_statement",
             ),
+            path(
+                "record-manual/",
+                self.admin_site.admin_view(self.record_manual_view),
+                name="topups_topup_record_manual",
+            ),
             *super().get_urls(),
         ]
 
@@ -116,6 +121,42 @@ class TopUpAdmin(WorkflowAdminMixin, admin.ModelAdmin):
             "title": "Import bank statement",
         }
         return render(request, "admin/topups/topup/import_statement.html", context)
+
+    def record_manual_view(self, request):
+        """Record a payment received by another route; the usual preconditions apply."""
+        from accounts.models import User
+
+        if not request.user.has_perm(services.FINANCE_PERM):
+            raise PermissionDenied
+        form = ManualTopUpForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            user = User.objects.filter(email__iexact=data["email"]).first()
+            if user is None:
+                form.add_error("email", "No user with this email.")
+            else:
+                try:
+                    topup = services.record_manual_topup(
+                        user,
+                        data["amount"],
+                        actor=request.user,
+                        payer_name=data["payer_name"],
+                        payer_account=data["payer_account"],
+                        reference=data["reference"],
+                        reason=data["reason"],
+                    )
+                except ValidationError as exc:
+                    form.add_error(None, exc)
+                else:
+                    self.message_user(request, f"Recorded top-up {topup.out_trade_no}.")
+                    return redirect("admin:topups_topup_change", topup.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "form": form,
+            "title": "Record a manual payment",
+        }
+        return render(request, "admin/topups/topup/record_manual.html", context)
 
 
 class EndPromotionForm(ReasonForm):

@@ -69,3 +69,14 @@ class StatementUploadForm(forms.Form):
         if not f.name.lower().endswith(".csv"):
             raise ValidationError("Upload a .csv file.")
         return f
+
+
+class ManualTopUpForm(forms.Form):
+    """Finance records a payment received by another route (channel "other")."""
+
+    email = forms.EmailField(help_text="The account holder's login email")
+    amount = forms.CharField(max_length=20, help_text="CNY, e.g. 100.00")
+    payer_name = forms.CharField(max_length=200)
+    payer_account = forms.CharField(max_length=200)
+    reference = forms.CharField(max_length=64, help_text="The payment's transaction reference")
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=2000)

@@ -416,6 +416,29 @@ def confirm_remittance(
     return topup
 
 
+def record_manual_topup(user, amount, *, actor, payer_name, payer_account, reference, reason):
+    """Finance records money received outside Alipay and bank transfer (channel "other").
+
+    The user's preconditions apply as for any top-up; the order is created and
+    confirmed in one transaction.
+    """
+    if actor is None or not actor.has_perm(FINANCE_PERM):
+        raise PermissionDenied("Only finance staff record manual top-ups.")
+    if not (reason or "").strip():
+        raise ValidationError("Give a reason.", code="required")
+    with transaction.atomic():
+        topup = start_topup(user, amount, channel=Channel.OTHER, actor=actor)
+        return confirm_remittance(
+            topup,
+            actor=actor,
+            received_amount=amount,
+            payer_name=payer_name,
+            payer_account=payer_account,
+            bank_reference=reference,
+            reason=reason,
+        )
+
+
 def resolve_review(topup, name, *, actor, reason):
     """Finance settles a top-up whose received amount differed: credit what came, or return it."""
     if name not in ("credit_received", "return_to_payer"):

@@ -167,3 +167,69 @@ def test_admin_changelist_queries_are_bounded(
     with django_assert_max_num_queries(12):
         response = admin_client.get("/admin/topups/topup/?q=example.com")
     assert response.status_code == 200
+
+
+@pytest.mark.django_db
+def test_manual_other_channel_by_finance(ready_user, finance, agreement):
+    """R-TOP-1: finance records an "other" payment; credited; preconditions still apply."""
+    from tests.factories import UserFactory
+
+    topup = services.record_manual_topup(
+        ready_user,
+        "42.00",
+        actor=finance,
+        payer_name="Zhang San",
+        payer_account="POS-1",
+        reference="OTHER-1",
+        reason="paid at the counter",
+    )
+    assert (topup.channel, topup.state) == ("other", "paid")
+    assert balance(ready_user)["cash"] == Money("42.00", "CNY")
+    with pytest.raises(PermissionDenied):
+        services.record_manual_topup(
+            ready_user,
+            "1.00",
+            actor=StaffFactory(),
+            payer_name="",
+            payer_account="x",
+            reference="OTHER-2",
+            reason="x",
+        )
+    with pytest.raises(services.TopUpRefused):
+        services.record_manual_topup(
+            UserFactory(),
+            "1.00",
+            actor=finance,
+            payer_name="",
+            payer_account="x",
+            reference="OTHER-3",
+            reason="x",
+        )
+    assert TopUp.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_admin_record_manual_and_statement_upload(client, ready_user, finance):
+    """R-TOP-1: the admin forms: manual payment recorded; a non-CSV upload is refused."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    client.force_login(finance)
+    response = client.post(
+        "/admin/topups/topup/record-manual/",
+        {
+            "email": ready_user.email,
+            "amount": "12.00",
+            "payer_name": "Zhang San",
+            "payer_account": "x",
+            "reference": "M-1",
+            "reason": "cash",
+        },
+    )
+    assert response.status_code == 302
+    assert TopUp.objects.get().state == "paid"
+    bad = SimpleUploadedFile("statement.exe", b"MZ\x90\x00", content_type="application/x-msdos")
+    response = client.post("/admin/topups/topup/import-statement/", {"statement": bad})
+    assert response.status_code == 200
+    assert "Upload a .csv file" in response.content.decode()
+    client.force_login(StaffFactory())
+    assert client.get("/admin/topups/topup/import-statement/").status_code == 403
