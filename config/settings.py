@@ -235,6 +235,13 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
+# Notices (notices app): unread count in the header, SMS backend, delivery retry.
+TEMPLATES[0]["OPTIONS"]["context_processors"].append("notices.context_processors.notices")
+SMS_BACKEND = env("SMS_BACKEND", "notices.sms.LoggingSMSBackend")
+NOTICE_MAX_ATTEMPTS = int(env("NOTICE_MAX_ATTEMPTS", "8"))
+NOTICE_RETRY_BASE_SECONDS = int(env("NOTICE_RETRY_BASE_SECONDS", "60"))
+NOTICE_RETRY_MAX_SECONDS = int(env("NOTICE_RETRY_MAX_SECONDS", str(6 * 3600)))
+
 # --- Top-ups, trial funds, Alipay (billing.topups) ---
 from decimal import Decimal  # noqa: E402
 

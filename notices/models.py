@@ -37,10 +37,36 @@ class Notice(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     sent_at = models.DateTimeField(null=True, blank=True, help_text="Counts as the delivery date.")
     read_at = models.DateTimeField(null=True, blank=True)
+    # Per-channel marks so a retry never sends a channel twice (email went out, SMS failed).
+    email_sent_at = models.DateTimeField(null=True, blank=True)
+    sms_sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["status", "next_attempt_at"])]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"]),
+            models.Index(
+                fields=["user"], condition=models.Q(read_at__isnull=True), name="notice_unread"
+            ),
+        ]
 
     def __str__(self):
         return f"{self.kind} → {self.user_id}"
+
+
+class EmailOptOut(models.Model):
+    """A user does not want an optional kind by email (required kinds ignore this)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notice_email_opt_outs"
+    )
+    kind = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "kind"], name="emailoptout_once_per_kind")
+        ]
+
+    def __str__(self):
+        return f"{self.user_id} opts out of {self.kind} email"

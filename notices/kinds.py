@@ -1,0 +1,62 @@
+"""The notice kinds users can receive, and how each is delivered.
+
+Adding a kind is one `register(...)` line here plus its templates under
+templates/notices/<key>/ (subject.txt, body.txt and the zh-hans variants
+subject.zh-hans.txt, body.zh-hans.txt); the event then calls
+`notices.services.send_notice(user, "<key>", context, dedupe_key=...)`.
+
+`required` kinds are the ones the service agreement makes us deliver (money
+leaving the balance, the account's standing, agreement changes, identity):
+users cannot turn their email off. Optional kinds are receipts and courtesy
+alerts the user may stop getting by email; they still appear in the pages.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class NoticeKind:
+    key: str
+    label: str
+    required: bool
+    sms: bool = False  # also sent by SMS (urgent things) when the user has a phone number
+
+
+KINDS: dict[str, NoticeKind] = {}
+
+
+def register(key, label, *, required, sms=False):
+    KINDS[key] = NoticeKind(key=key, label=label, required=required, sms=sms)
+    return KINDS[key]
+
+
+def get_kind(key) -> NoticeKind:
+    try:
+        return KINDS[key]
+    except KeyError:
+        raise ValueError(f"Unknown notice kind {key!r}")
+
+
+def optional_kinds():
+    return [kind for kind in KINDS.values() if not kind.required]
+
+
+def is_required(key) -> bool:
+    """Kinds not in the registry (sent with plain notify()) are treated as required."""
+    kind = KINDS.get(key)
+    return kind is None or kind.required
+
+
+register("verification_approved", "Identity verification approved", required=True)
+register("verification_rejected", "Identity verification not approved", required=True)
+register("verification_revoked", "Identity verification revoked", required=True)
+register("topup_credited", "Top-up credited (receipt)", required=False)
+register("trial_granted", "Trial funds granted", required=False)
+register("trial_expiring", "Trial or bonus funds expiring in 3 days", required=True)
+register("trial_expired", "Trial or bonus funds expired", required=True)
+register("low_balance", "Balance below your alert threshold", required=False, sms=True)
+register("service_stopped", "Service stopped: balance used up", required=True, sms=True)
+register("agreement_published", "New version of the service agreement", required=True)
+register("promotion_benefit_voided", "Promotion benefit voided", required=True)
+register("grant_validity_changed", "Validity of trial or bonus funds changed", required=True)
+register("standing_changed", "Account standing changed", required=True, sms=True)

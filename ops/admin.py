@@ -1,0 +1,138 @@
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect
+from django.urls import path, reverse
+from django.views.decorators.http import require_POST
+
+from core.admin import AuditRecordInline, WorkflowAdminMixin
+
+from . import selectors, services
+from .models import AlertStatus, JobRun, StaffAlert
+
+
+@admin.register(JobRun)
+class JobRunAdmin(admin.ModelAdmin):
+    """The run log, with every job's schedule and a Run-now button above it."""
+
+    change_list_template = "ops/jobrun_change_list.html"
+    list_display = (
+        "job",
+        "status",
+        "triggered_by",
+        "started_at",
+        "finished_at",
+        "rows_touched",
+        "batches",
+        "triggered_by_user",
+    )
+    list_filter = ("status", "job", "triggered_by")
+    search_fields = ("job", "error")
+    date_hierarchy = "started_at"
+    list_select_related = ("triggered_by_user",)
+    readonly_fields = [f.name for f in JobRun._meta.fields]
+    actions = ["run_again"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def can_run(self, request):
+        return request.user.has_perm("ops.run_job")
+
+    def get_urls(self):
+        custom = [
+            path(
+                "run/<str:name>/",
+                self.admin_site.admin_view(require_POST(self.run_view)),
+                name="ops_jobrun_run",
+            )
+        ]
+        return custom + super().get_urls()
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = dict(extra_context or {})
+        extra_context["job_overview"] = selectors.job_overview()
+        extra_context["can_run_jobs"] = self.can_run(request)
+        return super().changelist_view(request, extra_context=extra_context)
+
+    def _run(self, request, name):
+        try:
+            run = services.queue_job(name, user=request.user)
+        except LookupError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
+        if run is None:
+            self.message_user(request, f"Job {name} queued; its run appears here when it starts.")
+        else:
+            level = messages.SUCCESS if run.status == "ok" else messages.WARNING
+            self.message_user(
+                request,
+                f"Job {name}: {run.get_status_display()}, {run.rows_touched} rows "
+                f"in {run.batches} batch(es).",
+                level,
+            )
+
+    def run_view(self, request, name):
+        if not self.can_run(request):
+            raise PermissionDenied
+        self._run(request, name)
+        return redirect(reverse("admin:ops_jobrun_changelist"))
+
+    @admin.action(description="Run these jobs again now", permissions=["run"])
+    def run_again(self, request, queryset):
+        for name in sorted(set(queryset.values_list("job", flat=True))):
+            self._run(request, name)
+
+    def has_run_permission(self, request):
+        return self.can_run(request)
+
+
+@admin.register(StaffAlert)
+class StaffAlertAdmin(WorkflowAdminMixin, admin.ModelAdmin):
+    transition_service = "ops.services.acknowledge_alert_transition"
+    fsm_fields = ["status"]
+    list_display = ("created_at", "kind", "short_message", "status", "occurrences", "last_seen_at")
+    list_filter = ("status", "kind")
+    search_fields = ("message", "key")
+    date_hierarchy = "created_at"
+    list_select_related = ("acknowledged_by",)
+    readonly_fields = (
+        "kind",
+        "key",
+        "message",
+        "details",
+        "status",
+        "occurrences",
+        "created_at",
+        "last_seen_at",
+        "acknowledged_at",
+        "acknowledged_by",
+    )
+    inlines = [AuditRecordInline]
+    actions = ["acknowledge_selected"]
+
+    @admin.display(description="Message")
+    def short_message(self, obj):
+        return obj.message[:120]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Acknowledge selected alerts", permissions=["acknowledge"])
+    def acknowledge_selected(self, request, queryset):
+        done = 0
+        for alert in queryset.filter(status=AlertStatus.OPEN):
+            services.acknowledge_alert(alert, actor=request.user, reason="Acknowledged in bulk")
+            done += 1
+        self.message_user(request, f"{done} alert(s) acknowledged.")
+
+    def has_acknowledge_permission(self, request):
+        return request.user.has_perm("ops.acknowledge_staffalert")

@@ -1,0 +1,118 @@
+from django.conf import settings
+from django.db import models
+from django_fsm import FSMField, transition
+
+
+class JobRunStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    OK = "ok", "OK"
+    FAILED = "failed", "Failed"
+    SKIPPED = "skipped", "Skipped (another run holds the lease)"
+
+
+class TriggeredBy(models.TextChoices):
+    BEAT = "beat", "Schedule (beat)"
+    MANUAL = "manual", "By hand (admin)"
+    COMMAND = "command", "By hand (manage.py)"
+
+
+class JobRun(models.Model):
+    """One run of a scheduled job: the ops log staff read in admin."""
+
+    job = models.CharField(max_length=100, db_index=True)
+    status = models.CharField(
+        max_length=16, choices=JobRunStatus.choices, default=JobRunStatus.RUNNING
+    )
+    triggered_by = models.CharField(max_length=16, choices=TriggeredBy.choices)
+    triggered_by_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    clock = models.DateTimeField(help_text="The 'now' the job's rules were applied with.")
+    started_at = models.DateTimeField(db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    rows_touched = models.PositiveBigIntegerField(default=0)
+    batches = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["job", "-started_at"])]
+        permissions = [("run_job", "Can run a scheduled job by hand")]
+
+    def __str__(self):
+        return f"{self.job} {self.started_at:%Y-%m-%d %H:%M:%S} {self.status}"
+
+    @property
+    def duration(self):
+        if self.finished_at:
+            return self.finished_at - self.started_at
+        return None
+
+
+class JobLease(models.Model):
+    """At most one run of a job at a time, across workers (a row per job name).
+
+    Taken with a conditional UPDATE (works on PostgreSQL and SQLite alike) and
+    renewed after each batch; a worker that dies leaves a lease that simply
+    runs out, so the next scheduled run picks up where it stopped.
+    """
+
+    job = models.CharField(max_length=100, primary_key=True)
+    holder = models.CharField(max_length=64, blank=True)
+    held_until = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"{self.job} held until {self.held_until}" if self.held_until else self.job
+
+
+class AlertStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    ACKNOWLEDGED = "acknowledged", "Acknowledged"
+
+
+class StaffAlert(models.Model):
+    """Something staff must look at (ledger drift, a failing job). Never auto-resolved."""
+
+    kind = models.CharField(max_length=64, db_index=True)
+    key = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Alerts with the same key are folded into one open alert.",
+    )
+    message = models.TextField()
+    details = models.JSONField(default=dict, blank=True)
+    status = FSMField(max_length=16, choices=AlertStatus.choices, default=AlertStatus.OPEN)
+    occurrences = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    last_seen_at = models.DateTimeField(auto_now_add=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [("acknowledge_staffalert", "Can acknowledge a staff alert")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["key"],
+                condition=models.Q(status="open") & ~models.Q(key=""),
+                name="staffalert_one_open_per_key",
+            )
+        ]
+
+    def __str__(self):
+        return f"[{self.kind}] {self.message[:60]}"
+
+    @transition(
+        status,
+        source=AlertStatus.OPEN,
+        target=AlertStatus.ACKNOWLEDGED,
+        permission="ops.acknowledge_staffalert",
+        custom={"label": "Acknowledge"},
+    )
+    def acknowledge(self, by=None):
+        from django.utils import timezone
+
+        self.acknowledged_at = timezone.now()
+        self.acknowledged_by = by if getattr(by, "pk", None) else None

@@ -1,0 +1,246 @@
+"""Ops services: running jobs (leased, logged), syncing their beat schedules, staff alerts."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import traceback
+import uuid
+
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from core.workflow import apply_transition
+
+from .framework import TASK_PREFIX, all_jobs, get_job
+from .models import AlertStatus, JobLease, JobRun, JobRunStatus, StaffAlert, TriggeredBy
+
+logger = logging.getLogger(__name__)
+
+
+# --- running jobs -----------------------------------------------------------------------------
+
+
+def _acquire_lease(spec, token) -> bool:
+    now = timezone.now()
+    JobLease.objects.get_or_create(job=spec.name)
+    taken = (
+        JobLease.objects.filter(job=spec.name)
+        .filter(Q(held_until__isnull=True) | Q(held_until__lte=now))
+        .update(holder=token, held_until=now + datetime.timedelta(seconds=spec.lease_seconds))
+    )
+    return taken == 1
+
+
+def _renew_lease(spec, token):
+    JobLease.objects.filter(job=spec.name, holder=token).update(
+        held_until=timezone.now() + datetime.timedelta(seconds=spec.lease_seconds)
+    )
+
+
+def _release_lease(spec, token):
+    JobLease.objects.filter(job=spec.name, holder=token).update(held_until=None, holder="")
+
+
+def run_job(
+    name: str,
+    *,
+    triggered_by: str = TriggeredBy.COMMAND,
+    user=None,
+    user_id=None,
+    now: datetime.datetime | None = None,
+    batch_size: int | None = None,
+    max_batches: int | None = None,
+) -> JobRun:
+    """Run a job's batches until one comes back short; returns the recorded JobRun.
+
+    Only one run of a job at a time holds its lease; a second concurrent run is
+    recorded as skipped and touches nothing. A failure is recorded (and raised
+    to staff as an alert), never re-raised: the batches already done stay done
+    and the next run continues from there.
+    """
+    spec = get_job(name)
+    if triggered_by not in TriggeredBy.values:
+        raise ValueError(f"Unknown trigger {triggered_by!r}")
+    size = batch_size or spec.batch_size
+    cap = max_batches or spec.max_batches
+    clock = now or timezone.now()
+    run = JobRun.objects.create(
+        job=name,
+        triggered_by=triggered_by,
+        triggered_by_user_id=getattr(user, "pk", None) or user_id,
+        clock=clock,
+        started_at=timezone.now(),
+    )
+    token = uuid.uuid4().hex
+    if not _acquire_lease(spec, token):
+        run.status = JobRunStatus.SKIPPED
+        run.error = "Another run of this job holds its lease; nothing done."
+        run.finished_at = timezone.now()
+        run.save(update_fields=["status", "error", "finished_at"])
+        return run
+    try:
+        for _ in range(cap):
+            touched = int(spec.fn(clock, size) or 0)
+            run.rows_touched += touched
+            run.batches += 1
+            JobRun.objects.filter(pk=run.pk).update(
+                rows_touched=run.rows_touched, batches=run.batches
+            )
+            _renew_lease(spec, token)
+            if touched < size:
+                break
+        run.status = JobRunStatus.OK
+    except Exception as exc:
+        logger.exception("Job %s failed (run %s)", name, run.pk)
+        run.status = JobRunStatus.FAILED
+        run.error = traceback.format_exc()[-8000:]
+        raise_alert(
+            "job_failed",
+            f"Job {name} failed: {type(exc).__name__}: {str(exc)[:300]}",
+            {"job": name, "run": run.pk},
+            key=f"job_failed:{name}",
+        )
+    finally:
+        _release_lease(spec, token)
+        run.finished_at = timezone.now()
+        run.save(update_fields=["status", "error", "finished_at", "rows_touched", "batches"])
+    return run
+
+
+def queue_job(name: str, *, user=None) -> JobRun | None:
+    """Run a job by hand for staff: queued to the Celery worker, or inline when Celery is eager.
+
+    Returns the JobRun when it ran inline, None when it was queued.
+    """
+    from config.celery import app
+
+    spec = get_job(name)
+    if app.conf.task_always_eager:
+        return run_job(name, triggered_by=TriggeredBy.MANUAL, user=user)
+    spec.task.apply_async(
+        kwargs={"triggered_by": TriggeredBy.MANUAL, "user_id": getattr(user, "pk", None)}
+    )
+    return None
+
+
+# --- beat schedules -----------------------------------------------------------------------------
+
+
+def _schedule_fields(spec):
+    from django.conf import settings
+    from django_celery_beat.models import CrontabSchedule, IntervalSchedule
+
+    if isinstance(spec.schedule, str):
+        minute, hour, dom, month, dow = spec.schedule.split()
+        crontab, _ = CrontabSchedule.objects.get_or_create(
+            minute=minute,
+            hour=hour,
+            day_of_month=dom,
+            month_of_year=month,
+            day_of_week=dow,
+            timezone=settings.TIME_ZONE,
+        )
+        return {"crontab": crontab, "interval": None}
+    seconds = spec.schedule
+    if isinstance(seconds, datetime.timedelta):
+        seconds = int(seconds.total_seconds())
+    interval, _ = IntervalSchedule.objects.get_or_create(
+        every=int(seconds), period=IntervalSchedule.SECONDS
+    )
+    return {"interval": interval, "crontab": None}
+
+
+def sync_periodic_tasks(*, reset: bool = False) -> dict:
+    """Create a beat PeriodicTask per registered job; keep staff's schedule edits.
+
+    An existing task keeps its schedule and enabled flag (staff may have
+    changed or paused it in admin) unless `reset`; tasks of jobs that no longer
+    exist are disabled, not deleted, so their history stays readable.
+    """
+    from django_celery_beat.models import PeriodicTask, PeriodicTasks
+
+    counts = {"created": 0, "updated": 0, "disabled": 0}
+    known = set()
+    with transaction.atomic():
+        for spec in all_jobs():
+            known.add(spec.task_name)
+            kwargs = json.dumps({"triggered_by": TriggeredBy.BEAT})
+            task = PeriodicTask.objects.filter(name=spec.name).first()
+            if task is None:
+                PeriodicTask.objects.create(
+                    name=spec.name,
+                    task=spec.task_name,
+                    kwargs=kwargs,
+                    description=spec.description,
+                    **_schedule_fields(spec),
+                )
+                counts["created"] += 1
+                continue
+            changed = task.task != spec.task_name or task.kwargs != kwargs
+            task.task, task.kwargs = spec.task_name, kwargs
+            if not task.description:
+                task.description, changed = spec.description, True
+            if reset:
+                for attr, value in _schedule_fields(spec).items():
+                    setattr(task, attr, value)
+                task.enabled, changed = True, True
+            if changed:
+                task.save()
+                counts["updated"] += 1
+        stale = PeriodicTask.objects.filter(task__startswith=TASK_PREFIX, enabled=True).exclude(
+            task__in=known
+        )
+        for task in stale:
+            task.enabled = False
+            task.save(update_fields=["enabled"])
+            counts["disabled"] += 1
+        if counts["disabled"]:
+            PeriodicTasks.update_changed()
+    return counts
+
+
+# --- staff alerts -----------------------------------------------------------------------------
+
+
+def raise_alert(
+    kind: str, message: str, details: dict | None = None, *, key: str = ""
+) -> StaffAlert:
+    """Open a staff alert, or fold it into the open alert with the same key.
+
+    Never resolves anything itself: staff acknowledge alerts in admin.
+    """
+    details = json.loads(json.dumps(details or {}, default=str))
+    logger.warning("Staff alert %s raised (key %s)", kind, key or "-")
+    now = timezone.now()
+    with transaction.atomic():
+        if key:
+            updated = StaffAlert.objects.filter(key=key, status=AlertStatus.OPEN).update(
+                occurrences=F("occurrences") + 1, last_seen_at=now, message=message, details=details
+            )
+            if updated:
+                return StaffAlert.objects.get(key=key, status=AlertStatus.OPEN)
+        try:
+            with transaction.atomic():
+                return StaffAlert.objects.create(
+                    kind=kind, key=key, message=message, details=details
+                )
+        except IntegrityError:  # another worker opened it a moment ago
+            StaffAlert.objects.filter(key=key, status=AlertStatus.OPEN).update(
+                occurrences=F("occurrences") + 1, last_seen_at=now
+            )
+            return StaffAlert.objects.get(key=key, status=AlertStatus.OPEN)
+
+
+def acknowledge_alert(alert: StaffAlert, *, actor, reason: str = "") -> StaffAlert:
+    """Staff saw the alert and own it now (permission-checked, audited)."""
+    return apply_transition(alert, "acknowledge", actor=actor, reason=reason, by=actor)
+
+
+def acknowledge_alert_transition(alert, name, *, actor, reason="", **form_data):
+    """Admin transition-button entry point (WorkflowAdminMixin.transition_service)."""
+    if name != "acknowledge":
+        raise ValueError(name)
+    return acknowledge_alert(alert, actor=actor, reason=reason)
