@@ -32,7 +32,7 @@ def seed(context):
         return
     if TopUp.objects.filter(account__user=user).exists():
         return
-    version = services._agreement_in_force(None)
+    version = services.agreement_in_force(None)
     problems = [p for p in services.check_preconditions(user) if p.code != "agreement_not_accepted"]
     if problems or version is None:
         context["notes"].append(

@@ -67,16 +67,16 @@ def _has_full_capacity(user, at):
     return has_full_capacity(user, at=at)
 
 
-def _agreement_in_force(at):
-    from accounts.selectors import agreement_in_force
+def agreement_in_force(at=None):
+    from accounts.selectors import agreement_in_force as selector
 
-    return agreement_in_force(at=at)
+    return selector(at=at)
 
 
-def _current_acceptance(user, at):
-    from accounts.selectors import current_acceptance
+def current_acceptance(user, at=None):
+    from accounts.selectors import current_acceptance as selector
 
-    return current_acceptance(user, at=at)
+    return selector(user, at=at)
 
 
 def _normalize_name(name):
@@ -162,12 +162,12 @@ def check_preconditions(user, *, amount=None, currency="CNY", at=None):
                 "topped up.",
             )
         )
-    version = _agreement_in_force(at)
+    version = agreement_in_force(at)
     if version is None:
         problems.append(
             Problem("no_agreement", "No service agreement is in force; top-ups are paused.")
         )
-    elif _current_acceptance(user, at) is None:
+    elif current_acceptance(user, at) is None:
         problems.append(
             Problem(
                 "agreement_not_accepted",
@@ -199,12 +199,12 @@ def start_topup(
         account = BalanceAccount.objects.select_for_update().get(user=user)
         user.balance_account = account  # standing read under the lock
         if accept_version:
-            version = _agreement_in_force(at)
+            version = agreement_in_force(at)
             wanted = str(getattr(accept_version, "pk", accept_version))
             if (
                 version is not None
                 and str(version.pk) == wanted
-                and _current_acceptance(user, at) is None
+                and current_acceptance(user, at) is None
             ):
                 from accounts.services import accept_agreement
 
@@ -216,7 +216,7 @@ def start_topup(
             account=account,
             channel=channel,
             amount=parse_amount(amount, currency=currency),
-            acceptance=_current_acceptance(user, at),
+            acceptance=current_acceptance(user, at),
             expires_at=at + timedelta(minutes=settings.TOPUP_EXPIRE_MINUTES),
             remittance_reference=new_remittance_reference() if channel != Channel.ALIPAY else None,
             created_by=actor or user,
@@ -315,7 +315,9 @@ def handle_alipay_notification(params):
             logger.warning("Alipay paid a closed top-up %s (%s)", topup.pk, topup.state)
             _raise_alert(
                 "topup_paid_after_close",
-                f"Alipay reports payment for top-up {topup.out_trade_no} in state {topup.state}.",
+                f"Alipay reports payment for top-up {topup.out_trade_no} in state {topup.state}; "
+                "return the money to the payer.",
+                key=f"topup-paid-after-close:{topup.out_trade_no}",
             )
             return NotifyResult(False, "order_closed")
         if not trade_no:
@@ -341,14 +343,12 @@ def handle_alipay_notification(params):
     return NotifyResult(True, "processed")
 
 
-def _raise_alert(kind, message):
-    try:
-        from ops.services import raise_alert
-    except ImportError:
-        return
+def _raise_alert(kind, message, *, key=""):
+    from ops.services import raise_alert
+
     try:
         with transaction.atomic():
-            raise_alert(kind, message)
+            raise_alert(kind, message, key=key)
     except Exception:  # an alert must never undo the caller's decision
         logger.exception("could not raise alert %s", kind)
 
@@ -467,7 +467,11 @@ def cancel_topup(topup, *, actor, reason=""):
 def run_transition(obj, name, *, actor, reason="", **form_data):
     """The admin's transition buttons land here (core.admin.WorkflowAdminMixin)."""
     if isinstance(obj, Promotion):
-        return end_promotion(obj, actor=actor, reason=reason)
+        if name != "end":
+            raise WorkflowError(f"{name} is not a staff action.", code="unknown_transition")
+        return end_promotion(
+            obj, actor=actor, reason=reason, void_unused=bool(form_data.get("void_unused"))
+        )
     if name == "confirm_remittance":
         return confirm_remittance(obj, actor=actor, reason=reason, **form_data)
     if name in ("credit_received", "return_to_payer"):

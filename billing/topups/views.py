@@ -61,8 +61,8 @@ def start(request):
         "form": form,
         "problems": services.check_preconditions(request.user),
         "refused": refused,
-        "agreement": services._agreement_in_force(None),
-        "accepted": services._current_acceptance(request.user, None),
+        "agreement": services.agreement_in_force(None),
+        "accepted": services.current_acceptance(request.user, None),
         "min": settings.TOPUP_MIN,
         "max": settings.TOPUP_MAX,
     }

@@ -129,6 +129,9 @@ def test_notification_for_cancelled_or_expired_order_is_refused(client, order, c
     order.refresh_from_db()
     assert order.state in ("cancelled", "expired")
     assert not Lot.objects.filter(account=order.account).exists()
+    from ops.models import StaffAlert
+
+    assert StaffAlert.objects.filter(kind="topup_paid_after_close").count() == 1
 
 
 @pytest.mark.django_db

@@ -149,3 +149,17 @@ def test_accept_uses_accepted_version(agreement):
         services.start_topup(user, "10.00", channel="alipay")
     topup = services.start_topup(user, "10.00", channel="alipay", accept_version=newer.pk)
     assert topup.acceptance.version_id == newer.pk
+
+
+@pytest.mark.django_db
+def test_expiry_job_is_registered_and_runs(ready_user):
+    """R-TOP-1: the ops job `expire_unpaid_topups` expires due orders when run."""
+    from ops.framework import REGISTRY
+    from ops.services import run_job
+
+    assert "expire_unpaid_topups" in REGISTRY
+    topup = services.start_topup(ready_user, "10.00", channel="alipay")
+    TopUp.objects.filter(pk=topup.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    run_job("expire_unpaid_topups")
+    topup.refresh_from_db()
+    assert topup.state == "expired"
