@@ -5,7 +5,7 @@ from ops.jobs import job
 
 @job(
     "expire_unpaid_topups",
-    schedule=300,
+    schedule=600,
     batch_size=1000,
     description="Top-up orders still unpaid after their payment window (TOPUP_EXPIRE_MINUTES) "
     "move to expired; a late payment for them is then refused and alerted.",

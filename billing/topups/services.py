@@ -234,6 +234,11 @@ def _credit(topup, *, transition, actor, reason, amount, **transition_kwargs):
     The caller holds the top-up's row lock inside its transaction; the ledger's
     idempotency key (one per top-up order) is the second guard against a double credit.
     """
+    from accounts.models import BalanceAccount
+
+    # Lock order: top-up, then its balance account, then ledger rows, then a promotion.
+    # The account lock also serialises one account's top-ups for per-user promotion limits.
+    BalanceAccount.objects.select_for_update().filter(pk=topup.account_id).first()
     topup = apply_transition(topup, transition, actor=actor, reason=reason, **transition_kwargs)
     lot = _ledger().credit_lot(
         topup.account,
@@ -650,7 +655,8 @@ def apply_best_promotion(topup, lot, *, at=None):
     at = at or timezone.now()
     if PromotionRedemption.objects.filter(topup=topup).exists():
         return None
-    # Serialises one account's top-ups so a per-user limit can't be raced past.
+    # Serialises one account's top-ups so a per-user limit can't be raced past
+    # (already held when called from _credit; re-locking in one transaction is free).
     BalanceAccount.objects.select_for_update().filter(pk=topup.account_id).first()
     for promotion, benefit in promotion_candidates(topup, at=at):
         if not _claim_unit(promotion):
