@@ -30,9 +30,13 @@ def promotions_with_counts():
 
 
 def balance_summary(account):
-    """The ledger's summary, or None until the ledger is installed."""
-    try:
-        from billing.selectors import balance_summary as summary
-    except ImportError:
-        return None
+    from billing.selectors import balance_summary as summary
+
     return summary(account)
+
+
+def grants_for(account):
+    """Trial and discount grants with their expiry, newest first (R-TOP-5)."""
+    from billing.selectors import grants_for as ledger_grants
+
+    return ledger_grants(account)

@@ -99,7 +99,14 @@ def cancel(request, pk):
 
 @login_required
 def history(request):
-    return render(request, "topups/history.html", {"topups": selectors.topups_for(request.user)})
+    return render(
+        request,
+        "topups/history.html",
+        {
+            "topups": selectors.topups_for(request.user),
+            "grants": selectors.grants_for(request.user.balance_account),
+        },
+    )
 
 
 @csrf_exempt

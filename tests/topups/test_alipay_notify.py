@@ -190,3 +190,22 @@ def test_concurrent_duplicate_notifications_credit_once(ready_user):
     assert answers == ["success"] * 8
     assert Lot.objects.filter(account=order.account).count() == 1
     assert balance(ready_user)["cash"].amount == Decimal("100.00")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_arrears_are_paid_first_from_the_top_up(client, ready_user):
+    """R-TOP-1 (with R-USE-3): a top-up pays arrears first; the postings show it."""
+    from billing.models import Posting
+    from billing.services.ledger import charge_usage
+
+    account = ready_user.balance_account
+    charge_usage(account, Money("3.50", "CNY"), request_id="req-arrears-1", model="m-1")
+    assert balance(ready_user)["arrears"] == Money("3.50", "CNY")
+    order = services.start_topup(ready_user, "100.00", channel="alipay")
+    assert _post(client, signed_notification(order)) == "success"
+    order.refresh_from_db()
+    summary = balance(ready_user)
+    assert summary["arrears"] == Money(0, "CNY")
+    assert summary["cash"] == Money("96.50", "CNY")
+    assert order.lot.remaining == Money("96.50", "CNY")
+    assert Posting.objects.filter(lot=order.lot, bucket="arrears").exists()

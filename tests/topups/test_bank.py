@@ -231,5 +231,9 @@ def test_admin_record_manual_and_statement_upload(client, ready_user, finance):
     response = client.post("/admin/topups/topup/import-statement/", {"statement": bad})
     assert response.status_code == 200
     assert "Upload a .csv file" in response.content.decode()
+    big = SimpleUploadedFile("statement.csv", b"x" * (1024 * 1024 + 1), content_type="text/csv")
+    response = client.post("/admin/topups/topup/import-statement/", {"statement": big})
+    assert "larger than 1 MB" in response.content.decode()
+    assert TopUp.objects.count() == 1
     client.force_login(StaffFactory())
     assert client.get("/admin/topups/topup/import-statement/").status_code == 403

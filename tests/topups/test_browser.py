@@ -8,9 +8,9 @@ from djmoney.money import Money
 
 from billing.topups import services
 from billing.topups.models import TopUp
-from tests.factories import PASSWORD, StaffFactory, grant
+from tests.factories import PASSWORD, StaffFactory, UserFactory, grant
 
-from .conftest import balance, signed_notification
+from .conftest import balance, signed_notification, verify
 
 
 def _login(page, email):
@@ -34,12 +34,17 @@ def test_notification_over_real_http(live_server, ready_user):
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_user_tops_up_through_the_sandbox_cashier_and_sees_the_balance(page, ready_user):
-    """R-TOP-1, R-TOP-2: order → signed page-pay → sandbox cashier → signed notification → paid."""
+def test_user_tops_up_through_the_sandbox_cashier_and_sees_the_balance(page, agreement):
+    """R-TOP-1, R-TOP-2, R-ACC-7: agreement accepted on the page → signed page-pay → sandbox
+    cashier → signed notification over HTTP → paid; the balance shows it at once."""
+    ready_user = UserFactory()
+    verify(ready_user)
     _login(page, ready_user.email)
     page.goto("/topups/")
+    assert agreement.body in page.inner_text("#agreement")
     page.fill("#id_amount", "88.80")
     page.check("input[name=channel][value=alipay]")
+    page.check("#id_accept_agreement")
     page.click("#topup-form button[type=submit]")
     page.wait_for_selector("#cashier-pay")
     assert "88.80 CNY" in page.inner_text("#cashier-amount")
@@ -49,6 +54,7 @@ def test_user_tops_up_through_the_sandbox_cashier_and_sees_the_balance(page, rea
     assert page.inner_text("#balance-available") == "88.80 CNY"
     topup = TopUp.objects.get()
     assert topup.state == "paid" and not topup.third_party
+    assert topup.acceptance.version == agreement
     assert balance(ready_user)["cash"] == Money("88.80", "CNY")
 
 

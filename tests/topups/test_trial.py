@@ -128,3 +128,55 @@ def test_grant_validity_admin_form(client):
     assert response.status_code == 302
     trial.refresh_from_db()
     assert trial.expires_at == new
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_trial_race_on_one_identity_grants_once():
+    """R-TOP-5, R-ACC-4: two approvals of one identity racing: the unique award admits one."""
+    import threading
+
+    from django.db import connection, transaction
+
+    users = [UserFactory(), UserFactory()]
+    verifications = [
+        Verification.objects.create(
+            user=u,
+            kind="individual",
+            state="approved",
+            legal_name="Zhang San",
+            identity_hash="racing-identity",
+        )
+        for u in users
+    ]
+    barrier = threading.Barrier(2)
+    results = []
+
+    def award(verification):
+        try:
+            with transaction.atomic():
+                barrier.wait()
+                results.append(services.award_trial(verification))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=award, args=(v,)) for v in verifications]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r is None for r in results) == [False, True]
+    assert Grant.objects.filter(kind="trial").count() == 1
+    assert TrialAward.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_grants_and_expiry_shown_to_the_user(client):
+    """R-TOP-5: the user sees each grant with its expiry."""
+    user = UserFactory()
+    approve_verification(submitted(user))
+    trial = Grant.objects.get(kind="trial")
+    client.force_login(user)
+    body = client.get("/topups/history/").content.decode()
+    assert timezone.localtime(trial.expires_at).strftime("%Y-%m-%d %H:%M") in body
+    assert "Trial funds" in body
