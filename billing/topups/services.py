@@ -730,8 +730,9 @@ def _void_batch(promotion, *, actor, reason, batch_size):
                         f"The promotion “{promotion.name}” has ended and the unused part of "
                         "the bonus it gave you has been withdrawn."
                     ),
-                    context={"promotion": promotion.pk, "redemption": redemption.pk},
-                    dedupe_key=f"promotion-void:{redemption.pk}",
+                    context={"promotion": promotion.pk},
+                    # one notice per user per promotion, however many benefits it voids
+                    dedupe_key=f"promotion-void:{promotion.pk}:{redemption.account_id}",
                 )
     return len(batch)
 

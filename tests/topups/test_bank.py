@@ -8,7 +8,7 @@ from billing.models import Lot
 from billing.topups import services
 from billing.topups.models import TopUp
 from core.models import AuditRecord
-from tests.factories import StaffFactory
+from tests.factories import StaffFactory, grant
 
 from .conftest import balance
 
@@ -237,3 +237,15 @@ def test_admin_record_manual_and_statement_upload(client, ready_user, finance):
     assert TopUp.objects.count() == 1
     client.force_login(StaffFactory())
     assert client.get("/admin/topups/topup/import-statement/").status_code == 403
+
+
+@pytest.mark.django_db
+def test_review_resolution_needs_the_permission(transfer, finance):
+    """R-TOP-1: staff without topups.resolve_review cannot credit a reviewed top-up."""
+    topup = _confirm(transfer, finance, amount="400.00")
+    confirmer_only = grant(StaffFactory(), "topups.confirm_remittance")
+    with pytest.raises(PermissionDenied):
+        services.resolve_review(topup, "credit_received", actor=confirmer_only, reason="x")
+    topup.refresh_from_db()
+    assert topup.state == "review"
+    assert not Lot.objects.exists()
