@@ -5,6 +5,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.timesince import timesince
 
 from core.admin import AuditRecordInline, WorkflowAdminMixin
 from core.forms import ReasonForm
@@ -23,7 +24,7 @@ from .models import (
     VerificationState,
 )
 
-WORKFLOW_FORM = "admin/accounts/workflow_change_form.html"
+WORKFLOW_FORM = "admin/core/workflow_change_form.html"
 
 
 class BalanceAccountInline(admin.StackedInline):
@@ -32,6 +33,29 @@ class BalanceAccountInline(admin.StackedInline):
     fields = ("standing", "low_balance_threshold", "freeze_authority", "freeze_document_number")
     readonly_fields = fields
     show_change_link = True
+
+
+class VerificationInline(admin.TabularInline):
+    """The user's verifications at a glance, masked (R-ACC-5); review happens on the case."""
+
+    model = Verification
+    fk_name = "user"
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = ("kind", "state", "masked_number", "submitted_at", "reviewed_at")
+    readonly_fields = fields
+    ordering = ("-created_at",)
+
+    @admin.display(description="ID number / credit code")
+    def masked_number(self, obj):
+        return obj.masked_number
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(User)
@@ -51,7 +75,7 @@ class UserAdmin(BaseUserAdmin):
         (None, {"classes": ("wide",), "fields": ("email", "phone", "password1", "password2")}),
     )
     readonly_fields = ("last_login", "date_joined")
-    inlines = [BalanceAccountInline]
+    inlines = [BalanceAccountInline, VerificationInline]
 
 
 @admin.register(BalanceAccount)
@@ -99,6 +123,7 @@ class VerificationAdmin(WorkflowAdminMixin, admin.ModelAdmin):
         "masked_number",
         "check_digit_warning",
         "submitted_at",
+        "waiting",
         "reviewed_by",
     )
     list_filter = ("state", "kind", "check_digit_warning")
@@ -106,7 +131,7 @@ class VerificationAdmin(WorkflowAdminMixin, admin.ModelAdmin):
     search_help_text = "User email or phone"
     date_hierarchy = "submitted_at"
     list_select_related = ("user", "reviewed_by")
-    ordering = ("-submitted_at", "-id")
+    ordering = ("submitted_at", "id")  # a review queue: oldest first
     fields = (
         "user",
         "kind",
@@ -126,6 +151,12 @@ class VerificationAdmin(WorkflowAdminMixin, admin.ModelAdmin):
     )
     readonly_fields = fields
     inlines = [AuditRecordInline]
+
+    @admin.display(description="Waiting")
+    def waiting(self, obj):
+        if obj.state != VerificationState.SUBMITTED or obj.submitted_at is None:
+            return "—"
+        return timesince(obj.submitted_at)
 
     @admin.display(description="Name")
     def masked_name(self, obj):
@@ -271,7 +302,7 @@ class VerificationAdmin(WorkflowAdminMixin, admin.ModelAdmin):
             "opts": self.opts,
             "original": obj,
             "form": form,
-            "title": "Own-income exception",
+            "title": "Record the 16-18 own-income exception",
         }
         return TemplateResponse(request, "admin/accounts/capacity_exception.html", context)
 

@@ -109,6 +109,7 @@ MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "image/png", "png"),
 )
 ALLOWED_EXTENSIONS = {"pdf": "pdf", "jpg": "jpg", "jpeg": "jpg", "png": "png"}
+CONTENT_TYPES = {ext: content_type for _, content_type, ext in MAGIC}
 
 
 def sniff(head: bytes):
@@ -142,21 +143,15 @@ def validate_upload(upload):
     return ext
 
 
-def document_upload_to(prefix):
+def _document_name(prefix, filename):
     """Random file names: the user's own file name may itself be personal data."""
-
-    def upload_to(instance, filename):
-        ext = filename.rsplit(".", 1)[-1].lower() if "." in filename else "bin"
-        ext = ALLOWED_EXTENSIONS.get(ext, "bin")
-        return f"{prefix}/{uuid.uuid4().hex}.{ext}.enc"
-
-    upload_to.__qualname__ = f"document_upload_to.{prefix}"
-    return upload_to
+    ext = filename.rsplit(".", 1)[-1].lower() if "." in filename else "bin"
+    return f"{prefix}/{uuid.uuid4().hex}.{ALLOWED_EXTENSIONS.get(ext, 'bin')}.enc"
 
 
 def licence_upload_to(instance, filename):
-    return document_upload_to("licences")(instance, filename)
+    return _document_name("licences", filename)
 
 
 def evidence_upload_to(instance, filename):
-    return document_upload_to("evidence")(instance, filename)
+    return _document_name("evidence", filename)

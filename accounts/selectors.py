@@ -79,3 +79,20 @@ def acceptances_of(user, versions):
         a.version_id: a
         for a in AgreementAcceptance.objects.filter(user_id=user.pk, version_id__in=ids)
     }
+
+
+def users_with_identity(identity_hash: str) -> list[int]:
+    """Ids of users whose verification of this identity was ever approved (R-ACC-4).
+
+    Includes revoked ones: trial funds go to an identity once, so a grant on
+    any of these accounts counts for the identity.
+    """
+    return list(
+        Verification.objects.filter(
+            identity_hash=identity_hash,
+            state__in=[VerificationState.APPROVED, VerificationState.REVOKED],
+        )
+        .values_list("user_id", flat=True)
+        .distinct()
+        .order_by("user_id")
+    )

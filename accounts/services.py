@@ -14,7 +14,7 @@ from django.utils import timezone
 from core.workflow import WorkflowError, apply_transition, record_audit
 
 from . import signals
-from .crypto import validate_upload
+from .crypto import CONTENT_TYPES, validate_upload
 from .identity import (
     KIND_ENTERPRISE,
     KIND_INDIVIDUAL,
@@ -62,8 +62,8 @@ STANDING_TRANSITIONS = (
 def change_standing(account, transition_name, *, actor=None, reason="", **kwargs):
     """Move a balance account's standing; audited, permission-checked for staff.
 
-    Other apps hook on the result (dispute locks keys, notices tell the user);
-    those hooks are called from here so the rule stays in one place.
+    Other apps hook on the result through `signals.standing_changed` (dispute
+    locks keys, notices tell the user), sent inside this transaction.
     """
     if transition_name not in STANDING_TRANSITIONS:
         raise ValueError(f"Unknown standing transition {transition_name!r}")
@@ -205,9 +205,7 @@ def submit_verification(
             credit_code=code.code,
             check_digit_warning=not code.check_digit_ok,
             identity_hash=identity_hash(KIND_ENTERPRISE, code.code),
-            licence_content_type={"pdf": "application/pdf", "jpg": "image/jpeg"}.get(
-                ext, "image/png"
-            ),
+            licence_content_type=CONTENT_TYPES[ext],
         )
     else:
         raise ValidationError("Unknown verification kind.", code="invalid_kind")
@@ -231,16 +229,30 @@ def submit_verification(
         return apply_transition(verification, "submit", actor=user, reason="submitted by the user")
 
 
-def _verification_notice(verification, kind, subject, body):
-    from notices.services import notify
+def _send_notice(user, kind, context, *, dedupe_key, subject, body):
+    """One notice for the user, inside the caller's transaction (R-NOT-1).
 
-    notify(
+    The notices area renders registered kinds from its templates in the user's
+    language (`send_notice`); where that is not available this falls back to
+    plain `notify()` with the English text given here.
+    """
+    from notices import services as notices
+
+    if hasattr(notices, "send_notice"):
+        return notices.send_notice(user, kind, context, dedupe_key=dedupe_key)
+    return notices.notify(
+        user, kind, subject=subject, body=body, context=context, dedupe_key=dedupe_key
+    )
+
+
+def _verification_notice(verification, kind, subject, body, *, reason=""):
+    _send_notice(
         verification.user,
         kind,
+        {"verification_id": verification.pk, "state": verification.state, "reason": reason},
+        dedupe_key=f"verification:{verification.pk}:{verification.state}",
         subject=subject,
         body=body,
-        context={"verification_id": verification.pk, "state": verification.state},
-        dedupe_key=f"verification:{verification.pk}:{verification.state}",
     )
 
 
@@ -282,6 +294,7 @@ def reject_verification(verification, *, actor=None, reason=""):
             "Your real-name verification was not approved",
             f"Your real-name verification was not approved. Reason: {reason.strip()}\n"
             "You can correct the details and submit again from your verification page.",
+            reason=reason.strip(),
         )
     return verification
 
@@ -297,6 +310,7 @@ def revoke_verification(verification, *, actor=None, reason=""):
             "verification_revoked",
             "Your real-name verification was revoked",
             f"Your real-name verification was revoked. Reason: {reason.strip()}",
+            reason=reason.strip(),
         )
     return verification
 
@@ -387,10 +401,7 @@ def record_capacity_exception(verification, *, actor, note, evidence_file, today
                 code="not_applicable",
             )
         verification.capacity_evidence_file.save(evidence_file.name, evidence_file, save=False)
-        verification.capacity_evidence_content_type = {
-            "pdf": "application/pdf",
-            "jpg": "image/jpeg",
-        }.get(ext, "image/png")
+        verification.capacity_evidence_content_type = CONTENT_TYPES[ext]
         verification.capacity_exception_note = note.strip()
         verification.capacity_exception_at = timezone.now()
         verification.capacity_exception_by = actor
@@ -443,9 +454,7 @@ def read_document(verification, which, *, actor):
     data = field_file.storage.open_plain(field_file.name)
     record_audit(verification, action=f"download_{which}", actor=actor)
     content_type = getattr(verification, type_attr) or "application/octet-stream"
-    ext = {"application/pdf": "pdf", "image/jpeg": "jpg", "image/png": "png"}.get(
-        content_type, "bin"
-    )
+    ext = {ctype: ext for ext, ctype in CONTENT_TYPES.items()}.get(content_type, "bin")
     return data, content_type, f"verification-{verification.pk}-{which}.{ext}"
 
 
@@ -453,33 +462,57 @@ def read_document(verification, which, *, actor):
 NOTICE_BATCH = 2000
 
 
+def _agreement_texts(version):
+    """Subject and body of the announcement per language code, rendered once per publish."""
+    from notices import services as notices
+
+    effective_at = timezone.localtime(version.effective_at)
+    render = getattr(notices, "render_notice", None)
+    if render is not None:  # the notices area's templates, in every language we offer
+        context = {"version": version.version, "title": version.title, "effective_at": effective_at}
+        return {
+            code: render("agreement_published", context, language=code)
+            for code, _ in settings.LANGUAGES
+        }
+    subject = f"Service agreement {version.version} takes effect on {effective_at:%Y-%m-%d}"
+    body = (
+        f"We have published version {version.version} of the service agreement "
+        f"({version.title}). It takes effect on {effective_at:%Y-%m-%d %H:%M}. "
+        "You can read and accept it on your agreement page; top-ups after that date "
+        "need your acceptance of it.\n"
+    )
+    return {settings.LANGUAGE_CODE: (subject, body)}
+
+
 def _announce_agreement(version, *, batch_size=NOTICE_BATCH):
     """One notice per active user for this version, in bounded batches (§11.3).
 
-    The dedupe key (user + version) makes a replay create nothing new.
+    Rendered once per language, then bulk-inserted; the dedupe key (user +
+    version) makes a replay create nothing new.
     """
     from notices.models import Notice
 
-    subject = f"Service agreement {version.version} takes effect on {version.effective_at:%Y-%m-%d}"
-    body = (
-        f"We have published version {version.version} of the service agreement "
-        f"({version.title}). It takes effect on "
-        f"{timezone.localtime(version.effective_at):%Y-%m-%d %H:%M}. "
-        "You can read it and accept it on your agreement page; top-ups after that date "
-        "need your acceptance of it."
-    )
-    context = {"agreement_version_id": version.pk, "version": version.version}
+    texts = _agreement_texts(version)
+    fallback = texts.get(settings.LANGUAGE_CODE) or next(iter(texts.values()))
+    context = {
+        "agreement_version_id": version.pk,
+        "version": version.version,
+        "title": version.title,
+        "effective_at": version.effective_at.isoformat(),
+    }
     last_id, created = 0, 0
     while True:
-        ids = list(
+        rows = list(
             User.objects.filter(is_active=True, pk__gt=last_id)
             .order_by("pk")
-            .values_list("pk", flat=True)[:batch_size]
+            .values_list("pk", "language")[:batch_size]
         )
-        if not ids:
+        if not rows:
             return created
-        Notice.objects.bulk_create(
-            [
+        notices = []
+        for uid, language in rows:
+            subject, body = texts.get(language, fallback)
+            notices.append(
                 Notice(
                     user_id=uid,
                     kind="agreement_published",
@@ -488,12 +521,10 @@ def _announce_agreement(version, *, batch_size=NOTICE_BATCH):
                     context=context,
                     dedupe_key=f"agreement:{version.pk}:user:{uid}",
                 )
-                for uid in ids
-            ],
-            ignore_conflicts=True,
-        )
-        created += len(ids)
-        last_id = ids[-1]
+            )
+        Notice.objects.bulk_create(notices, ignore_conflicts=True)
+        created += len(rows)
+        last_id = rows[-1][0]
 
 
 def publish_agreement(version, *, actor=None, reason=""):

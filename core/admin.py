@@ -43,6 +43,9 @@ class WorkflowAdminMixin(FSMAdminMixin):
     """
 
     transition_service = "core.workflow.apply_transition"
+    # Buttons are links to the reason form, so staff need only the view permission
+    # on the model plus the transition's own permission (least privilege, R-ADM-1).
+    change_form_template = "admin/core/workflow_change_form.html"
     fsm_default_disallow_transition = True
 
     def get_fsm_transition_form(self, transition):

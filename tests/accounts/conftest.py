@@ -1,4 +1,3 @@
-import os
 from datetime import date
 
 import pytest
@@ -12,16 +11,6 @@ from tests.factories import StaffFactory, UserFactory, grant
 PDF = b"%PDF-1.4\n% test licence\n%%EOF\n"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 32
-
-
-@pytest.fixture(autouse=True)
-def _no_leaked_async_unsafe():
-    """The shared `browser` fixture sets DJANGO_ALLOW_ASYNC_UNSAFE in os.environ; undo it
-    afterwards so later subprocesses (the `check --deploy` test) don't inherit it."""
-    before = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    yield
-    if before is None:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
 @pytest.fixture(autouse=True)

@@ -299,3 +299,28 @@ def test_standing_changed_is_sent_inside_the_transaction():
     finally:
         standing_changed.disconnect(receiver)
     assert seen == [(BalanceAccount, "locked", "lock", "dispute", True)]
+
+
+def test_standing_buttons_work_for_view_only_staff_with_the_transition_permission(client):
+    """R-ACC-8 / R-ADM-1: a CS agent (view + suspend) suspends from admin; freeze is hidden."""
+    cs = grant(
+        StaffFactory(),
+        "accounts.view_balanceaccount",
+        "accounts.suspend_balanceaccount",
+        "core.view_auditrecord",
+    )
+    account = UserFactory().balance_account
+    client.force_login(cs)
+    page = client.get(f"/admin/accounts/balanceaccount/{account.pk}/change/").content.decode()
+    assert 'data-transition="suspend"' in page and 'data-transition="freeze"' not in page
+    client.post(
+        f"/admin/accounts/balanceaccount/{account.pk}/transition/suspend/", {"reason": "spam"}
+    )
+    account.refresh_from_db()
+    assert account.standing == "suspended"
+    client.post(
+        f"/admin/accounts/balanceaccount/{account.pk}/transition/freeze/",
+        {"reason": "x", "authority": "Court", "document_number": "1"},
+    )
+    account.refresh_from_db()
+    assert account.standing == "suspended"

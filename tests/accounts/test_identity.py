@@ -159,3 +159,18 @@ def test_identity_hash_is_keyed_and_normalised(settings):
     assert a != identity_hash("enterprise", "11010519491231002X")
     settings.IDENTITY_HASH_KEY = "k2"
     assert identity_hash("individual", "11010519491231002X") != a
+
+
+USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+
+
+@given(
+    body=st.text(alphabet=USCC_ALPHABET, min_size=17, max_size=17),
+    shift=st.integers(min_value=1, max_value=30),
+)
+def test_credit_code_check_character_catches_any_other_character(body, shift):
+    """R-ACC-2: GB 32100: the right check character passes, every other one is flagged."""
+    code = make_credit_code(body)
+    assert parse_credit_code(code).check_digit_ok is True
+    other = USCC_ALPHABET[(USCC_ALPHABET.index(code[-1]) + shift) % 31]
+    assert parse_credit_code(code[:-1] + other).check_digit_ok is False

@@ -141,3 +141,12 @@ def test_reveal_service_refuses_without_permission(user):
     with pytest.raises(PermissionDenied):
         services.read_document(v, "licence", actor=UserFactory())
     assert not AuditRecord.objects.filter(action__startswith="view").exists()
+
+
+def test_user_admin_shows_verifications_masked(client, user, cs_agent):
+    """R-ACC-5: the user's page in admin lists their verifications with masked numbers."""
+    submit_individual(user, id_number=NUMBER, name="Li Ming")
+    client.force_login(grant(cs_agent, "accounts.view_user", "accounts.view_balanceaccount"))
+    body = client.get(f"/admin/accounts/user/{user.pk}/change/").content.decode()
+    assert MASKED in body
+    assert NUMBER not in body

@@ -356,3 +356,15 @@ def test_verification_kinds_are_the_contract_values():
         "individual",
         "enterprise",
     }
+
+
+def test_users_with_identity_lists_every_account_ever_approved(settings, cs_agent, risk_officer):
+    """R-ACC-4: trial-once support: all accounts an identity was ever verified on."""
+    settings.IDENTITY_MAX_ACCOUNTS = 2
+    number = make_resident_id(date(1977, 7, 7), sequence=707)
+    a, b, c = UserFactory(), UserFactory(), UserFactory()
+    va = services.approve_verification(submit_individual(a, id_number=number), actor=cs_agent)
+    services.revoke_verification(va, actor=risk_officer, reason="closed")
+    services.approve_verification(submit_individual(b, id_number=number), actor=cs_agent)
+    submit_individual(c, id_number=number)  # pending: not counted
+    assert selectors.users_with_identity(va.identity_hash) == sorted([a.pk, b.pk])
