@@ -241,3 +241,54 @@ SMS_BACKEND = env("SMS_BACKEND", "notices.sms.LoggingSMSBackend")
 NOTICE_MAX_ATTEMPTS = int(env("NOTICE_MAX_ATTEMPTS", "8"))
 NOTICE_RETRY_BASE_SECONDS = int(env("NOTICE_RETRY_BASE_SECONDS", "60"))
 NOTICE_RETRY_MAX_SECONDS = int(env("NOTICE_RETRY_MAX_SECONDS", str(6 * 3600)))
+
+# --- Top-ups, trial funds, Alipay (billing.topups) ---
+from decimal import Decimal  # noqa: E402
+
+TOPUP_MIN = Decimal(env("TOPUP_MIN", "1.00"))
+TOPUP_MAX = Decimal(env("TOPUP_MAX", "50000.00"))
+TOPUP_EXPIRE_MINUTES = int(env("TOPUP_EXPIRE_MINUTES", "120"))  # unpaid orders expire after
+TRIAL_AMOUNT = env("TRIAL_AMOUNT", "20.00")  # defaults of the staff-editable TrialSettings
+TRIAL_VALIDITY_DAYS = int(env("TRIAL_VALIDITY_DAYS", "30"))
+BANK_RECEIVING_ACCOUNT = {
+    "holder": env("BANK_ACCOUNT_HOLDER", "Example Model Platform Co., Ltd."),
+    "bank": env("BANK_NAME", "Example Bank, Beijing Branch"),
+    "number": env("BANK_ACCOUNT_NUMBER", "6200 0000 0000 0000 000"),
+}
+# The sandbox cashier plays Alipay inside the portal with the dev-only keys in
+# billing/topups/sandbox_keys/; it can never be on in production.
+ALIPAY_SANDBOX = env_bool("ALIPAY_SANDBOX", not PRODUCTION)
+_SANDBOX_KEYS = BASE_DIR / "billing" / "topups" / "sandbox_keys"
+ALIPAY_APP_ID = env("ALIPAY_APP_ID", "2021000000000000" if ALIPAY_SANDBOX else "")
+ALIPAY_SELLER_ID = env("ALIPAY_SELLER_ID", "2088000000000000" if ALIPAY_SANDBOX else "")
+ALIPAY_GATEWAY = env(
+    "ALIPAY_GATEWAY",
+    "/topups/sandbox/gateway/" if ALIPAY_SANDBOX else "https://openapi.alipay.com/gateway.do",
+)
+ALIPAY_APP_PRIVATE_KEY = env("ALIPAY_APP_PRIVATE_KEY", "")
+ALIPAY_APP_PRIVATE_KEY_PATH = env(
+    "ALIPAY_APP_PRIVATE_KEY_PATH",
+    str(_SANDBOX_KEYS / "app_private_key.pem") if ALIPAY_SANDBOX else "",
+)
+ALIPAY_PUBLIC_KEY = env("ALIPAY_PUBLIC_KEY", "")
+ALIPAY_PUBLIC_KEY_PATH = env(
+    "ALIPAY_PUBLIC_KEY_PATH",
+    str(_SANDBOX_KEYS / "alipay_public_key.pem") if ALIPAY_SANDBOX else "",
+)
+if PRODUCTION:
+    if ALIPAY_SANDBOX:
+        raise ImproperlyConfigured("ALIPAY_SANDBOX cannot be on in production")
+
+    def _is_sandbox_key(value, path):
+        text = value or (Path(path).read_text() if path and Path(path).exists() else "")
+
+        def _body(pem):
+            return "".join(x.strip() for x in pem.splitlines() if not x.startswith("-----"))
+
+        body = "".join(_body(text).split())
+        return bool(body) and any(body == _body(f.read_text()) for f in _SANDBOX_KEYS.glob("*.pem"))
+
+    if _is_sandbox_key(ALIPAY_APP_PRIVATE_KEY, ALIPAY_APP_PRIVATE_KEY_PATH) or _is_sandbox_key(
+        ALIPAY_PUBLIC_KEY, ALIPAY_PUBLIC_KEY_PATH
+    ):
+        raise ImproperlyConfigured("The development Alipay sandbox keys are refused in production")

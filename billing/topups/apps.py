@@ -7,3 +7,8 @@ class TopupsConfig(AppConfig):
     name = "billing.topups"
     label = "topups"
     verbose_name = "Top-ups, trials and promotions"
+
+    def ready(self):
+        from . import receivers
+
+        receivers.connect()

@@ -1,5 +1,15 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from . import views
 
 app_name = "topups"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.start, name="start"),
+    path("history/", views.history, name="history"),
+    path("<int:pk>/", views.detail, name="detail"),
+    path("<int:pk>/cancel/", views.cancel, name="cancel"),
+    path("alipay/notify/", views.alipay_notify, name="alipay_notify"),
+    path("alipay/return/", views.alipay_return, name="alipay_return"),
+    path("sandbox/gateway/", views.sandbox_gateway, name="sandbox_gateway"),
+]

@@ -1,0 +1,370 @@
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from core.admin import AuditRecordInline, WorkflowAdminMixin
+from core.forms import ReasonForm
+
+from . import selectors, services
+from .forms import ManualTopUpForm, StatementUploadForm
+from .models import (
+    GrantValidity,
+    Promotion,
+    PromotionRedemption,
+    TopUp,
+    TrialAward,
+    TrialSettings,
+)
+
+
+@admin.register(TopUp)
+class TopUpAdmin(WorkflowAdminMixin, admin.ModelAdmin):
+    """Top-up cases: finance confirms bank remittances here (button "Confirm remittance")."""
+
+    transition_service = "billing.topups.services.run_transition"
+    fsm_fields = ["state"]
+    list_display = (
+        "out_trade_no",
+        "user_email",
+        "channel",
+        "amount",
+        "state",
+        "third_party",
+        "remittance_reference",
+        "created_at",
+        "paid_at",
+    )
+    list_filter = ("channel", "state", "third_party")
+    date_hierarchy = "created_at"
+    search_fields = ("out_trade_no", "trade_no", "remittance_reference", "account__user__email")
+    list_select_related = ("account__user",)
+    inlines = [AuditRecordInline]
+    change_list_template = "admin/topups/topup/change_list.html"
+    readonly_fields = (
+        "account",
+        "channel",
+        "amount",
+        "state",
+        "out_trade_no",
+        "remittance_reference",
+        "trade_no",
+        "channel_status",
+        "received_amount",
+        "payer_name",
+        "payer_account",
+        "third_party",
+        "lot",
+        "acceptance",
+        "created_at",
+        "expires_at",
+        "paid_at",
+        "closed_at",
+        "created_by",
+        "memo",
+    )
+    fields = readonly_fields
+
+    @admin.display(description="User", ordering="account__user__email")
+    def user_email(self, obj):
+        return obj.account.user.email
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_fields
+
+    def get_urls(self):
+        return [
+            path(
+                "import-statement/",
+                self.admin_site.admin_view(self.import_statement_view),
+                name="topups_topup_import_statement",
+            ),
+            path(
+                "record-manual/",
+                self.admin_site.admin_view(self.record_manual_view),
+                name="topups_topup_record_manual",
+            ),
+            *super().get_urls(),
+        ]
+
+    def import_statement_view(self, request):
+        """Upload a bank statement CSV; every row must match or nothing is applied."""
+        if not request.user.has_perm(services.FINANCE_PERM):
+            raise PermissionDenied
+        form = StatementUploadForm(request.POST or None, request.FILES or None)
+        report = None
+        if request.method == "POST" and form.is_valid():
+            raw = form.cleaned_data["statement"].read()
+            try:
+                text = raw.decode("utf-8-sig")
+            except UnicodeDecodeError:
+                form.add_error("statement", "The file is not UTF-8 text.")
+            else:
+                report = services.import_bank_statement(text, actor=request.user)
+                if not report.errors:
+                    done, review = len(report.confirmed), len(report.reviewed)
+                    self.message_user(request, f"Confirmed {done}, sent to review {review}.")
+                    return redirect("admin:topups_topup_changelist")
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "form": form,
+            "report": report,
+            "title": "Import bank statement",
+        }
+        return render(request, "admin/topups/topup/import_statement.html", context)
+
+    def record_manual_view(self, request):
+        """Record a payment received by another route; the usual preconditions apply."""
+        from accounts.models import User
+
+        if not request.user.has_perm(services.FINANCE_PERM):
+            raise PermissionDenied
+        form = ManualTopUpForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            user = User.objects.filter(email__iexact=data["email"]).first()
+            if user is None:
+                form.add_error("email", "No user with this email.")
+            else:
+                try:
+                    topup = services.record_manual_topup(
+                        user,
+                        data["amount"],
+                        actor=request.user,
+                        payer_name=data["payer_name"],
+                        payer_account=data["payer_account"],
+                        reference=data["reference"],
+                        reason=data["reason"],
+                    )
+                except ValidationError as exc:
+                    form.add_error(None, exc)
+                else:
+                    self.message_user(request, f"Recorded top-up {topup.out_trade_no}.")
+                    return redirect("admin:topups_topup_change", topup.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "form": form,
+            "title": "Record a manual payment",
+        }
+        return render(request, "admin/topups/topup/record_manual.html", context)
+
+
+class EndPromotionForm(ReasonForm):
+    void_unused = forms.BooleanField(
+        required=False, label="Also void the unused benefits this promotion granted"
+    )
+
+
+@admin.register(Promotion)
+class PromotionAdmin(WorkflowAdminMixin, admin.ModelAdmin):
+    transition_service = "billing.topups.services.run_transition"
+    fsm_fields = ["state"]
+    list_display = (
+        "name",
+        "kind",
+        "state",
+        "starts_at",
+        "ends_at",
+        "priority",
+        "benefit",
+        "quantity",
+        "redemptions",
+        "voided",
+    )
+    list_filter = ("kind", "state", "account_kind", "new_customers_only")
+    search_fields = ("name",)
+    date_hierarchy = "starts_at"
+    readonly_fields = ("state", "used_quantity", "created_at", "ended_at")
+    fieldsets = (
+        (None, {"fields": ("name", "kind", "state", "priority")}),
+        ("Window", {"fields": ("starts_at", "ends_at", "ended_at")}),
+        ("Eligibility", {"fields": ("new_customers_only", "account_kind", "min_topup")}),
+        ("Quantity", {"fields": ("total_quantity", "used_quantity", "per_user_limit")}),
+        (
+            "Benefit",
+            {
+                "fields": (
+                    "benefit_type",
+                    "benefit_amount",
+                    "benefit_percent",
+                    "benefit_cap",
+                    "bonus_validity_days",
+                )
+            },
+        ),
+    )
+    inlines = [AuditRecordInline]
+
+    def get_queryset(self, request):
+        return selectors.promotions_with_counts()
+
+    def get_fsm_transition_form(self, transition):
+        if transition.name == "end":
+            return EndPromotionForm
+        return super().get_fsm_transition_form(transition)
+
+    def is_fsm_transition_visible(self, transition):
+        return True
+
+    @admin.display(description="Benefit")
+    def benefit(self, obj):
+        if obj.benefit_type == "fixed":
+            return f"{obj.benefit_amount}"
+        return f"{obj.benefit_percent}% (cap {obj.benefit_cap})"
+
+    @admin.display(description="Used / total")
+    def quantity(self, obj):
+        return f"{obj.used_quantity} / {obj.total_quantity or '∞'}"
+
+    @admin.display(description="Redemptions", ordering="redemption_count")
+    def redemptions(self, obj):
+        return obj.redemption_count
+
+    @admin.display(description="Voided")
+    def voided(self, obj):
+        return obj.voided_count
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(PromotionRedemption)
+class PromotionRedemptionAdmin(admin.ModelAdmin):
+    list_display = ("promotion", "account", "topup", "amount", "created_at", "voided_at")
+    list_filter = ("promotion",)
+    search_fields = ("topup__out_trade_no", "account__user__email")
+    list_select_related = ("promotion", "account__user", "topup")
+    date_hierarchy = "created_at"
+    readonly_fields = (
+        "promotion",
+        "account",
+        "topup",
+        "amount",
+        "grant",
+        "created_at",
+        "voided_at",
+    )
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(TrialSettings)
+class TrialSettingsAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "enabled", "amount", "validity_days", "updated_at")
+
+    def has_add_permission(self, request):
+        return not TrialSettings.objects.exists()
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        obj = TrialSettings.load()
+        return redirect("admin:topups_trialsettings_change", obj.pk)
+
+
+@admin.register(TrialAward)
+class TrialAwardAdmin(admin.ModelAdmin):
+    list_display = ("account", "amount", "grant_link", "created_at")
+    search_fields = ("account__user__email",)
+    list_select_related = ("account__user", "grant")
+    date_hierarchy = "created_at"
+    readonly_fields = ("identity_hash", "account", "amount", "grant", "created_at")
+
+    @admin.display(description="Grant")
+    def grant_link(self, obj):
+        if not obj.grant_id:
+            return "-"
+        url = reverse("admin:topups_grantvalidity_change", args=[obj.grant_id])
+        return format_html('<a href="{}">{} (change validity)</a>', url, obj.grant_id)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class GrantValidityForm(forms.Form):
+    expires_at = forms.DateTimeField(label="New expiry", help_text="YYYY-MM-DD HH:MM (local time)")
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=2000)
+
+
+@admin.register(GrantValidity)
+class GrantValidityAdmin(admin.ModelAdmin):
+    """Ledger grants as staff see them to extend or shorten validity (R-TOP-5)."""
+
+    list_display = (
+        "id",
+        "account",
+        "kind",
+        "state",
+        "amount_display",
+        "remaining_display",
+        "expires_at",
+    )
+    list_filter = ("kind", "state")
+    search_fields = ("account__user__email",)
+    list_select_related = ("account__user",)
+    date_hierarchy = "created_at"
+
+    @admin.display(description="Amount")
+    def amount_display(self, obj):
+        return obj.amount
+
+    @admin.display(description="Remaining")
+    def remaining_display(self, obj):
+        return obj.remaining
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.has_perm("topups.change_grant_validity")
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        grant = get_object_or_404(self.model.objects.select_related("account__user"), pk=object_id)
+        if not self.has_view_permission(request, grant):
+            raise PermissionDenied
+        form = GrantValidityForm(request.POST or None, initial={"expires_at": grant.expires_at})
+        if request.method == "POST" and form.is_valid():
+            try:
+                services.change_grant_validity(
+                    grant,
+                    form.cleaned_data["expires_at"],
+                    actor=request.user,
+                    reason=form.cleaned_data["reason"],
+                )
+            except PermissionDenied as exc:
+                messages.error(request, str(exc) or "Not allowed.")
+            except ValidationError as exc:
+                form.add_error(None, exc)
+            else:
+                messages.success(request, "The grant's validity is changed.")
+                return redirect("admin:topups_grantvalidity_changelist")
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "original": grant,
+            "form": form,
+            "history": services.grant_history(grant),
+            "title": f"Change validity of grant {grant.pk}",
+        }
+        return render(request, "admin/topups/grantvalidity/change.html", context)

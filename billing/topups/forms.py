@@ -1,0 +1,82 @@
+from django import forms
+from django.core.exceptions import ValidationError
+
+from core.forms import ReasonForm
+from core.money import parse_amount
+
+from .models import Channel
+
+
+class AmountField(forms.CharField):
+    """A CNY amount typed by a person: parsed by core.money, never through float."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("max_length", 20)
+        super().__init__(*args, **kwargs)
+
+    def clean(self, value):
+        value = super().clean(value)
+        if value in (None, ""):
+            return None
+        return parse_amount(value)
+
+
+class RemittanceForm(ReasonForm):
+    """What finance reads off the bank statement to confirm a remittance."""
+
+    received_amount = AmountField(help_text="Amount that arrived, CNY, e.g. 100.00")
+    payer_name = forms.CharField(max_length=200)
+    payer_account = forms.CharField(max_length=200)
+    bank_reference = forms.CharField(max_length=64, help_text="The bank's transaction reference")
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}), max_length=2000, required=False
+    )
+
+
+class TopUpForm(forms.Form):
+    amount = forms.CharField(max_length=20, help_text="CNY, at most two decimal places")
+    currency = forms.ChoiceField(choices=[("CNY", "CNY")], initial="CNY", required=False)
+    channel = forms.ChoiceField(
+        choices=[(Channel.ALIPAY, "Alipay"), (Channel.BANK, "Bank transfer")],
+        initial=Channel.ALIPAY,
+        widget=forms.RadioSelect,
+    )
+    accept_agreement = forms.BooleanField(
+        required=False, label="I have read and accept the service agreement shown above"
+    )
+    agreement_version = forms.IntegerField(required=False, widget=forms.HiddenInput)
+
+
+class GrantValidityForm(forms.Form):
+    expires_at = forms.DateTimeField(
+        help_text="New expiry (YYYY-MM-DD HH:MM)",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+    )
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=2000)
+
+
+class StatementUploadForm(forms.Form):
+    statement = forms.FileField(
+        help_text="CSV with columns: reference, amount, payer_name, payer_account, bank_reference"
+    )
+
+    MAX_BYTES = 1024 * 1024
+
+    def clean_statement(self):
+        f = self.cleaned_data["statement"]
+        if f.size > self.MAX_BYTES:
+            raise ValidationError("The statement is larger than 1 MB.")
+        if not f.name.lower().endswith(".csv"):
+            raise ValidationError("Upload a .csv file.")
+        return f
+
+
+class ManualTopUpForm(forms.Form):
+    """Finance records a payment received by another route (channel "other")."""
+
+    email = forms.EmailField(help_text="The account holder's login email")
+    amount = forms.CharField(max_length=20, help_text="CNY, e.g. 100.00")
+    payer_name = forms.CharField(max_length=200)
+    payer_account = forms.CharField(max_length=200)
+    reference = forms.CharField(max_length=64, help_text="The payment's transaction reference")
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=2000)

@@ -1,0 +1,490 @@
+"""Top-ups, trial awards and promotions: how money and free funds enter a balance (SPEC §4).
+
+The money itself lives in the ledger (billing.Lot / billing.Grant); these rows
+carry the payment case around it: who paid, through which channel, against
+which agreement acceptance, and which promotion it earned.
+"""
+
+import secrets
+from decimal import ROUND_DOWN, Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+from django_fsm import ConcurrentTransitionMixin, FSMField, transition
+from djmoney.models.fields import MoneyField
+from djmoney.money import Money
+
+FEN = Decimal("0.01")
+
+
+def _money_field(**kwargs):
+    return MoneyField(
+        max_digits=18,
+        decimal_places=2,
+        default_currency="CNY",
+        currency_choices=[("CNY", "CNY")],
+        **kwargs,
+    )
+
+
+class Channel(models.TextChoices):
+    ALIPAY = "alipay", "Alipay"
+    BANK = "bank", "Bank transfer"
+    OTHER = "other", "Other (manual)"
+
+
+class TopUpState(models.TextChoices):
+    CREATED = "created", "Awaiting payment"
+    REVIEW = "review", "Amount differs — finance review"
+    PAID = "paid", "Paid"
+    CANCELLED = "cancelled", "Cancelled"
+    EXPIRED = "expired", "Expired"
+    RETURNED = "returned", "Returned to payer"
+    REFUNDED = "refunded", "Refunded"
+
+
+def new_out_trade_no():
+    # Date prefix for humans, random tail so numbers can't be guessed or enumerated.
+    return f"T{timezone.now():%Y%m%d}{secrets.token_hex(6).upper()}"
+
+
+def new_remittance_reference():
+    # Short, unambiguous alphabet: payers type it into their bank's memo field.
+    alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+    return "RM" + "".join(secrets.choice(alphabet) for _ in range(8))
+
+
+def _is_owner_or_staff(topup, user):
+    return topup.account.user_id == user.pk or user.has_perm("topups.change_topup")
+
+
+def _nobody(topup, user):
+    """System-only transitions: no human actor, so none in the admin either."""
+    return False
+
+
+class TopUp(ConcurrentTransitionMixin, models.Model):
+    """One top-up order and its payment case (R-TOP-1)."""
+
+    account = models.ForeignKey(
+        "accounts.BalanceAccount", on_delete=models.PROTECT, related_name="topups"
+    )
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    amount = _money_field()
+    # Not `protected=True`: django_fsm's refresh_from_db flips that flag on the shared
+    # field object, which races between threads. Only transitions write `state` here.
+    state = FSMField(default=TopUpState.CREATED, choices=TopUpState.choices)
+    out_trade_no = models.CharField(
+        "order number", max_length=32, unique=True, default=new_out_trade_no, editable=False
+    )
+    remittance_reference = models.CharField(
+        max_length=16, unique=True, null=True, blank=True, editable=False
+    )
+    trade_no = models.CharField(
+        "channel transaction number",
+        max_length=64,
+        blank=True,
+        help_text="Alipay trade_no or the bank's transaction reference.",
+    )
+    channel_status = models.CharField(max_length=32, blank=True)
+    received_amount = _money_field(null=True, blank=True)
+    payer_name = models.CharField(max_length=200, blank=True)
+    payer_account = models.CharField(max_length=200, blank=True)
+    third_party = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    memo = models.CharField(max_length=200, blank=True)
+    acceptance = models.ForeignKey(
+        "accounts.AgreementAcceptance",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="topups",
+        help_text="The user's acceptance of the agreement in force when ordering (R-ACC-7).",
+    )
+    lot = models.OneToOneField(
+        "billing.Lot",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="topup",
+        help_text="The cash lot this payment credited.",
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [
+            ("confirm_remittance", "Can confirm a bank remittance or manual payment (finance)"),
+            ("resolve_review", "Can resolve a top-up in amount review (finance)"),
+        ]
+        indexes = [models.Index(fields=["state", "expires_at"], name="topup_state_expiry")]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount_currency="CNY"), name="topup_cny"),
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="topup_positive"),
+            models.UniqueConstraint(
+                fields=["channel", "trade_no"],
+                condition=~models.Q(trade_no=""),
+                name="topup_unique_channel_trade_no",
+            ),
+        ]
+
+    def __str__(self):
+        return f"Top-up {self.out_trade_no} ({self.amount})"
+
+    @property
+    def user(self):
+        return self.account.user
+
+    # --- workflow (R-TOP-1). Services run these through core.workflow.apply_transition.
+
+    @transition(
+        state,
+        source=TopUpState.CREATED,
+        target=TopUpState.PAID,
+        permission=_nobody,
+        custom={"admin": False},
+    )
+    def pay(
+        self, trade_no="", channel_status="", payer_name="", payer_account="", third_party=False
+    ):
+        """Channel says paid (Alipay notification); system only."""
+        self._record_payment(trade_no, channel_status, payer_name, payer_account, third_party)
+
+    @transition(
+        state,
+        source=TopUpState.CREATED,
+        target=TopUpState.PAID,
+        permission="topups.confirm_remittance",
+        custom={"label": "Confirm remittance", "form": "billing.topups.forms.RemittanceForm"},
+    )
+    def confirm_remittance(
+        self,
+        received_amount=None,
+        payer_name="",
+        payer_account="",
+        bank_reference="",
+        third_party=False,
+    ):
+        """Finance saw the money on the platform's account (bank / other channel)."""
+        self.received_amount = received_amount
+        self._record_payment(bank_reference, "confirmed", payer_name, payer_account, third_party)
+
+    @transition(
+        state,
+        source=TopUpState.CREATED,
+        target=TopUpState.REVIEW,
+        permission="topups.confirm_remittance",
+        custom={"admin": False},
+    )
+    def send_to_review(
+        self,
+        received_amount=None,
+        payer_name="",
+        payer_account="",
+        bank_reference="",
+        third_party=False,
+    ):
+        """The received amount differs from the order: never credited silently."""
+        self.received_amount = received_amount
+        self.trade_no = bank_reference
+        self.channel_status = "amount_mismatch"
+        self.payer_name = payer_name
+        self.payer_account = payer_account
+        self.third_party = third_party
+
+    @transition(
+        state,
+        source=TopUpState.REVIEW,
+        target=TopUpState.PAID,
+        permission="topups.resolve_review",
+        custom={"label": "Credit the received amount"},
+    )
+    def credit_received(self):
+        self.paid_at = timezone.now()
+        self.channel_status = "confirmed_after_review"
+
+    @transition(
+        state,
+        source=TopUpState.REVIEW,
+        target=TopUpState.RETURNED,
+        permission="topups.resolve_review",
+        custom={"label": "Return the money to the payer"},
+    )
+    def return_to_payer(self):
+        self.closed_at = timezone.now()
+
+    @transition(
+        state,
+        source=TopUpState.CREATED,
+        target=TopUpState.CANCELLED,
+        permission=_is_owner_or_staff,
+        custom={"label": "Cancel order"},
+    )
+    def cancel(self):
+        self.closed_at = timezone.now()
+
+    @transition(
+        state,
+        source=TopUpState.CREATED,
+        target=TopUpState.EXPIRED,
+        permission=_nobody,
+        custom={"admin": False},
+    )
+    def expire(self):
+        self.closed_at = timezone.now()
+
+    @transition(
+        state,
+        source=TopUpState.PAID,
+        target=TopUpState.REFUNDED,
+        permission=_nobody,
+        custom={"admin": False},
+    )
+    def mark_refunded(self):
+        """Reached by the refunds workflow once the top-up's lot is refunded in full."""
+
+    def _record_payment(self, trade_no, channel_status, payer_name, payer_account, third_party):
+        self.trade_no = trade_no or self.trade_no
+        self.channel_status = channel_status
+        self.payer_name = payer_name
+        self.payer_account = payer_account
+        self.third_party = bool(third_party)
+        self.paid_at = timezone.now()
+
+    @property
+    def credited_amount(self):
+        """What the lot gets: the order amount, or what finance accepted after review."""
+        if self.received_amount is not None:
+            return self.received_amount
+        return self.amount
+
+
+class PromotionKind(models.TextChoices):
+    LIMITED_TIME_FREE = "limited_time_free", "Limited-time free"
+    LIMITED_TIME_DISCOUNT = "limited_time_discount", "Limited-time discount"
+    LIMITED_QUANTITY_DISCOUNT = "limited_quantity_discount", "Limited-quantity discount"
+    TOPUP_DISCOUNT = "topup_discount", "Top-up discount"
+
+
+class PromotionState(models.TextChoices):
+    ACTIVE = "active", "Active"
+    ENDED = "ended", "Ended"
+
+
+class AccountKind(models.TextChoices):
+    ANY = "any", "Any"
+    INDIVIDUAL = "individual", "Individual"
+    ENTERPRISE = "enterprise", "Enterprise"
+
+
+class BenefitType(models.TextChoices):
+    FIXED = "fixed", "Fixed amount"
+    PERCENT = "percent", "Percent of the top-up"
+
+
+class Promotion(ConcurrentTransitionMixin, models.Model):
+    """A promotion that turns a paid top-up into a discount grant (R-TOP-4)."""
+
+    name = models.CharField(max_length=120)
+    kind = models.CharField(max_length=32, choices=PromotionKind.choices)
+    state = FSMField(default=PromotionState.ACTIVE, choices=PromotionState.choices)
+    starts_at = models.DateTimeField(default=timezone.now)
+    ends_at = models.DateTimeField(null=True, blank=True)
+    new_customers_only = models.BooleanField(
+        default=False, help_text="Only an account's first paid top-up qualifies."
+    )
+    account_kind = models.CharField(
+        max_length=12, choices=AccountKind.choices, default=AccountKind.ANY
+    )
+    min_topup = _money_field(default=Money(0, "CNY"), help_text="Minimum top-up amount")
+    total_quantity = models.PositiveIntegerField(
+        null=True, blank=True, help_text="How many benefits in all (empty: unlimited)."
+    )
+    used_quantity = models.PositiveIntegerField(default=0, editable=False)
+    per_user_limit = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Benefits per account (empty: unlimited)."
+    )
+    benefit_type = models.CharField(max_length=10, choices=BenefitType.choices)
+    benefit_amount = _money_field(null=True, blank=True, help_text="For a fixed benefit")
+    benefit_percent = models.DecimalField(
+        max_digits=5, decimal_places=2, null=True, blank=True, help_text="For a percent benefit"
+    )
+    benefit_cap = _money_field(null=True, blank=True, help_text="Cap of a percent benefit")
+    bonus_validity_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Days the bonus stays usable (empty: no expiry)."
+    )
+    priority = models.IntegerField(default=0, help_text="Higher wins when benefits tie.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-priority", "-starts_at", "id"]
+        permissions = [("end_promotion", "Can end a promotion and void its unused benefits")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(total_quantity__isnull=True)
+                | models.Q(used_quantity__lte=models.F("total_quantity")),
+                name="promotion_quantity_not_exceeded",
+            ),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    def clean(self):
+        errors = {}
+        if self.benefit_type == BenefitType.FIXED:
+            if not self.benefit_amount or self.benefit_amount.amount <= 0:
+                errors["benefit_amount"] = "A fixed benefit needs a positive amount."
+        elif self.benefit_type == BenefitType.PERCENT:
+            if not self.benefit_percent or not (0 < self.benefit_percent <= 100):
+                errors["benefit_percent"] = "A percent benefit needs 0 < percent <= 100."
+            if not self.benefit_cap or self.benefit_cap.amount <= 0:
+                errors["benefit_cap"] = "A percent benefit needs a positive cap."
+        for name in ("benefit_amount", "benefit_cap", "min_topup"):
+            value = getattr(self, name)
+            if value is not None and str(value.currency) != "CNY":
+                errors[name] = "Only CNY."
+        limited_time = (PromotionKind.LIMITED_TIME_FREE, PromotionKind.LIMITED_TIME_DISCOUNT)
+        if self.kind in limited_time and not self.ends_at:
+            errors["ends_at"] = "A limited-time promotion needs an end."
+        if self.kind == PromotionKind.LIMITED_QUANTITY_DISCOUNT and not self.total_quantity:
+            errors["total_quantity"] = "A limited-quantity promotion needs a total quantity."
+        if self.ends_at and self.starts_at and self.ends_at <= self.starts_at:
+            errors["ends_at"] = "The end must be after the start."
+        if errors:
+            raise ValidationError(errors)
+
+    def benefit_for(self, amount):
+        """Value of this promotion's benefit for a top-up of `amount` (Money), whole fen."""
+        if self.benefit_type == BenefitType.FIXED:
+            return Money(self.benefit_amount.amount, "CNY")
+        value = (amount.amount * self.benefit_percent / Decimal(100)).quantize(
+            FEN, rounding=ROUND_DOWN
+        )
+        if self.benefit_cap is not None:
+            value = min(value, self.benefit_cap.amount)
+        return Money(value, "CNY")
+
+    @transition(
+        state,
+        source=PromotionState.ACTIVE,
+        target=PromotionState.ENDED,
+        permission="topups.end_promotion",
+        custom={"label": "End promotion", "admin": False},
+    )
+    def end(self):
+        self.ended_at = timezone.now()
+
+
+class PromotionRedemption(models.Model):
+    """One benefit granted by a promotion for one paid top-up (at most one per top-up)."""
+
+    promotion = models.ForeignKey(Promotion, on_delete=models.PROTECT, related_name="redemptions")
+    account = models.ForeignKey(
+        "accounts.BalanceAccount", on_delete=models.PROTECT, related_name="promotion_redemptions"
+    )
+    topup = models.OneToOneField(TopUp, on_delete=models.PROTECT, related_name="redemption")
+    amount = _money_field()
+    grant = models.OneToOneField(
+        "billing.Grant", on_delete=models.PROTECT, related_name="promotion_redemption"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    voided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["promotion", "account"], name="redemption_promo_account")]
+
+    def __str__(self):
+        return f"{self.promotion} → {self.topup.out_trade_no}"
+
+
+def _default_trial_amount():
+    return Money(Decimal(getattr(settings, "TRIAL_AMOUNT", "20.00")), "CNY")
+
+
+def _default_trial_days():
+    return int(getattr(settings, "TRIAL_VALIDITY_DAYS", 30))
+
+
+class TrialSettings(models.Model):
+    """Staff-editable trial-fund settings (R-TOP-5); one row, defaults from the environment."""
+
+    enabled = models.BooleanField(default=True)
+    amount = _money_field(default=_default_trial_amount)
+    validity_days = models.PositiveIntegerField(default=_default_trial_days)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "trial settings"
+        verbose_name_plural = "trial settings"
+        permissions = [("change_grant_validity", "Can extend or shorten a grant's validity")]
+
+    def __str__(self):
+        return "Trial settings"
+
+    def save(self, *args, **kwargs):
+        self.pk = 1  # singleton
+        super().save(*args, **kwargs)
+
+    def clean(self):
+        if self.amount is not None and (
+            str(self.amount.currency) != "CNY" or self.amount.amount < 0
+        ):
+            raise ValidationError({"amount": "A CNY amount, zero or more."})
+
+    @classmethod
+    def load(cls):
+        obj, _ = cls.objects.get_or_create(pk=1)
+        return obj
+
+
+class TrialAward(models.Model):
+    """Trial funds went to this identity: the unique hash makes 'once per identity' race-proof."""
+
+    identity_hash = models.CharField(max_length=128, unique=True)
+    account = models.ForeignKey(
+        "accounts.BalanceAccount", on_delete=models.PROTECT, related_name="trial_awards"
+    )
+    amount = _money_field()
+    grant = models.OneToOneField(
+        "billing.Grant",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="trial_award",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"Trial award for {self.account}"
+
+
+def _grant_model():
+    from billing.models import Grant
+
+    return Grant
+
+
+class GrantValidity(_grant_model()):
+    """Admin handle on ledger grants for staff changing their validity (R-TOP-5)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "grant validity"
+        verbose_name_plural = "grant validity"
