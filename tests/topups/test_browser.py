@@ -87,7 +87,7 @@ def test_finance_confirms_a_bank_transfer_in_admin(page, ready_user):
     page.click("input[type=submit]")
     page.goto(f"/admin/topups/topup/?q={topup.remittance_reference}")
     page.click(f"text={topup.out_trade_no}")
-    page.click("button[value=confirm_remittance]")
+    page.click("a[data-transition=confirm_remittance]")
     page.fill("#id_received_amount", "250.00")
     page.fill("#id_payer_name", "Zhang San")
     page.fill("#id_payer_account", "6222 0202 0000 1234")
