@@ -241,3 +241,6 @@ SMS_BACKEND = env("SMS_BACKEND", "notices.sms.LoggingSMSBackend")
 NOTICE_MAX_ATTEMPTS = int(env("NOTICE_MAX_ATTEMPTS", "8"))
 NOTICE_RETRY_BASE_SECONDS = int(env("NOTICE_RETRY_BASE_SECONDS", "60"))
 NOTICE_RETRY_MAX_SECONDS = int(env("NOTICE_RETRY_MAX_SECONDS", str(6 * 3600)))
+if CELERY_BROKER_URL == "filesystem://":
+    # kombu keeps its exchange table in ./control unless told otherwise: keep it under var/.
+    CELERY_BROKER_TRANSPORT_OPTIONS["control_folder"] = str(VAR_DIR / "celery" / "control")
