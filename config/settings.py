@@ -292,3 +292,6 @@ if PRODUCTION:
         ALIPAY_PUBLIC_KEY, ALIPAY_PUBLIC_KEY_PATH
     ):
         raise ImproperlyConfigured("The development Alipay sandbox keys are refused in production")
+if CELERY_BROKER_URL == "filesystem://":
+    # kombu keeps its exchange table in ./control unless told otherwise: keep it under var/.
+    CELERY_BROKER_TRANSPORT_OPTIONS["control_folder"] = str(VAR_DIR / "celery" / "control")
