@@ -35,3 +35,10 @@ def to_micro(value) -> int:
 
 def from_micro(micro) -> Money:
     return Money(Decimal(int(micro or 0)).scaleb(-6).quantize(Decimal("0.000001")), CNY)
+
+
+def micro_str(micro: int) -> str:
+    """Micro-units → a 6-place decimal string, without building Money (hot API paths)."""
+    sign = "-" if micro < 0 else ""
+    whole, frac = divmod(abs(int(micro)), MICRO_PER_UNIT)
+    return f"{sign}{whole}.{frac:06d}"

@@ -79,6 +79,7 @@ class LedgerAccount(models.Model):
 
     class Meta:
         ordering = ["id"]
+        permissions = [("reconcile_ledger", "Can run the ledger reconciliation")]
         constraints = [
             models.UniqueConstraint(
                 fields=["owner", "kind"],
@@ -239,30 +240,61 @@ class LedgerTransaction(models.Model):
 
     id = models.BigAutoField(primary_key=True)
     kind = models.CharField(max_length=16, choices=TxnKind.choices)
+    # Indexes are kept to what is read (this table grows with every charge): the
+    # composite (account, -id) serves the account FK too; unique keys are partial
+    # constraints, which also spares PostgreSQL the extra LIKE index.
     account = models.ForeignKey(
         "accounts.BalanceAccount",
         on_delete=models.PROTECT,
         null=True,
         blank=True,
+        db_index=False,
         related_name="ledger_transactions",
         help_text="The balance account whose buckets moved.",
     )
-    idempotency_key = models.CharField(max_length=200, unique=True, null=True, blank=True)
-    reverses = models.OneToOneField(
-        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="reversed_by"
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    reverses = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        db_index=False,
+        related_name="reversals",
     )
     memo = models.CharField(max_length=200, blank=True)
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        db_index=False,
+        related_name="+",
     )
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-id"]
-        indexes = [models.Index(fields=["account", "-id"])]
+        indexes = [models.Index(fields=["account", "-id"], name="billing_txn_account_id")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="billing_txn_idempotency_key_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["reverses"],
+                condition=Q(reverses__isnull=False),
+                name="billing_txn_reversed_once",
+            ),
+        ]
 
     def __str__(self):
         return f"Txn #{self.pk} {self.kind}"
+
+    @property
+    def reversed_by(self):
+        """The reversal of this transaction, if any (at most one, by constraint)."""
+        return self.reversals.first()
 
 
 class Posting(models.Model):
@@ -281,16 +313,35 @@ class Posting(models.Model):
     )
     bucket = models.CharField(max_length=32, choices=AccountKind.choices)
     lot = models.ForeignKey(
-        Lot, on_delete=models.PROTECT, null=True, blank=True, related_name="postings"
+        Lot,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        db_index=False,
+        related_name="postings",
     )
     grant = models.ForeignKey(
-        Grant, on_delete=models.PROTECT, null=True, blank=True, related_name="postings"
+        Grant,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        db_index=False,
+        related_name="postings",
     )
     amount_micro = models.BigIntegerField(help_text="Micro-units; credit > 0, debit < 0.")
     currency = models.CharField(max_length=3, default="CNY", choices=CNY_ONLY)
 
     class Meta:
         ordering = ["id"]
+        # partial: platform-side postings (half of all) carry no lot or grant
+        indexes = [
+            models.Index(
+                fields=["lot"], condition=Q(lot__isnull=False), name="billing_posting_lot"
+            ),
+            models.Index(
+                fields=["grant"], condition=Q(grant__isnull=False), name="billing_posting_grant"
+            ),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(currency="CNY"), name="posting_cny"),
             models.CheckConstraint(condition=~Q(amount_micro=0), name="posting_not_zero"),
@@ -312,12 +363,20 @@ class Charge(models.Model):
     """
 
     id = models.BigAutoField(primary_key=True)
-    request_id = models.CharField(max_length=200, unique=True)
+    request_id = models.CharField(max_length=200)
     account = models.ForeignKey(
-        "accounts.BalanceAccount", on_delete=models.PROTECT, related_name="charges"
+        "accounts.BalanceAccount",
+        on_delete=models.PROTECT,
+        db_index=False,
+        related_name="charges",
     )
     api_key = models.ForeignKey(
-        "accounts.ApiKey", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        "accounts.ApiKey",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        db_index=False,
+        related_name="+",
     )
     model = models.CharField(max_length=100)
     amount_micro = models.BigIntegerField()
@@ -333,8 +392,9 @@ class Charge(models.Model):
 
     class Meta:
         ordering = ["-id"]
-        indexes = [models.Index(fields=["account", "-id"])]
+        indexes = [models.Index(fields=["account", "-id"], name="billing_charge_account_id")]
         constraints = [
+            models.UniqueConstraint(fields=["request_id"], name="billing_charge_request_id_unique"),
             models.CheckConstraint(condition=Q(amount_micro__gt=0), name="charge_positive"),
             models.CheckConstraint(
                 condition=Q(

@@ -117,7 +117,7 @@ def _expired_amounts(grant_ids):
 
 @job(
     "grant_expired_notices",
-    schedule=120,
+    schedule=60,
     batch_size=500,
     description="Tell users that unused trial or bonus funds have expired.",
 )

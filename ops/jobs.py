@@ -56,7 +56,7 @@ def drift_items(report):
 @job(
     "reconcile_ledger",
     schedule="30 2 * * *",
-    batch_size=1000,
+    batch_size=200_000,  # id-range width of each GROUP BY pass in reconcile_all
     max_batches=1,
     lease_seconds=3 * 3600,
     description="Nightly: cached balances, lots and grants vs postings; zero-sum of every "

@@ -15,7 +15,8 @@ trap cleanup EXIT INT TERM
 celery -A config worker --beat --loglevel=INFO --pool=solo \
   --schedule=var/celery/beat-schedule >var/celery/worker.log 2>&1 &
 pids+=($!)
-echo "Celery worker + beat started (log: var/celery/worker.log)"
+echo "Celery worker + beat started (log: var/celery/worker.log); scheduled jobs and their runs:"
+echo "  http://127.0.0.1:${PORT}/admin/ops/jobrun/  (schedules: /admin/django_celery_beat/periodictask/)"
 echo "Portal:  http://127.0.0.1:${PORT}/    Admin: http://127.0.0.1:${PORT}/admin/"
 python manage.py runserver "127.0.0.1:${PORT}" --noreload &
 pids+=($!)

@@ -104,17 +104,53 @@ class Buckets:
                 row.balance_micro += leg.micro
 
 
+class BucketRow:
+    """A locked bucket row: just what the planner needs (no ORM instance per row)."""
+
+    __slots__ = ("pk", "owner_id", "kind", "balance_micro")
+
+    def __init__(self, pk, owner_id, kind, balance_micro):
+        self.pk, self.owner_id, self.kind, self.balance_micro = pk, owner_id, kind, balance_micro
+
+
+def in_ids(column, values):
+    """`column IN (...)` for many integer ids: one array literal on PostgreSQL (no
+    per-value placeholders to expand on the client), placeholders elsewhere."""
+    values = list(values)
+    if connection.vendor == "postgresql":
+        return f"{column} = ANY(%s::bigint[])", [_ints(values)]
+    return f"{column} IN ({', '.join(['%s'] * len(values))})", values
+
+
+def in_texts(column, values):
+    """`column IN (...)` for many strings: one JSON parameter on PostgreSQL."""
+    values = list(values)
+    if connection.vendor == "postgresql":
+        import json
+
+        return f"{column} IN (SELECT json_array_elements_text(%s::json))", [json.dumps(values)]
+    return f"{column} IN ({', '.join(['%s'] * len(values))})", values
+
+
+def _select_buckets(owner_ids):
+    where, params = in_ids("owner_id", owner_ids)
+    lock = " FOR UPDATE" if connection.vendor == "postgresql" else ""
+    with connection.cursor() as cur:
+        sql = f"SELECT id, owner_id, kind, balance_micro FROM billing_ledgeraccount WHERE {where}"  # noqa: S608
+        cur.execute(f"{sql} ORDER BY id{lock}", params)
+        return [BucketRow(*row) for row in cur.fetchall()]
+
+
 def lock_buckets(owner_ids) -> dict[int, Buckets]:
-    """SELECT … FOR UPDATE the bucket rows of these balance accounts, in id order.
+    """SELECT … FOR UPDATE the bucket rows of these balance accounts, in id order
+    (one consistent order everywhere, so lockers never deadlock each other).
 
     Missing bucket rows are created first (once per account, ever).
     """
     owner_ids = sorted(set(owner_ids))
     if not owner_ids:
         return {}
-    rows = list(
-        LedgerAccount.objects.select_for_update().filter(owner_id__in=owner_ids).order_by("id")
-    )
+    rows = _select_buckets(owner_ids)
     if len(rows) < len(owner_ids) * len(USER_BUCKETS):
         have = {(r.owner_id, r.kind) for r in rows}
         LedgerAccount.objects.bulk_create(
@@ -126,9 +162,7 @@ def lock_buckets(owner_ids) -> dict[int, Buckets]:
             ],
             ignore_conflicts=True,
         )
-        rows = list(
-            LedgerAccount.objects.select_for_update().filter(owner_id__in=owner_ids).order_by("id")
-        )
+        rows = _select_buckets(owner_ids)
     grouped = defaultdict(list)
     for row in rows:
         grouped[row.owner_id].append(row)
@@ -144,12 +178,78 @@ def check_balanced(entry: Entry):
         raise LedgerError("The postings of a transaction must sum to zero.", code="unbalanced")
 
 
-def write(entries: list[Entry]) -> list[LedgerTransaction]:
-    """Insert the transactions and postings and move every cached balance. Set-based:
-    a constant number of statements however many entries there are."""
+def write(entries: list[Entry], *, charges=None) -> list[LedgerTransaction]:
+    """Insert the transactions (and their postings, and `charges[i]` for entry i when
+    given) and move every cached balance. A constant number of statements however
+    many entries there are; on PostgreSQL a single statement."""
+    now = timezone.now()
+    ids = write_rows(entries, charges=charges, now=now)
+    txns = []
+    for entry, pk in zip(entries, ids, strict=True):
+        entry.txn = LedgerTransaction(
+            id=pk,
+            kind=entry.kind,
+            account_id=entry.account_id,
+            idempotency_key=entry.idempotency_key,
+            memo=entry.memo[:200],
+            actor_id=entry.actor_id,
+            reverses_id=entry.reverses_id,
+            created_at=now,
+        )
+        entry.txn._state.adding = False
+        txns.append(entry.txn)
+    return txns
+
+
+def _deltas(entries):
+    bucket_delta = defaultdict(int)
+    lot_delta = defaultdict(lambda: [0, 0])
+    grant_delta = defaultdict(int)
+    for entry in entries:
+        for leg in entry.legs:
+            if leg.bucket in USER_BUCKETS:
+                bucket_delta[leg.ledger_account_id] += leg.micro
+            if leg.lot_id and leg.bucket == AccountKind.CASH:
+                lot_delta[leg.lot_id][0] += leg.micro
+            elif leg.lot_id and leg.bucket == AccountKind.HOLD:
+                lot_delta[leg.lot_id][1] += leg.micro
+            if leg.grant_id:
+                grant_delta[leg.grant_id] += leg.micro
+    return (
+        {k: v for k, v in bucket_delta.items() if v},
+        {k: v for k, v in lot_delta.items() if any(v)},
+        {k: v for k, v in grant_delta.items() if v},
+    )
+
+
+CHARGE_FIELDS = (
+    "request_id",
+    "account_id",
+    "api_key_id",
+    "model",
+    "amount_micro",
+    "trial_micro",
+    "discount_micro",
+    "cash_micro",
+    "arrears_micro",
+    "split",
+)
+
+
+def write_rows(entries: list[Entry], *, charges=None, now=None) -> list[int]:
+    """Write and return the new transaction ids (in entry order). Charges, when
+    given, get their `pk` and `transaction_id` set."""
     for entry in entries:
         check_balanced(entry)
-    now = timezone.now()
+    if not entries:
+        return []
+    now = now or timezone.now()
+    if connection.vendor == "postgresql":
+        return _write_pg(entries, charges, now)
+    return _write_orm(entries, charges, now)
+
+
+def _write_orm(entries, charges, now):
     txns = LedgerTransaction.objects.bulk_create(
         [
             LedgerTransaction(
@@ -164,50 +264,184 @@ def write(entries: list[Entry]) -> list[LedgerTransaction]:
             for e in entries
         ]
     )
-    postings = []
-    bucket_delta = defaultdict(int)
-    lot_delta = defaultdict(lambda: [0, 0])
-    grant_delta = defaultdict(int)
-    for entry, txn in zip(entries, txns, strict=True):
-        entry.txn = txn
-        for leg in entry.legs:
-            postings.append(
-                Posting(
-                    transaction_id=txn.pk,
-                    ledger_account_id=leg.ledger_account_id,
-                    bucket=leg.bucket,
-                    lot_id=leg.lot_id,
-                    grant_id=leg.grant_id,
-                    amount_micro=leg.micro,
-                )
-            )
-            if leg.bucket in USER_BUCKETS:
-                bucket_delta[leg.ledger_account_id] += leg.micro
-            if leg.lot_id and leg.bucket == AccountKind.CASH:
-                lot_delta[leg.lot_id][0] += leg.micro
-            elif leg.lot_id and leg.bucket == AccountKind.HOLD:
-                lot_delta[leg.lot_id][1] += leg.micro
-            if leg.grant_id:
-                grant_delta[leg.grant_id] += leg.micro
-    # Postings are never updated, so there is no need to read their ids back.
+    postings = [
+        Posting(
+            transaction_id=txn.pk,
+            ledger_account_id=leg.ledger_account_id,
+            bucket=leg.bucket,
+            lot_id=leg.lot_id,
+            grant_id=leg.grant_id,
+            amount_micro=leg.micro,
+        )
+        for entry, txn in zip(entries, txns, strict=True)
+        for leg in entry.legs
+    ]
     Posting.objects.bulk_create(postings, batch_size=5000)
-    bump("billing_ledgeraccount", ["balance_micro"], {k: (v,) for k, v in bucket_delta.items()})
-    bump(
-        "billing_lot",
-        ["remaining_micro", "held_micro"],
-        {k: tuple(v) for k, v in lot_delta.items()},
-    )
-    bump_grants(grant_delta)
-    return txns
+    buckets, lots, grants = _deltas(entries)
+    bump("billing_ledgeraccount", ["balance_micro"], {k: (v,) for k, v in buckets.items()})
+    bump("billing_lot", ["remaining_micro", "held_micro"], {k: tuple(v) for k, v in lots.items()})
+    bump_grants(grants)
+    if charges:
+        from ..models import Charge
+
+        rows = [
+            c if isinstance(c, Charge) else Charge(**{f: getattr(c, f) for f in CHARGE_FIELDS})
+            for c in charges
+        ]
+        for row, txn in zip(rows, txns, strict=False):
+            row.transaction_id, row.created_at = txn.pk, now
+        Charge.objects.bulk_create(rows)
+        for charge, row in zip(charges, rows, strict=True):
+            charge.pk, charge.transaction_id, charge.created_at = row.pk, row.transaction_id, now
+    return [t.pk for t in txns]
 
 
-def _nonzero(values: dict) -> dict:
-    return {k: v for k, v in values.items() if any(v)}
+# One statement for a whole write on PostgreSQL: ids drawn from the sequence first
+# (so postings and charges point at their transaction without relying on the
+# order of RETURNING), then data-modifying CTEs over rows passed as JSON (one
+# parameter each: cheap to send, no per-value quoting on the client) and, for the
+# UPDATEs, integer array literals.
+_PG_WRITE = """
+WITH ids AS MATERIALIZED (
+    SELECT nextval(pg_get_serial_sequence('billing_ledgertransaction', 'id')) AS id, o AS ord
+      FROM generate_series(1, %(n)s) AS o
+), t AS (
+    INSERT INTO billing_ledgertransaction
+           (id, kind, account_id, idempotency_key, memo, actor_id, reverses_id, created_at)
+    SELECT ids.id, x.kind, x.account, x.ikey, x.memo, x.actor, x.rev, %(now)s
+      FROM json_to_recordset(%(txns)s::json)
+           AS x(ord bigint, kind text, account bigint, ikey text, memo text, actor bigint,
+                rev bigint)
+      JOIN ids USING (ord)
+), p AS (
+    INSERT INTO billing_posting
+           (transaction_id, ledger_account_id, bucket, lot_id, grant_id, amount_micro, currency)
+    SELECT ids.id, y.la, y.bucket, y.lot, y.gr, y.amount, 'CNY'
+      FROM json_to_recordset(%(postings)s::json)
+           AS y(ord bigint, la bigint, bucket text, lot bigint, gr bigint, amount bigint)
+      JOIN ids USING (ord)
+), b AS (
+    UPDATE billing_ledgeraccount SET balance_micro = billing_ledgeraccount.balance_micro + v.d
+      FROM unnest(%(b_id)s::bigint[], %(b_d)s::bigint[]) AS v(id, d)
+     WHERE billing_ledgeraccount.id = v.id
+), l AS (
+    UPDATE billing_lot SET remaining_micro = billing_lot.remaining_micro + v.c,
+                           held_micro = billing_lot.held_micro + v.h
+      FROM unnest(%(l_id)s::bigint[], %(l_c)s::bigint[], %(l_h)s::bigint[]) AS v(id, c, h)
+     WHERE billing_lot.id = v.id
+), g AS (
+    UPDATE billing_grant SET
+           remaining_micro = billing_grant.remaining_micro + v.d,
+           state = CASE
+               WHEN billing_grant.state = 'active' AND billing_grant.remaining_micro + v.d = 0
+                   THEN 'used_up'
+               WHEN billing_grant.state = 'used_up' AND billing_grant.remaining_micro + v.d > 0
+                   THEN 'active'
+               ELSE billing_grant.state END,
+           ended_at = CASE
+               WHEN billing_grant.state = 'active' AND billing_grant.remaining_micro + v.d = 0
+                   THEN %(now)s
+               WHEN billing_grant.state = 'used_up' AND billing_grant.remaining_micro + v.d > 0
+                   THEN NULL
+               ELSE billing_grant.ended_at END
+      FROM unnest(%(g_id)s::bigint[], %(g_d)s::bigint[]) AS v(id, d)
+     WHERE billing_grant.id = v.id
+), c AS (
+    INSERT INTO billing_charge
+           (request_id, account_id, api_key_id, model, amount_micro, trial_micro, discount_micro,
+            cash_micro, arrears_micro, split, transaction_id, created_at)
+    SELECT z.rid, z.account, z.key, z.model, z.amount, z.trial, z.discount, z.cash,
+           z.arrears, z.split, ids.id, %(now)s
+      FROM json_to_recordset(%(charges)s::json)
+           AS z(ord bigint, rid text, account bigint, key bigint, model text, amount bigint,
+                trial bigint, discount bigint, cash bigint, arrears bigint, split jsonb)
+      JOIN ids USING (ord)
+    RETURNING id, transaction_id
+)
+SELECT ids.id, c.id FROM ids LEFT JOIN c ON c.transaction_id = ids.id ORDER BY ids.ord
+"""
+
+
+def _ints(values) -> str:
+    """An integer array literal: a constant the planner can count, so the UPDATEs
+    below probe the primary key instead of scanning the table."""
+    return "{" + ",".join(str(int(v)) for v in values) + "}"
+
+
+def _write_pg(entries, charges, now):
+    """`charges[i]`, when given, belongs to `entries[i]`."""
+    import json
+
+    txns, postings = [], []
+    for i, e in enumerate(entries, start=1):
+        txns.append(
+            {
+                "ord": i,
+                "kind": str(e.kind),
+                "account": e.account_id,
+                "ikey": e.idempotency_key,
+                "memo": e.memo[:200],
+                "actor": e.actor_id,
+                "rev": e.reverses_id,
+            }
+        )
+        for leg in e.legs:
+            postings.append(
+                {
+                    "ord": i,
+                    "la": leg.ledger_account_id,
+                    "bucket": str(leg.bucket),
+                    "lot": leg.lot_id,
+                    "gr": leg.grant_id,
+                    "amount": leg.micro,
+                }
+            )
+    buckets, lots, grants = _deltas(entries)
+    charges = charges or []
+    params = {
+        "n": len(entries),
+        "now": now,
+        "txns": json.dumps(txns),
+        "postings": json.dumps(postings),
+        "b_id": _ints(buckets),
+        "b_d": _ints(buckets.values()),
+        "l_id": _ints(lots),
+        "l_c": _ints(v[0] for v in lots.values()),
+        "l_h": _ints(v[1] for v in lots.values()),
+        "g_id": _ints(grants),
+        "g_d": _ints(grants.values()),
+        "charges": json.dumps(
+            [
+                {
+                    "ord": i,
+                    "rid": c.request_id,
+                    "account": c.account_id,
+                    "key": c.api_key_id,
+                    "model": c.model,
+                    "amount": c.amount_micro,
+                    "trial": c.trial_micro,
+                    "discount": c.discount_micro,
+                    "cash": c.cash_micro,
+                    "arrears": c.arrears_micro,
+                    "split": c.split,
+                }
+                for i, c in enumerate(charges, start=1)
+            ]
+        ),
+    }
+    with connection.cursor() as cur:
+        cur.execute(_PG_WRITE, params)
+        rows = cur.fetchall()
+    for charge, (txn_id, charge_id) in zip(charges, rows, strict=False):
+        charge.pk, charge.transaction_id, charge.created_at = charge_id, txn_id, now
+        if hasattr(charge, "_state"):
+            charge._state.adding = False
+    return [txn_id for txn_id, _ in rows]
 
 
 def bump(table, columns, deltas: dict):
     """UPDATE table SET col = col + delta for many rows in one statement."""
-    deltas = _nonzero(deltas)
+    deltas = {k: v for k, v in deltas.items() if any(v)}
     if not deltas:
         return
     sets = ", ".join(f"{c} = {table}.{c} + v.d{i}" for i, c in enumerate(columns))

@@ -8,10 +8,8 @@ prepaid purchases alike.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 from djmoney.money import Money
 
@@ -22,15 +20,24 @@ from ..micro import from_micro, to_micro
 from ..models import (
     AccountKind,
     Charge,
-    Grant,
     GrantKind,
-    GrantState,
     LedgerAccount,
     LedgerTransaction,
-    Lot,
     TxnKind,
 )
-from .engine import Buckets, Entry, LedgerError, Leg, lock_buckets, positive_micro, write
+from .engine import (
+    CHARGE_FIELDS,
+    Buckets,
+    Entry,
+    LedgerError,
+    Leg,
+    in_ids,
+    in_texts,
+    lock_buckets,
+    positive_micro,
+    write,
+    write_rows,
+)
 
 
 class InsufficientBalance(LedgerError):
@@ -59,14 +66,16 @@ def authorize(api_key) -> Authorization:
     """May this key call a model now? Refusal codes are stable (R-USE-1)."""
     if api_key is None:
         return Authorization(False, "unknown_api_key", from_micro(0))
-    account = api_key.account
+    standing = api_key.standing if isinstance(api_key, KeyRef) else api_key.account.standing
     rows = dict(
-        LedgerAccount.objects.filter(owner_id=account.pk).values_list("kind", "balance_micro")
+        LedgerAccount.objects.filter(owner_id=api_key.account_id).values_list(
+            "kind", "balance_micro"
+        )
     )
     spendable = rows.get("cash", 0) + rows.get("trial", 0) + rows.get("discount", 0)
     arrears = -rows.get("arrears", 0)
     available = from_micro(max(0, spendable - arrears))
-    code = KEY_CODES.get(api_key.state) or STANDING_CODES.get(account.standing)
+    code = KEY_CODES.get(api_key.state) or STANDING_CODES.get(standing)
     if code is None and arrears > 0:
         code = "arrears"
     if code is None and spendable - arrears <= 0:
@@ -74,27 +83,44 @@ def authorize(api_key) -> Authorization:
     return Authorization(code is None, code or "ok", available)
 
 
+class KeyRef:
+    """What charging needs to know about an API key and its account, read in one
+    query without building ORM instances (the batch resolves thousands at once)."""
+
+    __slots__ = ("pk", "account_id", "state", "standing", "threshold_micro")
+
+    def __init__(self, pk, account_id, state, standing, threshold):
+        self.pk, self.account_id, self.state, self.standing = pk, account_id, state, standing
+        self.threshold_micro = to_micro(threshold) if threshold is not None else None
+
+
 def resolve_api_keys(raw_keys) -> dict:
-    """Many raw keys → {raw: ApiKey with account and user}, in one query (the batch
-    form of accounts.services.resolve_api_key; unknown keys are simply absent)."""
+    """Many raw keys → {raw: KeyRef}, in one query (the batch form of
+    accounts.services.resolve_api_key; unknown keys are simply absent)."""
+    from django.db import connection
+
     from accounts.api_keys import hash_secret
-    from accounts.models import ApiKey
+    from accounts.models import ApiKey, BalanceAccount
 
     by_hash = {
         hash_secret(raw): raw for raw in raw_keys if isinstance(raw, str) and 0 < len(raw) <= 200
     }
     if not by_hash:
         return {}
-    keys = ApiKey.objects.select_related("account", "account__user").filter(
-        secret_hash__in=list(by_hash)
+    keys, accounts = ApiKey._meta.db_table, BalanceAccount._meta.db_table
+    marks = ", ".join(["%s"] * len(by_hash))
+    sql = (
+        f"SELECT k.secret_hash, k.id, k.account_id, k.state, a.standing, a.low_balance_threshold"  # noqa: S608
+        f" FROM {keys} k JOIN {accounts} a ON a.id = k.account_id WHERE k.secret_hash IN ({marks})"
     )
-    return {by_hash[k.secret_hash]: k for k in keys}
+    with connection.cursor() as cur:
+        cur.execute(sql, list(by_hash))
+        return {by_hash[row[0]]: KeyRef(*row[1:]) for row in cur.fetchall()}
 
 
 # ---------------------------------------------------------------- deduction order
 
 _KIND_RANK = {GrantKind.TRIAL: 0, GrantKind.DISCOUNT: 1}
-_FAR_FUTURE = datetime.max.replace(tzinfo=timezone.get_fixed_timezone(0))
 
 
 class Source:
@@ -114,30 +140,39 @@ class Source:
 def load_sources(buckets: dict[int, Buckets], now) -> dict[int, list[Source]]:
     """Every account's spendable grants and lots in deduction order (R-USE-2):
     trial by soonest expiry, then discount by soonest expiry then age, then
-    cash lots oldest first. Expired grants not yet swept are never spent."""
+    cash lots oldest first. Expired grants not yet swept are never spent.
+    Raw SQL: this runs on every charge, and the ORM's query building costs more
+    CPU than the query itself."""
+    from django.db import connection
+
     out = {owner: [] for owner in buckets}
     with_grants = [o for o, b in buckets.items() if b.micro("trial") > 0 or b.micro("discount") > 0]
     with_cash = [o for o, b in buckets.items() if b.micro("cash") > 0]
-    if with_grants:
-        grants = Grant.objects.filter(
-            Q(expires_at__isnull=True) | Q(expires_at__gt=now),
-            account_id__in=with_grants,
-            state=GrantState.ACTIVE,
-            remaining_micro__gt=0,
-        ).values_list("id", "account_id", "kind", "remaining_micro", "expires_at", "created_at")
-        for gid, owner, kind, remaining, _exp, _created in sorted(
-            grants,
-            key=lambda g: (_KIND_RANK[g[2]], g[4] or _FAR_FUTURE, g[5], g[0]),
-        ):
-            out[owner].append(Source(kind, remaining, grant_id=gid))
-    if with_cash:
-        lots = (
-            Lot.objects.filter(account_id__in=with_cash, remaining_micro__gt=0)
-            .order_by("created_at", "id")
-            .values_list("id", "account_id", "remaining_micro")
-        )
-        for lid, owner, remaining in lots:
-            out[owner].append(Source(AccountKind.CASH.value, remaining, lot_id=lid))
+    with connection.cursor() as cur:
+        if with_grants:
+            where, params = in_ids("account_id", with_grants)
+            cur.execute(
+                "SELECT id, account_id, kind, remaining_micro, expires_at, created_at"  # noqa: S608
+                f" FROM billing_grant WHERE {where}"
+                " AND state = 'active' AND remaining_micro > 0"
+                " AND (expires_at IS NULL OR expires_at > %s)",
+                [*params, connection.ops.adapt_datetimefield_value(now)],
+            )
+            # (no expiry sorts last; values compare as datetimes, or as ISO text on SQLite)
+            for gid, owner, kind, remaining, _exp, _created in sorted(
+                cur.fetchall(),
+                key=lambda g: (_KIND_RANK[g[2]], g[4] is None, g[4] or 0, g[5], g[0]),
+            ):
+                out[owner].append(Source(kind, remaining, grant_id=gid))
+        if with_cash:
+            where, params = in_ids("account_id", with_cash)
+            cur.execute(
+                "SELECT id, account_id, remaining_micro FROM billing_lot"  # noqa: S608
+                f" WHERE {where} AND remaining_micro > 0 ORDER BY created_at, id",
+                params,
+            )
+            for lid, owner, remaining in cur.fetchall():
+                out[owner].append(Source(AccountKind.CASH.value, remaining, lot_id=lid))
     return out
 
 
@@ -179,40 +214,48 @@ def plan_deduction(micro, sources, buckets: Buckets, *, allow_arrears=True):
 # ---------------------------------------------------------------- low-balance notices
 
 
-def notify_crossings(account, before: int, after: int, event_key: str):
+def threshold_micro(account):
+    t = account.low_balance_threshold
+    return to_micro(t) if t is not None else None
+
+
+def notify_crossings(account_id, threshold, before: int, after: int, event_key: str):
     """R-USE-4: one notice when the available balance falls below the user's
     threshold (the crossing itself, not every call below it), and one when it
-    reaches zero and service stops. Called inside the charge's transaction."""
+    reaches zero and service stops. Called inside the charge's transaction.
+    `threshold` is in micro-units (None: the user set none)."""
     if after >= before:
         return
+    low = bool(threshold) and before >= threshold > after
+    stopped = before > 0 and after == 0
+    if not (low or stopped):
+        return
+    from accounts.models import BalanceAccount
     from notices.services import notify
 
-    threshold = account.low_balance_threshold
-    if threshold is not None and threshold.amount > 0:
-        limit = to_micro(threshold)
-        if before >= limit > after:
-            notify(
-                account.user,
-                "low_balance",
-                subject="Your balance is running low",
-                body=(
-                    f"Your available balance is now {from_micro(after).amount:.2f} CNY, "
-                    f"below the {threshold.amount:.2f} CNY you asked us to watch for."
-                ),
-                context={
-                    "available": str(from_micro(after).amount),
-                    "threshold": str(threshold.amount),
-                },
-                dedupe_key=f"low_balance:{account.pk}:{event_key}",
-            )
-    if before > 0 and after == 0:
+    account = BalanceAccount.objects.select_related("user").get(pk=account_id)
+    now_available = from_micro(after).amount
+    if low:
+        limit = from_micro(threshold).amount
+        notify(
+            account.user,
+            "low_balance",
+            subject="Your balance is running low",
+            body=(
+                f"Your available balance is now {now_available:.2f} CNY, "
+                f"below the {limit:.2f} CNY you asked us to watch for."
+            ),
+            context={"available": str(now_available), "threshold": str(limit)},
+            dedupe_key=f"low_balance:{account_id}:{event_key}",
+        )
+    if stopped:
         notify(
             account.user,
             "service_stopped",
             subject="API service stopped: balance used up",
             body="Your available balance is used up, so API calls are refused until you top up.",
             context={},
-            dedupe_key=f"service_stopped:{account.pk}:{event_key}",
+            dedupe_key=f"service_stopped:{account_id}:{event_key}",
         )
 
 
@@ -226,6 +269,14 @@ def _check_ids(request_id, model):
         raise LedgerError("model must be 1–100 characters.", code="invalid_model")
 
 
+def _charge_exists(request_id) -> bool:
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("SELECT 1 FROM billing_charge WHERE request_id = %s", [request_id])
+        return cur.fetchone() is not None
+
+
 def _replay(existing: Charge, account_id) -> Charge:
     if existing.account_id != account_id:
         raise LedgerError(
@@ -235,31 +286,42 @@ def _replay(existing: Charge, account_id) -> Charge:
     return existing
 
 
-def charge_usage(api_key_or_account, amount, *, request_id: str, model: str) -> Charge:
+def _payer(api_key_or_account):
+    """(api key id or None, balance account id, low-balance threshold in micro-units)."""
+    x = api_key_or_account
+    if isinstance(x, KeyRef):
+        return x.pk, x.account_id, x.threshold_micro
+    if hasattr(x, "secret_hash"):  # accounts.ApiKey
+        return x.pk, x.account_id, threshold_micro(x.account)
+    return None, x.pk, threshold_micro(x)  # accounts.BalanceAccount
+
+
+def charge_usage(
+    api_key_or_account, amount, *, request_id: str, model: str, durable: bool = True
+) -> Charge:
     """Charge one API call (postpaid): grants and lots in R-USE-2 order, the rest
     as arrears (R-USE-3). Replaying a request id returns the first Charge
-    (with `.replayed = True`) and moves nothing (R-LED-5)."""
+    (with `.replayed = True`) and moves nothing (R-LED-5).
+
+    Takes an accounts.ApiKey, a KeyRef (from resolve_api_keys) or a BalanceAccount.
+    It is an outermost transaction (durable) unless a caller that owns the
+    transaction says otherwise (e.g. demo seeding)."""
     micro = positive_micro(amount)
     _check_ids(request_id, model)
-    api_key = api_key_or_account if hasattr(api_key_or_account, "secret_hash") else None
-    account = api_key.account if api_key else api_key_or_account
+    key_id, account_id, threshold = _payer(api_key_or_account)
     for _attempt in range(3):
         try:
-            with transaction.atomic(durable=True):
-                buckets = lock_buckets([account.pk])[account.pk]
-                existing = Charge.objects.filter(request_id=request_id).first()
-                if existing:
-                    return _replay(existing, account.pk)
-                sources = load_sources({account.pk: buckets}, timezone.now())[account.pk]
+            with transaction.atomic(durable=durable):
+                buckets = lock_buckets([account_id])[account_id]
+                if _charge_exists(request_id):
+                    return _replay(Charge.objects.get(request_id=request_id), account_id)
+                sources = load_sources({account_id: buckets}, timezone.now())[account_id]
                 before = buckets.available_micro
                 legs, split, parts = plan_deduction(micro, sources, buckets)
-                (txn,) = write(
-                    [Entry(TxnKind.USAGE, account.pk, legs, f"usage:{request_id}", model[:200])]
-                )
-                charge = Charge.objects.create(
+                charge = Charge(
                     request_id=request_id,
-                    account_id=account.pk,
-                    api_key=api_key,
+                    account_id=account_id,
+                    api_key_id=key_id,
                     model=model,
                     amount_micro=micro,
                     trial_micro=parts["trial"],
@@ -267,16 +329,19 @@ def charge_usage(api_key_or_account, amount, *, request_id: str, model: str) -> 
                     cash_micro=parts["cash"],
                     arrears_micro=parts["arrears"],
                     split=split,
-                    transaction=txn,
                 )
-                notify_crossings(account, before, buckets.available_micro, request_id)
+                write_rows(
+                    [Entry(TxnKind.USAGE, account_id, legs, f"usage:{request_id}", model[:200])],
+                    charges=[charge],
+                )
+                notify_crossings(account_id, threshold, before, buckets.available_micro, request_id)
                 charge.replayed = False
                 return charge
         except IntegrityError:
             # the same request id committed by a concurrent call for another account
             existing = Charge.objects.filter(request_id=request_id).first()
             if existing:
-                return _replay(existing, account.pk)
+                return _replay(existing, account_id)
             raise
     raise LedgerError("Could not charge; please retry.", code="retry")  # pragma: no cover
 
@@ -284,17 +349,52 @@ def charge_usage(api_key_or_account, amount, *, request_id: str, model: str) -> 
 @dataclass
 class UsageEvent:
     request_id: str
-    api_key: object  # accounts.ApiKey with .account (and .account.user) loaded
+    api_key: KeyRef
     model: str
     micro: int
 
 
-def charge_usage_batch(events: list[UsageEvent]) -> list[Charge]:
-    """Charge many calls at once with set-based work: a fixed number of statements
-    per batch (lock, look up replays, load grants and lots, insert transactions,
-    postings and charges, move cached balances), whatever its size.
+class ChargeRow:
+    """A charge as the batch returns it: the Charge fields, without an ORM instance."""
 
-    Returns one Charge per event, in order; replays (of earlier batches or of an
+    __slots__ = (
+        "pk",
+        "request_id",
+        "account_id",
+        "api_key_id",
+        "model",
+        "amount_micro",
+        "trial_micro",
+        "discount_micro",
+        "cash_micro",
+        "arrears_micro",
+        "split",
+        "transaction_id",
+        "created_at",
+        "replayed",
+    )
+
+    def __init__(self, **values):
+        self.pk = self.transaction_id = self.created_at = None
+        self.replayed = False
+        for name, value in values.items():
+            setattr(self, name, value)
+
+    def replay(self):
+        copy = ChargeRow(**{f: getattr(self, f) for f in self.__slots__})
+        copy.replayed = True
+        return copy
+
+
+_ROW_FIELDS = ("pk", *CHARGE_FIELDS, "transaction_id", "created_at")
+
+
+def charge_usage_batch(events: list[UsageEvent]) -> list[ChargeRow]:
+    """Charge many calls at once with set-based work: a fixed number of statements
+    per batch (lock, look up replays, load grants and lots, one write of all
+    transactions, postings, charges and cached balances), whatever its size.
+
+    Returns one ChargeRow per event, in order; replays (of earlier batches or of an
     earlier event in this batch) come back with `.replayed = True`."""
     for ev in events:
         _check_ids(ev.request_id, ev.model)
@@ -308,36 +408,54 @@ def charge_usage_batch(events: list[UsageEvent]) -> list[Charge]:
     raise LedgerError("Could not charge the batch; please retry.", code="retry")
 
 
+def _existing_charges(request_ids) -> dict[str, ChargeRow]:
+    from django.db import connection
+
+    where, params = in_texts("request_id", request_ids)
+    cols = ", ".join(c if c != "pk" else "id" for c in _ROW_FIELDS)
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT {cols} FROM billing_charge WHERE {where}", params)  # noqa: S608
+        rows = cur.fetchall()
+    out = {}
+    for row in rows:
+        charge = ChargeRow(**dict(zip(_ROW_FIELDS, row, strict=True)))
+        if isinstance(charge.split, str):  # SQLite hands JSON back as text
+            import json
+
+            charge.split = json.loads(charge.split)
+        out[charge.request_id] = charge
+    return out
+
+
 def _charge_batch(events):
-    accounts = {ev.api_key.account_id: ev.api_key.account for ev in events}
+    thresholds = {ev.api_key.account_id: ev.api_key.threshold_micro for ev in events}
     with transaction.atomic(durable=True):
-        buckets = lock_buckets(accounts)
-        existing = {
-            c.request_id: c
-            for c in Charge.objects.filter(request_id__in=[ev.request_id for ev in events])
-        }
+        buckets = lock_buckets(thresholds)
+        existing = _existing_charges([ev.request_id for ev in events])
         sources = load_sources(buckets, timezone.now())
         before = {owner: b.available_micro for owner, b in buckets.items()}
-        first_crossing: dict[int, str] = {}
-        entries, charges, results = [], [], []
-        fresh: dict[str, Charge] = {}
+        first_event: dict[int, str] = {}
+        entries, charges, results, pending = [], [], [], []
         for ev in events:
             owner = ev.api_key.account_id
-            prior = existing.get(ev.request_id) or fresh.get(ev.request_id)
+            prior = existing.get(ev.request_id)
             if prior is not None:
                 if prior.account_id != owner:
                     raise LedgerError(
                         f"Request id {ev.request_id} was already used for another account.",
                         code="request_id_conflict",
                     )
-                results.append(_replayed_copy(prior))
+                copy = prior.replay()
+                if prior.pk is None:  # charged earlier in this batch: ids known after the write
+                    pending.append((copy, prior))
+                results.append(copy)
                 continue
             legs, split, parts = plan_deduction(ev.micro, sources[owner], buckets[owner])
-            first_crossing.setdefault(owner, ev.request_id)
+            first_event.setdefault(owner, ev.request_id)
             entries.append(
                 Entry(TxnKind.USAGE, owner, legs, f"usage:{ev.request_id}", ev.model[:200])
             )
-            charge = Charge(
+            charge = ChargeRow(
                 request_id=ev.request_id,
                 account_id=owner,
                 api_key_id=ev.api_key.pk,
@@ -349,23 +467,20 @@ def _charge_batch(events):
                 arrears_micro=parts["arrears"],
                 split=split,
             )
-            charge.replayed = False
             charges.append(charge)
-            fresh[ev.request_id] = charge
+            existing[ev.request_id] = charge  # a later event with this id replays it
             results.append(charge)
-        txns = write(entries)
-        for charge, txn in zip(charges, txns, strict=True):
-            charge.transaction_id = txn.pk
-        Charge.objects.bulk_create(charges)
-        for owner, key in first_crossing.items():
-            notify_crossings(accounts[owner], before[owner], buckets[owner].available_micro, key)
+        write_rows(entries, charges=charges)
+        for copy, prior in pending:
+            copy.pk, copy.transaction_id, copy.created_at = (
+                prior.pk,
+                prior.transaction_id,
+                prior.created_at,
+            )
+        for owner, key in first_event.items():
+            after = buckets[owner].available_micro
+            notify_crossings(owner, thresholds[owner], before[owner], after, key)
     return results
-
-
-def _replayed_copy(charge: Charge) -> Charge:
-    copy = Charge(**{f.attname: getattr(charge, f.attname) for f in Charge._meta.concrete_fields})
-    copy.replayed = True
-    return copy
 
 
 # ---------------------------------------------------------------- prepaid purchases
@@ -395,7 +510,9 @@ def purchase_package(
             (txn,) = write(
                 [Entry(TxnKind.PURCHASE, account.pk, legs, key, (description or "Package")[:200])]
             )
-            notify_crossings(account, before, buckets.available_micro, key)
+            notify_crossings(
+                account.pk, threshold_micro(account), before, buckets.available_micro, key
+            )
             txn.split = split
             return txn
     except IntegrityError:
@@ -403,3 +520,23 @@ def purchase_package(
         if found is None:
             raise
         return found
+
+
+# ---------------------------------------------------------------- low-balance threshold
+
+
+def set_low_balance_threshold(account, threshold: Money | None):
+    """The user's low-balance threshold (R-USE-4): whole fen, CNY, > 0, or None to
+    turn the notice off. Written with a queryset update naming the currency column
+    too (django-money's update_fields pitfall), leaving the standing FSM alone."""
+    from accounts.models import BalanceAccount
+
+    if threshold is not None:
+        positive_micro(threshold, whole_fen=True)
+    with transaction.atomic():
+        BalanceAccount.objects.filter(pk=account.pk).update(
+            low_balance_threshold=threshold.amount if threshold is not None else None,
+            low_balance_threshold_currency="CNY",
+        )
+    account.low_balance_threshold = threshold
+    return account

@@ -108,9 +108,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def reverse_one(self, data):
-        txns = list(
-            LedgerTransaction.objects.exclude(kind="reversal").filter(reversed_by=None)[:10]
-        )
+        txns = list(LedgerTransaction.objects.exclude(kind="reversal").filter(reversals=None)[:10])
         if txns:
             # refused when the money has moved on; then nothing moves
             with suppress(ValidationError):

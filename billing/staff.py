@@ -1,0 +1,16 @@
+"""What each staff group may see and do in the ledger (R-ADM-1)."""
+
+_READ = [
+    "billing.view_lot",
+    "billing.view_grant",
+    "billing.view_charge",
+    "billing.view_ledgertransaction",
+    "billing.view_ledgeraccount",
+    "billing.view_posting",
+]
+
+STAFF_PERMISSIONS = {
+    "cs_agent": _READ,
+    "finance_approver": [*_READ, "billing.reconcile_ledger"],
+    "risk_officer": _READ,
+}

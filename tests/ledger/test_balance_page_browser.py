@@ -1,0 +1,47 @@
+"""The balance page in Chromium (R-LED-3, R-USE-4)."""
+
+import pytest
+
+from billing.services.ledger import charge_usage, credit_lot, grant_funds
+from tests.factories import PASSWORD, UserFactory
+
+from .conftest import cny, later
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_balance_page_in_browser(page):
+    """R-LED-3/R-USE-4: buckets at 2 places with the exact figure on hover; the user
+    sets a low-balance threshold and a bad one is refused."""
+    user = UserFactory()
+    account = user.balance_account
+    credit_lot(account, cny("20.00"), channel="alipay", idempotency_key="L")
+    grant_funds(account, cny("3"), kind="trial", expires_at=later(10), idempotency_key="T")
+    charge_usage(account, cny("4.015"), request_id="r-1", model="gpt-x")
+
+    page.goto("/login/?next=/billing/")
+    page.fill("input[name=username]", user.email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/billing/")
+
+    available = page.locator("#available .money")
+    # 23 − 4.015 = 18.985: half-up gives 18.99 (banker's rounding would give 18.98)
+    assert available.inner_text() == "18.99"
+    assert available.get_attribute("title") == "18.985000 CNY"
+    trial = page.locator("tr[data-bucket=trial] .money")
+    assert (trial.inner_text(), trial.get_attribute("title")) == ("0.00", "0.000000 CNY")
+    cash = page.locator("tr[data-bucket=cash] .money")
+    assert (cash.inner_text(), cash.get_attribute("title")) == ("18.99", "18.985000 CNY")
+    assert "gpt-x" in page.locator("#charges").inner_text()
+    assert "Trial funds" in page.locator("#grants").inner_text()
+
+    page.fill("input[name=threshold]", "5.001")
+    page.click("#threshold button[type=submit]")
+    assert "decimal places" in page.locator("#threshold").inner_text()
+    page.fill("input[name=threshold]", "5.00")
+    page.click("#threshold button[type=submit]")
+    page.wait_for_selector(".msg")
+    assert "updated" in page.locator(".messages").inner_text()
+    account.refresh_from_db()
+    assert account.low_balance_threshold == cny("5.00")
