@@ -12,8 +12,9 @@ if job is not None:
 
     @job(
         "expire_grants",
-        schedule="*/10 * * * *",
+        schedule=60,
         batch_size=5000,
+        max_batches=400,
         description="Expire due trial and discount grants (grant → promotion expense).",
     )
     def expire_grants(now, batch_size):
@@ -23,12 +24,15 @@ if job is not None:
 
     @job(
         "reconcile_ledger",
-        schedule="30 3 * * *",
-        batch_size=200_000,
+        schedule="30 2 * * *",
+        batch_size=200_000,  # id-range width of each GROUP BY pass in reconcile_all
+        max_batches=1,  # one pass over the whole ledger per run
+        lease_seconds=3 * 3600,
         description="Prove cached balances equal the postings; alert staff on drift.",
     )
     def reconcile_ledger(now, batch_size):
         from billing.services.ledger import reconcile_all
 
-        reconcile_all(batch_size=batch_size, alert=True)
-        return 0  # one full pass per run
+        report = reconcile_all(batch_size=batch_size, alert=True)
+        # One full pass per run; rows touched = findings reported to staff.
+        return len(report.drifts) + (1 if report.postings_total_micro else 0)

@@ -185,6 +185,10 @@ def _alert_staff(report):
         return
     raise_alert(
         "ledger_drift",
-        report.summary(),
-        {"findings": [str(d) for d in report.drifts[:200]]},
+        f"{report.summary()}\nNothing was corrected automatically: staff decide.",
+        {
+            "findings": [str(d) for d in report.drifts[:200]],
+            "postings_total_micro": report.postings_total_micro,
+        },
+        key="ledger_drift",  # repeated nights fold into the one open alert
     )

@@ -103,10 +103,11 @@ def test_a_real_worker_runs_the_delivery_job(worker):
 def test_a_real_worker_runs_the_expiry_job_and_changes_the_ledger(worker):
     """R-TOP-5 / §11: the worker runs expire_grants; the unused trial funds leave the
     balance with a ledger transaction (needs the billing ledger: passes once merged)."""
+    from djmoney.money import Money
+
     from billing.models import Grant, LedgerTransaction
     from billing.selectors import balance_summary
     from billing.services.ledger import grant_funds
-    from djmoney.money import Money
 
     account = UserFactory().balance_account
     grant = grant_funds(
