@@ -10,7 +10,6 @@ STAFF_PERMISSIONS = {
     ],
     "finance_approver": [
         "topups.view_topup",
-        "topups.change_topup",
         "topups.confirm_remittance",
         "topups.resolve_review",
         "topups.view_promotion",

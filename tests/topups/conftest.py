@@ -1,7 +1,6 @@
 """Fixtures for top-up tests: a verified adult with the agreement accepted, Alipay helpers."""
 
 import itertools
-import os
 from datetime import date, timedelta
 
 import pytest
@@ -12,16 +11,6 @@ from billing.topups.sandbox import sandbox_alipay_private_key
 from tests.factories import StaffFactory, UserFactory, grant
 
 _ids = itertools.count(1)
-
-
-@pytest.fixture(autouse=True)
-def _no_leaked_async_unsafe():
-    """The shared `browser` fixture sets DJANGO_ALLOW_ASYNC_UNSAFE; don't let it leak
-    into later subprocesses (the deploy check)."""
-    before = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    yield
-    if before is None:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
 def make_agreement(version="2026.1"):
@@ -86,7 +75,6 @@ def finance(db):
         staff,
         "topups.confirm_remittance",
         "topups.resolve_review",
-        "topups.change_topup",
         "topups.view_topup",
     )
 
