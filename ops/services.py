@@ -135,21 +135,26 @@ def _schedule_fields(spec):
 
     if isinstance(spec.schedule, str):
         minute, hour, dom, month, dow = spec.schedule.split()
-        crontab, _ = CrontabSchedule.objects.get_or_create(
-            minute=minute,
-            hour=hour,
-            day_of_month=dom,
-            month_of_year=month,
-            day_of_week=dow,
-            timezone=settings.TIME_ZONE,
-        )
+        fields = {
+            "minute": minute,
+            "hour": hour,
+            "day_of_month": dom,
+            "month_of_year": month,
+            "day_of_week": dow,
+            "timezone": settings.TIME_ZONE,
+        }
+        # Staff may have made identical schedules in admin: reuse the first, never fail.
+        crontab = CrontabSchedule.objects.filter(**fields).order_by(
+            "id"
+        ).first() or CrontabSchedule.objects.create(**fields)
         return {"crontab": crontab, "interval": None}
     seconds = spec.schedule
     if isinstance(seconds, datetime.timedelta):
         seconds = int(seconds.total_seconds())
-    interval, _ = IntervalSchedule.objects.get_or_create(
-        every=int(seconds), period=IntervalSchedule.SECONDS
-    )
+    fields = {"every": int(seconds), "period": IntervalSchedule.SECONDS}
+    interval = IntervalSchedule.objects.filter(**fields).order_by(
+        "id"
+    ).first() or IntervalSchedule.objects.create(**fields)
     return {"interval": interval, "crontab": None}
 
 

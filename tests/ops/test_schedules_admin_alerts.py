@@ -166,3 +166,14 @@ def test_admin_bulk_acknowledge(client):
     )
     assert b"3 alert(s) acknowledged" in resp.content
     assert set(StaffAlert.objects.values_list("status", flat=True)) == {"acknowledged"}
+
+
+def test_sync_survives_duplicate_schedules_made_in_admin():
+    """§11: staff may create identical schedules in admin; syncing jobs still works."""
+    IntervalSchedule.objects.create(every=60, period="seconds")
+    IntervalSchedule.objects.create(every=60, period="seconds")
+    CrontabSchedule.objects.create(minute="30", hour="2", timezone="Asia/Shanghai")
+    CrontabSchedule.objects.create(minute="30", hour="2", timezone="Asia/Shanghai")
+    sync_periodic_tasks(reset=True)
+    assert PeriodicTask.objects.get(name="deliver_notices").interval.every == 60
+    assert PeriodicTask.objects.get(name="reconcile_ledger").crontab.hour == "2"
