@@ -377,6 +377,9 @@ class AgreementVersionAdmin(WorkflowAdminMixin, admin.ModelAdmin):
         return base
 
     def has_delete_permission(self, request, obj=None):
+        # Only drafts, and only for staff who hold the delete permission.
+        if not super().has_delete_permission(request, obj):
+            return False
         return obj is None or obj.state == AgreementState.DRAFT
 
 

@@ -56,6 +56,9 @@ class WorkflowAdminMixin(FSMAdminMixin):
             return ReasonForm
         return form
 
+    def get_help_text(self, transition):
+        return transition.custom.get("help_text") or ""
+
     def is_fsm_transition_visible(self, transition):
         return bool(transition.custom.get("admin", True))
 

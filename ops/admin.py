@@ -136,3 +136,30 @@ class StaffAlertAdmin(WorkflowAdminMixin, admin.ModelAdmin):
 
     def has_acknowledge_permission(self, request):
         return request.user.has_perm("ops.acknowledge_staffalert")
+
+
+# django-celery-beat's own actions (enable, disable, toggle, run now) check no
+# permission: a read-only auditor could pause a job. Re-register its admin so
+# those actions need the change permission on schedules.
+from django_celery_beat.admin import PeriodicTaskAdmin as _BeatPeriodicTaskAdmin  # noqa: E402
+from django_celery_beat.models import PeriodicTask  # noqa: E402
+
+
+class GuardedPeriodicTaskAdmin(_BeatPeriodicTaskAdmin):
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        if not self.has_change_permission(request):
+            for name in ("enable_tasks", "disable_tasks", "toggle_tasks", "run_tasks"):
+                actions.pop(name, None)
+        return actions
+
+    def response_action(self, request, queryset):
+        action = request.POST.get("action", "")
+        guarded = {"enable_tasks", "disable_tasks", "toggle_tasks", "run_tasks"}
+        if action in guarded and not self.has_change_permission(request):
+            raise PermissionDenied
+        return super().response_action(request, queryset)
+
+
+admin.site.unregister(PeriodicTask)
+admin.site.register(PeriodicTask, GuardedPeriodicTaskAdmin)

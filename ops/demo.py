@@ -1,4 +1,7 @@
-"""Demo data for the clocks: a trial grant that expires a few minutes after loading.
+"""Demo data for the clocks: a bonus grant that expires a few minutes after loading.
+
+A discount (promotional) grant, not a trial: trial funds go to an identity once
+(R-TOP-5) and the demo user already has theirs from verification.
 
 Watch it go in admin (Operations › Job runs: expire_grants, then
 grant_expired_notices; the demo user's notices page shows the notice).
@@ -11,31 +14,28 @@ from decimal import Decimal
 from django.utils import timezone
 from djmoney.money import Money
 
-from .jobs import ledger
-
 DEMO_EXPIRY_MINUTES = 3
 
 
 def seed(context):
-    module = ledger()
+    from billing.services import ledger as module
+
     user = context.get("users", {}).get("user")
-    if module is None or user is None:
-        context["notes"].append("Ops demo: billing ledger not installed, no expiring demo grant.")
+    if user is None:
         return
     now = timezone.now()
     expires_at = now + datetime.timedelta(minutes=DEMO_EXPIRY_MINUTES)
-    # One per load day: reloading the same day does not add another.
-    key = f"demo-trial-expiring-{timezone.localdate(now):%Y%m%d}"
+    key = "demo-bonus-expiring"  # once: reloading the demo adds nothing
     grant = module.grant_funds(
         user.balance_account,
         Money(Decimal("20.00"), "CNY"),
-        kind="trial",
+        kind="discount",
         expires_at=expires_at,
         idempotency_key=key,
         memo="Demo: expires a few minutes after the demo data was loaded",
     )
     context["notes"].append(
-        f"Demo trial grant #{grant.pk} (¥20.00) for {user.email} expires at "
+        f"Demo bonus grant #{grant.pk} (¥20.00) for {user.email} expires at "
         f"{timezone.localtime(grant.expires_at):%H:%M}; the expire_grants job (every minute) "
         "takes it out of the balance — see Admin › Job runs and the user's Notices page."
     )

@@ -324,3 +324,19 @@ def test_standing_buttons_work_for_view_only_staff_with_the_transition_permissio
     )
     account.refresh_from_db()
     assert account.standing == "suspended"
+
+
+def test_view_only_staff_cannot_delete_a_draft_agreement(client):
+    """R-ADM-1 / R-ACC-7: deleting a draft version needs the delete permission."""
+    from django.urls import reverse
+
+    from accounts.models import AgreementVersion
+
+    draft = AgreementVersion.objects.create(
+        version="2099.1", title="Draft", body="Draft text", effective_at="2099-01-01T00:00:00Z"
+    )
+    viewer = grant(StaffFactory(), "accounts.view_agreementversion")
+    client.force_login(viewer)
+    url = reverse("admin:accounts_agreementversion_changelist")
+    client.post(url, {"action": "delete_selected", "_selected_action": [draft.pk], "post": "yes"})
+    assert AgreementVersion.objects.filter(pk=draft.pk).exists()

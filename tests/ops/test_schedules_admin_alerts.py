@@ -177,3 +177,19 @@ def test_sync_survives_duplicate_schedules_made_in_admin():
     sync_periodic_tasks(reset=True)
     assert PeriodicTask.objects.get(name="deliver_notices").interval.every == 60
     assert PeriodicTask.objects.get(name="reconcile_ledger").crontab.hour == "2"
+
+
+def test_auditor_cannot_pause_or_run_schedules_from_the_beat_admin(client):
+    """R-ADM-1: read-only staff see schedules but cannot toggle, pause or run them."""
+    sync_periodic_tasks()
+    task = PeriodicTask.objects.get(name="deliver_notices")
+    auditor = grant(StaffFactory(), "django_celery_beat.view_periodictask")
+    client.force_login(auditor)
+    url = reverse("admin:django_celery_beat_periodictask_changelist")
+    page = client.get(url)
+    assert page.status_code == 200
+    assert b"toggle_tasks" not in page.content
+    resp = client.post(url, {"action": "toggle_tasks", "_selected_action": [task.pk]})
+    assert resp.status_code in (302, 403)
+    task.refresh_from_db()
+    assert task.enabled is True

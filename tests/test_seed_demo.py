@@ -1,0 +1,29 @@
+import pytest
+from django.core.management import call_command
+
+from accounts.models import User
+from billing.models import Grant, Lot
+from billing.topups.models import TopUp
+
+pytestmark = pytest.mark.django_db
+
+
+def test_seed_demo_loads_twice_and_follows_the_rules(capsys):
+    """README run command: demo data loads (idempotently) and obeys the rules it shows.
+
+    R-TOP-5 / R-ACC-4: one trial grant for the demo identity; R-TOP-2: every lot
+    comes from a paid top-up.
+    """
+    call_command("seed_demo")
+    call_command("seed_demo")
+    out = capsys.readouterr().out
+    for email in ("user@demo.local", "cs@demo.local", "finance@demo.local", "admin@demo.local"):
+        assert email in out
+    user = User.objects.get(email="user@demo.local")
+    account = user.balance_account
+    assert Grant.objects.filter(account=account, kind="trial").count() == 1
+    lots = Lot.objects.filter(account=account)
+    assert lots.exists()
+    assert set(lots.values_list("pk", flat=True)) == set(
+        TopUp.objects.filter(account=account, lot__isnull=False).values_list("lot_id", flat=True)
+    )
