@@ -247,7 +247,8 @@ from decimal import Decimal  # noqa: E402
 
 TOPUP_MIN = Decimal(env("TOPUP_MIN", "1.00"))
 TOPUP_MAX = Decimal(env("TOPUP_MAX", "50000.00"))
-TOPUP_EXPIRE_MINUTES = int(env("TOPUP_EXPIRE_MINUTES", "120"))  # unpaid orders expire after
+TOPUP_EXPIRE_MINUTES = int(env("TOPUP_EXPIRE_MINUTES", "120"))  # unpaid Alipay orders expire
+TOPUP_BANK_EXPIRE_HOURS = int(env("TOPUP_BANK_EXPIRE_HOURS", "168"))  # a wire takes days
 TRIAL_AMOUNT = env("TRIAL_AMOUNT", "20.00")  # defaults of the staff-editable TrialSettings
 TRIAL_VALIDITY_DAYS = int(env("TRIAL_VALIDITY_DAYS", "30"))
 BANK_RECEIVING_ACCOUNT = {

@@ -74,7 +74,14 @@ class WorkflowAdminMixin(FSMAdminMixin):
         except ValidationError as exc:
             self.message_user(request, "; ".join(exc.messages), messages.ERROR)
             return False
-        self.message_user(request, f"{transition_name.replace('_', ' ').capitalize()}: done.")
+        # Say where the case ended up: a transition may route it elsewhere (e.g. to review).
+        obj.refresh_from_db()
+        states = [
+            getattr(obj, f"get_{field}_display", lambda f=field: getattr(obj, f))()
+            for field in self.fsm_fields
+        ]
+        label = transition_name.replace("_", " ").capitalize()
+        self.message_user(request, f"{label}: done. Now: {', '.join(map(str, states))}.")
         return True
 
 

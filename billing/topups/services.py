@@ -217,12 +217,19 @@ def start_topup(
             channel=channel,
             amount=parse_amount(amount, currency=currency),
             acceptance=current_acceptance(user, at),
-            expires_at=at + timedelta(minutes=settings.TOPUP_EXPIRE_MINUTES),
+            expires_at=at + payment_window(channel),
             remittance_reference=new_remittance_reference() if channel != Channel.ALIPAY else None,
             created_by=actor or user,
         )
         record_audit(topup, action="create", actor=actor or user, to_state=topup.state)
     return topup
+
+
+def payment_window(channel):
+    """How long an order waits for its money: minutes for Alipay, days for a bank wire."""
+    if channel == Channel.ALIPAY:
+        return timedelta(minutes=settings.TOPUP_EXPIRE_MINUTES)
+    return timedelta(hours=settings.TOPUP_BANK_EXPIRE_HOURS)
 
 
 # --- payment: one transaction records it, credits the lot, applies a promotion (R-TOP-2)
@@ -409,6 +416,17 @@ def confirm_remittance(
             return apply_transition(
                 locked, "send_to_review", actor=actor, reason=reason or "amount differs", **details
             )
+        if not locked.account.can_top_up:
+            # Money arrived for an account that may not top up now (R-ACC-8: frozen or
+            # terminated): never credited silently; finance decides in review.
+            standing = locked.account.get_standing_display().lower()
+            return apply_transition(
+                locked,
+                "send_to_review",
+                actor=actor,
+                reason=f"account is {standing}; {reason}".strip("; "),
+                **details,
+            )
         _credit(
             locked,
             transition="confirm_remittance",
@@ -456,6 +474,12 @@ def resolve_review(topup, name, *, actor, reason):
             raise WorkflowError("This top-up is not in review.", code="wrong_state")
         if name == "return_to_payer":
             apply_transition(locked, name, actor=actor, reason=reason)
+        elif not locked.account.can_top_up:
+            raise WorkflowError(
+                f"The account is {locked.account.get_standing_display().lower()} and may not "
+                "receive top-ups now (R-ACC-8); return the money to the payer instead.",
+                code="standing",
+            )
         else:
             _credit(
                 locked, transition=name, actor=actor, reason=reason, amount=locked.received_amount

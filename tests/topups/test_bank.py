@@ -249,3 +249,40 @@ def test_review_resolution_needs_the_permission(transfer, finance):
     topup.refresh_from_db()
     assert topup.state == "review"
     assert not Lot.objects.exists()
+
+
+@pytest.mark.django_db
+def test_money_for_a_frozen_account_goes_to_review_not_the_balance(transfer, finance):
+    """R-ACC-8: a frozen account cannot top up; a wire that arrives anyway is never
+    credited silently — it waits in review, and crediting it from review is refused."""
+    from accounts.services import change_standing
+    from core.workflow import WorkflowError
+
+    change_standing(
+        transfer.account, "freeze", reason="court order", authority="Court", document_number="F1"
+    )
+    topup = _confirm(transfer, finance)
+    assert topup.state == "review"
+    assert balance(transfer.account.user)["cash"] == Money("0", "CNY")
+    assert not Lot.objects.filter(account=transfer.account).exists()
+    with pytest.raises(WorkflowError):
+        services.resolve_review(topup, "credit_received", actor=finance, reason="try anyway")
+    topup.refresh_from_db()
+    assert topup.state == "review"
+    assert not Lot.objects.filter(account=transfer.account).exists()
+    services.resolve_review(topup, "return_to_payer", actor=finance, reason="frozen")
+    topup.refresh_from_db()
+    assert topup.state == "returned"
+
+
+@pytest.mark.django_db
+def test_bank_orders_wait_days_alipay_orders_minutes(ready_user, settings):
+    """R-TOP-1: unpaid orders expire after a window that fits their channel."""
+    from datetime import timedelta
+
+    settings.TOPUP_EXPIRE_MINUTES = 120
+    settings.TOPUP_BANK_EXPIRE_HOURS = 168
+    wire = services.start_topup(ready_user, "10.00", channel="bank")
+    online = services.start_topup(ready_user, "10.00", channel="alipay")
+    assert wire.expires_at - wire.created_at > timedelta(days=6)
+    assert online.expires_at - online.created_at <= timedelta(minutes=121)
