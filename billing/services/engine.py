@@ -323,12 +323,12 @@ WITH ids AS MATERIALIZED (
 ), b AS (
     UPDATE billing_ledgeraccount SET balance_micro = billing_ledgeraccount.balance_micro + v.d
       FROM unnest(%(b_id)s::bigint[], %(b_d)s::bigint[]) AS v(id, d)
-     WHERE billing_ledgeraccount.id = v.id
+     WHERE billing_ledgeraccount.id = v.id AND billing_ledgeraccount.id = ANY(%(b_id)s::bigint[])
 ), l AS (
     UPDATE billing_lot SET remaining_micro = billing_lot.remaining_micro + v.c,
                            held_micro = billing_lot.held_micro + v.h
       FROM unnest(%(l_id)s::bigint[], %(l_c)s::bigint[], %(l_h)s::bigint[]) AS v(id, c, h)
-     WHERE billing_lot.id = v.id
+     WHERE billing_lot.id = v.id AND billing_lot.id = ANY(%(l_id)s::bigint[])
 ), g AS (
     UPDATE billing_grant SET
            remaining_micro = billing_grant.remaining_micro + v.d,
@@ -345,7 +345,7 @@ WITH ids AS MATERIALIZED (
                    THEN NULL
                ELSE billing_grant.ended_at END
       FROM unnest(%(g_id)s::bigint[], %(g_d)s::bigint[]) AS v(id, d)
-     WHERE billing_grant.id = v.id
+     WHERE billing_grant.id = v.id AND billing_grant.id = ANY(%(g_id)s::bigint[])
 ), c AS (
     INSERT INTO billing_charge
            (request_id, account_id, api_key_id, model, amount_micro, trial_micro, discount_micro,

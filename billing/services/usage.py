@@ -296,6 +296,10 @@ def _payer(api_key_or_account):
     return None, x.pk, threshold_micro(x)  # accounts.BalanceAccount
 
 
+# A usage transaction carries no idempotency key of its own: its Charge row, written
+# in the same statement, holds the request id under a unique constraint (R-LED-5).
+
+
 def charge_usage(
     api_key_or_account, amount, *, request_id: str, model: str, durable: bool = True
 ) -> Charge:
@@ -331,7 +335,7 @@ def charge_usage(
                     split=split,
                 )
                 write_rows(
-                    [Entry(TxnKind.USAGE, account_id, legs, f"usage:{request_id}", model[:200])],
+                    [Entry(TxnKind.USAGE, account_id, legs, None, model[:200])],
                     charges=[charge],
                 )
                 notify_crossings(account_id, threshold, before, buckets.available_micro, request_id)
@@ -452,9 +456,7 @@ def _charge_batch(events):
                 continue
             legs, split, parts = plan_deduction(ev.micro, sources[owner], buckets[owner])
             first_event.setdefault(owner, ev.request_id)
-            entries.append(
-                Entry(TxnKind.USAGE, owner, legs, f"usage:{ev.request_id}", ev.model[:200])
-            )
+            entries.append(Entry(TxnKind.USAGE, owner, legs, None, ev.model[:200]))
             charge = ChargeRow(
                 request_id=ev.request_id,
                 account_id=owner,
