@@ -26,7 +26,7 @@ from ..models import (
     Lot,
     TxnKind,
 )
-from .engine import Entry, LedgerError, Leg, lock_buckets, write
+from .engine import Entry, LedgerError, Leg, lock_buckets, write, write_rows
 from .engine import positive_micro as _positive_micro
 from .reconcile import ReconciliationReport, reconcile, reconcile_all  # noqa: F401
 from .usage import (  # noqa: F401  (re-exported: the contract names them here)
@@ -261,12 +261,13 @@ def expire_due_grants(*, now=None, limit: int = 5000) -> int:
                 :limit
             ]
         )
+        # only grants whose bucket row this run holds locked (SKIP LOCKED may leave some)
+        grants = [g for g in grants if g.kind in by_owner[g.account_id]]
         entries = [
             _end_grant_entry(g, by_owner[g.account_id], TxnKind.EXPIRY, None, "Grant expired")
             for g in grants
-            if g.kind in by_owner[g.account_id]
         ]
-        write(entries)
+        write_rows(entries)
         Grant.objects.filter(pk__in=[g.pk for g in grants]).update(
             state=GrantState.EXPIRED, ended_at=now
         )

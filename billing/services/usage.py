@@ -376,11 +376,13 @@ class ChargeRow:
         "transaction_id",
         "created_at",
         "replayed",
+        "error",
     )
 
     def __init__(self, **values):
         self.pk = self.transaction_id = self.created_at = None
         self.replayed = False
+        self.error = None  # (code, message) when this event was refused
         for name, value in values.items():
             setattr(self, name, value)
 
@@ -399,7 +401,8 @@ def charge_usage_batch(events: list[UsageEvent]) -> list[ChargeRow]:
     transactions, postings, charges and cached balances), whatever its size.
 
     Returns one ChargeRow per event, in order; replays (of earlier batches or of an
-    earlier event in this batch) come back with `.replayed = True`."""
+    earlier event in this batch) come back with `.replayed = True`, and a request id
+    already used by another account with `.error = (code, message)`."""
     for ev in events:
         _check_ids(ev.request_id, ev.model)
         if ev.micro <= 0:
@@ -445,10 +448,13 @@ def _charge_batch(events):
             prior = existing.get(ev.request_id)
             if prior is not None:
                 if prior.account_id != owner:
-                    raise LedgerError(
-                        f"Request id {ev.request_id} was already used for another account.",
-                        code="request_id_conflict",
+                    refused = ChargeRow(request_id=ev.request_id, account_id=owner)
+                    refused.error = (
+                        "request_id_conflict",
+                        "This request id was already used for another account.",
                     )
+                    results.append(refused)
+                    continue
                 copy = prior.replay()
                 if prior.pk is None:  # charged earlier in this batch: ids known after the write
                     pending.append((copy, prior))
