@@ -236,20 +236,21 @@ CHARGE_FIELDS = (
 )
 
 
-def write_rows(entries: list[Entry], *, charges=None, now=None) -> list[int]:
+def write_rows(entries: list[Entry], *, charges=None, now=None, grant_end_state=None) -> list[int]:
     """Write and return the new transaction ids (in entry order). Charges, when
-    given, get their `pk` and `transaction_id` set."""
+    given, get their `pk` and `transaction_id` set. `grant_end_state` ends every
+    grant the entries touch in that state (expiry, void) in the same statement."""
     for entry in entries:
         check_balanced(entry)
     if not entries:
         return []
     now = now or timezone.now()
     if connection.vendor == "postgresql":
-        return _write_pg(entries, charges, now)
-    return _write_orm(entries, charges, now)
+        return _write_pg(entries, charges, now, grant_end_state)
+    return _write_orm(entries, charges, now, grant_end_state)
 
 
-def _write_orm(entries, charges, now):
+def _write_orm(entries, charges, now, grant_end_state=None):
     txns = LedgerTransaction.objects.bulk_create(
         [
             LedgerTransaction(
@@ -281,6 +282,10 @@ def _write_orm(entries, charges, now):
     bump("billing_ledgeraccount", ["balance_micro"], {k: (v,) for k, v in buckets.items()})
     bump("billing_lot", ["remaining_micro", "held_micro"], {k: tuple(v) for k, v in lots.items()})
     bump_grants(grants)
+    if grant_end_state and grants:
+        from ..models import Grant
+
+        Grant.objects.filter(pk__in=list(grants)).update(state=grant_end_state, ended_at=now)
     if charges:
         from ..models import Charge
 
@@ -332,13 +337,14 @@ WITH ids AS MATERIALIZED (
 ), g AS (
     UPDATE billing_grant SET
            remaining_micro = billing_grant.remaining_micro + v.d,
-           state = CASE
+           state = COALESCE(%(g_end)s::text, CASE
                WHEN billing_grant.state = 'active' AND billing_grant.remaining_micro + v.d = 0
                    THEN 'used_up'
                WHEN billing_grant.state = 'used_up' AND billing_grant.remaining_micro + v.d > 0
                    THEN 'active'
-               ELSE billing_grant.state END,
+               ELSE billing_grant.state END),
            ended_at = CASE
+               WHEN %(g_end)s::text IS NOT NULL THEN %(now)s
                WHEN billing_grant.state = 'active' AND billing_grant.remaining_micro + v.d = 0
                    THEN %(now)s
                WHEN billing_grant.state = 'used_up' AND billing_grant.remaining_micro + v.d > 0
@@ -368,7 +374,7 @@ def _ints(values) -> str:
     return "{" + ",".join(str(int(v)) for v in values) + "}"
 
 
-def _write_pg(entries, charges, now):
+def _write_pg(entries, charges, now, grant_end_state=None):
     """`charges[i]`, when given, belongs to `entries[i]`."""
     import json
 
@@ -410,6 +416,7 @@ def _write_pg(entries, charges, now):
         "l_h": _ints(v[1] for v in lots.values()),
         "g_id": _ints(grants),
         "g_d": _ints(grants.values()),
+        "g_end": grant_end_state,
         "charges": json.dumps(
             [
                 {
