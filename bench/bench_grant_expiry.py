@@ -2,7 +2,7 @@
 set-based, SKIP LOCKED) against a plain UPDATE of the same grant rows.
 
 Contract target: within 5× the time of the plain UPDATE. Runs on the bench
-accounts of bench_ledger (seeded there) with BENCH_GRANTS due grants (default 50,000).
+accounts of bench_ledger with BENCH_GRANTS due grants (default 50,000).
 """
 
 from __future__ import annotations
@@ -72,6 +72,9 @@ def run():
     from billing.models import Grant
     from billing.services.ledger import expire_due_grants, reconcile_all
 
+    from bench_ledger import seed as seed_accounts
+
+    seed_accounts()  # the 10,000 bench accounts (idempotent)
     t0 = time.time()
     _seed_due_grants(N_GRANTS)
     print(f"seeded {N_GRANTS} due grants in {time.time() - t0:.1f}s", flush=True)
