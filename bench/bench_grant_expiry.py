@@ -66,13 +66,12 @@ def _seed_due_grants(n):
 
 
 def run():
+    from bench_ledger import seed as seed_accounts
     from django.db import connection, transaction
     from django.utils import timezone
 
     from billing.models import Grant
     from billing.services.ledger import expire_due_grants, reconcile_all
-
-    from bench_ledger import seed as seed_accounts
 
     seed_accounts()  # the 10,000 bench accounts (idempotent)
     t0 = time.time()
