@@ -198,6 +198,7 @@ class Grant(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
+        permissions = [("void_grant", "Can void a grant (take back unused free funds)")]
         indexes = [
             models.Index(fields=["account", "state"]),
             models.Index(

@@ -220,3 +220,45 @@ def test_admin_reconcile_action_needs_permission(client, account):
         {"action": "reconcile_selected", "_selected_action": ids},
     )
     assert resp.status_code == 403
+
+
+def test_admin_void_grants_asks_reason_and_audits(client, account):
+    """R-ADM-2: voiding grants from admin asks why, goes through the service (postings
+    to promotion expense) and leaves an audit record; staff without the permission
+    are refused."""
+    from core.models import AuditRecord
+
+    g = grant_funds(account, cny("3"), kind="trial", expires_at=later(), idempotency_key="G")
+    url = reverse("admin:billing_grant_changelist")
+    viewer = grant(StaffFactory(), "billing.view_grant")
+    client.login(email=viewer.email, password=PASSWORD)
+    resp = client.post(url, {"action": "void_selected", "_selected_action": [g.pk]})
+    assert resp.status_code == 403
+    risk = grant(StaffFactory(), "billing.view_grant", "billing.void_grant")
+    client.login(email=risk.email, password=PASSWORD)
+    resp = client.post(url, {"action": "void_selected", "_selected_action": [g.pk]})
+    assert resp.status_code == 200 and "reason" in resp.content.decode()  # asks first
+    g.refresh_from_db()
+    assert g.state == "active"
+    resp = client.post(
+        url,
+        {"action": "void_selected", "_selected_action": [g.pk], "confirm": "yes", "reason": ""},
+    )
+    g.refresh_from_db()
+    assert g.state == "active"  # no reason, nothing moves
+    resp = client.post(
+        url,
+        {
+            "action": "void_selected",
+            "_selected_action": [g.pk],
+            "confirm": "yes",
+            "reason": "duplicate trial",
+        },
+        follow=True,
+    )
+    assert "Voided 1 grant" in resp.content.decode()
+    g.refresh_from_db()
+    assert g.state == "voided" and g.remaining_micro == 0
+    audit = AuditRecord.objects.get(action="void", object_id=str(g.pk))
+    assert audit.actor == risk and audit.reason == "duplicate trial"
+    assert reconcile(account).ok
