@@ -20,6 +20,8 @@ CLIENTS = 8
 BATCH = 1000
 BATCH_CLIENTS = int(os.environ.get("BENCH_BATCH_CLIENTS", "3"))
 TOKEN = "bench-gateway-token"
+THREADS = int(os.environ.get("BENCH_THREADS", "1"))  # > 1: gthread workers with keep-alive
+KEEP_ALIVE = THREADS > 1
 SEED_CASH = "1000.00"
 
 
@@ -99,8 +101,16 @@ def seed():
     return len(todo)
 
 
-def _post(path, body):
-    conn = http.client.HTTPConnection(HOST, PORT, timeout=60)
+_conn = None
+
+
+def _post(path, body, keep_alive=False):
+    """POST JSON; with keep_alive the process reuses one HTTP/1.1 connection, as a
+    gateway's connection pool would."""
+    global _conn
+    conn = _conn if keep_alive and _conn is not None else None
+    if conn is None:
+        conn = http.client.HTTPConnection(HOST, PORT, timeout=60)
     try:
         conn.request(
             "POST",
@@ -109,9 +119,17 @@ def _post(path, body):
             headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"},
         )
         resp = conn.getresponse()
-        return resp.status, json.loads(resp.read())
-    finally:
+        out = resp.status, json.loads(resp.read())
+    except Exception:
         conn.close()
+        _conn = None
+        raise
+    if keep_alive and not resp.will_close:
+        _conn = conn
+    else:
+        conn.close()
+        _conn = None
+    return out
 
 
 def _single_client(idx, run_id, deadline, queue):
@@ -126,7 +144,7 @@ def _single_client(idx, run_id, deadline, queue):
             "amount": "0.012345",
         }
         t0 = time.perf_counter()
-        status, out = _post("usage", body)
+        status, out = _post("usage", body, keep_alive=KEEP_ALIVE)
         latencies.append(time.perf_counter() - t0)
         n += 1
         if status != 200 or out.get("status") != "charged":
@@ -150,7 +168,7 @@ def _batch_client(idx, run_id, deadline, queue):
             ]
         }
         t0 = time.perf_counter()
-        status, out = _post("usage/batch", body)
+        status, out = _post("usage/batch", body, keep_alive=KEEP_ALIVE)
         latencies.append(time.perf_counter() - t0)
         n += 1
         if status != 200:
@@ -161,15 +179,46 @@ def _batch_client(idx, run_id, deadline, queue):
     queue.put(((events, latencies), errors))
 
 
-def _drive(target, clients, run_id):
+def _warm_client(idx, run_id, deadline, queue):
+    """Touch every worker (URL resolver, DB connection, first query plans) before timing."""
+    n = 0
+    while time.time() < deadline:
+        _post("authorize", {"api_key": raw_key(idx)}, keep_alive=KEEP_ALIVE)
+        body = {
+            "request_id": f"w-{run_id}-{idx}-{n}",
+            "api_key": raw_key(idx),
+            "model": "bench-model",
+            "amount": "0.000001",
+        }
+        _post("usage", body, keep_alive=KEEP_ALIVE)
+        n += 1
+    queue.put(([], 0))
+
+
+def _guarded(target, idx, run_id, deadline, queue):
+    try:
+        target(idx, run_id, deadline, queue)
+    except Exception as exc:  # noqa: BLE001 - a failed client must not hang the run
+        queue.put(exc)
+
+
+def _drive(target, clients, run_id, seconds=None):
     ctx = mp.get_context("fork")
     queue = ctx.Queue()
     start = time.time()
-    deadline = start + SECONDS
-    procs = [ctx.Process(target=target, args=(i, run_id, deadline, queue)) for i in range(clients)]
+    deadline = start + (seconds or SECONDS)
+    procs = [
+        ctx.Process(target=_guarded, args=(target, i, run_id, deadline, queue))
+        for i in range(clients)
+    ]
     for p in procs:
         p.start()
-    results = [queue.get() for _ in procs]
+    results = [queue.get(timeout=(seconds or SECONDS) + 120) for _ in procs]
+    failed = [r for r in results if isinstance(r, Exception)]
+    if failed:
+        for p in procs:
+            p.join()
+        raise RuntimeError(f"bench client failed: {failed[0]!r}")
     for p in procs:
         p.join()
     return results, time.time() - start
@@ -218,9 +267,10 @@ def run():
     rows = [("pgbench -N -c 8 tps", f"{tps:.0f}", "", None)]
     with Gunicorn(
         workers=int(os.environ.get("BENCH_WORKERS", "8")),
+        threads=THREADS,
         extra_env={"GATEWAY_SERVICE_TOKEN": TOKEN},
     ):
-        _post("authorize", {"api_key": raw_key(0)})  # warm up
+        _drive(_warm_client, CLIENTS, run_id, seconds=4)
         sample = f"replay-{run_id}"
         first = _post(
             "usage",

@@ -77,12 +77,19 @@ def pgbench_tps(seconds=12, clients=8) -> float:
 class Gunicorn:
     """gunicorn serving the project on 127.0.0.1:8101 for the duration of a `with`."""
 
-    def __init__(self, workers=6, extra_env=None):
+    def __init__(self, workers=6, extra_env=None, threads=1):
         self.workers = workers
+        self.threads = threads
         self.extra_env = extra_env or {}
         self.proc = None
 
     def __enter__(self):
+        try:
+            socket.create_connection((HOST, PORT), timeout=0.5).close()
+        except OSError:
+            pass
+        else:
+            raise RuntimeError(f"{HOST}:{PORT} is already in use; stop that server first")
         env = dict(os.environ)
         env.update(
             DJANGO_DEBUG="0",
@@ -100,8 +107,14 @@ class Gunicorn:
                 f"{HOST}:{PORT}",
                 "-w",
                 str(self.workers),
+                "--preload",  # import Django once, before forking the workers
                 "--backlog",
                 "256",
+                *(
+                    ["-k", "gthread", "--threads", str(self.threads), "--keep-alive", "30"]
+                    if self.threads > 1
+                    else []
+                ),
                 "--log-level",
                 "warning",
             ],

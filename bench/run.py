@@ -18,6 +18,9 @@ def main(argv):
     import django
 
     django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)  # the bench database may be fresh
     only = set(argv)
     rows = []
     for path in sorted(HERE.glob("bench_*.py")):

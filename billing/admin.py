@@ -1,16 +1,19 @@
 """Ledger admin: read-only views of the books (money only moves through services)."""
 
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Sum
+from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
 from core.admin import AuditRecordInline
+from core.forms import ReasonForm
 from core.money import display
 
 from .micro import from_micro
 from .models import Charge, Grant, LedgerAccount, LedgerTransaction, Lot, Posting
-from .services.ledger import reconcile, reconcile_all
+from .services.ledger import reconcile, reconcile_all, void_grant
 
 
 def money_html(micro):
@@ -162,6 +165,38 @@ class LotAdmin(ReadOnlyAdmin):
         return money_html(obj.held_micro)
 
 
+@admin.action(description="Void the selected grants (asks for a reason)")
+def void_selected(modeladmin, request, queryset):
+    """Staff take back unused free funds through the service (audited, idempotent)."""
+    if not request.user.has_perm("billing.void_grant"):
+        raise PermissionDenied
+    form = ReasonForm(request.POST if request.POST.get("confirm") else None)
+    if form.is_bound and form.is_valid():
+        done = 0
+        for grant in queryset:
+            try:
+                void_grant(grant, reason=form.cleaned_data["reason"], actor=request.user)
+                done += 1
+            except ValidationError as exc:
+                modeladmin.message_user(
+                    request, f"{grant}: {'; '.join(exc.messages)}", messages.ERROR
+                )
+        modeladmin.message_user(request, f"Voided {done} grant(s).", messages.SUCCESS)
+        return None
+    return TemplateResponse(
+        request,
+        "admin/billing/grant/void_confirm.html",
+        {
+            **modeladmin.admin_site.each_context(request),
+            "grants": queryset.select_related("account__user"),
+            "form": form,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "opts": modeladmin.model._meta,
+            "title": "Void grants",
+        },
+    )
+
+
 @admin.register(Grant)
 class GrantAdmin(ReadOnlyAdmin):
     list_display = (
@@ -175,6 +210,7 @@ class GrantAdmin(ReadOnlyAdmin):
         "state",
     )
     list_filter = ("kind", "state")
+    actions = [void_selected]
     search_fields = ("=id", "idempotency_key", "account__user__email")
     list_select_related = ("account__user",)
     date_hierarchy = "created_at"

@@ -307,6 +307,16 @@ def report_usage_batch(request: HttpRequest, payload: BatchIn):
                 409 if exc.code == "request_id_conflict" else 400, exc.code, exc.messages[0]
             )
         for i, charge in zip(positions, charges, strict=True):
+            if charge.error:
+                code, message = charge.error
+                results[i] = {
+                    "index": i,
+                    "request_id": charge.request_id,
+                    "status": "error",
+                    "code": code,
+                    "message": message,
+                }
+                continue
             out = _charge_out(charge)
             results[i] = {
                 "index": i,

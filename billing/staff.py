@@ -12,5 +12,5 @@ _READ = [
 STAFF_PERMISSIONS = {
     "cs_agent": _READ,
     "finance_approver": [*_READ, "billing.reconcile_ledger"],
-    "risk_officer": _READ,
+    "risk_officer": [*_READ, "billing.void_grant"],
 }

@@ -236,20 +236,21 @@ CHARGE_FIELDS = (
 )
 
 
-def write_rows(entries: list[Entry], *, charges=None, now=None) -> list[int]:
+def write_rows(entries: list[Entry], *, charges=None, now=None, grant_end_state=None) -> list[int]:
     """Write and return the new transaction ids (in entry order). Charges, when
-    given, get their `pk` and `transaction_id` set."""
+    given, get their `pk` and `transaction_id` set. `grant_end_state` ends every
+    grant the entries touch in that state (expiry, void) in the same statement."""
     for entry in entries:
         check_balanced(entry)
     if not entries:
         return []
     now = now or timezone.now()
     if connection.vendor == "postgresql":
-        return _write_pg(entries, charges, now)
-    return _write_orm(entries, charges, now)
+        return _write_pg(entries, charges, now, grant_end_state)
+    return _write_orm(entries, charges, now, grant_end_state)
 
 
-def _write_orm(entries, charges, now):
+def _write_orm(entries, charges, now, grant_end_state=None):
     txns = LedgerTransaction.objects.bulk_create(
         [
             LedgerTransaction(
@@ -281,6 +282,10 @@ def _write_orm(entries, charges, now):
     bump("billing_ledgeraccount", ["balance_micro"], {k: (v,) for k, v in buckets.items()})
     bump("billing_lot", ["remaining_micro", "held_micro"], {k: tuple(v) for k, v in lots.items()})
     bump_grants(grants)
+    if grant_end_state and grants:
+        from ..models import Grant
+
+        Grant.objects.filter(pk__in=list(grants)).update(state=grant_end_state, ended_at=now)
     if charges:
         from ..models import Charge
 
@@ -323,29 +328,30 @@ WITH ids AS MATERIALIZED (
 ), b AS (
     UPDATE billing_ledgeraccount SET balance_micro = billing_ledgeraccount.balance_micro + v.d
       FROM unnest(%(b_id)s::bigint[], %(b_d)s::bigint[]) AS v(id, d)
-     WHERE billing_ledgeraccount.id = v.id
+     WHERE billing_ledgeraccount.id = v.id AND billing_ledgeraccount.id = ANY(%(b_id)s::bigint[])
 ), l AS (
     UPDATE billing_lot SET remaining_micro = billing_lot.remaining_micro + v.c,
                            held_micro = billing_lot.held_micro + v.h
       FROM unnest(%(l_id)s::bigint[], %(l_c)s::bigint[], %(l_h)s::bigint[]) AS v(id, c, h)
-     WHERE billing_lot.id = v.id
+     WHERE billing_lot.id = v.id AND billing_lot.id = ANY(%(l_id)s::bigint[])
 ), g AS (
     UPDATE billing_grant SET
            remaining_micro = billing_grant.remaining_micro + v.d,
-           state = CASE
+           state = COALESCE(%(g_end)s::text, CASE
                WHEN billing_grant.state = 'active' AND billing_grant.remaining_micro + v.d = 0
                    THEN 'used_up'
                WHEN billing_grant.state = 'used_up' AND billing_grant.remaining_micro + v.d > 0
                    THEN 'active'
-               ELSE billing_grant.state END,
+               ELSE billing_grant.state END),
            ended_at = CASE
+               WHEN %(g_end)s::text IS NOT NULL THEN %(now)s
                WHEN billing_grant.state = 'active' AND billing_grant.remaining_micro + v.d = 0
                    THEN %(now)s
                WHEN billing_grant.state = 'used_up' AND billing_grant.remaining_micro + v.d > 0
                    THEN NULL
                ELSE billing_grant.ended_at END
       FROM unnest(%(g_id)s::bigint[], %(g_d)s::bigint[]) AS v(id, d)
-     WHERE billing_grant.id = v.id
+     WHERE billing_grant.id = v.id AND billing_grant.id = ANY(%(g_id)s::bigint[])
 ), c AS (
     INSERT INTO billing_charge
            (request_id, account_id, api_key_id, model, amount_micro, trial_micro, discount_micro,
@@ -368,7 +374,7 @@ def _ints(values) -> str:
     return "{" + ",".join(str(int(v)) for v in values) + "}"
 
 
-def _write_pg(entries, charges, now):
+def _write_pg(entries, charges, now, grant_end_state=None):
     """`charges[i]`, when given, belongs to `entries[i]`."""
     import json
 
@@ -410,6 +416,7 @@ def _write_pg(entries, charges, now):
         "l_h": _ints(v[1] for v in lots.values()),
         "g_id": _ints(grants),
         "g_d": _ints(grants.values()),
+        "g_end": grant_end_state,
         "charges": json.dumps(
             [
                 {

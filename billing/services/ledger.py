@@ -26,7 +26,7 @@ from ..models import (
     Lot,
     TxnKind,
 )
-from .engine import Entry, LedgerError, Leg, lock_buckets, write
+from .engine import Entry, LedgerError, Leg, lock_buckets, write, write_rows
 from .engine import positive_micro as _positive_micro
 from .reconcile import ReconciliationReport, reconcile, reconcile_all  # noqa: F401
 from .usage import (  # noqa: F401  (re-exported: the contract names them here)
@@ -256,21 +256,29 @@ def expire_due_grants(*, now=None, limit: int = 5000) -> int:
         by_owner: dict[int, dict] = {}
         for row in rows:
             by_owner.setdefault(row.owner_id, {})[row.kind] = row
-        grants = list(
-            Grant.objects.filter(due, account_id__in=list(by_owner)).order_by("expires_at", "id")[
-                :limit
-            ]
+        rows = (
+            Grant.objects.filter(due, account_id__in=list(by_owner))
+            .order_by("expires_at", "id")
+            .values_list("id", "account_id", "kind", "remaining_micro")[:limit]
         )
+        # only grants whose bucket row this run holds locked (SKIP LOCKED may leave some)
+        grants = [_GrantRef(*row) for row in rows if row[2] in by_owner[row[1]]]
         entries = [
             _end_grant_entry(g, by_owner[g.account_id], TxnKind.EXPIRY, None, "Grant expired")
             for g in grants
-            if g.kind in by_owner[g.account_id]
         ]
-        write(entries)
-        Grant.objects.filter(pk__in=[g.pk for g in grants]).update(
-            state=GrantState.EXPIRED, ended_at=now
-        )
+        write_rows(entries, now=now, grant_end_state=GrantState.EXPIRED)
         return len(entries)
+
+
+class _GrantRef:
+    """Just what expiry needs of a grant (no ORM instance per row in the batch job)."""
+
+    __slots__ = ("pk", "account_id", "kind", "remaining_micro")
+
+    def __init__(self, pk, account_id, kind, remaining_micro):
+        self.pk, self.account_id, self.kind = pk, account_id, kind
+        self.remaining_micro = remaining_micro
 
 
 def void_grant(grant: Grant, *, reason: str, actor=None) -> LedgerTransaction | None:

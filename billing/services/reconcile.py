@@ -24,6 +24,8 @@ class Drift:
     ledger: int  # micro-units (for a transaction: the sum of its postings)
 
     def __str__(self):
+        if self.what.startswith("dangling"):
+            return f"{self.what} #{self.object_id}: refers to a row that does not exist"
         if self.what == "transaction":
             total = from_micro(self.ledger).amount
             return f"transaction #{self.object_id}: {self.cached} postings summing to {total}"
@@ -92,6 +94,38 @@ SELECT t.id, t.account_id, COALESCE(p.n, 0), COALESCE(p.s, 0)
  WHERE {filter} AND (COALESCE(p.n, 0) < 2 OR COALESCE(p.s, 0) <> 0)
 """
 
+# The hot tables have no database foreign keys (see models.Posting): prove here
+# that every reference they hold points at an existing row.
+_DANGLING_POSTINGS = """
+SELECT p.id FROM billing_posting p
+  LEFT JOIN billing_ledgertransaction t ON t.id = p.transaction_id
+  LEFT JOIN billing_ledgeraccount la ON la.id = p.ledger_account_id
+  LEFT JOIN billing_lot l ON l.id = p.lot_id
+  LEFT JOIN billing_grant g ON g.id = p.grant_id
+ WHERE {filter} AND (t.id IS NULL OR la.id IS NULL
+        OR (p.lot_id IS NOT NULL AND l.id IS NULL)
+        OR (p.grant_id IS NOT NULL AND g.id IS NULL))
+ LIMIT 1000
+"""
+_DANGLING_CHARGES = """
+SELECT c.id FROM billing_charge c
+  LEFT JOIN billing_ledgertransaction t ON t.id = c.transaction_id
+  LEFT JOIN accounts_balanceaccount a ON a.id = c.account_id
+ WHERE {filter} AND (t.id IS NULL OR a.id IS NULL)
+ LIMIT 1000
+"""
+_DANGLING_TXNS = """
+SELECT t.id FROM billing_ledgertransaction t
+  LEFT JOIN accounts_balanceaccount a ON a.id = t.account_id
+ WHERE {filter} AND t.account_id IS NOT NULL AND a.id IS NULL
+ LIMIT 1000
+"""
+
+
+def _dangling(report, sql, what, params):
+    for (object_id,) in _run(sql, params):
+        report.drifts.append(Drift(what, object_id, None, 0, 0))
+
 
 def _run(sql, params):
     with connection.cursor() as cur:
@@ -113,6 +147,9 @@ def _check_account(report, account_id):
     sub = "transaction_id IN (SELECT id FROM billing_ledgertransaction WHERE account_id = %s)"
     for row in _run(_TXNS.format(pfilter=sub, filter="t.account_id = %s"), a + a):
         report.drifts.append(Drift("transaction", row[0], row[1], row[2], row[3]))
+    sub = "p.transaction_id IN (SELECT id FROM billing_ledgertransaction WHERE account_id = %s)"
+    _dangling(report, _DANGLING_POSTINGS.format(filter=sub), "dangling_posting", a)
+    _dangling(report, _DANGLING_CHARGES.format(filter="c.account_id = %s"), "dangling_charge", a)
 
 
 def _lot_drifts(report, row):
@@ -168,6 +205,15 @@ def reconcile_all(batch_size: int = 200_000, *, alert: bool = False) -> Reconcil
         sql = _TXNS.format(pfilter=rng.format(col="transaction_id"), filter=rng.format(col="t.id"))
         for row in _run(sql, [lo, hi, lo, hi]):
             report.drifts.append(Drift("transaction", row[0], row[1], row[2], row[3]))
+    for lo, hi in _ranges("billing_posting", batch_size):
+        sql = _DANGLING_POSTINGS.format(filter=rng.format(col="p.id"))
+        _dangling(report, sql, "dangling_posting", [lo, hi])
+    for lo, hi in _ranges("billing_charge", batch_size):
+        sql = _DANGLING_CHARGES.format(filter=rng.format(col="c.id"))
+        _dangling(report, sql, "dangling_charge", [lo, hi])
+    for lo, hi in _ranges("billing_ledgertransaction", batch_size):
+        sql = _DANGLING_TXNS.format(filter=rng.format(col="t.id"))
+        _dangling(report, sql, "dangling_transaction", [lo, hi])
     report.postings_total_micro = int(
         _run("SELECT COALESCE(SUM(amount_micro), 0) FROM billing_posting", [])[0][0]
     )

@@ -296,6 +296,10 @@ def _payer(api_key_or_account):
     return None, x.pk, threshold_micro(x)  # accounts.BalanceAccount
 
 
+# A usage transaction carries no idempotency key of its own: its Charge row, written
+# in the same statement, holds the request id under a unique constraint (R-LED-5).
+
+
 def charge_usage(
     api_key_or_account, amount, *, request_id: str, model: str, durable: bool = True
 ) -> Charge:
@@ -331,7 +335,7 @@ def charge_usage(
                     split=split,
                 )
                 write_rows(
-                    [Entry(TxnKind.USAGE, account_id, legs, f"usage:{request_id}", model[:200])],
+                    [Entry(TxnKind.USAGE, account_id, legs, None, model[:200])],
                     charges=[charge],
                 )
                 notify_crossings(account_id, threshold, before, buckets.available_micro, request_id)
@@ -372,11 +376,13 @@ class ChargeRow:
         "transaction_id",
         "created_at",
         "replayed",
+        "error",
     )
 
     def __init__(self, **values):
         self.pk = self.transaction_id = self.created_at = None
         self.replayed = False
+        self.error = None  # (code, message) when this event was refused
         for name, value in values.items():
             setattr(self, name, value)
 
@@ -395,7 +401,8 @@ def charge_usage_batch(events: list[UsageEvent]) -> list[ChargeRow]:
     transactions, postings, charges and cached balances), whatever its size.
 
     Returns one ChargeRow per event, in order; replays (of earlier batches or of an
-    earlier event in this batch) come back with `.replayed = True`."""
+    earlier event in this batch) come back with `.replayed = True`, and a request id
+    already used by another account with `.error = (code, message)`."""
     for ev in events:
         _check_ids(ev.request_id, ev.model)
         if ev.micro <= 0:
@@ -441,10 +448,13 @@ def _charge_batch(events):
             prior = existing.get(ev.request_id)
             if prior is not None:
                 if prior.account_id != owner:
-                    raise LedgerError(
-                        f"Request id {ev.request_id} was already used for another account.",
-                        code="request_id_conflict",
+                    refused = ChargeRow(request_id=ev.request_id, account_id=owner)
+                    refused.error = (
+                        "request_id_conflict",
+                        "This request id was already used for another account.",
                     )
+                    results.append(refused)
+                    continue
                 copy = prior.replay()
                 if prior.pk is None:  # charged earlier in this batch: ids known after the write
                     pending.append((copy, prior))
@@ -452,9 +462,7 @@ def _charge_batch(events):
                 continue
             legs, split, parts = plan_deduction(ev.micro, sources[owner], buckets[owner])
             first_event.setdefault(owner, ev.request_id)
-            entries.append(
-                Entry(TxnKind.USAGE, owner, legs, f"usage:{ev.request_id}", ev.model[:200])
-            )
+            entries.append(Entry(TxnKind.USAGE, owner, legs, None, ev.model[:200]))
             charge = ChargeRow(
                 request_id=ev.request_id,
                 account_id=owner,

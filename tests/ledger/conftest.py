@@ -1,3 +1,4 @@
+import os
 from datetime import timedelta
 from decimal import Decimal
 
@@ -44,3 +45,14 @@ def api_key(user):
     key, raw = create_api_key(user, name="test")
     key.raw = raw
     return key
+
+
+@pytest.fixture(autouse=True)
+def _restore_async_unsafe():
+    """The shared `browser` fixture sets DJANGO_ALLOW_ASYNC_UNSAFE for good; put the
+    environment back so later tests (e.g. `check --deploy` in a subprocess) don't
+    inherit it."""
+    before = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    yield
+    if before is None:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)

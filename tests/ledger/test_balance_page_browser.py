@@ -45,3 +45,34 @@ def test_balance_page_in_browser(page):
     assert "updated" in page.locator(".messages").inner_text()
     account.refresh_from_db()
     assert account.low_balance_threshold == cny("5.00")
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_admin_void_grant_flow_in_browser(page):
+    """R-ADM-2/R-LED-1: a risk officer voids a trial grant from the admin list, giving a
+    reason; the grant ends, its money returns to promotion expense, the books reconcile."""
+    from billing.models import Grant
+    from billing.services.ledger import reconcile
+    from tests.factories import StaffFactory, grant
+
+    owner = UserFactory()
+    g = grant_funds(
+        owner.balance_account, cny("3"), kind="trial", expires_at=later(), idempotency_key="G"
+    )
+    risk = grant(StaffFactory(), "billing.view_grant", "billing.void_grant")
+
+    page.goto("/admin/login/?next=/admin/billing/grant/")
+    page.fill("input[name=username]", risk.email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_url("**/admin/billing/grant/")
+    page.check(f"input[name=_selected_action][value='{g.pk}']")
+    page.select_option("select[name=action]", "void_selected")
+    page.click("button[name=index]")
+    page.fill("textarea[name=reason]", "granted twice by mistake")
+    page.click("input[type=submit][value=Void]")
+    page.wait_for_selector(".messagelist")
+    assert "Voided 1 grant" in page.locator(".messagelist").inner_text()
+    assert Grant.objects.get(pk=g.pk).state == "voided"
+    assert reconcile(owner.balance_account).ok

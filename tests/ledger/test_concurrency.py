@@ -16,6 +16,7 @@ from billing.services.ledger import (
     purchase_package,
 )
 from billing.services.usage import UsageEvent, charge_usage_batch, resolve_api_keys
+from tests.factories import UserFactory
 
 from .conftest import assert_reconciled, cny, summary
 
@@ -162,3 +163,47 @@ def test_charge_and_top_up_race_keeps_arrears_exact(account, api_key):
     assert_reconciled()
     with pytest.raises(ValidationError):
         purchase_package(account, cny("0.01"), idempotency_key="x", description="pkg")
+
+
+def test_expiry_skips_accounts_busy_in_another_transaction(account):
+    """R-LED-6: the expiry job never waits on (or double-spends with) a charge in
+    flight: an account whose buckets are locked is skipped and picked up next run."""
+    from datetime import timedelta
+
+    from django.db import transaction
+    from django.utils import timezone
+
+    from billing.models import Grant
+    from billing.services.engine import lock_buckets
+    from billing.services.ledger import expire_due_grants, grant_funds
+
+    grant = grant_funds(
+        account, cny("2"), kind="trial", expires_at=timezone.now(), idempotency_key="G"
+    )
+    other = UserFactory().balance_account
+    grant_funds(other, cny("3"), kind="trial", expires_at=timezone.now(), idempotency_key="G2")
+    later_now = timezone.now() + timedelta(seconds=5)
+    held, release = threading.Event(), threading.Event()
+
+    def hold_lock():
+        try:
+            with transaction.atomic():
+                lock_buckets([account.pk])
+                held.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    t = threading.Thread(target=hold_lock)
+    t.start()
+    held.wait(30)
+    try:
+        assert expire_due_grants(now=later_now) == 1  # only the other account's grant
+        grant.refresh_from_db()
+        assert grant.state == "active" and grant.remaining_micro == 2_000_000
+    finally:
+        release.set()
+        t.join(30)
+    assert expire_due_grants(now=later_now) == 1
+    assert Grant.objects.filter(state="expired").count() == 2
+    assert_reconciled()

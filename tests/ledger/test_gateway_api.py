@@ -220,3 +220,19 @@ def test_openapi_served(live_server):
         "/api/v1/gateway/usage",
         "/api/v1/gateway/usage/batch",
     } <= set(doc["paths"])
+
+
+def test_batch_request_id_of_another_account_is_a_per_event_error(live_server, account, funded):
+    """R-LED-5: a request id already charged to another account is refused for that event
+    only; the rest of the batch is charged."""
+    other = UserFactory()
+    key2, raw2 = create_api_key(other, name="k2")
+    credit_lot(other.balance_account, cny("5"), channel="alipay", idempotency_key="o")
+    charge_usage(key2, cny("1"), request_id="taken", model="m")
+    events = [usage(funded, "taken", amount="0.5"), usage(funded, "fresh", amount="0.5")]
+    status, body = call(live_server.url, "usage/batch", {"events": events})
+    assert status == 200
+    assert [r["status"] for r in body["results"]] == ["error", "charged"]
+    assert body["results"][0]["code"] == "request_id_conflict"
+    assert summary(account)["cash"] == cny("9.5").amount
+    assert summary(other.balance_account)["cash"] == 4
