@@ -27,6 +27,7 @@ from core.money import parse_amount
 from .micro import from_micro, micro_str, to_micro
 from .services.engine import LedgerError
 from .services.usage import (
+    REFUSAL_MESSAGES,
     UsageEvent,
     authorize,
     charge_usage,
@@ -216,6 +217,12 @@ def _parse_usage_amount(event: UsageIn) -> int:
         money = parse_amount(event.amount, places=6, currency=event.currency)
     except DjangoValidationError as exc:
         raise _Refused(400, exc.code or "invalid_amount", exc.messages[0])
+    if money.amount > settings.GATEWAY_MAX_CHARGE:
+        raise _Refused(
+            400,
+            "amount_too_large",
+            f"One call may be charged at most {settings.GATEWAY_MAX_CHARGE} CNY.",
+        )
     return to_micro(money)
 
 
@@ -267,6 +274,8 @@ def report_usage(request: HttpRequest, payload: UsageIn):
         )
     except LedgerError as exc:
         status = 409 if exc.code == "request_id_conflict" else 400
+        if exc.code in REFUSAL_MESSAGES:  # key or account may not consume (R-ACC-6/8)
+            status = 403
         raise _Refused(status, exc.code, exc.messages[0])
     return JsonResponse(_charge_out(charge))
 

@@ -7,6 +7,7 @@ cookies, HSTS, mandatory secrets). Everything else reads one variable each.
 import base64
 import hashlib
 import os
+from decimal import Decimal
 from pathlib import Path
 
 import dj_database_url
@@ -64,6 +65,8 @@ if PRODUCTION and (not FIELD_ENCRYPTION_KEYS or not IDENTITY_HASH_KEY):
 
 # Service token the model gateway presents to /api/v1/gateway/*.
 GATEWAY_SERVICE_TOKEN = env("GATEWAY_SERVICE_TOKEN") or ("" if PRODUCTION else "dev-gateway-token")
+# The most one API call may cost; a larger figure is a gateway bug, refused (amount_too_large).
+GATEWAY_MAX_CHARGE = Decimal(env("GATEWAY_MAX_CHARGE", "10000.000000"))
 
 INSTALLED_APPS = [
     "django.contrib.admin",

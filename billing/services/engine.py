@@ -28,6 +28,10 @@ from ..models import (
     Posting,
 )
 
+# No single movement exceeds ten million CNY: far above any top-up or call, far below
+# BIGINT micro-units' range, so a runaway figure is refused instead of overflowing.
+MAX_MOVEMENT_MICRO = 10_000_000 * 1_000_000
+
 
 class LedgerError(ValidationError):
     """A ledger operation refused; `.code` is stable (API error codes come from it)."""
@@ -43,6 +47,10 @@ def positive_micro(amount, *, whole_fen=False) -> int:
         raise LedgerError(exc.messages[0], code=exc.code)
     if micro <= 0:
         raise LedgerError("The amount must be greater than zero.", code="non_positive_amount")
+    if micro > MAX_MOVEMENT_MICRO:
+        raise LedgerError(
+            "This amount is larger than any one movement may be.", code="amount_too_large"
+        )
     if whole_fen and micro % FEN_MICRO:
         raise LedgerError("This amount must be whole fen (2 places).", code="too_many_decimals")
     return micro

@@ -55,6 +55,25 @@ STANDING_CODES = {
 KEY_CODES = {ApiKeyState.REVOKED: "key_revoked", ApiKeyState.LOCKED: "key_locked"}
 
 
+def consumption_refusal(key_state, standing):
+    """The stable code that stops a key or account from consuming, or None.
+
+    R-ACC-6: a locked or revoked key is refused; R-ACC-8: only an active account
+    consumes. Authorization and charging both ask here.
+    """
+    return KEY_CODES.get(key_state) or STANDING_CODES.get(standing)
+
+
+REFUSAL_MESSAGES = {
+    "key_revoked": "This API key was revoked.",
+    "key_locked": "This API key is locked by the platform.",
+    "account_suspended": "The account is suspended.",
+    "account_locked": "The account is locked (third-party dispute).",
+    "account_frozen": "The account is frozen by order of an authority.",
+    "account_terminated": "The account is terminated.",
+}
+
+
 @dataclass
 class Authorization:
     allowed: bool
@@ -75,7 +94,7 @@ def authorize(api_key) -> Authorization:
     spendable = rows.get("cash", 0) + rows.get("trial", 0) + rows.get("discount", 0)
     arrears = -rows.get("arrears", 0)
     available = from_micro(max(0, spendable - arrears))
-    code = KEY_CODES.get(api_key.state) or STANDING_CODES.get(standing)
+    code = consumption_refusal(api_key.state, standing)
     if code is None and arrears > 0:
         code = "arrears"
     if code is None and spendable - arrears <= 0:
@@ -287,13 +306,19 @@ def _replay(existing: Charge, account_id) -> Charge:
 
 
 def _payer(api_key_or_account):
-    """(api key id or None, balance account id, low-balance threshold in micro-units)."""
+    """(api key id or None, balance account id, low-balance threshold in micro-units,
+    refusal code or None)."""
     x = api_key_or_account
     if isinstance(x, KeyRef):
-        return x.pk, x.account_id, x.threshold_micro
+        return x.pk, x.account_id, x.threshold_micro, consumption_refusal(x.state, x.standing)
     if hasattr(x, "secret_hash"):  # accounts.ApiKey
-        return x.pk, x.account_id, threshold_micro(x.account)
-    return None, x.pk, threshold_micro(x)  # accounts.BalanceAccount
+        refusal = consumption_refusal(x.state, x.account.standing)
+        return x.pk, x.account_id, threshold_micro(x.account), refusal
+    return None, x.pk, threshold_micro(x), consumption_refusal(None, x.standing)  # an account
+
+
+def _refuse(code):
+    raise LedgerError(REFUSAL_MESSAGES.get(code, "This call may not be charged."), code=code)
 
 
 # A usage transaction carries no idempotency key of its own: its Charge row, written
@@ -312,13 +337,15 @@ def charge_usage(
     transaction says otherwise (e.g. demo seeding)."""
     micro = positive_micro(amount)
     _check_ids(request_id, model)
-    key_id, account_id, threshold = _payer(api_key_or_account)
+    key_id, account_id, threshold, refusal = _payer(api_key_or_account)
     for _attempt in range(3):
         try:
             with transaction.atomic(durable=durable):
                 buckets = lock_buckets([account_id])[account_id]
                 if _charge_exists(request_id):
                     return _replay(Charge.objects.get(request_id=request_id), account_id)
+                if refusal:  # after the replay check: a replay still returns its first result
+                    _refuse(refusal)
                 sources = load_sources({account_id: buckets}, timezone.now())[account_id]
                 before = buckets.available_micro
                 legs, split, parts = plan_deduction(micro, sources, buckets)
@@ -459,6 +486,12 @@ def _charge_batch(events):
                 if prior.pk is None:  # charged earlier in this batch: ids known after the write
                     pending.append((copy, prior))
                 results.append(copy)
+                continue
+            refusal = consumption_refusal(ev.api_key.state, ev.api_key.standing)
+            if refusal:
+                refused = ChargeRow(request_id=ev.request_id, account_id=owner)
+                refused.error = (refusal, REFUSAL_MESSAGES[refusal])
+                results.append(refused)
                 continue
             legs, split, parts = plan_deduction(ev.micro, sources[owner], buckets[owner])
             first_event.setdefault(owner, ev.request_id)

@@ -236,3 +236,45 @@ def test_batch_request_id_of_another_account_is_a_per_event_error(live_server, a
     assert body["results"][0]["code"] == "request_id_conflict"
     assert summary(account)["cash"] == cny("9.5").amount
     assert summary(other.balance_account)["cash"] == 4
+
+
+def test_locked_key_and_frozen_account_are_refused_when_charging(live_server, account, funded):
+    """R-ACC-6 / R-ACC-8: usage for a locked key or a frozen account is refused (403 with
+    a stable code) and moves nothing; a replay of an earlier charge still answers."""
+    status, first = call(live_server.url, "usage", usage(funded, "before-lock"))
+    assert status == 200 and first["status"] == "charged"
+    before = Posting.objects.count()
+
+    apply_transition(funded, "lock", reason="risk")
+    status, body = call(live_server.url, "usage", usage(funded, "after-lock"))
+    assert (status, body["code"]) == (403, "key_locked")
+    status, body = call(live_server.url, "usage", usage(funded, "before-lock"))
+    assert (status, body["status"]) == (200, "replayed")
+    apply_transition(funded, "unlock", reason="risk")
+
+    change_standing(account, "freeze", reason="order", authority="Court", document_number="9")
+    status, body = call(live_server.url, "usage", usage(funded, "while-frozen"))
+    assert (status, body["code"]) == (403, "account_frozen")
+    status, body = call(live_server.url, "usage/batch", {"events": [usage(funded, "batch-frozen")]})
+    assert status == 200
+    assert (body["results"][0]["status"], body["results"][0]["code"]) == (
+        "error",
+        "account_frozen",
+    )
+    assert nothing_moved(before)
+    assert not Charge.objects.filter(
+        request_id__in=["after-lock", "while-frozen", "batch-frozen"]
+    ).exists()
+    assert summary(account)["cash"] == cny("8.50").amount
+
+
+def test_absurd_amount_is_refused_not_a_server_error(live_server, funded):
+    """R-USE-1: an amount beyond any single call gets 400 amount_too_large, no movement."""
+    before = Posting.objects.count()
+    status, body = call(live_server.url, "usage", usage(funded, "huge", amount="9999999999999"))
+    assert (status, body["code"]) == (400, "amount_too_large")
+    status, body = call(
+        live_server.url, "usage/batch", {"events": [usage(funded, "huge-b", amount="1e15")]}
+    )
+    assert status == 200 and body["results"][0]["code"] in ("amount_too_large", "invalid_amount")
+    assert nothing_moved(before)
