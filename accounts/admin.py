@@ -142,7 +142,7 @@ class VerificationAdmin(WorkflowAdminMixin, admin.ModelAdmin):
         "masked_representative",
         "phone",
         "licence",
-        "check_digit_warning",
+        "check_character",
         "submitted_at",
         "reviewed_at",
         "reviewed_by",
@@ -169,6 +169,16 @@ class VerificationAdmin(WorkflowAdminMixin, admin.ModelAdmin):
     @admin.display(description="Legal representative")
     def masked_representative(self, obj):
         return obj.masked_representative if obj.kind == VerificationKind.ENTERPRISE else "—"
+
+    @admin.display(description="Credit code check character")
+    def check_character(self, obj):
+        # Shown as words, not a red/green boolean: a failing code is a warning to CS,
+        # not a refusal (R-ACC-2), and individuals have no credit code at all.
+        if obj.kind != VerificationKind.ENTERPRISE:
+            return "—"
+        if obj.check_digit_warning:
+            return "FAILS the GB 32100 check: verify the code against the licence by hand"
+        return "passes the GB 32100 check"
 
     @admin.display(description="Business licence")
     def licence(self, obj):

@@ -1,5 +1,6 @@
 """Money parsing at the edges: CNY only, bounded decimal places, positive."""
 
+import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from django.core.exceptions import ValidationError
@@ -8,6 +9,8 @@ from djmoney.money import Money
 CNY = "CNY"
 FEN = Decimal("0.01")
 MICRO = Decimal("0.000001")
+# Plain decimal notation only: "1e2" or "1,000" are refused rather than guessed at.
+_PLAIN_DECIMAL = re.compile(r"^[+-]?\d+(\.\d+)?$")
 LEDGER_PLACES = 6
 PAYMENT_PLACES = 2
 
@@ -29,6 +32,10 @@ def parse_amount(value, *, places=PAYMENT_PLACES, currency=CNY, allow_zero=False
         raise ValidationError(f"Only CNY is accepted, not {currency}.", code="wrong_currency")
     if isinstance(value, float):
         raise ValidationError("Amounts must be given as decimal strings.", code="invalid_amount")
+    if isinstance(value, str) and not _PLAIN_DECIMAL.match(value.strip()):
+        raise ValidationError(
+            "Write the amount as a plain number, e.g. 100 or 99.50.", code="invalid_amount"
+        )
     try:
         amount = Decimal(str(value).strip())
     except (InvalidOperation, ValueError):

@@ -47,7 +47,7 @@ class TopUpState(models.TextChoices):
 
 def new_out_trade_no():
     # Date prefix for humans, random tail so numbers can't be guessed or enumerated.
-    return f"T{timezone.now():%Y%m%d}{secrets.token_hex(6).upper()}"
+    return f"T{timezone.localdate():%Y%m%d}{secrets.token_hex(6).upper()}"  # the date users see
 
 
 def new_remittance_reference():
