@@ -229,30 +229,20 @@ def submit_verification(
         return apply_transition(verification, "submit", actor=user, reason="submitted by the user")
 
 
-def _send_notice(user, kind, context, *, dedupe_key, subject, body):
-    """One notice for the user, inside the caller's transaction (R-NOT-1).
+def _send_notice(user, kind, context, *, dedupe_key):
+    """One notice for the user, rendered in their language, inside the caller's
+    transaction (R-NOT-1)."""
+    from notices.services import send_notice
 
-    The notices area renders registered kinds from its templates in the user's
-    language (`send_notice`); where that is not available this falls back to
-    plain `notify()` with the English text given here.
-    """
-    from notices import services as notices
-
-    if hasattr(notices, "send_notice"):
-        return notices.send_notice(user, kind, context, dedupe_key=dedupe_key)
-    return notices.notify(
-        user, kind, subject=subject, body=body, context=context, dedupe_key=dedupe_key
-    )
+    return send_notice(user, kind, context, dedupe_key=dedupe_key)
 
 
-def _verification_notice(verification, kind, subject, body, *, reason=""):
+def _verification_notice(verification, kind, *, reason=""):
     _send_notice(
         verification.user,
         kind,
         {"verification_id": verification.pk, "state": verification.state, "reason": reason},
         dedupe_key=f"verification:{verification.pk}:{verification.state}",
-        subject=subject,
-        body=body,
     )
 
 
@@ -267,12 +257,7 @@ def approve_verification(verification, *, actor=None, reason=""):
         verification = apply_transition(
             verification, "approve", actor=actor, reason=reason, reviewer=actor
         )
-        _verification_notice(
-            verification,
-            "verification_approved",
-            "Your real-name verification is approved",
-            "Your real-name verification has been approved. You can now top up your balance.",
-        )
+        _verification_notice(verification, "verification_approved")
         signals.verification_approved.send(sender=Verification, verification=verification)
     return verification
 
@@ -288,14 +273,7 @@ def reject_verification(verification, *, actor=None, reason=""):
             reviewer=actor,
             rejection_reason=reason,
         )
-        _verification_notice(
-            verification,
-            "verification_rejected",
-            "Your real-name verification was not approved",
-            f"Your real-name verification was not approved. Reason: {reason.strip()}\n"
-            "You can correct the details and submit again from your verification page.",
-            reason=reason.strip(),
-        )
+        _verification_notice(verification, "verification_rejected", reason=reason.strip())
     return verification
 
 
@@ -305,13 +283,7 @@ def revoke_verification(verification, *, actor=None, reason=""):
         verification = apply_transition(
             verification, "revoke", actor=actor, reason=reason, reviewer=actor
         )
-        _verification_notice(
-            verification,
-            "verification_revoked",
-            "Your real-name verification was revoked",
-            f"Your real-name verification was revoked. Reason: {reason.strip()}",
-            reason=reason.strip(),
-        )
+        _verification_notice(verification, "verification_revoked", reason=reason.strip())
     return verification
 
 
@@ -467,21 +439,11 @@ def _agreement_texts(version):
     from notices import services as notices
 
     effective_at = timezone.localtime(version.effective_at)
-    render = getattr(notices, "render_notice", None)
-    if render is not None:  # the notices area's templates, in every language we offer
-        context = {"version": version.version, "title": version.title, "effective_at": effective_at}
-        return {
-            code: render("agreement_published", context, language=code)
-            for code, _ in settings.LANGUAGES
-        }
-    subject = f"Service agreement {version.version} takes effect on {effective_at:%Y-%m-%d}"
-    body = (
-        f"We have published version {version.version} of the service agreement "
-        f"({version.title}). It takes effect on {effective_at:%Y-%m-%d %H:%M}. "
-        "You can read and accept it on your agreement page; top-ups after that date "
-        "need your acceptance of it.\n"
-    )
-    return {settings.LANGUAGE_CODE: (subject, body)}
+    context = {"version": version.version, "title": version.title, "effective_at": effective_at}
+    return {
+        code: notices.render_notice("agreement_published", context, language=code)
+        for code, _ in settings.LANGUAGES
+    }
 
 
 def _announce_agreement(version, *, batch_size=NOTICE_BATCH):

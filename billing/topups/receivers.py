@@ -9,10 +9,8 @@ def on_verification_approved(sender, verification=None, **kwargs):
 
 
 def connect():
-    try:
-        from accounts.signals import verification_approved
-    except ImportError:  # accounts' verification workflow not installed yet
-        return
+    from accounts.signals import verification_approved
+
     verification_approved.connect(
         on_verification_approved, dispatch_uid="topups.award_trial_on_approval"
     )
