@@ -10,7 +10,6 @@ the gateway's charging entry points are outermost (`durable=True`).
 from __future__ import annotations
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from ..chart import platform_account_id
@@ -232,53 +231,55 @@ def expire_grant(grant: Grant, *, now=None) -> LedgerTransaction | None:
 def expire_due_grants(*, now=None, limit: int = 5000) -> int:
     """Expire up to `limit` due grants, set-based: one ledger transaction per grant,
     written with a constant number of statements. Accounts busy in another
-    transaction are skipped (SKIP LOCKED on PostgreSQL) and picked up next run."""
+    transaction are skipped (SKIP LOCKED on PostgreSQL) and picked up next run.
+
+    Three statements per run: lock the grant buckets of the owners of the soonest
+    due grants, read those owners' due grants under the lock, write. Reads are raw
+    SQL returning tuples: building ORM instances and expanding one placeholder per
+    id cost more than the queries themselves at this size."""
     from django.db import connection
 
-    now = now or timezone.now()
-    due = Q(state=GrantState.ACTIVE, remaining_micro__gt=0, expires_at__lte=now)
-    with transaction.atomic():
-        owner_ids = set(
-            Grant.objects.filter(due)
-            .order_by("expires_at")
-            .values_list("account_id", flat=True)[:limit]
-        )
-        if not owner_ids:
-            return 0
-        from ..models import LedgerAccount
+    from .engine import in_ids
 
-        lock = LedgerAccount.objects.filter(
-            owner_id__in=owner_ids, kind__in=[GrantKind.TRIAL, GrantKind.DISCOUNT]
-        ).order_by("id")
-        if connection.vendor == "postgresql":
-            lock = lock.select_for_update(skip_locked=True)
-        rows = list(lock)
-        by_owner: dict[int, dict] = {}
-        for row in rows:
-            by_owner.setdefault(row.owner_id, {})[row.kind] = row
-        rows = (
-            Grant.objects.filter(due, account_id__in=list(by_owner))
-            .order_by("expires_at", "id")
-            .values_list("id", "account_id", "kind", "remaining_micro")[:limit]
+    now = now or timezone.now()
+    due = "state = %s AND remaining_micro > 0 AND expires_at <= %s"
+    due_params = [GrantState.ACTIVE, now]
+    lock = " FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute(
+            "SELECT id, owner_id, kind FROM billing_ledgeraccount"  # noqa: S608 (constants)
+            " WHERE kind IN (%s, %s) AND owner_id IN ("
+            f"SELECT account_id FROM billing_grant WHERE {due} ORDER BY expires_at LIMIT %s)"
+            f" ORDER BY id{lock}",
+            [GrantKind.TRIAL, GrantKind.DISCOUNT, *due_params, limit],
         )
-        # only grants whose bucket row this run holds locked (SKIP LOCKED may leave some)
-        grants = [_GrantRef(*row) for row in rows if row[2] in by_owner[row[1]]]
+        locked = {(owner, kind): pk for pk, owner, kind in cur.fetchall()}
+        if not locked:
+            return 0
+        where, params = in_ids("account_id", {owner for owner, _ in locked})
+        cur.execute(
+            "SELECT id, account_id, kind, remaining_micro FROM billing_grant"  # noqa: S608
+            f" WHERE {due} AND {where} ORDER BY expires_at, id LIMIT %s",
+            [*due_params, *params, limit],
+        )
+        expense = platform_account_id(AccountKind.PROMOTION_EXPENSE)
         entries = [
-            _end_grant_entry(g, by_owner[g.account_id], TxnKind.EXPIRY, None, "Grant expired")
-            for g in grants
+            # only grants whose bucket row this run holds locked (SKIP LOCKED may leave
+            # some); same postings as _end_grant_entry, without a model per row
+            Entry(
+                TxnKind.EXPIRY,
+                owner,
+                [
+                    Leg(locked[owner, kind], kind, -remaining, grant_id=pk),
+                    Leg(expense, "promotion_expense", remaining),
+                ],
+                memo="Grant expired",
+            )
+            for pk, owner, kind, remaining in cur.fetchall()
+            if (owner, kind) in locked
         ]
         write_rows(entries, now=now, grant_end_state=GrantState.EXPIRED)
         return len(entries)
-
-
-class _GrantRef:
-    """Just what expiry needs of a grant (no ORM instance per row in the batch job)."""
-
-    __slots__ = ("pk", "account_id", "kind", "remaining_micro")
-
-    def __init__(self, pk, account_id, kind, remaining_micro):
-        self.pk, self.account_id, self.kind = pk, account_id, kind
-        self.remaining_micro = remaining_micro
 
 
 def void_grant(grant: Grant, *, reason: str, actor=None) -> LedgerTransaction | None:
