@@ -233,8 +233,8 @@ def expire_due_grants(*, now=None, limit: int = 5000) -> int:
     written with a constant number of statements. Accounts busy in another
     transaction are skipped (SKIP LOCKED on PostgreSQL) and picked up next run.
 
-    Three statements per run: lock the grant buckets of the owners of the soonest
-    due grants, read those owners' due grants under the lock, write. Reads are raw
+    Three statements per run: lock the bucket rows of the soonest due grants, read
+    those grants again under the lock, write. Reads are raw
     SQL returning tuples: building ORM instances and expanding one placeholder per
     id cost more than the queries themselves at this size."""
     from django.db import connection
@@ -244,23 +244,30 @@ def expire_due_grants(*, now=None, limit: int = 5000) -> int:
     now = now or timezone.now()
     due = "state = %s AND remaining_micro > 0 AND expires_at <= %s"
     due_params = [GrantState.ACTIVE, now]
-    lock = " FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
+    lock = " FOR UPDATE OF la SKIP LOCKED" if connection.vendor == "postgresql" else ""
     with transaction.atomic(), connection.cursor() as cur:
+        # Lock the bucket row of each of the soonest due grants: only the grant's own
+        # kind, since a grant of kind K is only ever moved under its owner's K row (every
+        # other movement locks all of an account's buckets), and locking writes the row.
         cur.execute(
-            "SELECT id, owner_id, kind FROM billing_ledgeraccount"  # noqa: S608 (constants)
-            " WHERE kind IN (%s, %s) AND owner_id IN ("
-            f"SELECT account_id FROM billing_grant WHERE {due} ORDER BY expires_at LIMIT %s)"
-            f" ORDER BY id{lock}",
-            [GrantKind.TRIAL, GrantKind.DISCOUNT, *due_params, limit],
+            "SELECT la.id, la.owner_id, la.kind, d.id FROM billing_ledgeraccount la"  # noqa: S608
+            " JOIN (SELECT id, account_id, kind FROM billing_grant"
+            f" WHERE {due} ORDER BY expires_at, id LIMIT %s) d"
+            f" ON la.owner_id = d.account_id AND la.kind = d.kind ORDER BY la.id{lock}",
+            [*due_params, limit],
         )
-        locked = {(owner, kind): pk for pk, owner, kind in cur.fetchall()}
-        if not locked:
+        locked, grant_ids = {}, []
+        for pk, owner, kind, grant_id in cur.fetchall():
+            locked[owner, kind] = pk
+            grant_ids.append(grant_id)
+        if not grant_ids:
             return 0
-        where, params = in_ids("account_id", {owner for owner, _ in locked})
+        # read again under the lock (the join's snapshot predates it): still due?
+        where, params = in_ids("id", grant_ids)
         cur.execute(
             "SELECT id, account_id, kind, remaining_micro FROM billing_grant"  # noqa: S608
-            f" WHERE {due} AND {where} ORDER BY expires_at, id LIMIT %s",
-            [*due_params, *params, limit],
+            f" WHERE {where} AND {due} ORDER BY expires_at, id",
+            [*params, *due_params],
         )
         expense = platform_account_id(AccountKind.PROMOTION_EXPENSE)
         entries = [
