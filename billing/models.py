@@ -201,9 +201,12 @@ class Grant(models.Model):
         permissions = [("void_grant", "Can void a grant (take back unused free funds)")]
         indexes = [
             models.Index(fields=["account", "state"]),
+            # exactly the expiry sweep's predicate, in its order: the sweep walks the
+            # index and stops at its LIMIT (with state outside the predicate the planner,
+            # on fresh statistics, AND-ed in a scan of the whole (account, state) index)
             models.Index(
-                fields=["expires_at"],
-                condition=Q(remaining_micro__gt=0),
+                fields=["expires_at", "id"],
+                condition=Q(state="active", remaining_micro__gt=0),
                 name="grant_due_for_expiry",
             ),
         ]

@@ -316,7 +316,10 @@ def _write_orm(entries, charges, now, grant_end_state=None):
 # UPDATEs, integer array literals.
 _PG_WRITE = """
 WITH ids AS MATERIALIZED (
-    SELECT nextval(pg_get_serial_sequence('billing_ledgertransaction', 'id')) AS id, o AS ord
+    -- the sequence looked up once (an InitPlan), not per row: pg_get_serial_sequence is
+    -- only STABLE, and per row it cost ~4 µs of catalog lookups (10x the nextval itself)
+    SELECT nextval((SELECT pg_get_serial_sequence('billing_ledgertransaction', 'id')::regclass))
+           AS id, o AS ord
       FROM generate_series(1, %(n)s) AS o
 ), t AS (
     INSERT INTO billing_ledgertransaction

@@ -10,7 +10,6 @@ the gateway's charging entry points are outermost (`durable=True`).
 from __future__ import annotations
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from ..chart import platform_account_id
@@ -232,53 +231,62 @@ def expire_grant(grant: Grant, *, now=None) -> LedgerTransaction | None:
 def expire_due_grants(*, now=None, limit: int = 5000) -> int:
     """Expire up to `limit` due grants, set-based: one ledger transaction per grant,
     written with a constant number of statements. Accounts busy in another
-    transaction are skipped (SKIP LOCKED on PostgreSQL) and picked up next run."""
+    transaction are skipped (SKIP LOCKED on PostgreSQL) and picked up next run.
+
+    Three statements per run: lock the bucket rows of the soonest due grants, read
+    those grants again under the lock, write. Reads are raw
+    SQL returning tuples: building ORM instances and expanding one placeholder per
+    id cost more than the queries themselves at this size."""
     from django.db import connection
 
-    now = now or timezone.now()
-    due = Q(state=GrantState.ACTIVE, remaining_micro__gt=0, expires_at__lte=now)
-    with transaction.atomic():
-        owner_ids = set(
-            Grant.objects.filter(due)
-            .order_by("expires_at")
-            .values_list("account_id", flat=True)[:limit]
-        )
-        if not owner_ids:
-            return 0
-        from ..models import LedgerAccount
+    from .engine import in_ids
 
-        lock = LedgerAccount.objects.filter(
-            owner_id__in=owner_ids, kind__in=[GrantKind.TRIAL, GrantKind.DISCOUNT]
-        ).order_by("id")
-        if connection.vendor == "postgresql":
-            lock = lock.select_for_update(skip_locked=True)
-        rows = list(lock)
-        by_owner: dict[int, dict] = {}
-        for row in rows:
-            by_owner.setdefault(row.owner_id, {})[row.kind] = row
-        rows = (
-            Grant.objects.filter(due, account_id__in=list(by_owner))
-            .order_by("expires_at", "id")
-            .values_list("id", "account_id", "kind", "remaining_micro")[:limit]
+    now = now or timezone.now()
+    due = "state = %s AND remaining_micro > 0 AND expires_at <= %s"
+    due_params = [GrantState.ACTIVE, now]
+    lock = " FOR UPDATE OF la SKIP LOCKED" if connection.vendor == "postgresql" else ""
+    with transaction.atomic(), connection.cursor() as cur:
+        # Lock the bucket row of each of the soonest due grants: only the grant's own
+        # kind, since a grant of kind K is only ever moved under its owner's K row (every
+        # other movement locks all of an account's buckets), and locking writes the row.
+        cur.execute(
+            "SELECT la.id, la.owner_id, la.kind, d.id FROM billing_ledgeraccount la"  # noqa: S608
+            " JOIN (SELECT id, account_id, kind FROM billing_grant"
+            f" WHERE {due} ORDER BY expires_at, id LIMIT %s) d"
+            f" ON la.owner_id = d.account_id AND la.kind = d.kind ORDER BY la.id{lock}",
+            [*due_params, limit],
         )
-        # only grants whose bucket row this run holds locked (SKIP LOCKED may leave some)
-        grants = [_GrantRef(*row) for row in rows if row[2] in by_owner[row[1]]]
+        locked, grant_ids = {}, []
+        for pk, owner, kind, grant_id in cur.fetchall():
+            locked[owner, kind] = pk
+            grant_ids.append(grant_id)
+        if not grant_ids:
+            return 0
+        # read again under the lock (the join's snapshot predates it): still due?
+        where, params = in_ids("id", grant_ids)
+        cur.execute(
+            "SELECT id, account_id, kind, remaining_micro FROM billing_grant"  # noqa: S608
+            f" WHERE {where} AND {due} ORDER BY expires_at, id",
+            [*params, *due_params],
+        )
+        expense = platform_account_id(AccountKind.PROMOTION_EXPENSE)
         entries = [
-            _end_grant_entry(g, by_owner[g.account_id], TxnKind.EXPIRY, None, "Grant expired")
-            for g in grants
+            # only grants whose bucket row this run holds locked (SKIP LOCKED may leave
+            # some); same postings as _end_grant_entry, without a model per row
+            Entry(
+                TxnKind.EXPIRY,
+                owner,
+                [
+                    Leg(locked[owner, kind], kind, -remaining, grant_id=pk),
+                    Leg(expense, "promotion_expense", remaining),
+                ],
+                memo="Grant expired",
+            )
+            for pk, owner, kind, remaining in cur.fetchall()
+            if (owner, kind) in locked
         ]
         write_rows(entries, now=now, grant_end_state=GrantState.EXPIRED)
         return len(entries)
-
-
-class _GrantRef:
-    """Just what expiry needs of a grant (no ORM instance per row in the batch job)."""
-
-    __slots__ = ("pk", "account_id", "kind", "remaining_micro")
-
-    def __init__(self, pk, account_id, kind, remaining_micro):
-        self.pk, self.account_id, self.kind = pk, account_id, kind
-        self.remaining_micro = remaining_micro
 
 
 def void_grant(grant: Grant, *, reason: str, actor=None) -> LedgerTransaction | None:
