@@ -74,7 +74,10 @@ class LedgerTransactionAdmin(ReadOnlyAdmin):
         return obj.account.user.email if obj.account_id else "—"
 
 
-@admin.action(description="Reconcile the ledger of the selected accounts (cache == postings)")
+@admin.action(
+    description="Reconcile the ledger of the selected accounts (cache == postings)",
+    permissions=["reconcile"],  # offered only to holders of billing.reconcile_ledger
+)
 def reconcile_selected(modeladmin, request, queryset):
     if not request.user.has_perm("billing.reconcile_ledger"):
         raise PermissionDenied
@@ -102,6 +105,9 @@ class LedgerAccountAdmin(ReadOnlyAdmin):
     actions = [reconcile_selected]
     fields = ("kind", "channel", "owner", "cached_balance", "ledger_balance")
     readonly_fields = fields
+
+    def has_reconcile_permission(self, request):
+        return request.user.has_perm("billing.reconcile_ledger")
 
     @admin.display(description="User", ordering="owner__user__email")
     def owner_email(self, obj):
