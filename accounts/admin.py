@@ -22,6 +22,7 @@ from .models import (
     Verification,
     VerificationKind,
     VerificationState,
+    effective_in_future,
 )
 
 WORKFLOW_FORM = "admin/core/workflow_change_form.html"
@@ -369,6 +370,23 @@ class AgreementVersionAdmin(WorkflowAdminMixin, admin.ModelAdmin):
     list_select_related = ("published_by",)
     fields = ("version", "title", "body", "effective_at", "state", "published_at", "published_by")
     inlines = [AuditRecordInline]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+
+        class DraftForm(form):
+            def clean_effective_at(self):
+                # A draft that could never be published is refused here, with the same
+                # condition the publish transition uses, rather than losing its button.
+                value = self.cleaned_data.get("effective_at")
+                probe = AgreementVersion(effective_at=value)
+                if not effective_in_future(probe):
+                    raise ValidationError(
+                        "The effective date must be in the future: users are told in advance."
+                    )
+                return value
+
+        return DraftForm
 
     def get_queryset(self, request):
         from django.db.models import Count

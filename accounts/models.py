@@ -437,7 +437,7 @@ class AgreementState(models.TextChoices):
     PUBLISHED = "published", "Published"
 
 
-def _effective_in_future(version):
+def effective_in_future(version):
     return version.effective_at is not None and version.effective_at > timezone.now()
 
 
@@ -476,7 +476,7 @@ class AgreementVersion(ConcurrentTransitionMixin, models.Model):
         source=AgreementState.DRAFT,
         target=AgreementState.PUBLISHED,
         permission="accounts.publish_agreementversion",
-        conditions=[_effective_in_future],
+        conditions=[effective_in_future],
         custom={"label": "Publish (announce to every user)"},
     )
     def publish(self, publisher=None):

@@ -340,3 +340,33 @@ def test_view_only_staff_cannot_delete_a_draft_agreement(client):
     url = reverse("admin:accounts_agreementversion_changelist")
     client.post(url, {"action": "delete_selected", "_selected_action": [draft.pk], "post": "yes"})
     assert AgreementVersion.objects.filter(pk=draft.pk).exists()
+
+
+def test_admin_refuses_a_draft_whose_effective_date_has_passed(client):
+    """R-ACC-7: a version is announced in advance: a draft with a past effective date is
+    refused when saved (it could never be published), with a clear error."""
+    from django.urls import reverse
+
+    from accounts.models import AgreementVersion
+
+    admin_user = StaffFactory(is_superuser=True)
+    client.force_login(admin_user)
+    url = reverse("admin:accounts_agreementversion_add")
+    past = timezone.now() - timedelta(days=1)
+    resp = client.post(
+        url,
+        {
+            "version": "2020.1",
+            "title": "Old",
+            "body": "Text",
+            "effective_at_0": past.strftime("%Y-%m-%d"),
+            "effective_at_1": past.strftime("%H:%M:%S"),
+            "AuditRecord-content_type-object_id-TOTAL_FORMS": "0",
+            "AuditRecord-content_type-object_id-INITIAL_FORMS": "0",
+            "core-auditrecord-content_type-object_id-TOTAL_FORMS": "0",
+            "core-auditrecord-content_type-object_id-INITIAL_FORMS": "0",
+        },
+    )
+    assert resp.status_code == 200
+    assert "must be in the future" in resp.content.decode()
+    assert not AgreementVersion.objects.filter(version="2020.1").exists()
