@@ -4,7 +4,7 @@ identity, API keys and agreement versions (R-ACC-1 … R-ACC-8).
 Each function is one transaction; admin buttons and views only call these.
 """
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -533,3 +533,24 @@ def accept_agreement(user, version, *, ip: str) -> AgreementAcceptance:
             defaults={"ip": ip or None, "accepted_at": timezone.now()},
         )
     return acceptance
+
+
+API_KEY_USE_GRANULARITY = timedelta(minutes=1)
+
+
+def mark_api_key_used(key_id, *, at=None):
+    """Record when a key was last presented to the gateway (shown on the keys page).
+
+    At most one write per key per minute: a conditional UPDATE, so the gateway's
+    hot path does not write on every call.
+    """
+    from django.db.models import Q
+
+    from .models import ApiKey
+
+    at = at or timezone.now()
+    return (
+        ApiKey.objects.filter(pk=key_id)
+        .filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=at - API_KEY_USE_GRANULARITY))
+        .update(last_used_at=at)
+    )

@@ -85,6 +85,9 @@ def authorize(api_key) -> Authorization:
     """May this key call a model now? Refusal codes are stable (R-USE-1)."""
     if api_key is None:
         return Authorization(False, "unknown_api_key", from_micro(0))
+    from accounts.services import mark_api_key_used
+
+    mark_api_key_used(api_key.pk)
     standing = api_key.standing if isinstance(api_key, KeyRef) else api_key.account.standing
     rows = dict(
         LedgerAccount.objects.filter(owner_id=api_key.account_id).values_list(

@@ -278,3 +278,16 @@ def test_absurd_amount_is_refused_not_a_server_error(live_server, funded):
     )
     assert status == 200 and body["results"][0]["code"] in ("amount_too_large", "invalid_amount")
     assert nothing_moved(before)
+
+
+def test_authorize_records_when_a_key_was_last_used(live_server, funded):
+    """R-ACC-6: the keys page shows when each key was last presented to the gateway;
+    repeated calls within a minute write it once."""
+    from accounts.models import ApiKey
+
+    assert ApiKey.objects.get(pk=funded.pk).last_used_at is None
+    call(live_server.url, "authorize", {"api_key": funded.raw})
+    first = ApiKey.objects.get(pk=funded.pk).last_used_at
+    assert first is not None
+    call(live_server.url, "authorize", {"api_key": funded.raw})
+    assert ApiKey.objects.get(pk=funded.pk).last_used_at == first
