@@ -35,6 +35,18 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class AccountColumns:
+    """Columns shared by the ledger lists: the owner's email and the cached remaining."""
+
+    @admin.display(description="User", ordering="account__user__email")
+    def account_email(self, obj):
+        return obj.account.user.email if obj.account_id else "—"
+
+    @admin.display(description="Remaining", ordering="remaining_micro")
+    def remaining_exact(self, obj):
+        return money_html(obj.remaining_micro)
+
+
 class PostingInline(admin.TabularInline):
     model = Posting
     extra = 0
@@ -58,7 +70,7 @@ class PostingInline(admin.TabularInline):
 
 
 @admin.register(LedgerTransaction)
-class LedgerTransactionAdmin(ReadOnlyAdmin):
+class LedgerTransactionAdmin(AccountColumns, ReadOnlyAdmin):
     list_display = ("id", "created_at", "kind", "account_email", "idempotency_key", "memo")
     list_filter = ("kind",)
     search_fields = ("=id", "idempotency_key", "account__user__email", "memo")
@@ -68,10 +80,6 @@ class LedgerTransactionAdmin(ReadOnlyAdmin):
     fields = ("kind", "account", "idempotency_key", "reverses", "memo", "actor", "created_at")
     readonly_fields = fields
     show_full_result_count = False  # counting a large ledger on every page is costly
-
-    @admin.display(description="User", ordering="account__user__email")
-    def account_email(self, obj):
-        return obj.account.user.email if obj.account_id else "—"
 
 
 @admin.action(
@@ -126,7 +134,7 @@ class LedgerAccountAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Lot)
-class LotAdmin(ReadOnlyAdmin):
+class LotAdmin(AccountColumns, ReadOnlyAdmin):
     list_display = (
         "id",
         "created_at",
@@ -157,14 +165,6 @@ class LotAdmin(ReadOnlyAdmin):
         "closed_at",
     )
     readonly_fields = fields
-
-    @admin.display(description="User", ordering="account__user__email")
-    def account_email(self, obj):
-        return obj.account.user.email
-
-    @admin.display(description="Remaining", ordering="remaining_micro")
-    def remaining_exact(self, obj):
-        return money_html(obj.remaining_micro)
 
     @admin.display(description="On hold", ordering="held_micro")
     def held_exact(self, obj):
@@ -204,7 +204,7 @@ def void_selected(modeladmin, request, queryset):
 
 
 @admin.register(Grant)
-class GrantAdmin(ReadOnlyAdmin):
+class GrantAdmin(AccountColumns, ReadOnlyAdmin):
     list_display = (
         "id",
         "created_at",
@@ -236,17 +236,9 @@ class GrantAdmin(ReadOnlyAdmin):
     )
     readonly_fields = fields
 
-    @admin.display(description="User", ordering="account__user__email")
-    def account_email(self, obj):
-        return obj.account.user.email
-
-    @admin.display(description="Remaining", ordering="remaining_micro")
-    def remaining_exact(self, obj):
-        return money_html(obj.remaining_micro)
-
 
 @admin.register(Charge)
-class ChargeAdmin(ReadOnlyAdmin):
+class ChargeAdmin(AccountColumns, ReadOnlyAdmin):
     list_display = (
         "id",
         "created_at",
@@ -276,10 +268,6 @@ class ChargeAdmin(ReadOnlyAdmin):
         "created_at",
     )
     readonly_fields = fields
-
-    @admin.display(description="User", ordering="account__user__email")
-    def account_email(self, obj):
-        return obj.account.user.email
 
     @admin.display(description="Amount", ordering="amount_micro")
     def amount_exact(self, obj):

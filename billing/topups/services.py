@@ -18,9 +18,13 @@ from django.db.models import Count, F, Q
 from django.utils import timezone
 from djmoney.money import Money
 
+from accounts.selectors import agreement_in_force, approved_verification, current_acceptance
+from accounts.services import has_full_capacity
+from billing.services import ledger
 from core.models import AuditRecord
 from core.money import parse_amount
 from core.workflow import WorkflowError, apply_transition, record_audit
+from notices.services import notify
 
 from . import alipay
 from .models import (
@@ -38,45 +42,6 @@ from .models import (
 logger = logging.getLogger(__name__)
 
 FINANCE_PERM = "topups.confirm_remittance"
-
-
-def _ledger():
-    from billing.services import ledger
-
-    return ledger
-
-
-def _notify(user, kind, *, subject, body, context=None, dedupe_key=None):
-    from notices.services import notify
-
-    return notify(user, kind, subject=subject, body=body, context=context, dedupe_key=dedupe_key)
-
-
-# --- identity (accounts' contract functions, imported late: accounts owns them)
-
-
-def approved_verification(user):
-    from accounts.selectors import approved_verification as selector
-
-    return selector(user)
-
-
-def _has_full_capacity(user, at):
-    from accounts.services import has_full_capacity
-
-    return has_full_capacity(user, at=at)
-
-
-def agreement_in_force(at=None):
-    from accounts.selectors import agreement_in_force as selector
-
-    return selector(at=at)
-
-
-def current_acceptance(user, at=None):
-    from accounts.selectors import current_acceptance as selector
-
-    return selector(user, at=at)
 
 
 def _normalize_name(name):
@@ -146,7 +111,7 @@ def check_preconditions(user, *, amount=None, currency="CNY", at=None):
         problems.append(
             Problem("not_verified", "Complete real-name verification before topping up.")
         )
-    elif not _has_full_capacity(user, at):
+    elif not has_full_capacity(user, at=at):
         problems.append(
             Problem(
                 "no_capacity",
@@ -247,7 +212,7 @@ def _credit(topup, *, transition, actor, reason, amount, **transition_kwargs):
     # The account lock also serialises one account's top-ups for per-user promotion limits.
     BalanceAccount.objects.select_for_update().filter(pk=topup.account_id).first()
     topup = apply_transition(topup, transition, actor=actor, reason=reason, **transition_kwargs)
-    lot = _ledger().credit_lot(
+    lot = ledger.credit_lot(
         topup.account,
         amount,
         channel=topup.channel,
@@ -260,7 +225,7 @@ def _credit(topup, *, transition, actor, reason, amount, **transition_kwargs):
     topup.lot = lot
     topup.save(update_fields=["lot"])
     apply_best_promotion(topup, lot)
-    _notify(
+    notify(
         topup.account.user,
         "topup_credited",
         subject=f"Top-up of {amount.amount:.2f} CNY credited",
@@ -690,7 +655,7 @@ def apply_best_promotion(topup, lot, *, at=None):
             if promotion.bonus_validity_days
             else None
         )
-        grant = _ledger().grant_funds(
+        grant = ledger.grant_funds(
             topup.account,
             benefit,
             kind="discount",
@@ -742,11 +707,11 @@ def _void_batch(promotion, *, actor, reason, batch_size):
             .order_by("pk")[:batch_size]
         )
         for redemption in batch:
-            txn = _ledger().void_grant(redemption.grant, reason=reason, actor=actor)
+            txn = ledger.void_grant(redemption.grant, reason=reason, actor=actor)
             redemption.voided_at = now
             redemption.save(update_fields=["voided_at"])
             if txn is not None:
-                _notify(
+                notify(
                     redemption.account.user,
                     "promotion_benefit_voided",
                     subject=f"Promotion benefit voided: {promotion.name}",
@@ -784,7 +749,7 @@ def award_trial(verification, *, at=None):
             )
     except IntegrityError:
         return None  # this identity already had its trial
-    grant = _ledger().grant_funds(
+    grant = ledger.grant_funds(
         account,
         Money(trial.amount.amount, "CNY"),
         kind="trial",
@@ -794,7 +759,7 @@ def award_trial(verification, *, at=None):
     )
     award.grant = grant
     award.save(update_fields=["grant"])
-    _notify(
+    notify(
         account.user,
         "trial_granted",
         subject=f"Trial funds of {trial.amount.amount:.2f} CNY",
@@ -834,7 +799,7 @@ def change_grant_validity(grant, expires_at, *, actor, reason):
             old_expires_at=old.isoformat() if old else "",
             new_expires_at=expires_at.isoformat(),
         )
-        _notify(
+        notify(
             locked.account.user,
             "grant_validity_changed",
             subject="Grant validity changed",
