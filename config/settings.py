@@ -125,8 +125,6 @@ DATABASES = {
         conn_max_age=int(env("DB_CONN_MAX_AGE", "0")),
     )
 }
-if env("DB_SERVER_SIDE_BINDING", "0") == "1" and "postgresql" in DATABASES["default"]["ENGINE"]:
-    DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Writers wait for each other instead of failing at once (web + worker + beat).
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20

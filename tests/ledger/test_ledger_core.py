@@ -135,6 +135,40 @@ def test_expire_due_grants_set_based(account, user):
     assert_reconciled()
 
 
+def test_batch_expiry_takes_only_the_unused_part_one_transaction_per_grant(account, user):
+    """R-LED-1, R-LED-4 (R-TOP-5): a batch expiring a part-spent trial grant and a discount
+    grant of one account writes one expiry transaction per grant, each moving exactly the
+    unused part to promotion expense; both grants end expired with nothing left."""
+    past = timezone.now() - timedelta(seconds=1)
+    trial = grant_funds(account, cny("5"), kind="trial", expires_at=later(), idempotency_key="T")
+    disc = grant_funds(account, cny("2"), kind="discount", expires_at=later(), idempotency_key="D")
+    charge_usage(account, cny("1.500001"), request_id="spend", model="m")  # from the trial grant
+    Grant.objects.filter(pk__in=[trial.pk, disc.pk]).update(expires_at=past)
+    assert expire_due_grants() == 2
+    txns = LedgerTransaction.objects.filter(kind=TxnKind.EXPIRY)
+    assert txns.count() == 2
+    lines = sorted(
+        (p.bucket, p.grant_id, p.amount_micro) for p in Posting.objects.filter(transaction__in=txns)
+    )
+    assert lines == sorted(
+        [
+            ("trial", trial.pk, -3_499_999),
+            ("promotion_expense", None, 3_499_999),
+            ("discount", disc.pk, -2_000_000),
+            ("promotion_expense", None, 2_000_000),
+        ]
+    )
+    for txn in txns:
+        assert sum(p.amount_micro for p in txn.postings.all()) == 0
+    for grant in (trial, disc):
+        grant.refresh_from_db()
+        assert grant.state == GrantState.EXPIRED and grant.remaining_micro == 0
+        assert grant.ended_at is not None
+    assert summary(account)["trial"] == 0 and summary(account)["discount"] == 0
+    assert expire_due_grants() == 0  # nothing twice
+    assert_reconciled()
+
+
 def test_balance_summary_keys(account):
     """R-LED-3: balance_summary returns Money for every bucket and available."""
     s = summary(account)
