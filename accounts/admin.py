@@ -25,8 +25,6 @@ from .models import (
     effective_in_future,
 )
 
-WORKFLOW_FORM = "admin/core/workflow_change_form.html"
-
 
 class BalanceAccountInline(admin.StackedInline):
     model = BalanceAccount
@@ -78,10 +76,14 @@ class UserAdmin(BaseUserAdmin):
     readonly_fields = ("last_login", "date_joined")
     inlines = [BalanceAccountInline, VerificationInline]
 
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if not change:  # a user added by staff gets a balance account too (R-ACC-1)
+            services.open_balance_account(obj)
+
 
 @admin.register(BalanceAccount)
 class BalanceAccountAdmin(WorkflowAdminMixin, admin.ModelAdmin):
-    change_form_template = WORKFLOW_FORM
     fsm_fields = ["standing"]
     list_display = ("user", "standing", "standing_changed_at", "created_at")
     list_filter = ("standing",)
@@ -97,7 +99,6 @@ class BalanceAccountAdmin(WorkflowAdminMixin, admin.ModelAdmin):
         "created_at",
     )
     fields = readonly_fields + ("low_balance_threshold",)
-    transition_service = "accounts.services.change_standing"
     inlines = [AuditRecordInline]
 
     def has_add_permission(self, request):
@@ -112,9 +113,7 @@ class BalanceAccountAdmin(WorkflowAdminMixin, admin.ModelAdmin):
 class VerificationAdmin(WorkflowAdminMixin, admin.ModelAdmin):
     """The CS review queue (R-ACC-2, R-ADM-3). Names and numbers appear masked (R-ACC-5)."""
 
-    change_form_template = WORKFLOW_FORM
     fsm_fields = ["state"]
-    transition_service = "accounts.services.review_verification"
     list_display = (
         "id",
         "user",
@@ -323,9 +322,7 @@ class VerificationAdmin(WorkflowAdminMixin, admin.ModelAdmin):
 class ApiKeyAdmin(WorkflowAdminMixin, admin.ModelAdmin):
     """Keys by prefix and owner; risk officers lock and unlock (R-ACC-6, §5.2)."""
 
-    change_form_template = WORKFLOW_FORM
     fsm_fields = ["state"]
-    transition_service = "accounts.services.change_api_key_state"
     list_display = ("prefix", "name", "owner", "state", "created_at", "last_used_at")
     list_filter = ("state",)
     search_fields = ("prefix", "account__user__email")
@@ -352,9 +349,7 @@ class ApiKeyAdmin(WorkflowAdminMixin, admin.ModelAdmin):
 class AgreementVersionAdmin(WorkflowAdminMixin, admin.ModelAdmin):
     """Draft, then publish with an effective date in the future (R-ACC-7)."""
 
-    change_form_template = WORKFLOW_FORM
     fsm_fields = ["state"]
-    transition_service = "accounts.services.agreement_transition"
     list_display = (
         "version",
         "title",

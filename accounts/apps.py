@@ -4,6 +4,3 @@ from django.apps import AppConfig
 class AccountsConfig(AppConfig):
     name = "accounts"
     verbose_name = "Accounts and identity"
-
-    def ready(self):
-        from . import signals  # noqa: F401

@@ -7,7 +7,14 @@ from django.utils import timezone
 from . import selectors, services
 from .agreement_text import DEMO_AGREEMENT_BODY, DEMO_AGREEMENT_TITLE
 from .identity import make_credit_code, make_resident_id
-from .models import AgreementState, AgreementVersion, User, Verification, VerificationKind
+from .models import (
+    AgreementState,
+    AgreementVersion,
+    User,
+    Verification,
+    VerificationKind,
+    VerificationState,
+)
 
 DEMO_PASSWORD = "demo-pass-2026"
 
@@ -81,16 +88,17 @@ def _seed_agreement(user, context):
 def _seed_verifications(users, context):
     user = users["user"]
     if selectors.approved_verification(user) is None:
-        verification = services.submit_verification(
-            user,
-            kind=VerificationKind.INDIVIDUAL,
-            legal_name="Li Ming",
-            id_number=make_resident_id(date(1990, 5, 17), sequence=123),
-            phone=user.phone or "13800138000",
-        )
-        cs = users["CS agent"]
-        actor = cs if cs.has_perm("accounts.review_verification") else None
-        services.approve_verification(verification, actor=actor, reason="demo: documents match")
+        verification = selectors.latest_verification(user)
+        if verification is None or verification.state != VerificationState.SUBMITTED:
+            verification = services.submit_verification(
+                user,
+                kind=VerificationKind.INDIVIDUAL,
+                legal_name="Li Ming",
+                id_number=make_resident_id(date(1990, 5, 17), sequence=123),
+                phone=user.phone or "13800138000",
+            )
+        # approved by the top-ups demo, which also grants the trial funds (R-TOP-5)
+        context["verification_to_approve"] = verification
     applicant = users["applicant"]
     if not Verification.objects.filter(user=applicant).exists():
         services.submit_verification(

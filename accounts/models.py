@@ -19,10 +19,12 @@ class UserManager(BaseUserManager):
         if not email:
             raise ValueError("An email address is required")
         email = self.normalize_email(email).lower()
-        with transaction.atomic():  # the user and the balance account land together (R-ACC-1)
+        with transaction.atomic(using=self._db):
             user = self.model(email=email, **extra)
             user.set_password(password)
             user.save(using=self._db)
+            # R-ACC-1: the user and their balance account land together, by a direct call.
+            BalanceAccount.objects.db_manager(self._db).open_for(user)
         return user
 
     def create_user(self, email, password=None, **extra):
@@ -78,6 +80,13 @@ class FreezeForm(ReasonForm):
     document_number = forms.CharField(max_length=100, help_text="Number of its order")
 
 
+class BalanceAccountManager(models.Manager):
+    def open_for(self, user):
+        """The user's one balance account (R-ACC-1): opened once, returned thereafter."""
+        account, _ = self.get_or_create(user=user)
+        return account
+
+
 class BalanceAccount(ConcurrentTransitionMixin, models.Model):
     """The prepaid balance account every user has (R-ACC-1) and its standing (R-ACC-8).
 
@@ -100,6 +109,8 @@ class BalanceAccount(ConcurrentTransitionMixin, models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     standing_changed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = BalanceAccountManager()
 
     class Meta:
         permissions = [

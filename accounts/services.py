@@ -10,10 +10,12 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
+from djmoney.money import Money
 
-from core.workflow import WorkflowError, apply_transition, record_audit
+from core.money import parse_amount
+from core.workflow import WorkflowError, apply_transition, record_audit, transition_map
+from notices.services import send_notice, send_notices_in_bulk
 
-from . import signals
 from .crypto import CONTENT_TYPES, validate_upload
 from .identity import (
     KIND_ENTERPRISE,
@@ -36,16 +38,14 @@ from .models import (
 
 
 def open_balance_account(user):
-    account, _ = BalanceAccount.objects.get_or_create(user=user)
-    return account
+    """The user's one balance account, opened if missing (R-ACC-1); idempotent."""
+    return BalanceAccount.objects.open_for(user)
 
 
 @transaction.atomic
-def register_user(*, email, password, phone="", display_name=""):
-    """Create a user; the balance account is opened in the same transaction."""
-    return User.objects.create_user(
-        email=email, password=password, phone=phone, display_name=display_name
-    )
+def register_user(*, email, password, **profile):
+    """Create a user and open their balance account in the same transaction (R-ACC-1)."""
+    return User.objects.create_user(email=email, password=password, **profile)
 
 
 STANDING_TRANSITIONS = (
@@ -60,22 +60,52 @@ STANDING_TRANSITIONS = (
 
 
 def change_standing(account, transition_name, *, actor=None, reason="", **kwargs):
-    """Move a balance account's standing; audited, permission-checked for staff.
+    """Move a balance account's standing (R-ACC-8); audited, permission-checked for staff.
 
-    Other apps hook on the result through `signals.standing_changed` (dispute
-    locks keys, notices tell the user), sent inside this transaction.
+    The user is told in the same transaction (R-NOT-1). The staff reason is
+    internal and stays out of the notice; CS explain on request.
     """
     if transition_name not in STANDING_TRANSITIONS:
-        raise ValueError(f"Unknown standing transition {transition_name!r}")
+        raise WorkflowError(
+            f"Unknown standing transition {transition_name!r}.", code="unknown_transition"
+        )
     with transaction.atomic():
         account = apply_transition(account, transition_name, actor=actor, reason=reason, **kwargs)
-        signals.standing_changed.send(
-            sender=BalanceAccount,
-            account=account,
-            transition=transition_name,
-            actor=actor,
-            reason=reason,
+        stamp = account.standing_changed_at or timezone.now()
+        send_notice(
+            user=account.user,
+            kind="standing_changed",
+            context={
+                "standing": account.standing,
+                "standing_label": account.get_standing_display(),
+                "transition": transition_name,
+            },
+            dedupe_key=f"standing_changed:{account.pk}:{stamp.timestamp():.6f}",
         )
+    return account
+
+
+def _standing_service(name):
+    def service(account, *, actor=None, reason="", **form_data):
+        return change_standing(account, name, actor=actor, reason=reason, **form_data)
+
+    service.__name__ = service.__qualname__ = f"{name}_balance_account"
+    return service
+
+
+transition_map(BalanceAccount, {name: _standing_service(name) for name in STANDING_TRANSITIONS})
+
+
+def set_low_balance_threshold(account, threshold):
+    """The user's low-balance threshold (R-USE-4): whole fen, CNY, > 0, or None to
+    turn the notice off. Written with a queryset update naming the currency column
+    too (django-money's update_fields pitfall), leaving the standing FSM alone."""
+    amount = parse_amount(threshold).amount if threshold is not None else None
+    with transaction.atomic():
+        BalanceAccount.objects.filter(pk=account.pk).update(
+            low_balance_threshold=amount, low_balance_threshold_currency="CNY"
+        )
+    account.low_balance_threshold = Money(amount, "CNY") if amount is not None else None
     return account
 
 
@@ -122,6 +152,18 @@ def change_api_key_state(key, transition_name, *, actor=None, reason="", **kwarg
     if transition_name not in API_KEY_STAFF_TRANSITIONS:
         raise WorkflowError(f"Unknown key transition {transition_name!r}.", code="unknown")
     return apply_transition(key, transition_name, actor=actor, reason=reason)
+
+
+def lock_api_key(key, *, actor=None, reason="", **form_data):
+    return change_api_key_state(key, "lock", actor=actor, reason=reason)
+
+
+def unlock_api_key(key, *, actor=None, reason="", **form_data):
+    return change_api_key_state(key, "unlock", actor=actor, reason=reason)
+
+
+# Users revoke their own keys from their pages (revoke_api_key); staff lock and unlock.
+transition_map(ApiKey, {"lock": lock_api_key, "unlock": unlock_api_key})
 
 
 # ---------------------------------------------------------------- real-name verification
@@ -229,19 +271,16 @@ def submit_verification(
         return apply_transition(verification, "submit", actor=user, reason="submitted by the user")
 
 
-def _send_notice(user, kind, context, *, dedupe_key):
-    """One notice for the user, rendered in their language, inside the caller's
-    transaction (R-NOT-1)."""
-    from notices.services import send_notice
-
-    return send_notice(user, kind, context, dedupe_key=dedupe_key)
-
-
 def _verification_notice(verification, kind, *, reason=""):
-    _send_notice(
-        verification.user,
-        kind,
-        {"verification_id": verification.pk, "state": verification.state, "reason": reason},
+    """The user's notice of a decision, inside the decision's transaction (R-NOT-1)."""
+    send_notice(
+        user=verification.user,
+        kind=kind,
+        context={
+            "verification_id": verification.pk,
+            "state": verification.state,
+            "reason": reason,
+        },
         dedupe_key=f"verification:{verification.pk}:{verification.state}",
     )
 
@@ -249,7 +288,11 @@ def _verification_notice(verification, kind, *, reason=""):
 def approve_verification(verification, *, actor=None, reason=""):
     """CS approves a submitted verification (R-ACC-2), if the identity is free (R-ACC-4).
 
-    Sends `verification_approved` and the user's notice inside the same transaction.
+    The identity's part of the decision, with the user's notice, in one
+    transaction. Staff approve through topups.services.trials.approve_verification,
+    which runs this and grants the trial funds in the same transaction (R-TOP-5):
+    the verification's transition map lives there, since money may only move
+    downward in the layers.
     """
     with transaction.atomic():
         _lock_identity(verification.identity_hash)
@@ -258,7 +301,6 @@ def approve_verification(verification, *, actor=None, reason=""):
             verification, "approve", actor=actor, reason=reason, reviewer=actor
         )
         _verification_notice(verification, "verification_approved")
-        signals.verification_approved.send(sender=Verification, verification=verification)
     return verification
 
 
@@ -285,21 +327,6 @@ def revoke_verification(verification, *, actor=None, reason=""):
         )
         _verification_notice(verification, "verification_revoked", reason=reason.strip())
     return verification
-
-
-VERIFICATION_REVIEW = {
-    "approve": approve_verification,
-    "reject": reject_verification,
-    "revoke": revoke_verification,
-}
-
-
-def review_verification(verification, transition_name, *, actor=None, reason="", **form_data):
-    """Admin entry point (WorkflowAdminMixin.transition_service) for staff transitions."""
-    service = VERIFICATION_REVIEW.get(transition_name)
-    if service is None:
-        raise WorkflowError(f"Unknown verification transition {transition_name!r}.")
-    return service(verification, actor=actor, reason=reason)
 
 
 # ---------------------------------------------------------------- capacity (R-ACC-3)
@@ -434,33 +461,17 @@ def read_document(verification, which, *, actor):
 NOTICE_BATCH = 2000
 
 
-def _agreement_texts(version):
-    """Subject and body of the announcement per language code, rendered once per publish."""
-    from notices import services as notices
-
-    effective_at = timezone.localtime(version.effective_at)
-    context = {"version": version.version, "title": version.title, "effective_at": effective_at}
-    return {
-        code: notices.render_notice("agreement_published", context, language=code)
-        for code, _ in settings.LANGUAGES
-    }
-
-
 def _announce_agreement(version, *, batch_size=NOTICE_BATCH):
     """One notice per active user for this version, in bounded batches (§11.3).
 
-    Rendered once per language, then bulk-inserted; the dedupe key (user +
-    version) makes a replay create nothing new.
+    Rendered once per language per batch, then bulk-inserted; the dedupe key
+    (version + user) makes a replay create nothing new.
     """
-    from notices.models import Notice
-
-    texts = _agreement_texts(version)
-    fallback = texts.get(settings.LANGUAGE_CODE) or next(iter(texts.values()))
     context = {
         "agreement_version_id": version.pk,
         "version": version.version,
         "title": version.title,
-        "effective_at": version.effective_at.isoformat(),
+        "effective_at": timezone.localtime(version.effective_at),
     }
     last_id, created = 0, 0
     while True:
@@ -471,21 +482,12 @@ def _announce_agreement(version, *, batch_size=NOTICE_BATCH):
         )
         if not rows:
             return created
-        notices = []
-        for uid, language in rows:
-            subject, body = texts.get(language, fallback)
-            notices.append(
-                Notice(
-                    user_id=uid,
-                    kind="agreement_published",
-                    subject=subject[:200],
-                    body=body,
-                    context=context,
-                    dedupe_key=f"agreement:{version.pk}:user:{uid}",
-                )
-            )
-        Notice.objects.bulk_create(notices, ignore_conflicts=True)
-        created += len(rows)
+        created += send_notices_in_bulk(
+            kind="agreement_published",
+            context=context,
+            recipients=rows,
+            dedupe_prefix=f"agreement:{version.pk}",
+        )
         last_id = rows[-1][0]
 
 
@@ -501,15 +503,10 @@ def publish_agreement(version, *, actor=None, reason=""):
             version, "publish", actor=actor, reason=reason or "published", publisher=actor
         )
         _announce_agreement(version)
-        signals.agreement_published.send(sender=AgreementVersion, version=version)
     return version
 
 
-def agreement_transition(version, transition_name, *, actor=None, reason="", **form_data):
-    """Admin entry point for agreement versions."""
-    if transition_name != "publish":
-        raise WorkflowError(f"Unknown agreement transition {transition_name!r}.")
-    return publish_agreement(version, actor=actor, reason=reason)
+transition_map(AgreementVersion, {"publish": publish_agreement})
 
 
 def accept_agreement(user, version, *, ip: str) -> AgreementAcceptance:

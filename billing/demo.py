@@ -1,20 +1,29 @@
-"""Demo ledger data for the demo user: a low-balance threshold and some usage.
+"""Demo ledger activity for the demo user: a low-balance threshold, some usage and a
+bonus grant that expires a few minutes after loading.
 
-Money enters through the top-ups demo (a paid top-up, its promotion bonus) and
-the trial granted on verification, never straight into the ledger, so the demo
-shows only what the rules allow.
+Money enters through the top-ups demo (a paid top-up, its promotion bonus) and the
+trial granted on verification, so this runs as `seed_activity`, after every app's
+`seed`. The expiring grant is a discount (promotional) grant, not a trial: trial
+funds go to an identity once (R-TOP-5) and the demo user already has theirs. Watch
+it go in admin (Operations › Job runs: expire_grants, then grant_expired_notices;
+the demo user's notices page shows the notice).
 """
 
+import datetime
 from decimal import Decimal
 
+from django.utils import timezone
 from djmoney.money import Money
 
 from .models import Charge
 
+DEMO_EXPIRY_MINUTES = 3
 
-def seed(context):
-    from .services.ledger import charge_usage
-    from .services.usage import set_low_balance_threshold
+
+def seed_activity(context):
+    from accounts.services import set_low_balance_threshold
+
+    from .services.ledger import charge_usage, grant_funds
 
     user = context.get("users", {}).get("user")
     if user is None:
@@ -32,3 +41,18 @@ def seed(context):
                 durable=False,
             )
     context["notes"].append("Ledger: the demo user has lots, grants and charges at /billing/.")
+
+    expires_at = timezone.now() + datetime.timedelta(minutes=DEMO_EXPIRY_MINUTES)
+    grant = grant_funds(
+        account,
+        Money(Decimal("20.00"), "CNY"),
+        kind="discount",
+        expires_at=expires_at,
+        idempotency_key="demo-bonus-expiring",  # once: reloading the demo adds nothing
+        memo="Demo: expires a few minutes after the demo data was loaded",
+    )
+    context["notes"].append(
+        f"Demo bonus grant #{grant.pk} (¥20.00) for {user.email} expires at "
+        f"{timezone.localtime(grant.expires_at):%H:%M}; the expire_grants job (every minute) "
+        "takes it out of the balance — see Admin › Job runs and the user's Notices page."
+    )

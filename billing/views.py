@@ -3,9 +3,10 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
+from accounts.services import set_low_balance_threshold
+
 from . import selectors
 from .forms import ThresholdForm
-from .services.usage import set_low_balance_threshold
 
 
 @login_required

@@ -79,13 +79,16 @@ INSTALLED_APPS = [
     "djmoney",
     "django_fsm",
     "django_celery_beat",
+    # project apps, bottom layer first (README "Layout")
     "core",
+    "ops",
+    "notices",
     "accounts",
     "billing",
-    "billing.topups",
+    "topups",
+    "invoices",
     "refunds",
-    "notices",
-    "ops",
+    "disputes",
 ]
 
 MIDDLEWARE = [
@@ -245,7 +248,7 @@ NOTICE_MAX_ATTEMPTS = int(env("NOTICE_MAX_ATTEMPTS", "8"))
 NOTICE_RETRY_BASE_SECONDS = int(env("NOTICE_RETRY_BASE_SECONDS", "60"))
 NOTICE_RETRY_MAX_SECONDS = int(env("NOTICE_RETRY_MAX_SECONDS", str(6 * 3600)))
 
-# --- Top-ups, trial funds, Alipay (billing.topups) ---
+# --- Top-ups, trial funds, Alipay (topups) ---
 from decimal import Decimal  # noqa: E402
 
 TOPUP_MIN = Decimal(env("TOPUP_MIN", "1.00"))
@@ -260,9 +263,9 @@ BANK_RECEIVING_ACCOUNT = {
     "number": env("BANK_ACCOUNT_NUMBER", "6200 0000 0000 0000 000"),
 }
 # The sandbox cashier plays Alipay inside the portal with the dev-only keys in
-# billing/topups/sandbox_keys/; it can never be on in production.
+# topups/sandbox_keys/; it can never be on in production.
 ALIPAY_SANDBOX = env_bool("ALIPAY_SANDBOX", not PRODUCTION)
-_SANDBOX_KEYS = BASE_DIR / "billing" / "topups" / "sandbox_keys"
+_SANDBOX_KEYS = BASE_DIR / "topups" / "sandbox_keys"
 ALIPAY_APP_ID = env("ALIPAY_APP_ID", "2021000000000000" if ALIPAY_SANDBOX else "")
 ALIPAY_SELLER_ID = env("ALIPAY_SELLER_ID", "2088000000000000" if ALIPAY_SANDBOX else "")
 ALIPAY_GATEWAY = env(

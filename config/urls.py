@@ -9,7 +9,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("accounts.urls")),
     path("billing/", include("billing.urls")),
-    path("topups/", include("billing.topups.urls")),
+    path("topups/", include("topups.urls")),
     path("refunds/", include("refunds.urls")),
     path("notices/", include("notices.urls")),
     path("ops/", include("ops.urls")),

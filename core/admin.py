@@ -3,10 +3,11 @@ import logging
 from django.contrib import admin, messages
 from django.contrib.contenttypes.admin import GenericTabularInline
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.utils.module_loading import import_string
+from django.shortcuts import redirect
 from django_fsm.admin import FSMAdminMixin
 
 from .models import AuditRecord
+from .workflow import perform_transition, transition_services
 
 logger = logging.getLogger(__name__)
 
@@ -37,12 +38,12 @@ class AuditRecordInline(GenericTabularInline):
 class WorkflowAdminMixin(FSMAdminMixin):
     """FSM transition buttons that go through the service layer, never around it.
 
-    `transition_service` is the dotted path of a service with the signature of
-    core.workflow.apply_transition: (obj, name, *, actor, reason, **form_data).
-    Every transition asks for a reason.
+    Each button runs the service the model's transition map names
+    (core.workflow.transition_map), with the reason every transition asks for.
+    Every refusal (wrong state, a failed condition, a missing permission, a rule
+    the service enforces) comes back to staff as a message, never a server error.
     """
 
-    transition_service = "core.workflow.apply_transition"
     # Buttons are links to the reason form, so staff need only the view permission
     # on the model plus the transition's own permission (least privilege, R-ADM-1).
     change_form_template = "admin/core/workflow_change_form.html"
@@ -60,14 +61,26 @@ class WorkflowAdminMixin(FSMAdminMixin):
         return transition.custom.get("help_text") or ""
 
     def is_fsm_transition_visible(self, transition):
-        return bool(transition.custom.get("admin", True))
+        return bool(transition.custom.get("admin", True)) and (
+            transition.name in transition_services(self.model)
+        )
+
+    def fsm_transition_view(self, request, object_id, transition_name, **kwargs):
+        if transition_name not in transition_services(self.model):
+            obj = self.get_object(request, object_id)
+            label = transition_name.replace("_", " ")
+            self.message_user(request, f"There is no transition {label!r} here.", messages.ERROR)
+            if obj is None:
+                return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+            opts = self.model._meta
+            return redirect(f"admin:{opts.app_label}_{opts.model_name}_change", object_id=obj.pk)
+        return super().fsm_transition_view(request, object_id, transition_name, **kwargs)
 
     def _apply_fsm_transition(self, *, obj, transition_name, request, kwargs=None):
         data = dict(kwargs or {})
         reason = data.pop("reason", "")
-        service = import_string(self.transition_service)
         try:
-            service(obj, transition_name, actor=request.user, reason=reason, **data)
+            perform_transition(obj, transition_name, actor=request.user, reason=reason, **data)
         except PermissionDenied as exc:
             self.message_user(request, str(exc) or "Not allowed.", messages.ERROR)
             return False

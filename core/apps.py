@@ -7,6 +7,11 @@ class CoreConfig(AppConfig):
     verbose_name = "Audit and workflow"
 
     def ready(self):
+        from django.utils.module_loading import autodiscover_modules
+
         from .staff import sync_staff_groups
 
         post_migrate.connect(sync_staff_groups, dispatch_uid="core.sync_staff_groups")
+        # Every app's services declare their models' transition maps
+        # (core.workflow.transition_map); load them all before any request or job.
+        autodiscover_modules("services")

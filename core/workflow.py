@@ -1,10 +1,13 @@
 """One way to run a django_fsm transition: locked, permission-checked, audited.
 
-Services call `apply_transition`; admin buttons and views call services.
+Services call `apply_transition` (one case) or `apply_bulk_transition` (a job moving
+many cases); each FSM model's transition map names the service that performs each
+transition, and admin buttons and views call those services through
+`perform_transition`, never the model's methods.
 """
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django_fsm import TransitionNotAllowed, can_proceed, has_transition_perm
 
 from .models import AuditRecord
@@ -74,3 +77,122 @@ def apply_transition(obj, name, *, actor=None, reason="", check_permission=True,
     if obj is not locked:
         obj.refresh_from_db()  # keep the caller's instance in step with the saved row
     return locked
+
+
+# --- transition maps: which service performs each transition of a model -----------------------
+#
+# Each FSM model has one map {transition name: service}; the admin's transition buttons
+# (core.admin.WorkflowAdminMixin) and anything else that moves a case by name read it,
+# so a transition is always performed by its service (which enforces the rules the
+# model cannot see: four eyes, identity checks, ledger postings) and never by calling
+# the model method directly. The map is declared by the app whose services perform the
+# transitions, usually the model's own app; a service in a higher layer may own a
+# lower model's map when the transition moves its money (Verification: approval grants
+# trial funds, R-TOP-5), so that no lower app ever imports a higher one.
+#
+# A service has the signature (obj, *, actor, reason, **form_data) -> obj.
+
+_TRANSITION_MAPS: dict[str, dict] = {}
+
+
+def _model_key(model) -> str:
+    if isinstance(model, str):
+        return model.lower()
+    return model._meta.label_lower
+
+
+def transition_map(model, services: dict):
+    """Declare the one map of `model`: {transition name: service callable}.
+
+    Refuses a second map for the same model and names that are not transitions.
+    """
+    key = _model_key(model)
+    if key in _TRANSITION_MAPS and _TRANSITION_MAPS[key] is not services:
+        existing = _TRANSITION_MAPS[key]
+        if {n: getattr(s, "__qualname__", s) for n, s in existing.items()} != {
+            n: getattr(s, "__qualname__", s) for n, s in services.items()
+        }:
+            raise ValueError(f"{key} already has a transition map")
+    _TRANSITION_MAPS[key] = dict(services)
+    return services
+
+
+def transition_services(model) -> dict:
+    """The model's map (empty when none is declared)."""
+    return _TRANSITION_MAPS.get(_model_key(model), {})
+
+
+def perform_transition(obj, name, *, actor=None, reason="", **form_data):
+    """Run the named transition of `obj` through the service its map names.
+
+    An unknown name is a WorkflowError, like a transition from the wrong state.
+    """
+    service = transition_services(type(obj)).get(name)
+    if service is None:
+        raise WorkflowError(
+            f"{type(obj)._meta.verbose_name.capitalize()} has no transition {name!r}.",
+            code="unknown_transition",
+        )
+    return service(obj, actor=actor, reason=reason, **form_data)
+
+
+# --- many cases at once -------------------------------------------------------------------------
+
+
+def apply_bulk_transition(model, ids, name, *, actor=None, reason="", values=None, details=None):
+    """Move many rows of `model` through one transition at once, for jobs.
+
+    The rows still in one of the transition's source states are locked (others
+    are skipped: already moved, or held by another worker), moved to its target
+    with `values` set alongside in one UPDATE, and get one audit row each, the
+    same record apply_transition writes for a single case. Transitions with
+    conditions are refused here: conditions are checked per instance, which is
+    what apply_transition is for. Returns the ids that moved.
+    """
+    from django.contrib.contenttypes.models import ContentType
+
+    method = getattr(model, name, None)
+    meta = getattr(method, "_django_fsm", None)
+    if meta is None:
+        raise WorkflowError(f"Unknown transition {name!r}.", code="unknown_transition")
+    field = meta.field if isinstance(meta.field, str) else meta.field.name
+    targets = {t.target for t in meta.transitions.values()}
+    if len(targets) != 1 or any(t.conditions for t in meta.transitions.values()):
+        raise WorkflowError(
+            f"{name!r} cannot run in bulk (several targets or conditions).", code="not_bulk"
+        )
+    if actor is not None:
+        probe = model()
+        if not all(t.has_perm(probe, actor) for t in meta.transitions.values()):
+            raise PermissionDenied(f"You are not allowed to {name.replace('_', ' ')}.")
+    target = targets.pop()
+    sources = [s for s in meta.transitions if s not in ("*", "+")]
+    ids = list(ids)
+    if not ids:
+        return []
+    with transaction.atomic():
+        rows = model._default_manager.filter(pk__in=ids, **{f"{field}__in": sources})
+        if connection.vendor == "postgresql":
+            rows = rows.select_for_update(skip_locked=True, of=("self",))
+        before = dict(rows.order_by("pk").values_list("pk", field))
+        if not before:
+            return []
+        model._default_manager.filter(pk__in=list(before), **{f"{field}__in": sources}).update(
+            **{field: target}, **(values or {})
+        )
+        content_type = ContentType.objects.get_for_model(model, for_concrete_model=False)
+        actor_id = getattr(actor, "pk", None)
+        AuditRecord.objects.bulk_create(
+            AuditRecord(
+                content_type=content_type,
+                object_id=str(pk),
+                action=name,
+                from_state=state,
+                to_state=target,
+                actor_id=actor_id,
+                reason=reason or "",
+                details=dict(details or {}),
+            )
+            for pk, state in before.items()
+        )
+    return list(before)

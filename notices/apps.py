@@ -2,13 +2,7 @@ from django.apps import AppConfig
 
 
 class NoticesConfig(AppConfig):
+    """Stores and delivers user notices; the apps that raise an event call
+    notices.services.send_notice. Knows no other app's models."""
+
     name = "notices"
-
-    def ready(self):
-        from accounts.signals import standing_changed
-
-        from . import receivers
-
-        standing_changed.connect(
-            receivers.on_standing_changed, dispatch_uid="notices.standing_changed"
-        )

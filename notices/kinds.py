@@ -3,7 +3,7 @@
 Adding a kind is one `register(...)` line here plus its templates under
 templates/notices/<key>/ (subject.txt, body.txt and the zh-hans variants
 subject.zh-hans.txt, body.zh-hans.txt); the event then calls
-`notices.services.send_notice(user, "<key>", context, dedupe_key=...)`.
+`notices.services.send_notice(user=..., kind="<key>", context=..., dedupe_key=...)`.
 
 `required` kinds are the ones the service agreement makes us deliver (money
 leaving the balance, the account's standing, agreement changes, identity):
@@ -30,11 +30,15 @@ def register(key, label, *, required, sms=False):
     return KINDS[key]
 
 
+class UnknownNoticeKind(ValueError):
+    """A kind nobody registered: a programming error, refused before anything is stored."""
+
+
 def get_kind(key) -> NoticeKind:
     try:
         return KINDS[key]
     except KeyError:
-        raise ValueError(f"Unknown notice kind {key!r}")
+        raise UnknownNoticeKind(f"Unknown notice kind {key!r}")
 
 
 def optional_kinds():
@@ -42,9 +46,7 @@ def optional_kinds():
 
 
 def is_required(key) -> bool:
-    """Kinds not in the registry (sent with plain notify()) are treated as required."""
-    kind = KINDS.get(key)
-    return kind is None or kind.required
+    return get_kind(key).required
 
 
 register("verification_approved", "Identity verification approved", required=True)

@@ -1,5 +1,8 @@
 """Read paths for the notice pages (fixed query counts)."""
 
+from django.db.models import CharField, Exists, Value
+from django.db.models.functions import Cast, Concat
+
 from .kinds import KINDS
 from .models import EmailOptOut, Notice
 
@@ -26,3 +29,11 @@ def email_preferences(user):
         }
         for kind in KINDS.values()
     ]
+
+
+def not_yet_notified(prefix: str, key_of):
+    """A filter for another app's rows that have no notice with dedupe key
+    `<prefix><key_of>` yet (`key_of` is an expression over the outer row, usually
+    its primary key). Lets a reminder job pick only what it has not announced."""
+    key = Concat(Value(prefix), Cast(key_of, CharField()), output_field=CharField())
+    return ~Exists(Notice.objects.filter(dedupe_key=key))

@@ -1,8 +1,9 @@
 """Notices: creating them (once per event), rendering per kind and language, delivering them.
 
-Creating: `notify()` (caller writes subject/body) or `send_notice()` (rendered
-from templates/notices/<kind>/ in the user's language). Both are idempotent on
-`dedupe_key` and belong inside the event's own transaction.
+Creating: `send_notice(user=, kind=, context=, dedupe_key=)` renders a registered
+kind from templates/notices/<kind>/ in the user's language; it is idempotent on
+`dedupe_key` and belongs inside the event's own transaction. The apps that raise
+an event call it; this app knows none of their models.
 
 Delivering: the `deliver_notices` job claims due notices in batches (row locks
 with SKIP LOCKED, then a short claim lease), sends each channel at most once
@@ -47,33 +48,6 @@ def _setting(name, default):
 # --- creating ---------------------------------------------------------------------------------
 
 
-def notify(user, kind, *, subject, body, context=None, dedupe_key=None, channel="email"):
-    """Record one notice for an event; idempotent on `dedupe_key`.
-
-    Call it inside the transaction of the event itself, so the notice exists
-    exactly when the event does. Returns the notice (the existing one on replay).
-    """
-    if dedupe_key:
-        existing = Notice.objects.filter(dedupe_key=dedupe_key).first()
-        if existing:
-            return existing
-    try:
-        with transaction.atomic():
-            return Notice.objects.create(
-                user=user,
-                kind=kind,
-                channel=channel,
-                subject=subject[:200],
-                body=body,
-                context=jsonable(context or {}),
-                dedupe_key=dedupe_key,
-            )
-    except IntegrityError:
-        if dedupe_key:
-            return Notice.objects.get(dedupe_key=dedupe_key)
-        raise
-
-
 def _plain_value(value):
     if isinstance(value, Money):
         return str(display(value))
@@ -106,13 +80,71 @@ def render_notice(kind: str, context: dict, *, language: str = "en") -> tuple[st
     return subject, rendered[1] + "\n"
 
 
-def send_notice(user, kind: str, context: dict | None = None, dedupe_key: str | None = None):
-    """Create a notice of a registered kind, rendered in the user's language; idempotent."""
+def send_notice(
+    *,
+    user,
+    kind: str,
+    context: dict | None = None,
+    dedupe_key: str | None = None,
+    channel: str = "email",
+) -> Notice:
+    """Record one notice of a registered kind, rendered in the user's language.
+
+    The one way to raise a notice (R-NOT-1). Call it inside the event's own
+    transaction, so the notice exists exactly when the event does; a replay with
+    the same `dedupe_key` returns the first notice. An unregistered kind is
+    refused (UnknownNoticeKind) and nothing is stored.
+    """
+    get_kind(kind)
     context = context or {}
-    if dedupe_key and Notice.objects.filter(dedupe_key=dedupe_key).exists():
-        return Notice.objects.get(dedupe_key=dedupe_key)
+    if dedupe_key:
+        existing = Notice.objects.filter(dedupe_key=dedupe_key).first()
+        if existing:
+            return existing
     subject, body = render_notice(kind, context, language=getattr(user, "language", "en"))
-    return notify(user, kind, subject=subject, body=body, context=context, dedupe_key=dedupe_key)
+    try:
+        with transaction.atomic():
+            return Notice.objects.create(
+                user=user,
+                kind=kind,
+                channel=channel,
+                subject=subject,
+                body=body,
+                context=jsonable(context),
+                dedupe_key=dedupe_key,
+            )
+    except IntegrityError:
+        if dedupe_key:
+            return Notice.objects.get(dedupe_key=dedupe_key)
+        raise
+
+
+def send_notices_in_bulk(*, kind: str, context: dict, recipients, dedupe_prefix: str) -> int:
+    """The same notice for many users (an announcement to everyone), one insert per batch.
+
+    `recipients` are (user id, language) pairs; the text is rendered once per
+    language. Each user's dedupe key is `<dedupe_prefix>:user:<id>`, so a replay
+    creates nothing new. Returns how many recipients were given.
+    """
+    get_kind(kind)
+    texts = {}
+    rows = []
+    for user_id, language in recipients:
+        if language not in texts:
+            texts[language] = render_notice(kind, context, language=language)
+        subject, body = texts[language]
+        rows.append(
+            Notice(
+                user_id=user_id,
+                kind=kind,
+                subject=subject,
+                body=body,
+                context=jsonable(context),
+                dedupe_key=f"{dedupe_prefix}:user:{user_id}",
+            )
+        )
+    Notice.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(rows)
 
 
 # --- user side --------------------------------------------------------------------------------

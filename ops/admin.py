@@ -94,7 +94,6 @@ class JobRunAdmin(admin.ModelAdmin):
 
 @admin.register(StaffAlert)
 class StaffAlertAdmin(WorkflowAdminMixin, admin.ModelAdmin):
-    transition_service = "ops.services.acknowledge_alert_transition"
     fsm_fields = ["status"]
     list_display = ("created_at", "kind", "short_message", "status", "occurrences", "last_seen_at")
     list_filter = ("status", "kind")

@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from core.workflow import apply_transition
+from core.workflow import apply_transition, transition_map
 
 from .framework import TASK_PREFIX, all_jobs, get_job
 from .models import AlertStatus, JobLease, JobRun, JobRunStatus, StaffAlert, TriggeredBy
@@ -239,13 +239,9 @@ def raise_alert(
             return StaffAlert.objects.get(key=key, status=AlertStatus.OPEN)
 
 
-def acknowledge_alert(alert: StaffAlert, *, actor, reason: str = "") -> StaffAlert:
+def acknowledge_alert(alert: StaffAlert, *, actor, reason: str = "", **form_data) -> StaffAlert:
     """Staff saw the alert and own it now (permission-checked, audited)."""
     return apply_transition(alert, "acknowledge", actor=actor, reason=reason, by=actor)
 
 
-def acknowledge_alert_transition(alert, name, *, actor, reason="", **form_data):
-    """Admin transition-button entry point (WorkflowAdminMixin.transition_service)."""
-    if name != "acknowledge":
-        raise ValueError(name)
-    return acknowledge_alert(alert, actor=actor, reason=reason)
+transition_map(StaffAlert, {"acknowledge": acknowledge_alert})

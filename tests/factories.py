@@ -15,8 +15,10 @@ class UserFactory(factory.django.DjangoModelFactory):
 
     @classmethod
     def _create(cls, model_class, *args, **kwargs):
+        from accounts.services import register_user
+
         password = kwargs.pop("password", PASSWORD)
-        return model_class.objects.create_user(*args, password=password, **kwargs)
+        return register_user(*args, password=password, **kwargs)
 
 
 class StaffFactory(UserFactory):
@@ -33,3 +35,19 @@ def grant(user, *perm_codenames):
     for cache in ("_perm_cache", "_user_perm_cache", "_group_perm_cache"):
         user.__dict__.pop(cache, None)
     return user
+
+
+def agreement_notice(user, version="2026.2", *, key=None):
+    """A notice of a registered kind, as an app raises it (subject: "Service agreement
+    <version> takes effect on …")."""
+    import datetime
+
+    from notices.services import send_notice
+
+    effective_at = datetime.datetime(2027, 1, 1, tzinfo=datetime.UTC)
+    return send_notice(
+        user=user,
+        kind="agreement_published",
+        context={"version": version, "title": f"Terms {version}", "effective_at": effective_at},
+        dedupe_key=key,
+    )

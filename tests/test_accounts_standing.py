@@ -19,16 +19,21 @@ def test_every_user_gets_exactly_one_balance_account():
     assert user.balance_account.standing == Standing.ACTIVE
     superuser = User.objects.create_superuser("root@example.com", "Pa55word!x")
     assert BalanceAccount.objects.filter(user=superuser).count() == 1
+    # opening it again (staff adding a user in the admin, say) never makes a second one
+    from accounts.services import open_balance_account
+
+    assert open_balance_account(user) == user.balance_account
+    assert BalanceAccount.objects.filter(user=user).count() == 1
 
 
 def test_balance_account_rolls_back_with_the_user(monkeypatch):
     """R-ACC-1: user and balance account land in one transaction or not at all."""
-    from accounts import services
+    from accounts.models import BalanceAccountManager
 
-    def boom(user):
+    def boom(self, user):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(services, "open_balance_account", boom)
+    monkeypatch.setattr(BalanceAccountManager, "open_for", boom)
     with pytest.raises(RuntimeError):
         register_user(email="half@example.com", password="Pa55word!x")
     assert not User.objects.filter(email="half@example.com").exists()

@@ -3,7 +3,7 @@ from django.core.management import call_command
 
 from accounts.models import User
 from billing.models import Grant, Lot
-from billing.topups.models import TopUp
+from topups.models import TopUp
 
 pytestmark = pytest.mark.django_db
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from django.db import connection
 from django.utils import timezone
 
+from ops.services import raise_alert
+
 from ..micro import from_micro
 
 log = logging.getLogger(__name__)
@@ -223,12 +225,8 @@ def reconcile_all(batch_size: int = 200_000, *, alert: bool = False) -> Reconcil
 
 
 def _alert_staff(report):
-    """Drift is reported to staff (R-LED-4) through the ops alert board when present."""
+    """Drift is reported to staff (R-LED-4) on the ops alert board."""
     log.error("ledger drift: %d finding(s)", len(report.drifts))
-    try:
-        from ops.services import raise_alert
-    except ImportError:  # ops not installed in this build
-        return
     raise_alert(
         "ledger_drift",
         f"{report.summary()}\nNothing was corrected automatically: staff decide.",

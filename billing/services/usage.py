@@ -253,29 +253,20 @@ def notify_crossings(account_id, threshold, before: int, after: int, event_key: 
     if not (low or stopped):
         return
     from accounts.models import BalanceAccount
-    from notices.services import notify
+    from notices.services import send_notice
 
     account = BalanceAccount.objects.select_related("user").get(pk=account_id)
-    now_available = from_micro(after).amount
     if low:
-        limit = from_micro(threshold).amount
-        notify(
-            account.user,
-            "low_balance",
-            subject="Your balance is running low",
-            body=(
-                f"Your available balance is now {now_available:.2f} CNY, "
-                f"below the {limit:.2f} CNY you asked us to watch for."
-            ),
-            context={"available": str(now_available), "threshold": str(limit)},
+        send_notice(
+            user=account.user,
+            kind="low_balance",
+            context={"available": from_micro(after), "threshold": from_micro(threshold)},
             dedupe_key=f"low_balance:{account_id}:{event_key}",
         )
     if stopped:
-        notify(
-            account.user,
-            "service_stopped",
-            subject="API service stopped: balance used up",
-            body="Your available balance is used up, so API calls are refused until you top up.",
+        send_notice(
+            user=account.user,
+            kind="service_stopped",
             context={},
             dedupe_key=f"service_stopped:{account_id}:{event_key}",
         )
@@ -564,23 +555,3 @@ def purchase_package(
         if found is None:
             raise
         return found
-
-
-# ---------------------------------------------------------------- low-balance threshold
-
-
-def set_low_balance_threshold(account, threshold: Money | None):
-    """The user's low-balance threshold (R-USE-4): whole fen, CNY, > 0, or None to
-    turn the notice off. Written with a queryset update naming the currency column
-    too (django-money's update_fields pitfall), leaving the standing FSM alone."""
-    from accounts.models import BalanceAccount
-
-    if threshold is not None:
-        positive_micro(threshold, whole_fen=True)
-    with transaction.atomic():
-        BalanceAccount.objects.filter(pk=account.pk).update(
-            low_balance_threshold=threshold.amount if threshold is not None else None,
-            low_balance_threshold_currency="CNY",
-        )
-    account.low_balance_threshold = threshold
-    return account

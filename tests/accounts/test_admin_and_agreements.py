@@ -11,10 +11,8 @@ from accounts.models import (
     AgreementState,
     AgreementVersion,
     ApiKeyState,
-    BalanceAccount,
     VerificationState,
 )
-from accounts.signals import agreement_published, standing_changed
 from core.models import AuditRecord
 from notices.models import Notice
 from tests.factories import StaffFactory, UserFactory, grant
@@ -167,22 +165,19 @@ def _draft(version="2027.1", days=10):
     )
 
 
-def test_publish_notifies_every_user_once_and_sends_signal(risk_officer, settings):
-    """R-ACC-7: publishing announces the version to every user (one notice each)."""
+def test_publish_notifies_every_user_once(risk_officer, settings):
+    """R-ACC-7: publishing announces the version to every user (one notice each), each
+    in the user's own language."""
     users = [UserFactory() for _ in range(5)]
+    chinese = UserFactory(language="zh-hans")
     UserFactory(is_active=False)
-    seen = []
-    agreement_published.connect(
-        lambda sender, version, **kw: seen.append(version.pk), weak=False, dispatch_uid="t"
-    )
-    try:
-        version = _draft()
-        version = services.publish_agreement(version, actor=risk_officer, reason="yearly update")
-    finally:
-        agreement_published.disconnect(dispatch_uid="t")
+    version = _draft()
+    version = services.publish_agreement(version, actor=risk_officer, reason="yearly update")
     assert version.state == AgreementState.PUBLISHED
     assert version.published_by == risk_officer and version.published_at is not None
-    assert seen == [version.pk]
+    users.append(chinese)
+    english = Notice.objects.get(kind="agreement_published", user=users[0])
+    assert Notice.objects.get(kind="agreement_published", user=chinese).subject != english.subject
     notices = Notice.objects.filter(kind="agreement_published")
     active = {u.pk for u in users} | {risk_officer.pk}
     assert set(notices.values_list("user_id", flat=True)) == active
@@ -282,23 +277,22 @@ def test_current_acceptance_follows_the_version_in_force(user):
     assert selectors.current_acceptance(user, at=now + timedelta(days=11)).version == new
 
 
-# ---------------------------------------------------------------- standing signal
-def test_standing_changed_is_sent_inside_the_transaction():
-    """R-ACC-8: change_standing sends standing_changed in its own transaction."""
-    from django.db import connection
+# ---------------------------------------------------------------- standing notice
+def test_standing_change_and_its_notice_commit_or_roll_back_together():
+    """R-ACC-8 / R-NOT-1: the user's notice is written in the standing change's own
+    transaction: a failure after it rolls both back."""
+    from django.db import transaction
 
-    seen = []
-
-    def receiver(sender, account, transition, actor, reason, **kw):
-        seen.append((sender, account.standing, transition, reason, connection.in_atomic_block))
-
-    standing_changed.connect(receiver)
-    try:
-        account = UserFactory().balance_account
+    account = UserFactory().balance_account
+    with pytest.raises(RuntimeError), transaction.atomic():
         services.change_standing(account, "lock", reason="dispute")
-    finally:
-        standing_changed.disconnect(receiver)
-    assert seen == [(BalanceAccount, "locked", "lock", "dispute", True)]
+        assert Notice.objects.filter(user=account.user, kind="standing_changed").count() == 1
+        raise RuntimeError("the caller fails after the change")
+    account.refresh_from_db()
+    assert account.standing == "active"
+    assert not Notice.objects.filter(user=account.user, kind="standing_changed").exists()
+    services.change_standing(account, "lock", reason="dispute")
+    assert Notice.objects.filter(user=account.user, kind="standing_changed").count() == 1
 
 
 def test_standing_buttons_work_for_view_only_staff_with_the_transition_permission(client):

@@ -39,14 +39,19 @@ def _race(fns):
 
 
 def test_two_cs_agents_approving_one_identity_at_once(cs_agent):
-    """R-ACC-4: two submissions of one ID number approved at the same moment: one wins."""
+    """R-ACC-4 / R-TOP-5: three submissions of one ID number approved at the same moment
+    through the staff path: one wins, and one trial grant is made."""
+    from billing.models import Grant
+    from core.workflow import perform_transition
+
     number = make_resident_id(date(1993, 3, 3), sequence=303)
     subs = [submit_individual(UserFactory(), id_number=number) for _ in range(3)]
     outcomes = _race(
-        [lambda v=v: services.approve_verification(v, actor=cs_agent, reason="ok") for v in subs]
+        [lambda v=v: perform_transition(v, "approve", actor=cs_agent, reason="ok") for v in subs]
     )
     approved = Verification.objects.filter(state=VerificationState.APPROVED)
     assert approved.count() == 1
+    assert Grant.objects.filter(kind="trial").count() == 1
     refusals = [o for o in outcomes if isinstance(o, ValidationError)]
     assert len(refusals) == 2
     assert all(r.error_list[0].code == "identity_taken" for r in refusals)

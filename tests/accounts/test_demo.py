@@ -9,10 +9,14 @@ pytestmark = pytest.mark.django_db
 
 
 def test_demo_seed_is_idempotent_and_complete():
-    """R-ACC-2/6/7 demo: verified user with key and acceptance; a queue for CS."""
+    """R-ACC-2/6/7 demo: verified user with key and acceptance; a queue for CS. The
+    demo user's verification is approved by the top-ups demo, which grants the trial."""
+    from topups import demo as topups_demo
+
     for _ in range(2):
         context = {"logins": [], "notes": []}
         demo.seed(context)
+        topups_demo.seed(context)
     user = context["users"]["user"]
     v = selectors.approved_verification(user)
     assert v is not None and v.kind == "individual"

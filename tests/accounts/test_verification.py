@@ -9,9 +9,9 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from accounts import selectors, services
 from accounts.identity import identity_hash, make_credit_code, make_resident_id
 from accounts.models import Verification, VerificationKind, VerificationState
-from accounts.signals import verification_approved
+from billing.models import Grant
 from core.models import AuditRecord
-from core.workflow import WorkflowError
+from core.workflow import WorkflowError, perform_transition
 from notices.models import Notice
 from tests.factories import StaffFactory, UserFactory
 
@@ -111,45 +111,35 @@ def test_oversized_upload_is_refused(user, settings, tmp_path):
     assert v.licence_content_type == "image/png"
 
 
-def test_approve_sends_signal_in_transaction_and_notifies(user, cs_agent):
-    """R-ACC-2: CS approves; `verification_approved` fires; the user gets a notice."""
-    seen = []
-
-    def receiver(sender, verification, **kwargs):
-        from django.db import connection
-
-        seen.append((verification.pk, verification.state, connection.in_atomic_block))
-
-    verification_approved.connect(receiver)
-    try:
-        v = submit_individual(user)
-        v = services.approve_verification(v, actor=cs_agent, reason="documents match")
-    finally:
-        verification_approved.disconnect(receiver)
+def test_approve_notifies_and_grants_the_trial(user, cs_agent):
+    """R-ACC-2 / R-TOP-5: CS approves through the verification's transition map; the
+    user gets a notice and the trial funds in the same step."""
+    v = submit_individual(user)
+    v = perform_transition(v, "approve", actor=cs_agent, reason="documents match")
     assert v.state == VerificationState.APPROVED
     assert v.reviewed_by == cs_agent
-    assert seen == [(v.pk, "approved", True)]
     notice = Notice.objects.get(user=user, kind="verification_approved")
     assert "approved" in notice.subject
     assert selectors.approved_verification(user) == v
+    assert Grant.objects.filter(account=user.balance_account, kind="trial").count() == 1
+    assert Notice.objects.filter(user=user, kind="trial_granted").count() == 1
 
 
-def test_a_failing_receiver_rolls_the_approval_back(user, cs_agent):
-    """R-ACC-2: the approval and what hangs on it (trial grant) commit together or not at all."""
+def test_a_failing_trial_grant_rolls_the_approval_back(user, cs_agent, monkeypatch):
+    """R-ACC-2 / R-TOP-5: the approval and the trial grant commit together or not at all."""
+    import topups.services
 
-    def boom(sender, verification, **kwargs):
+    def boom(verification, **kwargs):
         raise RuntimeError("grant failed")
 
     v = submit_individual(user)
-    verification_approved.connect(boom)
-    try:
-        with pytest.raises(RuntimeError):
-            services.approve_verification(v, actor=cs_agent, reason="ok")
-    finally:
-        verification_approved.disconnect(boom)
+    monkeypatch.setattr(topups.services, "award_trial", boom)
+    with pytest.raises(RuntimeError):
+        perform_transition(v, "approve", actor=cs_agent, reason="ok")
     v.refresh_from_db()
     assert v.state == VerificationState.SUBMITTED
     assert not Notice.objects.exists()
+    assert not Grant.objects.exists()
 
 
 def test_reject_records_reason_notifies_and_allows_resubmission(user, cs_agent):
@@ -195,7 +185,7 @@ def test_review_from_wrong_state_is_refused(user, cs_agent, risk_officer, name):
     services.revoke_verification(v, actor=risk_officer, reason="forged")
     before = AuditRecord.objects.count()
     with pytest.raises(WorkflowError):
-        services.review_verification(v, name, actor=risk_officer, reason="again")
+        perform_transition(v, name, actor=risk_officer, reason="again")
     v.refresh_from_db()
     assert v.state == VerificationState.REVOKED
     assert AuditRecord.objects.count() == before
@@ -221,7 +211,7 @@ def test_staff_without_permission_cannot_review(user, cs_agent, name):
         actor = StaffFactory()
     state = Verification.objects.get(pk=v.pk).state
     with pytest.raises(PermissionDenied):
-        services.review_verification(v, name, actor=actor, reason="try")
+        perform_transition(v, name, actor=actor, reason="try")
     assert Verification.objects.get(pk=v.pk).state == state
 
 

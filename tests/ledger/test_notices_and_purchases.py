@@ -3,6 +3,7 @@
 import pytest
 from django.core.exceptions import ValidationError
 
+from accounts.services import set_low_balance_threshold
 from billing.models import Posting
 from billing.services.ledger import (
     InsufficientBalance,
@@ -11,12 +12,7 @@ from billing.services.ledger import (
     grant_funds,
     purchase_package,
 )
-from billing.services.usage import (
-    UsageEvent,
-    charge_usage_batch,
-    resolve_api_keys,
-    set_low_balance_threshold,
-)
+from billing.services.usage import UsageEvent, charge_usage_batch, resolve_api_keys
 from notices.models import Notice
 
 from .conftest import assert_reconciled, cny, later, summary

@@ -1,8 +1,7 @@
 import pytest
 
 from notices.models import EmailOptOut
-from notices.services import notify
-from tests.factories import PASSWORD, UserFactory
+from tests.factories import PASSWORD, UserFactory, agreement_notice
 
 
 @pytest.fixture
@@ -18,7 +17,7 @@ def test_notice_pages_in_the_browser(async_env, page):
     """R-NOT-1: the user sees notices with the unread count, reads one, sets preferences."""
     user = UserFactory(phone="")
     for i in range(2):
-        notify(user, "agreement_published", subject=f"Agreement news {i}", body=f"Details {i}")
+        agreement_notice(user, f"news-{i}")
     page.goto("/login/")
     page.fill("input[name=username]", user.email)
     page.fill("input[name=password]", PASSWORD)
@@ -29,8 +28,8 @@ def test_notice_pages_in_the_browser(async_env, page):
     page.locator("tr.notice.unread button.mark-read").first.click()
     assert page.inner_text("#unread-count") == "1"
     assert page.locator("tr.notice.unread").count() == 1
-    page.click("text=Agreement news 0")
-    assert "Details 0" in page.inner_text(".notice-body")
+    page.click("text=Service agreement news-0")
+    assert "Terms news-0" in page.inner_text(".notice-body")
     assert page.locator("#unread-count").count() == 0
     page.click("text=All notices")
     page.click("text=Email preferences")

@@ -11,7 +11,6 @@ from notices.services import (
     backoff,
     claim_due_notices,
     deliver_due_notices,
-    notify,
     send_notice,
     set_email_preferences,
 )
@@ -19,10 +18,14 @@ from notices.services import (
 pytestmark = pytest.mark.django_db
 
 SEC = datetime.timedelta(seconds=1)
+CONTEXT = {
+    "version": "2026.2",
+    "effective_at": datetime.datetime(2027, 1, 1, 4, tzinfo=datetime.UTC),
+}
 
 
 def make(user, kind="agreement_published", key=None):
-    return notify(user, kind, subject=f"About {kind}", body="Body text", dedupe_key=key)
+    return send_notice(user=user, kind=kind, context=CONTEXT, dedupe_key=key)
 
 
 def test_delivery_sends_email_and_records_send_date(user, clock, recording_email):
@@ -34,7 +37,7 @@ def test_delivery_sends_email_and_records_send_date(user, clock, recording_email
     assert notice.sent_at is not None and notice.sent_at == notice.email_sent_at
     assert notice.attempts == 1
     assert [m.to for m in recording_email.sent] == [[user.email]]
-    assert recording_email.sent[0].subject == "About agreement_published"
+    assert recording_email.sent[0].subject == "Service agreement 2026.2 takes effect on 2027-01-01"
     # Nothing left to do: a second run sends nothing more.
     assert deliver_notices(clock + SEC, 100) == 0
     assert len(recording_email.sent) == 1
@@ -112,7 +115,7 @@ def test_opted_out_optional_kind_is_not_emailed_but_required_kind_is(user, clock
     required.refresh_from_db()
     assert optional.status == "skipped" and optional.sent_at is None
     assert required.status == "sent"
-    assert [m.subject for m in recording_email.sent] == ["About service_stopped"]
+    assert [m.subject for m in recording_email.sent] == ["Service stopped: your balance is used up"]
 
 
 def test_preferences_cannot_turn_off_required_kinds_and_refuse_unknown(user):
@@ -170,6 +173,6 @@ def test_concurrent_delivery_sends_each_notice_once(clock, recording_email):
 
 
 def test_send_notice_then_deliver_in_users_language(zh_user, clock, recording_email):
-    send_notice(zh_user, "service_stopped", {}, dedupe_key="stop:1")
+    send_notice(user=zh_user, kind="service_stopped", context={}, dedupe_key="stop:1")
     deliver_notices(clock, 10)
     assert "服务已暂停" in recording_email.sent[0].subject

@@ -2,17 +2,13 @@ import pytest
 from django.urls import reverse
 
 from notices.models import EmailOptOut, Notice
-from notices.services import notify
-from tests.factories import PASSWORD, UserFactory
+from tests.factories import PASSWORD, UserFactory, agreement_notice
 
 pytestmark = pytest.mark.django_db
 
 
 def notices_for(user, n, prefix="x"):
-    return [
-        notify(user, "agreement_published", subject=f"Notice {prefix}{i}", body=f"Body {i}")
-        for i in range(n)
-    ]
+    return [agreement_notice(user, f"{prefix}{i}") for i in range(n)]
 
 
 def test_pages_need_login(client):
@@ -29,7 +25,7 @@ def test_list_shows_own_notices_and_unread_count_in_header(client, user):
     assert resp.status_code == 200
     assert resp.context["unread_notice_count"] == 3
     assert b'id="unread-count">3<' in resp.content
-    assert b"Notice x0" in resp.content and b"Notice other" not in resp.content
+    assert b"Service agreement x0" in resp.content and b"other" not in resp.content
     # The header count shows on every page, e.g. the dashboard.
     assert b'id="unread-count">3<' in client.get("/").content
 
@@ -46,7 +42,7 @@ def test_mark_read_and_open(client, user):
     client.force_login(user)
     assert client.post(reverse("notices:mark_read", args=[a.pk])).status_code == 302
     resp = client.get(reverse("notices:detail", args=[b.pk]))
-    assert resp.status_code == 200 and b"Body 1" in resp.content
+    assert resp.status_code == 200 and b"Terms x1" in resp.content
     assert Notice.objects.filter(read_at__isnull=True).count() == 1
     assert client.get(reverse("notices:list")).context["unread_notice_count"] == 1
     client.post(reverse("notices:mark_all_read"))

@@ -1,9 +1,8 @@
 import pytest
 
 from notices.models import Notice
-from notices.services import notify
 from ops.models import JobRun
-from tests.factories import PASSWORD, StaffFactory, UserFactory, grant
+from tests.factories import PASSWORD, StaffFactory, UserFactory, agreement_notice, grant
 
 
 @pytest.fixture
@@ -16,7 +15,7 @@ def async_env(monkeypatch):
 def test_staff_run_a_job_from_the_admin_button(async_env, celery_eager, page):
     """§11: staff see every job's schedule and last run, and run one by hand from admin."""
     staff = grant(StaffFactory(), "ops.view_jobrun", "ops.run_job")
-    notify(UserFactory(phone=""), "agreement_published", subject="s", body="b")
+    agreement_notice(UserFactory(phone=""))
     page.goto("/admin/login/?next=/admin/ops/jobrun/")
     page.fill("input[name=username]", staff.email)
     page.fill("input[name=password]", PASSWORD)

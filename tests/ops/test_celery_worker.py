@@ -18,10 +18,9 @@ from django.db import connection
 from django.utils import timezone
 
 from notices.models import Notice
-from notices.services import notify
 from ops.framework import get_job
 from ops.models import JobRun
-from tests.factories import UserFactory
+from tests.factories import UserFactory, agreement_notice
 
 pytestmark = [
     pytest.mark.redis,
@@ -88,7 +87,7 @@ def test_a_real_worker_runs_the_delivery_job(worker):
     """R-NOT-1 / §11: the worker takes the delivery job's task; the notice goes out by
     email and its send date is recorded."""
     user = UserFactory(phone="")
-    notice = notify(user, "agreement_published", subject="Agreement 2026.2", body="Read it")
+    notice = agreement_notice(user, "2026.2")
     run_through_worker(
         worker, "deliver_notices", lambda: Notice.objects.filter(pk=notice.pk, status="sent")
     )
@@ -96,7 +95,11 @@ def test_a_real_worker_runs_the_delivery_job(worker):
     assert notice.sent_at is not None
     run = JobRun.objects.get(job="deliver_notices")
     assert (run.status, run.triggered_by, run.rows_touched) == ("ok", "manual", 1)
-    mails = [p for p in (worker.tmp / "mail").glob("*.log") if "Agreement 2026.2" in p.read_text()]
+    mails = [
+        p
+        for p in (worker.tmp / "mail").glob("*.log")
+        if "Service agreement 2026.2" in p.read_text()
+    ]
     assert len(mails) == 1
 
 

@@ -6,21 +6,17 @@ from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 
 from notices.models import Notice
-from notices.services import notify
 from ops.framework import REGISTRY, job
 from ops.models import JobLease, JobRun, StaffAlert
 from ops.services import run_job
-from tests.factories import UserFactory
+from tests.factories import UserFactory, agreement_notice
 
 pytestmark = pytest.mark.django_db
 
 
 def pending_notices(n, prefix="n"):
     user = UserFactory(phone="")
-    return [
-        notify(user, "agreement_published", subject="s", body="b", dedupe_key=f"{prefix}{i}").pk
-        for i in range(n)
-    ]
+    return [agreement_notice(user, key=f"{prefix}{i}").pk for i in range(n)]
 
 
 def test_job_runs_in_bounded_batches_and_logs_the_run(clock, recording_email):

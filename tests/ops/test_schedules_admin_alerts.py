@@ -7,11 +7,10 @@ from django_celery_beat.models import CrontabSchedule, IntervalSchedule, Periodi
 
 from core.models import AuditRecord
 from notices.models import Notice
-from notices.services import notify
 from ops.framework import all_jobs
 from ops.models import JobRun, StaffAlert
 from ops.services import acknowledge_alert, raise_alert, sync_periodic_tasks
-from tests.factories import StaffFactory, UserFactory, grant
+from tests.factories import StaffFactory, UserFactory, agreement_notice, grant
 
 pytestmark = pytest.mark.django_db
 
@@ -61,7 +60,7 @@ def staff_with(*perms):
 def test_admin_run_now_button_runs_the_job(client, celery_eager, recording_email):
     """§11: staff run a job by hand from an admin button (inline when Celery is eager)."""
     staff = staff_with("ops.view_jobrun", "ops.run_job")
-    notify(UserFactory(), "agreement_published", subject="s", body="b")
+    agreement_notice(UserFactory())
     client.force_login(staff)
     page = client.get(reverse("admin:ops_jobrun_changelist"))
     assert page.status_code == 200

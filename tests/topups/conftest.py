@@ -6,9 +6,9 @@ from datetime import date, timedelta
 import pytest
 from django.utils import timezone
 
-from billing.topups import alipay
-from billing.topups.sandbox import sandbox_alipay_private_key
 from tests.factories import StaffFactory, UserFactory, grant
+from topups import alipay
+from topups.sandbox import sandbox_alipay_private_key
 
 _ids = itertools.count(1)
 

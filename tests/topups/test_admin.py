@@ -6,10 +6,10 @@ import pytest
 from django.utils import timezone
 from djmoney.money import Money
 
-from billing.topups import services
-from billing.topups.models import Promotion, TrialSettings
 from core.models import AuditRecord
 from tests.factories import StaffFactory, grant
+from topups import services
+from topups.models import Promotion, TrialSettings
 
 from .conftest import balance
 

@@ -13,8 +13,8 @@ from django.db import connection
 from djmoney.money import Money
 
 from billing.models import Lot
-from billing.topups import services
 from notices.models import Notice
+from topups import services
 
 from .conftest import balance, signed_notification
 

@@ -5,8 +5,8 @@ from urllib.parse import parse_qsl, urlparse
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from billing.topups import alipay
-from billing.topups.sandbox import sandbox_alipay_private_key
+from topups import alipay
+from topups.sandbox import sandbox_alipay_private_key
 
 
 def test_signing_string_sorts_and_skips_sign_and_empty_values():

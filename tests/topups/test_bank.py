@@ -5,10 +5,10 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from djmoney.money import Money
 
 from billing.models import Lot
-from billing.topups import services
-from billing.topups.models import TopUp
 from core.models import AuditRecord
 from tests.factories import StaffFactory, grant
+from topups import services
+from topups.models import TopUp
 
 from .conftest import balance
 

@@ -6,9 +6,9 @@ import urllib.request
 import pytest
 from djmoney.money import Money
 
-from billing.topups import services
-from billing.topups.models import TopUp
 from tests.factories import PASSWORD, StaffFactory, UserFactory, grant
+from topups import services
+from topups.models import TopUp
 
 from .conftest import balance, signed_notification, verify
 

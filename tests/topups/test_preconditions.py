@@ -6,9 +6,9 @@ import pytest
 from django.utils import timezone
 
 from accounts.services import change_standing
-from billing.topups import services
-from billing.topups.models import TopUp
 from tests.factories import UserFactory
+from topups import services
+from topups.models import TopUp
 
 from .conftest import accept, verify
 

@@ -10,10 +10,10 @@ from django.utils import timezone
 from djmoney.money import Money
 
 from billing.models import Grant
-from billing.topups import services
-from billing.topups.models import Promotion, PromotionRedemption
 from notices.models import Notice
 from tests.factories import StaffFactory, UserFactory, grant
+from topups import services
+from topups.models import Promotion, PromotionRedemption
 
 from .conftest import accept, balance, verify
 

@@ -32,7 +32,7 @@ def _check(tmp_path, **extra):
 
 def test_production_refuses_the_sandbox_and_its_keys(tmp_path):
     """R-TOP-1: ALIPAY_SANDBOX or the shipped dev keys make production refuse to start."""
-    keys = ROOT / "billing" / "topups" / "sandbox_keys"
+    keys = ROOT / "topups" / "sandbox_keys"
     result = _check(tmp_path, ALIPAY_SANDBOX="1")
     assert result.returncode != 0 and "ALIPAY_SANDBOX" in result.stderr
     result = _check(tmp_path, ALIPAY_PUBLIC_KEY_PATH=str(keys / "alipay_public_key.pem"))

@@ -8,13 +8,13 @@ from django.utils import timezone
 from djmoney.money import Money
 
 from accounts.models import Verification
-from accounts.services import approve_verification
 from billing.models import Grant
-from billing.topups import services
-from billing.topups.models import TrialAward, TrialSettings
 from core.models import AuditRecord
 from notices.models import Notice
 from tests.factories import StaffFactory, UserFactory, grant
+from topups import services
+from topups.models import TrialAward, TrialSettings
+from topups.services import approve_verification
 
 from .conftest import balance
 

@@ -6,10 +6,10 @@ import pytest
 from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 
-from billing.topups import services
-from billing.topups.models import TopUp
 from core.models import AuditRecord
 from tests.factories import UserFactory
+from topups import services
+from topups.models import TopUp
 
 from .conftest import accept, verify
 

@@ -1,7 +1,9 @@
 """Load demo data (idempotent) and print the demo logins.
 
-Each app may ship `<app>/demo.py` with `seed(context)`; they run in
-INSTALLED_APPS order and share `context` (a dict: users, notes to print).
+Each app may ship `<app>/demo.py` with `seed(context)` and, for what needs every
+app's setup first (usage drawn on the trial and top-ups, say), `seed_activity(context)`.
+All `seed` functions run in INSTALLED_APPS order (lowest layer first), then all
+`seed_activity` functions; they share `context` (a dict: users, notes to print).
 """
 
 from importlib import import_module
@@ -16,13 +18,17 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         context = {"logins": [], "notes": []}
+        modules = []
+        for config in apps.get_app_configs():
+            try:
+                modules.append(import_module(f"{config.name}.demo"))
+            except ModuleNotFoundError:
+                continue
         with transaction.atomic():
-            for config in apps.get_app_configs():
-                try:
-                    module = import_module(f"{config.name}.demo")
-                except ModuleNotFoundError:
-                    continue
-                module.seed(context)
+            for phase in ("seed", "seed_activity"):
+                for module in modules:
+                    if hasattr(module, phase):
+                        getattr(module, phase)(context)
         self.stdout.write(self.style.SUCCESS("Demo data ready. Demo logins:"))
         for role, email, password in context["logins"]:
             self.stdout.write(f"  {role:<20} {email:<32} password: {password}")

@@ -11,6 +11,13 @@ from .models import Promotion, TopUp
 def seed(context):
     from . import services
 
+    users = context.get("users", {})
+    verification = context.pop("verification_to_approve", None)
+    if verification is not None:
+        cs = users["CS agent"]
+        actor = cs if cs.has_perm("accounts.review_verification") else None
+        services.approve_verification(verification, actor=actor, reason="demo: documents match")
+
     if not Promotion.objects.filter(name="Launch bonus: 10% on top-ups").exists():
         Promotion.objects.create(
             name="Launch bonus: 10% on top-ups",

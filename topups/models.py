@@ -166,7 +166,7 @@ class TopUp(ConcurrentTransitionMixin, models.Model):
         source=TopUpState.CREATED,
         target=TopUpState.PAID,
         permission="topups.confirm_remittance",
-        custom={"label": "Confirm remittance", "form": "billing.topups.forms.RemittanceForm"},
+        custom={"label": "Confirm remittance", "form": "topups.forms.RemittanceForm"},
     )
     def confirm_remittance(
         self,

@@ -13,18 +13,26 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 from djmoney.money import Money
 
+from accounts import services as accounts_services
+from accounts.models import Verification
 from accounts.selectors import agreement_in_force, approved_verification, current_acceptance
 from accounts.services import has_full_capacity
 from billing.services import ledger
 from core.models import AuditRecord
 from core.money import parse_amount
-from core.workflow import WorkflowError, apply_transition, record_audit
-from notices.services import notify
+from core.workflow import (
+    WorkflowError,
+    apply_bulk_transition,
+    apply_transition,
+    record_audit,
+    transition_map,
+)
+from notices.services import send_notice
 
 from . import alipay
 from .models import (
@@ -225,15 +233,15 @@ def _credit(topup, *, transition, actor, reason, amount, **transition_kwargs):
     topup.lot = lot
     topup.save(update_fields=["lot"])
     apply_best_promotion(topup, lot)
-    notify(
-        topup.account.user,
-        "topup_credited",
-        subject=f"Top-up of {amount.amount:.2f} CNY credited",
-        body=(
-            f"Your top-up {topup.out_trade_no} of {amount.amount:.2f} CNY has been credited "
-            "to your balance and can be used now."
-        ),
-        context={"topup": topup.pk, "amount": f"{amount.amount:.2f}"},
+    send_notice(
+        user=topup.account.user,
+        kind="topup_credited",
+        context={
+            "topup": topup.pk,
+            "out_trade_no": topup.out_trade_no,
+            "amount": amount,
+            "channel": topup.get_channel_display(),
+        },
         dedupe_key=f"topup-credited:{topup.pk}",
     )
     return topup
@@ -458,61 +466,50 @@ def cancel_topup(topup, *, actor, reason=""):
     return apply_transition(topup, "cancel", actor=actor, reason=reason or "cancelled by user")
 
 
-def run_transition(obj, name, *, actor, reason="", **form_data):
-    """The admin's transition buttons land here (core.admin.WorkflowAdminMixin)."""
-    if isinstance(obj, Promotion):
-        if name != "end":
-            raise WorkflowError(f"{name} is not a staff action.", code="unknown_transition")
-        return end_promotion(
-            obj, actor=actor, reason=reason, void_unused=bool(form_data.get("void_unused"))
-        )
-    if name == "confirm_remittance":
-        return confirm_remittance(obj, actor=actor, reason=reason, **form_data)
-    if name in ("credit_received", "return_to_payer"):
-        return resolve_review(obj, name, actor=actor, reason=reason)
-    if name == "cancel":
-        return cancel_topup(obj, actor=actor, reason=reason)
-    raise WorkflowError(f"{name} is not a staff action.", code="unknown_transition")
+def credit_received(topup, *, actor, reason="", **form_data):
+    """Finance credit the amount actually received on a top-up in review."""
+    return resolve_review(topup, "credit_received", actor=actor, reason=reason)
+
+
+def return_to_payer(topup, *, actor, reason="", **form_data):
+    """Finance send the money of a top-up in review back to the payer."""
+    return resolve_review(topup, "return_to_payer", actor=actor, reason=reason)
+
+
+def cancel_topup_transition(topup, *, actor, reason="", **form_data):
+    return cancel_topup(topup, actor=actor, reason=reason)
+
+
+transition_map(
+    TopUp,
+    {
+        "confirm_remittance": confirm_remittance,
+        "credit_received": credit_received,
+        "return_to_payer": return_to_payer,
+        "cancel": cancel_topup_transition,
+    },
+)
 
 
 def expire_unpaid_topups(now=None, limit=1000):
-    """Set-based: expire up to `limit` orders still unpaid at `now`; returns how many.
+    """Expire up to `limit` orders still unpaid at `now`; returns how many.
 
-    Rows another worker holds (e.g. a notification being processed) are
-    skipped, not waited for, and are looked at again on the next run.
+    Set-based through core.workflow.apply_bulk_transition (one UPDATE, one audit
+    row each). Rows another worker holds (e.g. a notification being processed)
+    are skipped, not waited for, and are looked at again on the next run.
     """
     now = now or timezone.now()
-    from django.contrib.contenttypes.models import ContentType
-
-    with transaction.atomic():
-        qs = TopUp.objects.filter(state=TopUpState.CREATED, expires_at__lte=now).order_by(
-            "expires_at", "id"
-        )
-        if connection.features.has_select_for_update_skip_locked:
-            qs = qs.select_for_update(skip_locked=True)
-        ids = list(qs.values_list("pk", flat=True)[:limit])
-        if not ids:
-            return 0
-        count = TopUp.objects.filter(pk__in=ids, state=TopUpState.CREATED).update(
-            state=TopUpState.EXPIRED, closed_at=now
-        )
-        ct = ContentType.objects.get_for_model(TopUp)
-        AuditRecord.objects.bulk_create(
-            [
-                AuditRecord(
-                    content_type=ct,
-                    object_id=str(pk),
-                    action="expire",
-                    from_state=TopUpState.CREATED,
-                    to_state=TopUpState.EXPIRED,
-                    reason="unpaid after the payment window",
-                    details={},
-                )
-                for pk in ids
-            ],
-            batch_size=1000,
-        )
-    return count
+    due = TopUp.objects.filter(state=TopUpState.CREATED, expires_at__lte=now).order_by(
+        "expires_at", "id"
+    )
+    moved = apply_bulk_transition(
+        TopUp,
+        due.values_list("pk", flat=True)[:limit],
+        "expire",
+        reason="unpaid after the payment window",
+        values={"closed_at": now},
+    )
+    return len(moved)
 
 
 # --- bank statement import (welcome extra): all rows valid, or nothing applied
@@ -678,6 +675,9 @@ def end_promotion(promotion, *, actor, reason, void_unused=False, batch_size=200
     return promotion
 
 
+transition_map(Promotion, {"end": end_promotion})
+
+
 def void_promotion_benefits(promotion, *, actor, reason, batch_size=200):
     """Void what is left of an ended promotion's grants, in bounded batches; returns how many.
 
@@ -711,15 +711,10 @@ def _void_batch(promotion, *, actor, reason, batch_size):
             redemption.voided_at = now
             redemption.save(update_fields=["voided_at"])
             if txn is not None:
-                notify(
-                    redemption.account.user,
-                    "promotion_benefit_voided",
-                    subject=f"Promotion benefit voided: {promotion.name}",
-                    body=(
-                        f"The promotion “{promotion.name}” has ended and the unused part of "
-                        "the bonus it gave you has been withdrawn."
-                    ),
-                    context={"promotion": promotion.pk},
+                send_notice(
+                    user=redemption.account.user,
+                    kind="promotion_benefit_voided",
+                    context={"promotion_id": promotion.pk, "promotion": promotion.name},
                     # one notice per user per promotion, however many benefits it voids
                     dedupe_key=f"promotion-void:{promotion.pk}:{redemption.account_id}",
                 )
@@ -729,12 +724,43 @@ def _void_batch(promotion, *, actor, reason, batch_size):
 # --- trial funds (R-TOP-5, R-ACC-4)
 
 
+def approve_verification(verification, *, actor=None, reason="", **form_data):
+    """Staff approve a real-name verification: the identity checks and the user's
+    notice (accounts), then the trial funds (R-TOP-5), all in one transaction."""
+    with transaction.atomic():
+        verification = accounts_services.approve_verification(
+            verification, actor=actor, reason=reason
+        )
+        award_trial(verification)
+    return verification
+
+
+def reject_verification(verification, *, actor=None, reason="", **form_data):
+    return accounts_services.reject_verification(verification, actor=actor, reason=reason)
+
+
+def revoke_verification(verification, *, actor=None, reason="", **form_data):
+    return accounts_services.revoke_verification(verification, actor=actor, reason=reason)
+
+
+# The verification's map is declared here, not in accounts, because approval moves
+# money (trial funds) and accounts may not import the apps above it (README, Layout).
+transition_map(
+    Verification,
+    {
+        "approve": approve_verification,
+        "reject": reject_verification,
+        "revoke": revoke_verification,
+    },
+)
+
+
 def award_trial(verification, *, at=None):
     """Grant trial funds for a newly approved verification, once per identity.
 
-    Runs inside the approval's transaction (signal receiver). The unique
-    TrialAward.identity_hash is what makes 'once' hold under races and across
-    accounts. Returns the grant, or None when nothing is due.
+    Runs inside the approval's transaction (approve_verification above). The
+    unique TrialAward.identity_hash is what makes 'once' hold under races and
+    across accounts. Returns the grant, or None when nothing is due.
     """
     at = at or timezone.now()
     identity_hash = getattr(verification, "identity_hash", "") or ""
@@ -759,15 +785,10 @@ def award_trial(verification, *, at=None):
     )
     award.grant = grant
     award.save(update_fields=["grant"])
-    notify(
-        account.user,
-        "trial_granted",
-        subject=f"Trial funds of {trial.amount.amount:.2f} CNY",
-        body=(
-            f"Welcome! {trial.amount.amount:.2f} CNY of trial funds are in your balance, "
-            f"usable until {timezone.localtime(grant.expires_at):%Y-%m-%d %H:%M}."
-        ),
-        context={"grant": grant.pk},
+    send_notice(
+        user=account.user,
+        kind="trial_granted",
+        context={"grant": grant.pk, "amount": trial.amount, "expires_at": grant.expires_at},
         dedupe_key=f"trial-granted:{award.pk}",
     )
     return grant
@@ -799,15 +820,17 @@ def change_grant_validity(grant, expires_at, *, actor, reason):
             old_expires_at=old.isoformat() if old else "",
             new_expires_at=expires_at.isoformat(),
         )
-        notify(
-            locked.account.user,
-            "grant_validity_changed",
-            subject="Grant validity changed",
-            body=(
-                f"Your {locked.kind} funds now expire on "
-                f"{timezone.localtime(expires_at):%Y-%m-%d %H:%M}."
-            ),
-            context={"grant": locked.pk, "expires_at": expires_at.isoformat()},
+        send_notice(
+            user=locked.account.user,
+            kind="grant_validity_changed",
+            context={
+                "grant": locked.pk,
+                "grant_kind": locked.kind,
+                "amount": locked.remaining,
+                "expires_at": expires_at,
+                "old_expires_at": old,
+                "reason": reason.strip(),
+            },
             dedupe_key=f"grant-validity:{audit.pk}",
         )
     return locked

@@ -24,7 +24,6 @@ from .models import (
 class TopUpAdmin(WorkflowAdminMixin, admin.ModelAdmin):
     """Top-up cases: finance confirms bank remittances here (button "Confirm remittance")."""
 
-    transition_service = "billing.topups.services.run_transition"
     fsm_fields = ["state"]
     list_display = (
         "out_trade_no",
@@ -167,7 +166,6 @@ class EndPromotionForm(ReasonForm):
 
 @admin.register(Promotion)
 class PromotionAdmin(WorkflowAdminMixin, admin.ModelAdmin):
-    transition_service = "billing.topups.services.run_transition"
     fsm_fields = ["state"]
     list_display = (
         "name",
