@@ -5,6 +5,7 @@ Without the service they skip (on a laptop) — unless PORTAL_REQUIRE_SERVICES=1
 (CI), which turns every such skip into a failure.
 """
 
+import datetime
 import os
 import shutil
 import socket
@@ -12,6 +13,10 @@ from urllib.parse import urlparse
 
 import pytest
 from django.db import connection
+from django.utils import timezone
+
+from tests.backends import RecordingEmailBackend
+from tests.factories import UserFactory
 
 REQUIRE_SERVICES = os.environ.get("PORTAL_REQUIRE_SERVICES") == "1"
 CHROMIUM = os.environ.get("PORTAL_CHROMIUM", "/usr/bin/chromium")
@@ -92,3 +97,29 @@ def page(browser, live_server):
 @pytest.fixture(autouse=True)
 def _fast_password_hasher(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def user(db):
+    """A plain user (no phone, so no SMS) with their balance account."""
+    return UserFactory(phone="")
+
+
+@pytest.fixture
+def account(user):
+    return user.balance_account
+
+
+@pytest.fixture
+def clock():
+    """A fixed 'now' the tests move by hand."""
+    return timezone.now().replace(microsecond=0) + datetime.timedelta(days=1)
+
+
+@pytest.fixture
+def recording_email(settings):
+    """Every email sent, kept in RecordingEmailBackend.sent (thread-safe)."""
+    settings.EMAIL_BACKEND = "tests.backends.RecordingEmailBackend"
+    RecordingEmailBackend.reset()
+    yield RecordingEmailBackend
+    RecordingEmailBackend.reset()

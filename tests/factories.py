@@ -1,9 +1,17 @@
+from decimal import Decimal
+
 import factory
 from django.contrib.auth.models import Permission
+from djmoney.money import Money
 
 from accounts.models import User
 
 PASSWORD = "Pa55word!x"
+
+
+def cny(value) -> Money:
+    """Money in CNY from a string, int or Decimal (never a float)."""
+    return Money(Decimal(str(value)), "CNY")
 
 
 class UserFactory(factory.django.DjangoModelFactory):

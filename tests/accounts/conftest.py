@@ -6,7 +6,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from accounts import services
 from accounts.identity import make_credit_code, make_resident_id
 from accounts.models import VerificationKind
-from tests.factories import StaffFactory, UserFactory, grant
+from tests.factories import StaffFactory, grant
 
 PDF = b"%PDF-1.4\n% test licence\n%%EOF\n"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
@@ -46,11 +46,6 @@ def submit_enterprise(user, *, code=None, licence=None):
         phone="01050000000",
         licence_file=licence or pdf_upload(),
     )
-
-
-@pytest.fixture
-def user():
-    return UserFactory()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection
 
-from accounts import services
 from accounts.identity import make_resident_id
 from accounts.models import Verification, VerificationState
 from tests.factories import UserFactory

@@ -1,19 +1,13 @@
 import os
 from datetime import timedelta
-from decimal import Decimal
 
 import pytest
 from django.utils import timezone
-from djmoney.money import Money
 
 from accounts.services import create_api_key
 from billing.selectors import balance_summary
 from billing.services.ledger import reconcile
-from tests.factories import UserFactory
-
-
-def cny(value) -> Money:
-    return Money(Decimal(str(value)), "CNY")
+from tests.factories import cny  # noqa: F401 - re-exported for the ledger tests
 
 
 def later(days=30):
@@ -28,16 +22,6 @@ def summary(account):
 def assert_reconciled(account=None):
     report = reconcile(account)
     assert report.ok, report.summary()
-
-
-@pytest.fixture
-def user(db):
-    return UserFactory()
-
-
-@pytest.fixture
-def account(user):
-    return user.balance_account
 
 
 @pytest.fixture

@@ -90,7 +90,7 @@ def test_sms_for_urgent_kinds_and_no_resend_of_email_when_sms_fails(
     """R-NOT-1: SMS through the pluggable backend; a failed SMS retry never re-sends email."""
     user.phone = "13800001111"
     user.save()
-    settings.SMS_BACKEND = "tests.notices.backends.FailingSMSBackend"
+    settings.SMS_BACKEND = "tests.backends.FailingSMSBackend"
     notice = make(user, kind="service_stopped")
     deliver_notices(clock, 100)
     notice.refresh_from_db()

@@ -1,23 +1,6 @@
-import datetime
-
 import pytest
-from django.utils import timezone
 
 from ops import framework
-from tests.notices.backends import RecordingEmailBackend
-
-
-@pytest.fixture
-def clock():
-    return timezone.now().replace(microsecond=0) + datetime.timedelta(days=1)
-
-
-@pytest.fixture
-def recording_email(settings):
-    settings.EMAIL_BACKEND = "tests.notices.backends.RecordingEmailBackend"
-    RecordingEmailBackend.reset()
-    yield RecordingEmailBackend
-    RecordingEmailBackend.reset()
 
 
 @pytest.fixture

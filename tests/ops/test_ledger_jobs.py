@@ -7,21 +7,16 @@ import datetime
 from decimal import Decimal
 
 import pytest
-from djmoney.money import Money
 
 from notices.models import Notice
 from ops.models import StaffAlert
 from ops.services import run_job
-from tests.factories import UserFactory
+from tests.factories import UserFactory, cny
 
 pytestmark = pytest.mark.django_db
 
 DAY = datetime.timedelta(days=1)
 SEC = datetime.timedelta(seconds=1)
-
-
-def cny(value):
-    return Money(Decimal(value), "CNY")
 
 
 @pytest.fixture
