@@ -20,6 +20,9 @@ class OpsConfig(AppConfig):
     def ready(self):
         from django.utils.module_loading import autodiscover_modules
 
-        # Every app's jobs.py registers its @job functions (and their Celery tasks).
+        # Every app's jobs.py registers its @job functions; then each gets its Celery task.
         autodiscover_modules("jobs")
+        from . import tasks
+
+        tasks.register_all()
         post_migrate.connect(_sync_jobs, sender=self, dispatch_uid="ops.sync_jobs")

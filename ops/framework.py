@@ -3,15 +3,17 @@
 A job function has the signature ``fn(now, batch_size) -> int``: it does ONE
 bounded batch of work as of ``now`` (the clock the run was started with),
 commits it itself (services are one transaction each), and returns the rows it
-touched. The framework (ops.services.run_job) calls it repeatedly until a batch
+touched. The runner (ops.services.run_job) calls it repeatedly until a batch
 comes back short, holds a lease so two workers never run the same job at once,
 and records a JobRun. The function itself must still lock its rows with
 ``select_for_update(skip_locked=True)`` and be idempotent: a lease can expire
 under a worker that hangs, and a crash halfway leaves half the work done.
 
 Jobs live in each app's ``jobs.py`` (imported by ops' AppConfig.ready), get a
-Celery task named ``ops.job.<name>`` and a django-celery-beat PeriodicTask
-(created at migrate or by ``manage.py sync_jobs``; staff edit it in admin).
+Celery task named ``ops.job.<name>`` (ops.tasks, made once every jobs.py is
+loaded) and a django-celery-beat PeriodicTask (created at migrate or by
+``manage.py sync_jobs``; staff edit it in admin). This module is the registry
+only: it imports nothing of the runner, so the runner may import it.
 """
 
 from __future__ import annotations
@@ -20,8 +22,6 @@ import datetime
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-from celery import shared_task
 
 TASK_PREFIX = "ops.job."
 REGISTRY: dict[str, JobSpec] = {}
@@ -65,16 +65,6 @@ def validate_schedule(schedule):
     raise ValueError(f"Schedule must be seconds, a timedelta or a cron string: {schedule!r}")
 
 
-def _make_task(name):
-    @shared_task(name=TASK_PREFIX + name, ignore_result=True)
-    def run(triggered_by="beat", user_id=None):
-        from .services import run_job
-
-        return run_job(name, triggered_by=triggered_by, user_id=user_id).pk
-
-    return run
-
-
 def job(
     name: str,
     *,
@@ -101,7 +91,6 @@ def job(
             max_batches=max_batches,
             lease_seconds=lease_seconds,
         )
-        spec.task = _make_task(name)
         REGISTRY[name] = spec
         fn.job = spec
         return fn

@@ -115,10 +115,10 @@ def queue_job(name: str, *, user=None) -> JobRun | None:
 
     Returns the JobRun when it ran inline, None when it was queued.
     """
-    from config.celery import app
+    from celery import current_app
 
     spec = get_job(name)
-    if app.conf.task_always_eager:
+    if current_app.conf.task_always_eager:
         return run_job(name, triggered_by=TriggeredBy.MANUAL, user=user)
     spec.task.apply_async(
         kwargs={"triggered_by": TriggeredBy.MANUAL, "user_id": getattr(user, "pk", None)}

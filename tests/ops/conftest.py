@@ -1,6 +1,6 @@
 import pytest
 
-from ops import framework
+from ops import framework, tasks
 
 
 @pytest.fixture
@@ -12,6 +12,7 @@ def temp_job():
         options.setdefault("schedule", 60)
         framework.job(name, **options)(fn)
         added.append(name)
+        tasks.task_for(framework.REGISTRY[name])
         return framework.REGISTRY[name]
 
     yield register
