@@ -105,7 +105,7 @@ def test_a_real_worker_runs_the_delivery_job(worker):
 
 def test_a_real_worker_runs_the_expiry_job_and_changes_the_ledger(worker):
     """R-TOP-5 / §11: the worker runs expire_grants; the unused trial funds leave the
-    balance with a ledger transaction (needs the billing ledger: passes once merged)."""
+    balance with a ledger transaction."""
     from djmoney.money import Money
 
     from billing.models import Grant, LedgerTransaction

@@ -1,7 +1,5 @@
-"""The ledger's clocks through the job framework (billing.services.ledger, per the contract).
-
-These need the billing ledger (branch `ledger`); they pass once it is merged.
-"""
+"""The ledger's clocks (billing/jobs.py) run through the job framework: grant expiry,
+its reminders and notices, and the nightly reconciliation."""
 
 import datetime
 from decimal import Decimal
