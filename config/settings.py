@@ -67,6 +67,10 @@ if PRODUCTION and (not FIELD_ENCRYPTION_KEYS or not IDENTITY_HASH_KEY):
 GATEWAY_SERVICE_TOKEN = env("GATEWAY_SERVICE_TOKEN") or ("" if PRODUCTION else "dev-gateway-token")
 # The most one API call may cost; a larger figure is a gateway bug, refused (amount_too_large).
 GATEWAY_MAX_CHARGE = Decimal(env("GATEWAY_MAX_CHARGE", "10000.000000"))
+# The most events one usage/batch request may carry (R-USE-1 asks for at least 1,000).
+GATEWAY_BATCH_LIMIT = int(env("GATEWAY_BATCH_LIMIT", "5000"))
+if GATEWAY_BATCH_LIMIT < 1000:
+    raise ImproperlyConfigured("GATEWAY_BATCH_LIMIT must be at least 1000 (R-USE-1)")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
