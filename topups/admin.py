@@ -1,4 +1,3 @@
-from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
@@ -6,10 +5,14 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from core.admin import AuditRecordInline, WorkflowAdminMixin
-from core.forms import ReasonForm
 
-from . import selectors, services
-from .forms import ManualTopUpForm, StatementUploadForm
+from . import selectors
+from .forms import (
+    EndPromotionForm,
+    GrantValidityForm,
+    ManualTopUpForm,
+    StatementUploadForm,
+)
 from .models import (
     GrantValidity,
     Promotion,
@@ -18,6 +21,10 @@ from .models import (
     TrialAward,
     TrialSettings,
 )
+from .services.preconditions import FINANCE_PERM
+from .services.remittances import record_manual_topup
+from .services.statements import import_bank_statement
+from .services.trials import change_grant_validity
 
 
 @admin.register(TopUp)
@@ -96,7 +103,7 @@ class TopUpAdmin(WorkflowAdminMixin, admin.ModelAdmin):
 
     def import_statement_view(self, request):
         """Upload a bank statement CSV; every row must match or nothing is applied."""
-        if not request.user.has_perm(services.FINANCE_PERM):
+        if not request.user.has_perm(FINANCE_PERM):
             raise PermissionDenied
         form = StatementUploadForm(request.POST or None, request.FILES or None)
         report = None
@@ -107,7 +114,7 @@ class TopUpAdmin(WorkflowAdminMixin, admin.ModelAdmin):
             except UnicodeDecodeError:
                 form.add_error("statement", "The file is not UTF-8 text.")
             else:
-                report = services.import_bank_statement(text, actor=request.user)
+                report = import_bank_statement(text, actor=request.user)
                 if not report.errors:
                     done, review = len(report.confirmed), len(report.reviewed)
                     self.message_user(request, f"Confirmed {done}, sent to review {review}.")
@@ -125,7 +132,7 @@ class TopUpAdmin(WorkflowAdminMixin, admin.ModelAdmin):
         """Record a payment received by another route; the usual preconditions apply."""
         from accounts.models import User
 
-        if not request.user.has_perm(services.FINANCE_PERM):
+        if not request.user.has_perm(FINANCE_PERM):
             raise PermissionDenied
         form = ManualTopUpForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
@@ -135,7 +142,7 @@ class TopUpAdmin(WorkflowAdminMixin, admin.ModelAdmin):
                 form.add_error("email", "No user with this email.")
             else:
                 try:
-                    topup = services.record_manual_topup(
+                    topup = record_manual_topup(
                         user,
                         data["amount"],
                         actor=request.user,
@@ -156,12 +163,6 @@ class TopUpAdmin(WorkflowAdminMixin, admin.ModelAdmin):
             "title": "Record a manual payment",
         }
         return render(request, "admin/topups/topup/record_manual.html", context)
-
-
-class EndPromotionForm(ReasonForm):
-    void_unused = forms.BooleanField(
-        required=False, label="Also void the unused benefits this promotion granted"
-    )
 
 
 @admin.register(Promotion)
@@ -297,11 +298,6 @@ class TrialAwardAdmin(admin.ModelAdmin):
         return False
 
 
-class GrantValidityForm(forms.Form):
-    expires_at = forms.DateTimeField(label="New expiry", help_text="YYYY-MM-DD HH:MM (local time)")
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=2000)
-
-
 @admin.register(GrantValidity)
 class GrantValidityAdmin(admin.ModelAdmin):
     """Ledger grants as staff see them to extend or shorten validity (R-TOP-5)."""
@@ -344,7 +340,7 @@ class GrantValidityAdmin(admin.ModelAdmin):
         form = GrantValidityForm(request.POST or None, initial={"expires_at": grant.expires_at})
         if request.method == "POST" and form.is_valid():
             try:
-                services.change_grant_validity(
+                change_grant_validity(
                     grant,
                     form.cleaned_data["expires_at"],
                     actor=request.user,
@@ -362,7 +358,7 @@ class GrantValidityAdmin(admin.ModelAdmin):
             "opts": self.model._meta,
             "original": grant,
             "form": form,
-            "history": services.grant_history(grant),
+            "history": selectors.grant_history(grant),
             "title": f"Change validity of grant {grant.pk}",
         }
         return render(request, "admin/topups/grantvalidity/change.html", context)

@@ -5,18 +5,22 @@ from datetime import timedelta
 from django.utils import timezone
 from djmoney.money import Money
 
+from accounts.selectors import agreement_in_force
+
 from .models import Promotion, TopUp
+from .services.orders import start_topup
+from .services.preconditions import check_preconditions
+from .services.remittances import confirm_remittance
+from .services.trials import approve_verification
 
 
 def seed(context):
-    from . import services
-
     users = context.get("users", {})
     verification = context.pop("verification_to_approve", None)
     if verification is not None:
         cs = users["CS agent"]
         actor = cs if cs.has_perm("accounts.review_verification") else None
-        services.approve_verification(verification, actor=actor, reason="demo: documents match")
+        approve_verification(verification, actor=actor, reason="demo: documents match")
 
     if not Promotion.objects.filter(name="Launch bonus: 10% on top-ups").exists():
         Promotion.objects.create(
@@ -39,18 +43,16 @@ def seed(context):
         return
     if TopUp.objects.filter(account__user=user).exists():
         return
-    version = services.agreement_in_force(None)
-    problems = [p for p in services.check_preconditions(user) if p.code != "agreement_not_accepted"]
+    version = agreement_in_force(None)
+    problems = [p for p in check_preconditions(user) if p.code != "agreement_not_accepted"]
     if problems or version is None:
         context["notes"].append(
             "Top-ups: demo user cannot top up yet (" + "; ".join(p.message for p in problems) + ")"
         )
         return
     # The demo user accepts the agreement in force with the first order, as on the page.
-    paid = services.start_topup(
-        user, "300.00", channel="bank", accept_version=version.pk, ip="127.0.0.1"
-    )
-    services.confirm_remittance(
+    paid = start_topup(user, "300.00", channel="bank", accept_version=version.pk, ip="127.0.0.1")
+    confirm_remittance(
         paid,
         actor=finance,
         received_amount="300.00",
@@ -59,7 +61,7 @@ def seed(context):
         bank_reference="DEMO-BANK-0001",
         reason="demo data",
     )
-    pending = services.start_topup(user, "120.00", channel="bank")
+    pending = start_topup(user, "120.00", channel="bank")
     context["notes"].append(
         f"Top-ups: bank transfer {pending.remittance_reference} (120.00 CNY) awaits finance "
         "confirmation in admin → Top-ups."

@@ -1,10 +1,9 @@
 from django import forms
 from django.core.exceptions import ValidationError
 
+from billing.models import Channel
 from core.forms import ReasonForm
 from core.money import parse_amount
-
-from .models import Channel
 
 
 class AmountField(forms.CharField):
@@ -48,11 +47,18 @@ class TopUpForm(forms.Form):
 
 
 class GrantValidityForm(forms.Form):
-    expires_at = forms.DateTimeField(
-        help_text="New expiry (YYYY-MM-DD HH:MM)",
-        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
-    )
+    """Staff extend or shorten a grant's validity (admin "Grant validity", R-TOP-5)."""
+
+    expires_at = forms.DateTimeField(label="New expiry", help_text="YYYY-MM-DD HH:MM (local time)")
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=2000)
+
+
+class EndPromotionForm(ReasonForm):
+    """The admin's "End promotion" button: a reason, and whether to void unused benefits."""
+
+    void_unused = forms.BooleanField(
+        required=False, label="Also void the unused benefits this promotion granted"
+    )
 
 
 class StatementUploadForm(forms.Form):

@@ -12,6 +12,6 @@ from ops.jobs import job
 )
 def expire_unpaid_topups(now, batch_size):
     """R-TOP-1: created → expired by the clock, set-based with SKIP LOCKED."""
-    from .services import expire_unpaid_topups as expire
+    from .services.orders import expire_unpaid_topups as expire
 
     return expire(now, batch_size)

@@ -16,6 +16,8 @@ from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 from djmoney.models.fields import MoneyField
 from djmoney.money import Money
 
+from billing.models import Channel, Grant
+
 FEN = Decimal("0.01")
 
 
@@ -27,12 +29,6 @@ def _money_field(**kwargs):
         currency_choices=[("CNY", "CNY")],
         **kwargs,
     )
-
-
-class Channel(models.TextChoices):
-    ALIPAY = "alipay", "Alipay"
-    BANK = "bank", "Bank transfer"
-    OTHER = "other", "Other (manual)"
 
 
 class TopUpState(models.TextChoices):
@@ -282,7 +278,9 @@ class PromotionState(models.TextChoices):
     ENDED = "ended", "Ended"
 
 
-class AccountKind(models.TextChoices):
+class Audience(models.TextChoices):
+    """Who a promotion is for: any verified account, or only one kind of verification."""
+
     ANY = "any", "Any"
     INDIVIDUAL = "individual", "Individual"
     ENTERPRISE = "enterprise", "Enterprise"
@@ -304,9 +302,7 @@ class Promotion(ConcurrentTransitionMixin, models.Model):
     new_customers_only = models.BooleanField(
         default=False, help_text="Only an account's first paid top-up qualifies."
     )
-    account_kind = models.CharField(
-        max_length=12, choices=AccountKind.choices, default=AccountKind.ANY
-    )
+    account_kind = models.CharField(max_length=12, choices=Audience.choices, default=Audience.ANY)
     min_topup = _money_field(default=Money(0, "CNY"), help_text="Minimum top-up amount")
     total_quantity = models.PositiveIntegerField(
         null=True, blank=True, help_text="How many benefits in all (empty: unlimited)."
@@ -475,13 +471,7 @@ class TrialAward(models.Model):
         return f"Trial award for {self.account}"
 
 
-def _grant_model():
-    from billing.models import Grant
-
-    return Grant
-
-
-class GrantValidity(_grant_model()):
+class GrantValidity(Grant):
     """Admin handle on ledger grants for staff changing their validity (R-TOP-5)."""
 
     class Meta:

@@ -1,7 +1,12 @@
-"""Read paths for top-ups, promotions and trial awards (no N+1)."""
+"""Read paths for top-ups, promotions and grants (no N+1)."""
 
+from django.contrib.contenttypes.models import ContentType
 from django.db.models import Count, Q, Sum
 from django.shortcuts import get_object_or_404
+
+from billing import selectors as ledger_selectors
+from billing.models import Grant
+from core.models import AuditRecord
 
 from .models import Promotion, TopUp
 
@@ -30,13 +35,21 @@ def promotions_with_counts():
 
 
 def balance_summary(account):
-    from billing.selectors import balance_summary as summary
-
-    return summary(account)
+    return ledger_selectors.balance_summary(account)
 
 
 def grants_for(account):
     """Trial and discount grants with their expiry, newest first (R-TOP-5)."""
-    from billing.selectors import grants_for as ledger_grants
+    return ledger_selectors.grants_for(account)
 
-    return ledger_grants(account)
+
+def grant_history(grant):
+    """Validity changes of one grant, newest first (for the admin page, R-TOP-5)."""
+    return (
+        AuditRecord.objects.filter(
+            content_type=ContentType.objects.get_for_model(Grant),
+            object_id=str(grant.pk),
+        )
+        .select_related("actor")
+        .order_by("-at", "-id")
+    )

@@ -13,9 +13,14 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
-from . import alipay, sandbox, selectors, services
+from accounts.selectors import agreement_in_force, current_acceptance
+from billing.models import Channel
+
+from . import alipay, sandbox, selectors
 from .forms import TopUpForm
-from .models import Channel
+from .services.alipay_notifications import handle_alipay_notification
+from .services.orders import cancel_topup, start_topup
+from .services.preconditions import TopUpRefused, check_preconditions
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +38,7 @@ def start(request):
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            topup = services.start_topup(
+            topup = start_topup(
                 request.user,
                 data["amount"],
                 channel=data["channel"],
@@ -41,7 +46,7 @@ def start(request):
                 accept_version=data["agreement_version"] if data["accept_agreement"] else None,
                 ip=_client_ip(request),
             )
-        except services.TopUpRefused as exc:
+        except TopUpRefused as exc:
             refused = exc.problems
         else:
             if topup.channel == Channel.ALIPAY:
@@ -59,10 +64,10 @@ def start(request):
             return redirect("topups:detail", pk=topup.pk)
     context = {
         "form": form,
-        "problems": services.check_preconditions(request.user),
+        "problems": check_preconditions(request.user),
         "refused": refused,
-        "agreement": services.agreement_in_force(None),
-        "accepted": services.current_acceptance(request.user, None),
+        "agreement": agreement_in_force(None),
+        "accepted": current_acceptance(request.user, None),
         "min": settings.TOPUP_MIN,
         "max": settings.TOPUP_MAX,
     }
@@ -89,7 +94,7 @@ def detail(request, pk):
 def cancel(request, pk):
     topup = selectors.topup_for_user(request.user, pk)
     try:
-        services.cancel_topup(topup, actor=request.user)
+        cancel_topup(topup, actor=request.user)
     except (ValidationError, PermissionDenied) as exc:
         messages.error(request, "; ".join(getattr(exc, "messages", [str(exc)])))
     else:
@@ -115,7 +120,7 @@ def alipay_notify(request):
     """Alipay's asynchronous notification (fixed URL). Answers plain `success` or `failure`."""
     params = {key: request.POST.get(key) for key in request.POST}
     try:
-        result = services.handle_alipay_notification(params)
+        result = handle_alipay_notification(params)
     except ImproperlyConfigured:
         logger.exception("Alipay notification received but Alipay is not configured")
         return HttpResponse("failure", content_type="text/plain")

@@ -8,8 +8,9 @@ from djmoney.money import Money
 
 from core.models import AuditRecord
 from tests.factories import StaffFactory, grant
-from topups import services
 from topups.models import Promotion, TrialSettings
+from topups.services.orders import start_topup
+from topups.services.remittances import confirm_remittance
 
 from .conftest import balance
 
@@ -17,8 +18,8 @@ from .conftest import balance
 @pytest.mark.django_db
 def test_finance_resolves_review_through_the_admin_button(client, ready_user, finance):
     """R-TOP-1: a top-up in review is credited by finance's admin button with a reason."""
-    topup = services.start_topup(ready_user, "100.00", channel="bank")
-    services.confirm_remittance(
+    topup = start_topup(ready_user, "100.00", channel="bank")
+    confirm_remittance(
         topup,
         actor=finance,
         received_amount="90.00",
@@ -42,7 +43,7 @@ def test_finance_resolves_review_through_the_admin_button(client, ready_user, fi
 @pytest.mark.django_db
 def test_confirm_button_refuses_staff_without_finance(client, ready_user):
     """R-TOP-1: the confirmation form is refused to staff without the permission."""
-    topup = services.start_topup(ready_user, "100.00", channel="bank")
+    topup = start_topup(ready_user, "100.00", channel="bank")
     cs = grant(StaffFactory(), "topups.view_topup", "topups.change_topup")
     client.force_login(cs)
     client.post(
@@ -69,8 +70,8 @@ def test_end_promotion_button_voids_benefits(client, ready_user, finance):
         benefit_amount=Money("7.00", "CNY"),
         starts_at=timezone.now() - timedelta(days=1),
     )
-    topup = services.start_topup(ready_user, "100.00", channel="bank")
-    services.confirm_remittance(
+    topup = start_topup(ready_user, "100.00", channel="bank")
+    confirm_remittance(
         topup,
         actor=finance,
         received_amount="100.00",

@@ -14,7 +14,8 @@ from djmoney.money import Money
 
 from billing.models import Lot
 from notices.models import Notice
-from topups import services
+from topups.services.alipay_notifications import handle_alipay_notification
+from topups.services.orders import start_topup
 
 from .conftest import balance, signed_notification
 
@@ -23,7 +24,7 @@ NOTIFY = "/topups/alipay/notify/"
 
 @pytest.fixture
 def order(ready_user):
-    return services.start_topup(ready_user, "100.00", channel="alipay")
+    return start_topup(ready_user, "100.00", channel="alipay")
 
 
 def _post(client, params):
@@ -137,7 +138,7 @@ def test_notification_for_cancelled_or_expired_order_is_refused(client, order, c
 @pytest.mark.django_db
 def test_bank_order_cannot_be_paid_by_alipay_notification(client, ready_user):
     """R-TOP-1: out_trade_no of a bank top-up is unknown to the Alipay channel."""
-    bank = services.start_topup(ready_user, "100.00", channel="bank")
+    bank = start_topup(ready_user, "100.00", channel="bank")
     assert _post(client, signed_notification(bank)) == "failure"
     bank.refresh_from_db()
     assert bank.state == "created"
@@ -170,7 +171,7 @@ def test_get_is_not_allowed(client):
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_duplicate_notifications_credit_once(ready_user):
     """R-TOP-1, R-LED-5, R-LED-6: 8 identical notifications racing credit exactly once."""
-    order = services.start_topup(ready_user, "100.00", channel="alipay")
+    order = start_topup(ready_user, "100.00", channel="alipay")
     params = signed_notification(order)
     barrier = threading.Barrier(8)
     answers = []
@@ -178,7 +179,7 @@ def test_concurrent_duplicate_notifications_credit_once(ready_user):
     def deliver():
         try:
             barrier.wait()
-            answers.append(services.handle_alipay_notification(dict(params)).answer)
+            answers.append(handle_alipay_notification(dict(params)).answer)
         finally:
             connection.close()
 
@@ -201,7 +202,7 @@ def test_arrears_are_paid_first_from_the_top_up(client, ready_user):
     account = ready_user.balance_account
     charge_usage(account, Money("3.50", "CNY"), request_id="req-arrears-1", model="m-1")
     assert balance(ready_user)["arrears"] == Money("3.50", "CNY")
-    order = services.start_topup(ready_user, "100.00", channel="alipay")
+    order = start_topup(ready_user, "100.00", channel="alipay")
     assert _post(client, signed_notification(order)) == "success"
     order.refresh_from_db()
     summary = balance(ready_user)

@@ -7,19 +7,22 @@ from djmoney.money import Money
 from billing.models import Lot
 from core.models import AuditRecord
 from tests.factories import StaffFactory, grant
-from topups import services
 from topups.models import TopUp
+from topups.services.orders import start_topup
+from topups.services.preconditions import TopUpRefused
+from topups.services.remittances import confirm_remittance, record_manual_topup, resolve_review
+from topups.services.statements import import_bank_statement
 
 from .conftest import balance
 
 
 @pytest.fixture
 def transfer(ready_user):
-    return services.start_topup(ready_user, "500.00", channel="bank")
+    return start_topup(ready_user, "500.00", channel="bank")
 
 
 def _confirm(topup, actor, amount="500.00", **kw):
-    return services.confirm_remittance(
+    return confirm_remittance(
         topup,
         actor=actor,
         received_amount=amount,
@@ -89,8 +92,8 @@ def test_different_amount_goes_to_review_not_credited(transfer, finance):
     assert topup.received_amount == Money("499.00", "CNY")
     assert not Lot.objects.exists()
     with pytest.raises(ValidationError):
-        services.resolve_review(topup, "credit_received", actor=finance, reason="")
-    topup = services.resolve_review(
+        resolve_review(topup, "credit_received", actor=finance, reason="")
+    topup = resolve_review(
         topup, "credit_received", actor=finance, reason="customer confirmed the short amount"
     )
     assert topup.state == "paid"
@@ -101,7 +104,7 @@ def test_different_amount_goes_to_review_not_credited(transfer, finance):
 def test_review_can_return_the_money(transfer, finance):
     """R-TOP-1: finance may return a mismatched remittance instead; nothing credited."""
     topup = _confirm(transfer, finance, amount="5000.00")
-    topup = services.resolve_review(topup, "return_to_payer", actor=finance, reason="wrong sum")
+    topup = resolve_review(topup, "return_to_payer", actor=finance, reason="wrong sum")
     assert topup.state == "returned"
     assert not Lot.objects.exists()
 
@@ -119,7 +122,7 @@ def test_bad_received_amount_is_refused(transfer, finance):
 @pytest.mark.django_db
 def test_same_bank_reference_cannot_confirm_two_top_ups(ready_user, transfer, finance):
     """R-LED-5: one bank transaction credits one top-up."""
-    other = services.start_topup(ready_user, "500.00", channel="bank")
+    other = start_topup(ready_user, "500.00", channel="bank")
     _confirm(transfer, finance)
     with pytest.raises(ValidationError):
         _confirm(other, finance)
@@ -130,20 +133,20 @@ def test_same_bank_reference_cannot_confirm_two_top_ups(ready_user, transfer, fi
 @pytest.mark.django_db
 def test_statement_import_all_or_nothing(ready_user, finance):
     """R-TOP-1: a statement with one bad row applies nothing and reports the row."""
-    a = services.start_topup(ready_user, "10.00", channel="bank")
-    b = services.start_topup(ready_user, "20.00", channel="bank")
+    a = start_topup(ready_user, "10.00", channel="bank")
+    b = start_topup(ready_user, "20.00", channel="bank")
     header = "reference,amount,payer_name,payer_account,bank_reference\n"
     bad = header + (
         f"{a.remittance_reference},10.00,Zhang San,622,BK1\nRMNOSUCH1,20.00,Zhang San,622,BK2\n"
     )
-    report = services.import_bank_statement(bad, actor=finance)
+    report = import_bank_statement(bad, actor=finance)
     assert report.errors and report.errors[0][0] == 3
     assert TopUp.objects.filter(state="created").count() == 2
     good = header + (
         f"{a.remittance_reference},10.00,Zhang San,622,BK1\n"
         f"{b.remittance_reference.lower()},20.50,Zhang San,622,BK2\n"
     )
-    report = services.import_bank_statement(good, actor=finance)
+    report = import_bank_statement(good, actor=finance)
     assert not report.errors
     a.refresh_from_db()
     b.refresh_from_db()
@@ -154,7 +157,7 @@ def test_statement_import_all_or_nothing(ready_user, finance):
 def test_statement_import_needs_finance(ready_user):
     """R-TOP-1: only finance imports statements."""
     with pytest.raises(PermissionDenied):
-        services.import_bank_statement("reference\n", actor=StaffFactory())
+        import_bank_statement("reference\n", actor=StaffFactory())
 
 
 @pytest.mark.django_db
@@ -163,7 +166,7 @@ def test_admin_changelist_queries_are_bounded(
 ):
     """Admin top-up list: select_related keeps it to a fixed number of queries."""
     for _ in range(5):
-        services.start_topup(ready_user, "10.00", channel="bank")
+        start_topup(ready_user, "10.00", channel="bank")
     with django_assert_max_num_queries(12):
         response = admin_client.get("/admin/topups/topup/?q=example.com")
     assert response.status_code == 200
@@ -174,7 +177,7 @@ def test_manual_other_channel_by_finance(ready_user, finance, agreement):
     """R-TOP-1: finance records an "other" payment; credited; preconditions still apply."""
     from tests.factories import UserFactory
 
-    topup = services.record_manual_topup(
+    topup = record_manual_topup(
         ready_user,
         "42.00",
         actor=finance,
@@ -186,7 +189,7 @@ def test_manual_other_channel_by_finance(ready_user, finance, agreement):
     assert (topup.channel, topup.state) == ("other", "paid")
     assert balance(ready_user)["cash"] == Money("42.00", "CNY")
     with pytest.raises(PermissionDenied):
-        services.record_manual_topup(
+        record_manual_topup(
             ready_user,
             "1.00",
             actor=StaffFactory(),
@@ -195,8 +198,8 @@ def test_manual_other_channel_by_finance(ready_user, finance, agreement):
             reference="OTHER-2",
             reason="x",
         )
-    with pytest.raises(services.TopUpRefused):
-        services.record_manual_topup(
+    with pytest.raises(TopUpRefused):
+        record_manual_topup(
             UserFactory(),
             "1.00",
             actor=finance,
@@ -245,7 +248,7 @@ def test_review_resolution_needs_the_permission(transfer, finance):
     topup = _confirm(transfer, finance, amount="400.00")
     confirmer_only = grant(StaffFactory(), "topups.confirm_remittance")
     with pytest.raises(PermissionDenied):
-        services.resolve_review(topup, "credit_received", actor=confirmer_only, reason="x")
+        resolve_review(topup, "credit_received", actor=confirmer_only, reason="x")
     topup.refresh_from_db()
     assert topup.state == "review"
     assert not Lot.objects.exists()
@@ -266,11 +269,11 @@ def test_money_for_a_frozen_account_goes_to_review_not_the_balance(transfer, fin
     assert balance(transfer.account.user)["cash"] == Money("0", "CNY")
     assert not Lot.objects.filter(account=transfer.account).exists()
     with pytest.raises(WorkflowError):
-        services.resolve_review(topup, "credit_received", actor=finance, reason="try anyway")
+        resolve_review(topup, "credit_received", actor=finance, reason="try anyway")
     topup.refresh_from_db()
     assert topup.state == "review"
     assert not Lot.objects.filter(account=transfer.account).exists()
-    services.resolve_review(topup, "return_to_payer", actor=finance, reason="frozen")
+    resolve_review(topup, "return_to_payer", actor=finance, reason="frozen")
     topup.refresh_from_db()
     assert topup.state == "returned"
 
@@ -282,7 +285,7 @@ def test_bank_orders_wait_days_alipay_orders_minutes(ready_user, settings):
 
     settings.TOPUP_EXPIRE_MINUTES = 120
     settings.TOPUP_BANK_EXPIRE_HOURS = 168
-    wire = services.start_topup(ready_user, "10.00", channel="bank")
-    online = services.start_topup(ready_user, "10.00", channel="alipay")
+    wire = start_topup(ready_user, "10.00", channel="bank")
+    online = start_topup(ready_user, "10.00", channel="alipay")
     assert wire.expires_at - wire.created_at > timedelta(days=6)
     assert online.expires_at - online.created_at <= timedelta(minutes=121)

@@ -7,8 +7,8 @@ import pytest
 from djmoney.money import Money
 
 from tests.factories import PASSWORD, StaffFactory, UserFactory, grant
-from topups import services
 from topups.models import TopUp
+from topups.services.orders import start_topup
 
 from .conftest import balance, signed_notification, verify
 
@@ -23,7 +23,7 @@ def _login(page, email):
 @pytest.mark.django_db(transaction=True)
 def test_notification_over_real_http(live_server, ready_user):
     """R-TOP-1: a signed notification POSTed over HTTP answers `success` and credits once."""
-    order = services.start_topup(ready_user, "30.00", channel="alipay")
+    order = start_topup(ready_user, "30.00", channel="alipay")
     data = urllib.parse.urlencode(signed_notification(order)).encode()
     url = f"{live_server.url}/topups/alipay/notify/"
     for _ in range(2):
@@ -77,7 +77,7 @@ def test_sandbox_third_party_payer(page, ready_user):
 @pytest.mark.django_db(transaction=True)
 def test_finance_confirms_a_bank_transfer_in_admin(page, ready_user):
     """R-TOP-1: finance opens the top-up in admin, confirms the remittance; the lot is credited."""
-    topup = services.start_topup(ready_user, "250.00", channel="bank")
+    topup = start_topup(ready_user, "250.00", channel="bank")
     finance = grant(StaffFactory(), "topups.view_topup", "topups.confirm_remittance")
     page.goto("/admin/login/")
     page.fill("#id_username", finance.email)

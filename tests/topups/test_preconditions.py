@@ -7,8 +7,9 @@ from django.utils import timezone
 
 from accounts.services import change_standing
 from tests.factories import UserFactory
-from topups import services
 from topups.models import TopUp
+from topups.services.orders import start_topup
+from topups.services.preconditions import TopUpRefused
 
 from .conftest import accept, verify
 
@@ -19,8 +20,8 @@ def _codes(exc):
 
 def _refused(user, amount="100.00", **kwargs):
     before = TopUp.objects.count()
-    with pytest.raises(services.TopUpRefused) as caught:
-        services.start_topup(user, amount, channel=kwargs.pop("channel", "alipay"), **kwargs)
+    with pytest.raises(TopUpRefused) as caught:
+        start_topup(user, amount, channel=kwargs.pop("channel", "alipay"), **kwargs)
     assert TopUp.objects.count() == before
     return _codes(caught.value)
 
@@ -28,7 +29,7 @@ def _refused(user, amount="100.00", **kwargs):
 @pytest.mark.django_db
 def test_ready_user_creates_an_order_with_the_acceptance(ready_user):
     """R-TOP-1, R-ACC-7: a top-up stores the acceptance of the version in force."""
-    topup = services.start_topup(ready_user, "100.00", channel="alipay")
+    topup = start_topup(ready_user, "100.00", channel="alipay")
     assert topup.state == "created"
     assert str(topup.amount.amount) == "100.00"
     assert topup.acceptance.user == ready_user
@@ -73,9 +74,7 @@ def test_agreement_must_be_accepted_then_acceptance_on_the_page_is_recorded(agre
     user = UserFactory()
     verify(user)
     assert "agreement_not_accepted" in _refused(user)
-    topup = services.start_topup(
-        user, "50.00", channel="bank", accept_version=agreement.pk, ip="10.0.0.1"
-    )
+    topup = start_topup(user, "50.00", channel="bank", accept_version=agreement.pk, ip="10.0.0.1")
     assert topup.acceptance.version == agreement
     assert topup.remittance_reference
 
@@ -105,7 +104,7 @@ def test_min_max_come_from_settings(ready_user, settings):
 
     settings.TOPUP_MAX = Decimal("10.00")
     assert "above_maximum" in _refused(ready_user, "10.01")
-    assert services.start_topup(ready_user, "10.00", channel="alipay").pk
+    assert start_topup(ready_user, "10.00", channel="alipay").pk
 
 
 @pytest.mark.django_db
@@ -114,7 +113,7 @@ def test_other_channel_is_finance_only(ready_user):
     from django.core.exceptions import PermissionDenied
 
     with pytest.raises(PermissionDenied):
-        services.start_topup(ready_user, "10.00", channel="other", actor=ready_user)
+        start_topup(ready_user, "10.00", channel="other", actor=ready_user)
     assert not TopUp.objects.exists()
 
 
@@ -144,5 +143,5 @@ def test_page_post_with_bad_amount_changes_nothing(client, ready_user):
 def test_expiry_window_from_settings(ready_user, settings):
     """R-TOP-1: the unpaid window is configuration."""
     settings.TOPUP_EXPIRE_MINUTES = 5
-    topup = services.start_topup(ready_user, "10.00", channel="alipay")
+    topup = start_topup(ready_user, "10.00", channel="alipay")
     assert topup.expires_at - topup.created_at <= timedelta(minutes=5, seconds=5)

@@ -12,8 +12,10 @@ from djmoney.money import Money
 from billing.models import Grant
 from notices.models import Notice
 from tests.factories import StaffFactory, UserFactory, grant
-from topups import services
 from topups.models import Promotion, PromotionRedemption
+from topups.services.orders import start_topup
+from topups.services.promotions import end_promotion
+from topups.services.remittances import confirm_remittance
 
 from .conftest import accept, balance, verify
 
@@ -39,8 +41,8 @@ def finance_user(finance):
 
 
 def pay(user, finance, amount="100.00"):
-    topup = services.start_topup(user, amount, channel="bank")
-    return services.confirm_remittance(
+    topup = start_topup(user, amount, channel="bank")
+    return confirm_remittance(
         topup,
         actor=finance,
         received_amount=amount,
@@ -166,14 +168,14 @@ def test_quantity_holds_with_8_concurrent_top_ups(agreement):
         user = UserFactory()
         verify(user)
         accept(user, agreement)
-        orders.append(services.start_topup(user, "100.00", channel="bank"))
+        orders.append(start_topup(user, "100.00", channel="bank"))
     barrier = threading.Barrier(8)
     errors = []
 
     def confirm(order):
         try:
             barrier.wait()
-            services.confirm_remittance(
+            confirm_remittance(
                 order,
                 actor=finance,
                 received_amount="100.00",
@@ -205,7 +207,7 @@ def test_ending_a_promotion_voids_unused_benefits(ready_user, finance):
     p = promo()
     pay(ready_user, finance)
     assert balance(ready_user)["discount"] == Money("5.00", "CNY")
-    services.end_promotion(p, actor=ender, reason="campaign over", void_unused=True)
+    end_promotion(p, actor=ender, reason="campaign over", void_unused=True)
     p.refresh_from_db()
     assert p.state == "ended"
     assert balance(ready_user)["discount"] == Money(0, "CNY")
@@ -224,7 +226,7 @@ def test_ending_needs_the_permission(ready_user):
 
     p = promo()
     with pytest.raises(PermissionDenied):
-        services.end_promotion(p, actor=StaffFactory(), reason="no")
+        end_promotion(p, actor=StaffFactory(), reason="no")
     p.refresh_from_db()
     assert p.state == "active"
 

@@ -12,9 +12,8 @@ from billing.models import Grant
 from core.models import AuditRecord
 from notices.models import Notice
 from tests.factories import StaffFactory, UserFactory, grant
-from topups import services
 from topups.models import TrialAward, TrialSettings
-from topups.services import approve_verification
+from topups.services.trials import approve_verification, award_trial, change_grant_validity
 
 from .conftest import balance
 
@@ -62,7 +61,7 @@ def test_award_is_idempotent_for_a_replayed_signal():
     """R-TOP-5: calling the award twice for one verification grants once."""
     user = UserFactory()
     verification = approve_verification(submitted(user))
-    assert services.award_trial(verification) is None
+    assert award_trial(verification) is None
     assert Grant.objects.filter(kind="trial").count() == 1
 
 
@@ -74,14 +73,14 @@ def test_staff_change_grant_validity_with_audit_and_notice():
     trial = Grant.objects.get(kind="trial")
     staff = grant(StaffFactory(), "topups.change_grant_validity")
     new = timezone.now() + timedelta(days=60)
-    services.change_grant_validity(trial, new, actor=staff, reason="goodwill")
+    change_grant_validity(trial, new, actor=staff, reason="goodwill")
     trial.refresh_from_db()
     assert trial.expires_at == new
     audit = AuditRecord.objects.get(action="change_validity", object_id=str(trial.pk))
     assert audit.actor == staff and audit.reason == "goodwill"
     assert Notice.objects.filter(user=user, kind="grant_validity_changed").exists()
     shorter = timezone.now() + timedelta(days=1)
-    services.change_grant_validity(trial, shorter, actor=staff, reason="correction")
+    change_grant_validity(trial, shorter, actor=staff, reason="correction")
     trial.refresh_from_db()
     assert trial.expires_at == shorter
 
@@ -95,17 +94,13 @@ def test_validity_change_refusals():
     before = trial.expires_at
     staff = grant(StaffFactory(), "topups.change_grant_validity")
     with pytest.raises(PermissionDenied):
-        services.change_grant_validity(
+        change_grant_validity(
             trial, timezone.now() + timedelta(days=5), actor=StaffFactory(), reason="x"
         )
     with pytest.raises(ValidationError):
-        services.change_grant_validity(
-            trial, timezone.now() + timedelta(days=5), actor=staff, reason=" "
-        )
+        change_grant_validity(trial, timezone.now() + timedelta(days=5), actor=staff, reason=" ")
     with pytest.raises(ValidationError):
-        services.change_grant_validity(
-            trial, timezone.now() - timedelta(days=1), actor=staff, reason="x"
-        )
+        change_grant_validity(trial, timezone.now() - timedelta(days=1), actor=staff, reason="x")
     trial.refresh_from_db()
     assert trial.expires_at == before
     assert not AuditRecord.objects.filter(action="change_validity").exists()
@@ -156,7 +151,7 @@ def test_trial_race_on_one_identity_grants_once():
         try:
             with transaction.atomic():
                 barrier.wait()
-                results.append(services.award_trial(verification))
+                results.append(award_trial(verification))
         finally:
             connection.close()
 

@@ -8,8 +8,10 @@ from django.utils import timezone
 
 from core.models import AuditRecord
 from tests.factories import UserFactory
-from topups import services
 from topups.models import TopUp
+from topups.services.orders import cancel_topup, expire_unpaid_topups, start_topup
+from topups.services.preconditions import TopUpRefused
+from topups.services.remittances import confirm_remittance
 
 from .conftest import accept, verify
 
@@ -17,7 +19,7 @@ from .conftest import accept, verify
 @pytest.mark.django_db
 def test_user_cancels_own_order(client, ready_user):
     """R-TOP-1: created → cancelled by the user, audited."""
-    topup = services.start_topup(ready_user, "10.00", channel="alipay")
+    topup = start_topup(ready_user, "10.00", channel="alipay")
     client.force_login(ready_user)
     response = client.post(f"/topups/{topup.pk}/cancel/")
     assert response.status_code == 302
@@ -29,13 +31,13 @@ def test_user_cancels_own_order(client, ready_user):
 @pytest.mark.django_db
 def test_another_users_top_up_is_invisible(client, ready_user, agreement):
     """R-TOP-1: another user's top-up id gives 404 and cannot be cancelled."""
-    topup = services.start_topup(ready_user, "10.00", channel="bank")
+    topup = start_topup(ready_user, "10.00", channel="bank")
     intruder = UserFactory()
     client.force_login(intruder)
     assert client.get(f"/topups/{topup.pk}/").status_code == 404
     assert client.post(f"/topups/{topup.pk}/cancel/").status_code == 404
     with pytest.raises(PermissionDenied):
-        services.cancel_topup(topup, actor=intruder)
+        cancel_topup(topup, actor=intruder)
     topup.refresh_from_db()
     assert topup.state == "created"
     assert topup.remittance_reference not in client.get("/topups/history/").content.decode()
@@ -46,8 +48,8 @@ def test_paid_order_cannot_be_cancelled(ready_user, finance):
     """R-TOP-1: only an order awaiting payment can be cancelled."""
     from django.core.exceptions import ValidationError
 
-    topup = services.start_topup(ready_user, "10.00", channel="bank")
-    services.confirm_remittance(
+    topup = start_topup(ready_user, "10.00", channel="bank")
+    confirm_remittance(
         topup,
         actor=finance,
         received_amount="10.00",
@@ -56,7 +58,7 @@ def test_paid_order_cannot_be_cancelled(ready_user, finance):
         bank_reference="B1",
     )
     with pytest.raises(ValidationError):
-        services.cancel_topup(topup, actor=ready_user)
+        cancel_topup(topup, actor=ready_user)
     topup.refresh_from_db()
     assert topup.state == "paid"
 
@@ -65,12 +67,12 @@ def test_paid_order_cannot_be_cancelled(ready_user, finance):
 def test_expire_unpaid_topups_expires_only_due_orders(ready_user):
     """R-TOP-1: unpaid orders past their window expire (set-based, audited, bounded)."""
     now = timezone.now()
-    due = [services.start_topup(ready_user, "10.00", channel="alipay") for _ in range(3)]
-    fresh = services.start_topup(ready_user, "10.00", channel="alipay")
+    due = [start_topup(ready_user, "10.00", channel="alipay") for _ in range(3)]
+    fresh = start_topup(ready_user, "10.00", channel="alipay")
     TopUp.objects.filter(pk__in=[t.pk for t in due]).update(expires_at=now - timedelta(minutes=1))
-    assert services.expire_unpaid_topups(now, 2) == 2
-    assert services.expire_unpaid_topups(now, 2) == 1
-    assert services.expire_unpaid_topups(now, 2) == 0
+    assert expire_unpaid_topups(now, 2) == 2
+    assert expire_unpaid_topups(now, 2) == 1
+    assert expire_unpaid_topups(now, 2) == 0
     assert set(TopUp.objects.filter(state="expired").values_list("pk", flat=True)) == {
         t.pk for t in due
     }
@@ -85,7 +87,7 @@ def test_history_lists_own_top_ups_with_bounded_queries(
 ):
     """R-TOP-1: the user's top-up history, no N+1."""
     for _ in range(5):
-        services.start_topup(ready_user, "10.00", channel="bank")
+        start_topup(ready_user, "10.00", channel="bank")
     client.force_login(ready_user)
     with django_assert_max_num_queries(6):
         response = client.get("/topups/history/")
@@ -145,9 +147,9 @@ def test_accept_uses_accepted_version(agreement):
     accept(user, agreement)
     newer = make_agreement("2026.2")
     type(newer).objects.filter(pk=newer.pk).update(effective_at=timezone.now() - timedelta(hours=1))
-    with pytest.raises(services.TopUpRefused):
-        services.start_topup(user, "10.00", channel="alipay")
-    topup = services.start_topup(user, "10.00", channel="alipay", accept_version=newer.pk)
+    with pytest.raises(TopUpRefused):
+        start_topup(user, "10.00", channel="alipay")
+    topup = start_topup(user, "10.00", channel="alipay", accept_version=newer.pk)
     assert topup.acceptance.version_id == newer.pk
 
 
@@ -158,7 +160,7 @@ def test_expiry_job_is_registered_and_runs(ready_user):
     from ops.services import run_job
 
     assert "expire_unpaid_topups" in REGISTRY
-    topup = services.start_topup(ready_user, "10.00", channel="alipay")
+    topup = start_topup(ready_user, "10.00", channel="alipay")
     TopUp.objects.filter(pk=topup.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     run_job("expire_unpaid_topups")
     topup.refresh_from_db()

@@ -1,0 +1,87 @@
+"""Whether a user may top up now (R-TOP-1 with R-ACC-2/3/7/8): the one place it is checked.
+
+The top-up page lists these problems to the user; orders.start_topup refuses on any.
+"""
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from accounts.selectors import agreement_in_force, approved_verification, current_acceptance
+from accounts.services import has_full_capacity
+from core.money import parse_amount
+
+# Finance confirm remittances, import bank statements and record manual ("other") payments.
+FINANCE_PERM = "topups.confirm_remittance"
+
+
+@dataclass(frozen=True)
+class Problem:
+    code: str
+    message: str
+
+
+class TopUpRefused(ValidationError):
+    def __init__(self, problems):
+        self.problems = list(problems)
+        super().__init__([ValidationError(p.message, code=p.code) for p in self.problems])
+
+
+def amount_problems(amount, currency="CNY"):
+    try:
+        money = parse_amount(amount, currency=currency or "CNY")
+    except ValidationError as exc:
+        return [Problem(exc.code or "invalid_amount", exc.messages[0])]
+    if money.amount < settings.TOPUP_MIN:
+        return [Problem("below_minimum", f"The minimum top-up is {settings.TOPUP_MIN:.2f} CNY.")]
+    if money.amount > settings.TOPUP_MAX:
+        return [Problem("above_maximum", f"The maximum top-up is {settings.TOPUP_MAX:.2f} CNY.")]
+    return []
+
+
+def check_preconditions(user, *, amount=None, currency="CNY", at=None):
+    """Everything that must hold for `user` to top up now; [] when they may.
+
+    The top-up page shows these to the user; start_topup refuses on any.
+    """
+    at = at or timezone.now()
+    problems = []
+    account = user.balance_account
+    verification = approved_verification(user)
+    if verification is None:
+        problems.append(
+            Problem("not_verified", "Complete real-name verification before topping up.")
+        )
+    elif not has_full_capacity(user, at=at):
+        problems.append(
+            Problem(
+                "no_capacity",
+                "Top-ups need full civil capacity: account holders under 18 cannot top up "
+                "unless staff have recorded the own-income exception.",
+            )
+        )
+    if not account.can_top_up:
+        problems.append(
+            Problem(
+                "standing",
+                f"This account is {account.get_standing_display().lower()} and cannot be "
+                "topped up.",
+            )
+        )
+    version = agreement_in_force(at)
+    if version is None:
+        problems.append(
+            Problem("no_agreement", "No service agreement is in force; top-ups are paused.")
+        )
+    elif current_acceptance(user, at) is None:
+        problems.append(
+            Problem(
+                "agreement_not_accepted",
+                "Accept the service agreement in force to top up.",
+            )
+        )
+    if amount is not None:
+        problems.extend(amount_problems(amount, currency))
+    return problems

@@ -1,0 +1,161 @@
+"""Money that finance sees arrive (R-TOP-1, R-ACC-8): bank remittances confirmed by hand,
+amounts in review, manual ("other" channel) top-ups, and TopUp's transition map.
+"""
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+
+from billing.models import Channel
+from core.money import parse_amount
+from core.workflow import WorkflowError, apply_transition, transition_map
+
+from ..models import TopUp, TopUpState
+from .orders import cancel_topup_transition, credit_paid_topup, start_topup
+from .payers import is_third_party
+from .preconditions import FINANCE_PERM
+
+
+def confirm_remittance(
+    topup,
+    *,
+    actor,
+    received_amount,
+    payer_name,
+    payer_account,
+    bank_reference,
+    reason="",
+):
+    """Finance confirms money seen on the platform's account (bank / other channel).
+
+    A received amount equal to the order credits it now; a different one goes
+    to `review` and credits nothing. A top-up is confirmed once.
+    """
+    if actor is None or not actor.has_perm(FINANCE_PERM):
+        raise PermissionDenied("Only finance staff confirm remittances.")
+    received = parse_amount(received_amount)
+    bank_reference = (bank_reference or "").strip()
+    if not bank_reference:
+        raise ValidationError("The bank's transaction reference is required.", code="required")
+    with transaction.atomic():
+        locked = TopUp.objects.select_for_update().select_related("account__user").get(pk=topup.pk)
+        if locked.channel == Channel.ALIPAY:
+            raise WorkflowError("Alipay top-ups are confirmed by Alipay.", code="wrong_channel")
+        if locked.state != TopUpState.CREATED:
+            raise WorkflowError(
+                f"This top-up is already {locked.get_state_display().lower()}; "
+                "a remittance is confirmed once.",
+                code="wrong_state",
+            )
+        if (
+            TopUp.objects.filter(channel=locked.channel, trade_no=bank_reference)
+            .exclude(pk=locked.pk)
+            .exists()
+        ):
+            raise WorkflowError(
+                "This bank transaction reference already confirmed another top-up.",
+                code="duplicate_reference",
+            )
+        details = {
+            "received_amount": received,
+            "payer_name": payer_name.strip(),
+            "payer_account": payer_account.strip(),
+            "bank_reference": bank_reference,
+            "third_party": is_third_party(locked.account.user, payer_name),
+        }
+        if received != locked.amount:
+            return apply_transition(
+                locked, "send_to_review", actor=actor, reason=reason or "amount differs", **details
+            )
+        if not locked.account.can_top_up:
+            # Money arrived for an account that may not top up now (R-ACC-8: frozen or
+            # terminated): never credited silently; finance decides in review.
+            standing = locked.account.get_standing_display().lower()
+            return apply_transition(
+                locked,
+                "send_to_review",
+                actor=actor,
+                reason=f"account is {standing}; {reason}".strip("; "),
+                **details,
+            )
+        credit_paid_topup(
+            locked,
+            transition="confirm_remittance",
+            actor=actor,
+            reason=reason,
+            amount=received,
+            **details,
+        )
+    topup.refresh_from_db()
+    return topup
+
+
+def record_manual_topup(user, amount, *, actor, payer_name, payer_account, reference, reason):
+    """Finance records money received outside Alipay and bank transfer (channel "other").
+
+    The user's preconditions apply as for any top-up; the order is created and
+    confirmed in one transaction.
+    """
+    if actor is None or not actor.has_perm(FINANCE_PERM):
+        raise PermissionDenied("Only finance staff record manual top-ups.")
+    if not (reason or "").strip():
+        raise ValidationError("Give a reason.", code="required")
+    with transaction.atomic():
+        topup = start_topup(user, amount, channel=Channel.OTHER, actor=actor)
+        return confirm_remittance(
+            topup,
+            actor=actor,
+            received_amount=amount,
+            payer_name=payer_name,
+            payer_account=payer_account,
+            bank_reference=reference,
+            reason=reason,
+        )
+
+
+def resolve_review(topup, name, *, actor, reason):
+    """Finance settles a top-up whose received amount differed: credit what came, or return it."""
+    if name not in ("credit_received", "return_to_payer"):
+        raise WorkflowError(f"Unknown resolution {name!r}.", code="unknown_transition")
+    if not (reason or "").strip():
+        raise ValidationError("Give a reason.", code="required")
+    with transaction.atomic():
+        locked = TopUp.objects.select_for_update().select_related("account__user").get(pk=topup.pk)
+        if locked.state != TopUpState.REVIEW:
+            raise WorkflowError("This top-up is not in review.", code="wrong_state")
+        if name == "return_to_payer":
+            apply_transition(locked, name, actor=actor, reason=reason)
+        elif not locked.account.can_top_up:
+            raise WorkflowError(
+                f"The account is {locked.account.get_standing_display().lower()} and may not "
+                "receive top-ups now (R-ACC-8); return the money to the payer instead.",
+                code="standing",
+            )
+        else:
+            credit_paid_topup(
+                locked, transition=name, actor=actor, reason=reason, amount=locked.received_amount
+            )
+    topup.refresh_from_db()
+    return topup
+
+
+def credit_received(topup, *, actor, reason="", **form_data):
+    """Finance credit the amount actually received on a top-up in review."""
+    return resolve_review(topup, "credit_received", actor=actor, reason=reason)
+
+
+def return_to_payer(topup, *, actor, reason="", **form_data):
+    """Finance send the money of a top-up in review back to the payer."""
+    return resolve_review(topup, "return_to_payer", actor=actor, reason=reason)
+
+
+# TopUp's one map: its staff transitions are finance's, plus the order's cancel (orders).
+# pay, send_to_review, expire and mark_refunded are run by services, never by a button.
+transition_map(
+    TopUp,
+    {
+        "confirm_remittance": confirm_remittance,
+        "credit_received": credit_received,
+        "return_to_payer": return_to_payer,
+        "cancel": cancel_topup_transition,
+    },
+)

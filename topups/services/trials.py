@@ -1,0 +1,135 @@
+"""Trial funds (R-TOP-5, R-ACC-4): granted once per identity when staff approve a real-name
+verification, and staff changes of a grant's validity; Verification's transition map.
+
+The verification's map is declared here, not in accounts, because approval moves
+money (trial funds) and accounts sits below topups: it may not import the apps
+above it (see core/workflow.py, "transition maps").
+"""
+
+from datetime import timedelta
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from djmoney.money import Money
+
+from accounts import services as accounts_services
+from accounts.models import Verification
+from billing.models import Grant
+from billing.services import ledger
+from core.workflow import WorkflowError, record_audit, transition_map
+from notices.services import send_notice
+
+from ..models import TrialAward, TrialSettings
+
+
+def approve_verification(verification, *, actor=None, reason="", **form_data):
+    """Staff approve a real-name verification: the identity checks and the user's
+    notice (accounts), then the trial funds (R-TOP-5), all in one transaction."""
+    # award_trial is looked up on the topups.services package, which re-exports it:
+    # tests/accounts patch it there to prove a failing grant rolls the approval back.
+    from topups import services
+
+    with transaction.atomic():
+        verification = accounts_services.approve_verification(
+            verification, actor=actor, reason=reason
+        )
+        services.award_trial(verification)
+    return verification
+
+
+def reject_verification(verification, *, actor=None, reason="", **form_data):
+    return accounts_services.reject_verification(verification, actor=actor, reason=reason)
+
+
+def revoke_verification(verification, *, actor=None, reason="", **form_data):
+    return accounts_services.revoke_verification(verification, actor=actor, reason=reason)
+
+
+transition_map(
+    Verification,
+    {
+        "approve": approve_verification,
+        "reject": reject_verification,
+        "revoke": revoke_verification,
+    },
+)
+
+
+def award_trial(verification, *, at=None):
+    """Grant trial funds for a newly approved verification, once per identity.
+
+    Runs inside the approval's transaction (approve_verification above). The
+    unique TrialAward.identity_hash is what makes 'once' hold under races and
+    across accounts. Returns the grant, or None when nothing is due.
+    """
+    at = at or timezone.now()
+    identity_hash = getattr(verification, "identity_hash", "") or ""
+    trial = TrialSettings.load()
+    if not identity_hash or not trial.enabled or trial.amount.amount <= 0:
+        return None
+    account = verification.user.balance_account
+    try:
+        with transaction.atomic():
+            award = TrialAward.objects.create(
+                identity_hash=identity_hash, account=account, amount=trial.amount
+            )
+    except IntegrityError:
+        return None  # this identity already had its trial
+    grant = ledger.grant_funds(
+        account,
+        Money(trial.amount.amount, "CNY"),
+        kind="trial",
+        expires_at=at + timedelta(days=trial.validity_days),
+        idempotency_key=f"trial:{identity_hash}",
+        memo="Trial funds",
+    )
+    award.grant = grant
+    award.save(update_fields=["grant"])
+    send_notice(
+        user=account.user,
+        kind="trial_granted",
+        context={"grant": grant.pk, "amount": trial.amount, "expires_at": grant.expires_at},
+        dedupe_key=f"trial-granted:{award.pk}",
+    )
+    return grant
+
+
+def change_grant_validity(grant, expires_at, *, actor, reason):
+    """Staff extend or shorten a grant's validity (R-TOP-5): audited, the user is told."""
+    if actor is None or not actor.has_perm("topups.change_grant_validity"):
+        raise PermissionDenied("You may not change a grant's validity.")
+    if not (reason or "").strip():
+        raise ValidationError("Give a reason.", code="required")
+    now = timezone.now()
+    if expires_at <= now:
+        raise ValidationError("The new expiry must be in the future.", code="past_expiry")
+    with transaction.atomic():
+        locked = Grant.objects.select_for_update().select_related("account__user").get(pk=grant.pk)
+        if getattr(locked, "state", "active") != "active" or locked.remaining.amount <= 0:
+            raise WorkflowError("Only an active grant with funds left can change.", code="state")
+        old = locked.expires_at
+        Grant.objects.filter(pk=locked.pk).update(expires_at=expires_at)
+        locked.expires_at = expires_at
+        audit = record_audit(
+            locked,
+            action="change_validity",
+            actor=actor,
+            reason=reason,
+            old_expires_at=old.isoformat() if old else "",
+            new_expires_at=expires_at.isoformat(),
+        )
+        send_notice(
+            user=locked.account.user,
+            kind="grant_validity_changed",
+            context={
+                "grant": locked.pk,
+                "grant_kind": locked.kind,
+                "amount": locked.remaining,
+                "expires_at": expires_at,
+                "old_expires_at": old,
+                "reason": reason.strip(),
+            },
+            dedupe_key=f"grant-validity:{audit.pk}",
+        )
+    return locked
