@@ -4,13 +4,22 @@ import itertools
 from datetime import date, timedelta
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
-from tests.factories import StaffFactory, UserFactory, grant
+from accounts.identity import make_credit_code, make_resident_id
+from tests.factories import StaffFactory, grant
 from topups import alipay
 from topups.sandbox import sandbox_alipay_private_key
 
 _ids = itertools.count(1)
+PDF = b"%PDF-1.4\n% test licence\n%%EOF\n"
+
+
+@pytest.fixture(autouse=True)
+def _private_media(settings, tmp_path):
+    """Encrypted verification documents go to a throwaway folder."""
+    settings.MEDIA_ROOT = tmp_path / "media"
 
 
 def make_agreement(version="2026.1"):
@@ -25,27 +34,53 @@ def make_agreement(version="2026.1"):
     )
 
 
-def verify(
+def submit(
     user,
     *,
     kind="individual",
     legal_name="Zhang San",
     birth_date=date(1990, 5, 17),
     company_name="",
-    identity_hash=None,
+    id_number=None,
+    credit_code=None,
 ):
-    """An approved real-name verification (R-ACC-2), created directly for speed."""
-    from accounts.models import Verification
+    """A real-name verification submitted by the user (R-ACC-2), through accounts' service.
 
-    return Verification.objects.create(
-        user=user,
+    Each call gets a fresh ID number (or credit code); pass the same `id_number`
+    (or `credit_code`) to give two users one identity (R-ACC-4).
+    """
+    from accounts.services import submit_verification
+
+    if kind == "individual":
+        return submit_verification(
+            user,
+            kind=kind,
+            legal_name=legal_name,
+            id_number=id_number or make_resident_id(birth_date, sequence=next(_ids) % 1000),
+            phone="13800000000",
+        )
+    return submit_verification(
+        user,
         kind=kind,
-        state="approved",
-        legal_name=legal_name if kind == "individual" else "",
-        company_name=company_name if kind == "enterprise" else "",
-        birth_date=birth_date if kind == "individual" else None,
-        identity_hash=identity_hash or f"test-identity-{next(_ids)}",
+        company_name=company_name or "Acme Models Ltd.",
+        credit_code=credit_code or make_credit_code(f"91110108MA01{next(_ids) % 100000:05d}"),
+        legal_representative="Zhao Lei",
+        phone="01050000000",
+        licence_file=SimpleUploadedFile("licence.pdf", PDF, content_type="application/pdf"),
     )
+
+
+def verify(user, **identity):
+    """An approved real-name verification (R-ACC-2): submitted, then approved by accounts.
+
+    Identity-level approval (accounts.services.approve_verification), as CS's
+    decision minus the trial funds that topups.services.trials adds (R-TOP-5):
+    balances in top-up tests hold only what the test puts there. Takes submit()'s
+    keywords.
+    """
+    from accounts.services import approve_verification
+
+    return approve_verification(submit(user, **identity), reason="test: documents match")
 
 
 def accept(user, agreement):
@@ -60,9 +95,9 @@ def agreement(db):
 
 
 @pytest.fixture
-def ready_user(agreement):
-    """A verified adult who accepted the agreement in force: may top up."""
-    user = UserFactory()
+def ready_user(user, agreement):
+    """The shared `user`, verified as an adult and having accepted the agreement in force:
+    may top up."""
     verify(user)
     accept(user, agreement)
     return user

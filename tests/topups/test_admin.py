@@ -4,10 +4,9 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from djmoney.money import Money
 
 from core.models import AuditRecord
-from tests.factories import StaffFactory, grant
+from tests.factories import StaffFactory, cny, grant
 from topups.models import Promotion, TrialSettings
 from topups.services.orders import start_topup
 from topups.services.remittances import confirm_remittance
@@ -36,7 +35,7 @@ def test_finance_resolves_review_through_the_admin_button(client, ready_user, fi
     assert response.status_code == 302
     topup.refresh_from_db()
     assert topup.state == "paid"
-    assert balance(ready_user)["cash"] == Money("90.00", "CNY")
+    assert balance(ready_user)["cash"] == cny("90.00")
     assert AuditRecord.objects.filter(action="credit_received", actor=finance).exists()
 
 
@@ -67,7 +66,7 @@ def test_end_promotion_button_voids_benefits(client, ready_user, finance):
         name="Autumn",
         kind="topup_discount",
         benefit_type="fixed",
-        benefit_amount=Money("7.00", "CNY"),
+        benefit_amount=cny("7.00"),
         starts_at=timezone.now() - timedelta(days=1),
     )
     topup = start_topup(ready_user, "100.00", channel="bank")
@@ -79,7 +78,7 @@ def test_end_promotion_button_voids_benefits(client, ready_user, finance):
         payer_account="x",
         bank_reference="B-P",
     )
-    assert balance(ready_user)["discount"] == Money("7.00", "CNY")
+    assert balance(ready_user)["discount"] == cny("7.00")
     staff = grant(
         StaffFactory(), "topups.view_promotion", "topups.change_promotion", "topups.end_promotion"
     )
@@ -91,7 +90,7 @@ def test_end_promotion_button_voids_benefits(client, ready_user, finance):
     assert response.status_code == 302
     promo.refresh_from_db()
     assert promo.state == "ended"
-    assert balance(ready_user)["discount"] == Money(0, "CNY")
+    assert balance(ready_user)["discount"] == cny(0)
 
 
 @pytest.mark.django_db
@@ -106,5 +105,5 @@ def test_trial_settings_singleton_in_admin(admin_client):
     )
     assert response.status_code == 302
     row.refresh_from_db()
-    assert row.amount == Money("35.00", "CNY") and row.validity_days == 14
+    assert row.amount == cny("35.00") and row.validity_days == 14
     assert TrialSettings.objects.count() == 1

@@ -10,10 +10,10 @@ from decimal import Decimal
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.db import connection
-from djmoney.money import Money
 
 from billing.models import Lot
 from notices.models import Notice
+from tests.factories import cny
 from topups.services.alipay_notifications import handle_alipay_notification
 from topups.services.orders import start_topup
 
@@ -39,7 +39,7 @@ def _unchanged(order):
     assert order.state == "created"
     assert order.lot_id is None
     assert not Lot.objects.filter(account=order.account).exists()
-    assert balance(order.account.user)["cash"] == Money(0, "CNY")
+    assert balance(order.account.user)["cash"] == cny(0)
 
 
 @pytest.mark.django_db
@@ -48,10 +48,10 @@ def test_paid_notification_credits_the_lot_at_once(client, order):
     assert _post(client, signed_notification(order)) == "success"
     order.refresh_from_db()
     assert order.state == "paid"
-    assert order.lot.amount == Money("100.00", "CNY")
+    assert order.lot.amount == cny("100.00")
     assert order.lot.idempotency_key == f"topup:{order.out_trade_no}"
     assert order.payer_account == "buy***@example.com"
-    assert balance(order.account.user)["cash"] == Money("100.00", "CNY")
+    assert balance(order.account.user)["cash"] == cny("100.00")
     assert Notice.objects.filter(user=order.account.user, kind="topup_credited").count() == 1
 
 
@@ -64,7 +64,7 @@ def test_replay_and_trade_finished_credit_once(client, order):
     finished = signed_notification(order, trade_status="TRADE_FINISHED")
     assert _post(client, finished) == "success"
     assert Lot.objects.filter(account=order.account).count() == 1
-    assert balance(order.account.user)["cash"] == Money("100.00", "CNY")
+    assert balance(order.account.user)["cash"] == cny("100.00")
     order.refresh_from_db()
     assert order.channel_status == "TRADE_FINISHED"
 
@@ -194,19 +194,18 @@ def test_concurrent_duplicate_notifications_credit_once(ready_user):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_arrears_are_paid_first_from_the_top_up(client, ready_user):
+def test_arrears_are_paid_first_from_the_top_up(client, ready_user, account):
     """R-TOP-1 (with R-USE-3): a top-up pays arrears first; the postings show it."""
     from billing.models import Posting
     from billing.services.ledger import charge_usage
 
-    account = ready_user.balance_account
-    charge_usage(account, Money("3.50", "CNY"), request_id="req-arrears-1", model="m-1")
-    assert balance(ready_user)["arrears"] == Money("3.50", "CNY")
+    charge_usage(account, cny("3.50"), request_id="req-arrears-1", model="m-1")
+    assert balance(ready_user)["arrears"] == cny("3.50")
     order = start_topup(ready_user, "100.00", channel="alipay")
     assert _post(client, signed_notification(order)) == "success"
     order.refresh_from_db()
     summary = balance(ready_user)
-    assert summary["arrears"] == Money(0, "CNY")
-    assert summary["cash"] == Money("96.50", "CNY")
-    assert order.lot.remaining == Money("96.50", "CNY")
+    assert summary["arrears"] == cny(0)
+    assert summary["cash"] == cny("96.50")
+    assert order.lot.remaining == cny("96.50")
     assert Posting.objects.filter(lot=order.lot, bucket="arrears").exists()

@@ -2,11 +2,10 @@
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
-from djmoney.money import Money
 
 from billing.models import Lot
 from core.models import AuditRecord
-from tests.factories import StaffFactory, grant
+from tests.factories import StaffFactory, cny, grant
 from topups.models import TopUp
 from topups.services.orders import start_topup
 from topups.services.preconditions import TopUpRefused
@@ -47,9 +46,9 @@ def test_finance_confirms_and_the_lot_is_credited(transfer, finance):
     """R-TOP-1, R-TOP-2: finance confirms; the lot is credited with the payer recorded."""
     topup = _confirm(transfer, finance)
     assert topup.state == "paid"
-    assert topup.lot.amount == Money("500.00", "CNY")
+    assert topup.lot.amount == cny("500.00")
     assert topup.lot.payer_name == "Zhang San" and not topup.lot.third_party
-    assert balance(topup.account.user)["cash"] == Money("500.00", "CNY")
+    assert balance(topup.account.user)["cash"] == cny("500.00")
     assert AuditRecord.objects.filter(
         object_id=str(topup.pk), action="confirm_remittance", actor=finance
     ).exists()
@@ -81,7 +80,7 @@ def test_confirming_twice_is_refused(transfer, finance):
     with pytest.raises(ValidationError):
         _confirm(transfer, finance, bank_reference="BK-OTHER")
     assert Lot.objects.count() == 1
-    assert balance(transfer.account.user)["cash"] == Money("500.00", "CNY")
+    assert balance(transfer.account.user)["cash"] == cny("500.00")
 
 
 @pytest.mark.django_db
@@ -89,7 +88,7 @@ def test_different_amount_goes_to_review_not_credited(transfer, finance):
     """R-TOP-1: an amount that differs from the order is never credited silently."""
     topup = _confirm(transfer, finance, amount="499.00")
     assert topup.state == "review"
-    assert topup.received_amount == Money("499.00", "CNY")
+    assert topup.received_amount == cny("499.00")
     assert not Lot.objects.exists()
     with pytest.raises(ValidationError):
         resolve_review(topup, "credit_received", actor=finance, reason="")
@@ -97,7 +96,7 @@ def test_different_amount_goes_to_review_not_credited(transfer, finance):
         topup, "credit_received", actor=finance, reason="customer confirmed the short amount"
     )
     assert topup.state == "paid"
-    assert topup.lot.amount == Money("499.00", "CNY")
+    assert topup.lot.amount == cny("499.00")
 
 
 @pytest.mark.django_db
@@ -187,7 +186,7 @@ def test_manual_other_channel_by_finance(ready_user, finance, agreement):
         reason="paid at the counter",
     )
     assert (topup.channel, topup.state) == ("other", "paid")
-    assert balance(ready_user)["cash"] == Money("42.00", "CNY")
+    assert balance(ready_user)["cash"] == cny("42.00")
     with pytest.raises(PermissionDenied):
         record_manual_topup(
             ready_user,
@@ -266,7 +265,7 @@ def test_money_for_a_frozen_account_goes_to_review_not_the_balance(transfer, fin
     )
     topup = _confirm(transfer, finance)
     assert topup.state == "review"
-    assert balance(transfer.account.user)["cash"] == Money("0", "CNY")
+    assert balance(transfer.account.user)["cash"] == cny("0")
     assert not Lot.objects.filter(account=transfer.account).exists()
     with pytest.raises(WorkflowError):
         resolve_review(topup, "credit_received", actor=finance, reason="try anyway")

@@ -4,9 +4,8 @@ import urllib.parse
 import urllib.request
 
 import pytest
-from djmoney.money import Money
 
-from tests.factories import PASSWORD, StaffFactory, UserFactory, grant
+from tests.factories import PASSWORD, StaffFactory, cny, grant
 from topups.models import TopUp
 from topups.services.orders import start_topup
 
@@ -29,17 +28,16 @@ def test_notification_over_real_http(live_server, ready_user):
     for _ in range(2):
         with urllib.request.urlopen(urllib.request.Request(url, data=data)) as resp:
             assert resp.read() == b"success"
-    assert balance(ready_user)["cash"] == Money("30.00", "CNY")
+    assert balance(ready_user)["cash"] == cny("30.00")
 
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_user_tops_up_through_the_sandbox_cashier_and_sees_the_balance(page, agreement):
+def test_user_tops_up_through_the_sandbox_cashier_and_sees_the_balance(page, agreement, user):
     """R-TOP-1, R-TOP-2, R-ACC-7: agreement accepted on the page → signed page-pay → sandbox
     cashier → signed notification over HTTP → paid; the balance shows it at once."""
-    ready_user = UserFactory()
-    verify(ready_user)
-    _login(page, ready_user.email)
+    verify(user)
+    _login(page, user.email)
     page.goto("/topups/")
     assert agreement.body in page.inner_text("#agreement")
     page.fill("#id_amount", "88.80")
@@ -55,7 +53,7 @@ def test_user_tops_up_through_the_sandbox_cashier_and_sees_the_balance(page, agr
     topup = TopUp.objects.get()
     assert topup.state == "paid" and not topup.third_party
     assert topup.acceptance.version == agreement
-    assert balance(ready_user)["cash"] == Money("88.80", "CNY")
+    assert balance(user)["cash"] == cny("88.80")
 
 
 @pytest.mark.browser
@@ -95,4 +93,4 @@ def test_finance_confirms_a_bank_transfer_in_admin(page, ready_user):
     topup.refresh_from_db()
     assert topup.state == "paid"
     assert topup.trade_no == "CMB20261128-77"
-    assert balance(ready_user)["cash"] == Money("250.00", "CNY")
+    assert balance(ready_user)["cash"] == cny("250.00")

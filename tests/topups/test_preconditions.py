@@ -6,7 +6,6 @@ import pytest
 from django.utils import timezone
 
 from accounts.services import change_standing
-from tests.factories import UserFactory
 from topups.models import TopUp
 from topups.services.orders import start_topup
 from topups.services.preconditions import TopUpRefused
@@ -37,17 +36,15 @@ def test_ready_user_creates_an_order_with_the_acceptance(ready_user):
 
 
 @pytest.mark.django_db
-def test_unverified_user_is_refused(agreement):
+def test_unverified_user_is_refused(agreement, user):
     """R-TOP-1, R-ACC-2: no approved verification, no top-up."""
-    user = UserFactory()
     accept(user, agreement)
     assert "not_verified" in _refused(user)
 
 
 @pytest.mark.django_db
-def test_minor_is_refused(agreement):
+def test_minor_is_refused(agreement, user):
     """R-ACC-3: a 17-year-old (by birth date) cannot top up."""
-    user = UserFactory()
     today = timezone.localdate()
     verify(user, birth_date=date(today.year - 17, 1, 1))
     accept(user, agreement)
@@ -69,9 +66,8 @@ def test_frozen_account_is_refused(ready_user):
 
 
 @pytest.mark.django_db
-def test_agreement_must_be_accepted_then_acceptance_on_the_page_is_recorded(agreement):
+def test_agreement_must_be_accepted_then_acceptance_on_the_page_is_recorded(agreement, user):
     """R-ACC-7: without acceptance refused; accepting the version in force with the order works."""
-    user = UserFactory()
     verify(user)
     assert "agreement_not_accepted" in _refused(user)
     topup = start_topup(user, "50.00", channel="bank", accept_version=agreement.pk, ip="10.0.0.1")
@@ -118,9 +114,8 @@ def test_other_channel_is_finance_only(ready_user):
 
 
 @pytest.mark.django_db
-def test_page_explains_what_is_missing(client, agreement):
+def test_page_explains_what_is_missing(client, agreement, user):
     """R-TOP-1: the top-up page lists the unmet preconditions."""
-    user = UserFactory()
     client.force_login(user)
     response = client.get("/topups/")
     assert response.status_code == 200

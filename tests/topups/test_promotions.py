@@ -7,11 +7,10 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 from django.utils import timezone
-from djmoney.money import Money
 
 from billing.models import Grant
 from notices.models import Notice
-from tests.factories import StaffFactory, UserFactory, grant
+from tests.factories import StaffFactory, UserFactory, cny, grant
 from topups.models import Promotion, PromotionRedemption
 from topups.services.orders import start_topup
 from topups.services.promotions import end_promotion
@@ -25,7 +24,7 @@ def promo(**kw):
         "name": kw.pop("name", "Promo"),
         "kind": "topup_discount",
         "benefit_type": "fixed",
-        "benefit_amount": Money("5.00", "CNY"),
+        "benefit_amount": cny("5.00"),
         "starts_at": timezone.now() - timedelta(days=1),
     }
     data.update(kw)
@@ -54,33 +53,31 @@ def pay(user, finance, amount="100.00"):
 
 def test_benefit_fixed_and_percent_capped():
     """R-TOP-4: fixed amount, or percent of the top-up rounded down to the fen and capped."""
-    fixed = Promotion(benefit_type="fixed", benefit_amount=Money("8.00", "CNY"))
-    pct = Promotion(
-        benefit_type="percent", benefit_percent=Decimal("10"), benefit_cap=Money("30.00", "CNY")
-    )
-    assert fixed.benefit_for(Money("1.00", "CNY")) == Money("8.00", "CNY")
-    assert pct.benefit_for(Money("123.45", "CNY")) == Money("12.34", "CNY")
-    assert pct.benefit_for(Money("1000.00", "CNY")) == Money("30.00", "CNY")
+    fixed = Promotion(benefit_type="fixed", benefit_amount=cny("8.00"))
+    pct = Promotion(benefit_type="percent", benefit_percent=Decimal("10"), benefit_cap=cny("30.00"))
+    assert fixed.benefit_for(cny("1.00")) == cny("8.00")
+    assert pct.benefit_for(cny("123.45")) == cny("12.34")
+    assert pct.benefit_for(cny("1000.00")) == cny("30.00")
 
 
 @pytest.mark.django_db
 def test_best_benefit_wins_no_stacking(ready_user, finance):
     """R-TOP-4: of several qualifying promotions exactly one applies, the most valuable."""
-    promo(name="small", benefit_amount=Money("5.00", "CNY"), priority=100)
+    promo(name="small", benefit_amount=cny("5.00"), priority=100)
     best = promo(
         name="ten percent",
         benefit_type="percent",
         benefit_amount=None,
         benefit_percent=Decimal("10"),
-        benefit_cap=Money("50.00", "CNY"),
+        benefit_cap=cny("50.00"),
     )
     topup = pay(ready_user, finance, "200.00")
     redemption = PromotionRedemption.objects.get()
     assert redemption.promotion == best
-    assert redemption.amount == Money("20.00", "CNY")
+    assert redemption.amount == cny("20.00")
     assert redemption.grant.kind == "discount"
     assert redemption.grant.source_lot_id == topup.lot_id
-    assert balance(ready_user)["discount"] == Money("20.00", "CNY")
+    assert balance(ready_user)["discount"] == cny("20.00")
     assert Grant.objects.filter(kind="discount").count() == 1
 
 
@@ -100,18 +97,18 @@ def test_eligibility_rules(ready_user, finance, agreement):
         name="ended window",
         ends_at=timezone.now() - timedelta(hours=1),
         starts_at=timezone.now() - timedelta(days=2),
-        benefit_amount=Money("90.00", "CNY"),
+        benefit_amount=cny("90.00"),
     )
     promo(
         name="future",
         starts_at=timezone.now() + timedelta(days=1),
-        benefit_amount=Money("80.00", "CNY"),
+        benefit_amount=cny("80.00"),
     )
-    promo(name="min 1000", min_topup=Money("1000.00", "CNY"), benefit_amount=Money("70.00", "CNY"))
-    promo(name="enterprise", account_kind="enterprise", benefit_amount=Money("60.00", "CNY"))
-    newcomer = promo(name="newcomer", new_customers_only=True, benefit_amount=Money("50.00", "CNY"))
-    once = promo(name="once", per_user_limit=1, benefit_amount=Money("40.00", "CNY"))
-    general = promo(name="general", benefit_amount=Money("1.00", "CNY"))
+    promo(name="min 1000", min_topup=cny("1000.00"), benefit_amount=cny("70.00"))
+    promo(name="enterprise", account_kind="enterprise", benefit_amount=cny("60.00"))
+    newcomer = promo(name="newcomer", new_customers_only=True, benefit_amount=cny("50.00"))
+    once = promo(name="once", per_user_limit=1, benefit_amount=cny("40.00"))
+    general = promo(name="general", benefit_amount=cny("1.00"))
 
     pay(ready_user, finance)
     pay(ready_user, finance)
@@ -149,7 +146,7 @@ def test_promotion_validation():
             name="x",
             kind="limited_quantity_discount",
             benefit_type="fixed",
-            benefit_amount=Money("1", "CNY"),
+            benefit_amount=cny("1"),
         ).full_clean(exclude=["state"])
     with pytest.raises(ValidationError):
         Promotion(
@@ -206,12 +203,12 @@ def test_ending_a_promotion_voids_unused_benefits(ready_user, finance):
     ender = grant(StaffFactory(), "topups.end_promotion")
     p = promo()
     pay(ready_user, finance)
-    assert balance(ready_user)["discount"] == Money("5.00", "CNY")
+    assert balance(ready_user)["discount"] == cny("5.00")
     end_promotion(p, actor=ender, reason="campaign over", void_unused=True)
     p.refresh_from_db()
     assert p.state == "ended"
-    assert balance(ready_user)["discount"] == Money(0, "CNY")
-    assert balance(ready_user)["cash"] == Money("100.00", "CNY")
+    assert balance(ready_user)["discount"] == cny(0)
+    assert balance(ready_user)["cash"] == cny("100.00")
     assert PromotionRedemption.objects.get().voided_at is not None
     assert Notice.objects.filter(user=ready_user, kind="promotion_benefit_voided").count() == 1
     # an ended promotion applies to nothing more

@@ -1,46 +1,36 @@
 """Trial funds (R-TOP-5, R-ACC-4): once per identity on approval; staff change validity."""
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
-from djmoney.money import Money
 
-from accounts.models import Verification
+from accounts.identity import make_resident_id
 from billing.models import Grant
 from core.models import AuditRecord
 from notices.models import Notice
-from tests.factories import StaffFactory, UserFactory, grant
+from tests.factories import StaffFactory, UserFactory, cny, grant
 from topups.models import TrialAward, TrialSettings
 from topups.services.trials import approve_verification, award_trial, change_grant_validity
 
-from .conftest import balance
+from .conftest import balance, submit, verify
 
-
-def submitted(user, identity="id-hash-A"):
-    return Verification.objects.create(
-        user=user,
-        kind="individual",
-        state="submitted",
-        legal_name="Zhang San",
-        identity_hash=identity,
-    )
+SHARED_ID = make_resident_id(date(1990, 5, 17), sequence=777)
 
 
 @pytest.mark.django_db
-def test_approval_grants_trial_funds_from_settings():
+def test_approval_grants_trial_funds_from_settings(user):
     """R-TOP-5: approval grants the configured trial amount, expiring after the validity."""
     settings_row = TrialSettings.load()
-    settings_row.amount = Money("15.00", "CNY")
+    settings_row.amount = cny("15.00")
     settings_row.validity_days = 10
     settings_row.save()
-    user = UserFactory()
-    approve_verification(submitted(user))
+    approve_verification(submit(user))
     trial = Grant.objects.get(account__user=user, kind="trial")
-    assert trial.amount == Money("15.00", "CNY")
+    assert trial.amount == cny("15.00")
     assert timedelta(days=9, hours=23) < trial.expires_at - timezone.now() <= timedelta(days=10)
-    assert balance(user)["trial"] == Money("15.00", "CNY")
+    assert balance(user)["trial"] == cny("15.00")
     assert Notice.objects.filter(user=user, kind="trial_granted").exists()
 
 
@@ -49,27 +39,25 @@ def test_trial_once_per_identity_across_accounts(settings):
     """R-TOP-5, R-ACC-4: the same identity on a second account gets no second trial."""
     settings.IDENTITY_MAX_ACCOUNTS = 2
     first, second = UserFactory(), UserFactory()
-    approve_verification(submitted(first, "same-identity"))
-    approve_verification(submitted(second, "same-identity"))
+    approve_verification(submit(first, id_number=SHARED_ID))
+    approve_verification(submit(second, id_number=SHARED_ID))
     assert Grant.objects.filter(kind="trial").count() == 1
     assert TrialAward.objects.get().account.user == first
-    assert balance(second)["trial"] == Money(0, "CNY")
+    assert balance(second)["trial"] == cny(0)
 
 
 @pytest.mark.django_db
-def test_award_is_idempotent_for_a_replayed_signal():
+def test_award_is_idempotent_for_a_repeated_call(user):
     """R-TOP-5: calling the award twice for one verification grants once."""
-    user = UserFactory()
-    verification = approve_verification(submitted(user))
+    verification = approve_verification(submit(user))
     assert award_trial(verification) is None
     assert Grant.objects.filter(kind="trial").count() == 1
 
 
 @pytest.mark.django_db
-def test_staff_change_grant_validity_with_audit_and_notice():
+def test_staff_change_grant_validity_with_audit_and_notice(user):
     """R-TOP-5: staff extend a grant's validity with a reason; audited and the user told."""
-    user = UserFactory()
-    approve_verification(submitted(user))
+    approve_verification(submit(user))
     trial = Grant.objects.get(kind="trial")
     staff = grant(StaffFactory(), "topups.change_grant_validity")
     new = timezone.now() + timedelta(days=60)
@@ -86,10 +74,9 @@ def test_staff_change_grant_validity_with_audit_and_notice():
 
 
 @pytest.mark.django_db
-def test_validity_change_refusals():
+def test_validity_change_refusals(user):
     """R-TOP-5: no permission, no reason or a past date change nothing."""
-    user = UserFactory()
-    approve_verification(submitted(user))
+    approve_verification(submit(user))
     trial = Grant.objects.get(kind="trial")
     before = trial.expires_at
     staff = grant(StaffFactory(), "topups.change_grant_validity")
@@ -107,10 +94,9 @@ def test_validity_change_refusals():
 
 
 @pytest.mark.django_db
-def test_grant_validity_admin_form(client):
+def test_grant_validity_admin_form(client, user):
     """R-TOP-5: the admin form changes the validity for staff holding the permission."""
-    user = UserFactory()
-    approve_verification(submitted(user))
+    approve_verification(submit(user))
     trial = Grant.objects.get(kind="trial")
     staff = grant(StaffFactory(), "topups.change_grant_validity", "topups.view_grantvalidity")
     client.force_login(staff)
@@ -127,23 +113,14 @@ def test_grant_validity_admin_form(client):
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_trial_race_on_one_identity_grants_once():
+def test_trial_race_on_one_identity_grants_once(settings):
     """R-TOP-5, R-ACC-4: two approvals of one identity racing: the unique award admits one."""
     import threading
 
     from django.db import connection, transaction
 
-    users = [UserFactory(), UserFactory()]
-    verifications = [
-        Verification.objects.create(
-            user=u,
-            kind="individual",
-            state="approved",
-            legal_name="Zhang San",
-            identity_hash="racing-identity",
-        )
-        for u in users
-    ]
+    settings.IDENTITY_MAX_ACCOUNTS = 2
+    verifications = [verify(UserFactory(), id_number=SHARED_ID) for _ in range(2)]
     barrier = threading.Barrier(2)
     results = []
 
@@ -166,10 +143,9 @@ def test_trial_race_on_one_identity_grants_once():
 
 
 @pytest.mark.django_db
-def test_grants_and_expiry_shown_to_the_user(client):
+def test_grants_and_expiry_shown_to_the_user(client, user):
     """R-TOP-5: the user sees each grant with its expiry."""
-    user = UserFactory()
-    approve_verification(submitted(user))
+    approve_verification(submit(user))
     trial = Grant.objects.get(kind="trial")
     client.force_login(user)
     body = client.get("/topups/history/").content.decode()

@@ -13,7 +13,7 @@ from topups.services.orders import cancel_topup, expire_unpaid_topups, start_top
 from topups.services.preconditions import TopUpRefused
 from topups.services.remittances import confirm_remittance
 
-from .conftest import accept, verify
+from .conftest import verify
 
 
 @pytest.mark.django_db
@@ -95,9 +95,8 @@ def test_history_lists_own_top_ups_with_bounded_queries(
 
 
 @pytest.mark.django_db
-def test_page_flow_bank_transfer(client, agreement):
+def test_page_flow_bank_transfer(client, agreement, user):
     """R-TOP-1, R-ACC-7: the page accepts the agreement with the order and shows the reference."""
-    user = UserFactory()
     verify(user)
     client.force_login(user)
     page = client.get("/topups/").content.decode()
@@ -138,13 +137,11 @@ def test_sandbox_refuses_unsigned_requests_and_is_off_when_disabled(client, sett
 
 
 @pytest.mark.django_db
-def test_accept_uses_accepted_version(agreement):
+def test_accept_uses_accepted_version(ready_user):
     """R-ACC-7: an old acceptance does not satisfy a new version in force."""
     from .conftest import make_agreement
 
-    user = UserFactory()
-    verify(user)
-    accept(user, agreement)
+    user = ready_user
     newer = make_agreement("2026.2")
     type(newer).objects.filter(pk=newer.pk).update(effective_at=timezone.now() - timedelta(hours=1))
     with pytest.raises(TopUpRefused):
