@@ -1,8 +1,10 @@
 """Alipay open-platform signing (RSA2 = SHA256withRSA), with `cryptography` directly.
 
-Why not python-alipay-sdk: the two operations we need (sign a page-pay request,
-verify an asynchronous notification) are a dozen lines over `cryptography`,
-and doing them here keeps the exact signed string visible and testable.
+This is the portal's only Alipay signing path (python-alipay-sdk is not a
+dependency; topups/README.md says why): the two operations we need (sign a
+page-pay request, verify an asynchronous notification) are a dozen lines over
+`cryptography`, and doing them here keeps the exact signed string visible and
+testable. What a verified notification does is services/alipay_notifications.py.
 
 Rules of the protocol (Alipay open platform, "自行实现签名"):
 - the string to sign is every parameter with a non-empty value, sorted by key,

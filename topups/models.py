@@ -248,7 +248,10 @@ class TopUp(ConcurrentTransitionMixin, models.Model):
         custom={"admin": False},
     )
     def mark_refunded(self):
-        """Reached by the refunds workflow once the top-up's lot is refunded in full."""
+        """For the refunds app (R-REF-4) once the top-up's lot is refunded in full.
+
+        Nothing calls it yet: refunds/ has no workflow so far.
+        """
 
     def _record_payment(self, trade_no, channel_status, payer_name, payer_account, third_party):
         self.trade_no = trade_no or self.trade_no

@@ -148,8 +148,9 @@ def return_to_payer(topup, *, actor, reason="", **form_data):
     return resolve_review(topup, "return_to_payer", actor=actor, reason=reason)
 
 
-# TopUp's one map: its staff transitions are finance's, plus the order's cancel (orders).
-# pay, send_to_review, expire and mark_refunded are run by services, never by a button.
+# TopUp's one map: finance's transitions, plus the order's cancel (orders.py). The others
+# have no button: pay (alipay_notifications.py), send_to_review (confirm_remittance above),
+# expire (orders.expire_unpaid_topups); mark_refunded waits for the refunds app.
 transition_map(
     TopUp,
     {
