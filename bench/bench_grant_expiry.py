@@ -71,7 +71,8 @@ def run():
     from django.utils import timezone
 
     from billing.models import Grant
-    from billing.services.ledger import expire_due_grants, reconcile_all
+    from billing.services.ledger import expire_due_grants
+    from billing.services.reconcile import reconcile_all
 
     seed_accounts()  # the 10,000 bench accounts (idempotent)
     t0 = time.time()

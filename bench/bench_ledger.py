@@ -228,7 +228,7 @@ def drift_rows(sample_request_id):
     from django.db import connection
 
     from billing.models import Charge
-    from billing.services.ledger import reconcile_all
+    from billing.services.reconcile import reconcile_all
 
     t0 = time.perf_counter()
     report = reconcile_all()

@@ -13,7 +13,8 @@ from core.money import display
 
 from .micro import from_micro
 from .models import Charge, Grant, LedgerAccount, LedgerTransaction, Lot, Posting
-from .services.ledger import reconcile, reconcile_all, void_grant
+from .services.ledger import void_grant
+from .services.reconcile import reconcile, reconcile_all
 
 
 def money_html(micro):

@@ -25,17 +25,15 @@ from pydantic import BaseModel
 from core.money import parse_amount
 
 from .micro import from_micro, micro_str, to_micro
+from .services.authorization import REFUSAL_MESSAGES, authorize, resolve_api_keys
+from .services.charging import UsageEvent, charge_usage, charge_usage_batch
 from .services.engine import LedgerError
-from .services.usage import (
-    REFUSAL_MESSAGES,
-    UsageEvent,
-    authorize,
-    charge_usage,
-    charge_usage_batch,
-    resolve_api_keys,
-)
 
-BATCH_LIMIT = getattr(settings, "GATEWAY_BATCH_LIMIT", 5000)
+
+def batch_limit() -> int:
+    """The most events one batch may carry: settings.GATEWAY_BATCH_LIMIT (default 5,000),
+    read on each call so a changed setting applies without a restart of this module."""
+    return int(getattr(settings, "GATEWAY_BATCH_LIMIT", 5000))
 
 
 class _DecimalParser(Parser):
@@ -284,8 +282,9 @@ def report_usage(request: HttpRequest, payload: UsageIn):
 def report_usage_batch(request: HttpRequest, payload: BatchIn):
     """Charge many calls (up to GATEWAY_BATCH_LIMIT, default 5,000) with set-based work.
     One result per event, in order; a bad event gets its own error and the others go on."""
-    if len(payload.events) > BATCH_LIMIT:
-        raise _Refused(413, "batch_too_large", f"At most {BATCH_LIMIT} events per batch.")
+    limit = batch_limit()
+    if len(payload.events) > limit:
+        raise _Refused(413, "batch_too_large", f"At most {limit} events per batch.")
     if not payload.events:
         raise _Refused(400, "empty_batch", "The batch has no events.")
     keys = resolve_api_keys({ev.api_key for ev in payload.events})

@@ -23,7 +23,8 @@ DEMO_EXPIRY_MINUTES = 3
 def seed_activity(context):
     from accounts.services import set_low_balance_threshold
 
-    from .services.ledger import charge_usage, grant_funds
+    from .services.charging import charge_usage
+    from .services.ledger import grant_funds
 
     user = context.get("users", {}).get("user")
     if user is None:

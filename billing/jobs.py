@@ -39,7 +39,7 @@ def expire_grants(now, batch_size):
     description="Prove cached balances equal the postings; alert staff on drift.",
 )
 def reconcile_ledger(now, batch_size):
-    from .services.ledger import reconcile_all
+    from .services.reconcile import reconcile_all
 
     report = reconcile_all(batch_size=batch_size, alert=True)
     # One full pass per run; rows touched = findings reported to staff.

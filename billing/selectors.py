@@ -55,3 +55,8 @@ def platform_balances() -> dict[int, object]:
         .annotate(total=Sum("amount_micro"))
     )
     return {la: from_micro(total) for la, total in rows}
+
+
+def charge_for(request_id: str) -> Charge | None:
+    """The charge recorded for a gateway request id, or None."""
+    return Charge.objects.filter(request_id=request_id).first()

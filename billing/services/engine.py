@@ -1,8 +1,9 @@
 """The posting engine every ledger service goes through.
 
-It locks a balance account's bucket rows (always in ascending id order, so two
-operations can never deadlock on each other), checks that each transaction's
-postings sum to zero (R-LED-1; PostgreSQL checks it again at commit), writes
+It takes a movement's locks in the ledger's one lock order (billing/README.md,
+"Lock order": balance account rows, then their bucket rows, each in ascending id
+order, so two operations can never deadlock on each other), checks that each
+transaction's postings sum to zero (R-LED-1; PostgreSQL checks it again at commit), writes
 transactions and postings in bulk, and moves the cached balances of buckets,
 lots and grants in the same database transaction (R-LED-4).
 """
@@ -16,6 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 from django.utils import timezone
 
+from accounts.selectors import lock_standings
 from core.money import CNY
 
 from ..micro import FEN_MICRO, to_micro
@@ -78,13 +80,15 @@ class Entry:
 
 
 class Buckets:
-    """The locked bucket rows of one balance account, by kind."""
+    """The locked bucket rows of one balance account, by kind, and the account's
+    standing read under its row lock (None if there is no such balance account)."""
 
-    __slots__ = ("owner_id", "rows")
+    __slots__ = ("owner_id", "rows", "standing")
 
-    def __init__(self, owner_id, rows):
+    def __init__(self, owner_id, rows, standing=None):
         self.owner_id = owner_id
         self.rows = {row.kind: row for row in rows}
+        self.standing = standing
 
     def __getitem__(self, kind) -> LedgerAccount:
         return self.rows[str(kind)]
@@ -150,14 +154,17 @@ def _select_buckets(owner_ids):
 
 
 def lock_buckets(owner_ids) -> dict[int, Buckets]:
-    """SELECT … FOR UPDATE the bucket rows of these balance accounts, in id order
-    (one consistent order everywhere, so lockers never deadlock each other).
+    """Take the locks of a movement for these balance accounts, in the lock order:
+    first the balance account rows (ascending id; their standing is read under that
+    lock, see accounts.selectors.lock_standings), then SELECT … FOR UPDATE of their
+    bucket rows (ascending id). Lots and grants are read after this returns.
 
     Missing bucket rows are created first (once per account, ever).
     """
     owner_ids = sorted(set(owner_ids))
     if not owner_ids:
         return {}
+    standings = lock_standings(owner_ids)
     rows = _select_buckets(owner_ids)
     if len(rows) < len(owner_ids) * len(USER_BUCKETS):
         have = {(r.owner_id, r.kind) for r in rows}
@@ -174,7 +181,7 @@ def lock_buckets(owner_ids) -> dict[int, Buckets]:
     grouped = defaultdict(list)
     for row in rows:
         grouped[row.owner_id].append(row)
-    return {o: Buckets(o, grouped[o]) for o in owner_ids}
+    return {o: Buckets(o, grouped[o], standings.get(o)) for o in owner_ids}
 
 
 def check_balanced(entry: Entry):

@@ -1,10 +1,18 @@
-"""Ledger services: the only code that moves money (R-LED-1 … R-LED-6, R-USE-2 … R-USE-4).
+"""Ledger movements other apps trigger on a balance: paid money in (lots), free
+funds in and out (grants: issue, expiry, void), refund holds and their payout,
+and reversals (R-LED-1 … R-LED-6).
 
-Each function is one database transaction and idempotent on its key: a
-replay returns the first result and moves nothing (R-LED-5). Services other
-apps call inside their own transactions (credit_lot, grant_funds, holds …)
-use a plain atomic block so they commit together with the caller's change;
-the gateway's charging entry points are outermost (`durable=True`).
+Each function is one database transaction and idempotent on its key: a replay
+returns the first result and moves nothing (R-LED-5). They are called inside the
+caller's transaction (a top-up's payment, a refund's decision, a promotion's end)
+and use a plain atomic block so they commit together with the caller's change.
+Every one of them takes its locks through `lock_buckets`, in the ledger's lock
+order (billing/README.md, "Lock order"); `expire_due_grants` locks bucket rows only
+(SKIP LOCKED), see there.
+
+Consumption lives in billing.services.charging (single and batch charging) and
+billing.services.purchases (prepaid purchases); the proof that cache == ledger in
+billing.services.reconcile.
 """
 
 from __future__ import annotations
@@ -17,7 +25,6 @@ from ..micro import from_micro
 from ..models import (
     AccountKind,
     Channel,
-    Charge,
     Grant,
     GrantKind,
     GrantState,
@@ -25,34 +32,27 @@ from ..models import (
     Lot,
     TxnKind,
 )
+from .charging import charge_usage  # noqa: F401 - for two outside tests, see below
 from .engine import Entry, LedgerError, Leg, lock_buckets, write, write_rows
 from .engine import positive_micro as _positive_micro
-from .reconcile import ReconciliationReport, reconcile, reconcile_all  # noqa: F401
-from .usage import (  # noqa: F401  (re-exported: the contract names them here)
-    InsufficientBalance,
-    charge_usage,
-    charge_usage_batch,
-    purchase_package,
-)
+from .reconcile import reconcile  # noqa: F401 - for two outside tests, see below
+
+# charge_usage and reconcile are not this module's: two tests outside billing still
+# import them from here (tests/topups/test_alipay_notify.py, tests/ops/test_ledger_jobs.py).
+# Billing's own code and tests import them from billing.services.charging and
+# billing.services.reconcile; drop the two imports above when those tests do.
 
 __all__ = [
     "LedgerError",
-    "InsufficientBalance",
     "credit_lot",
     "grant_funds",
     "expire_grant",
     "expire_due_grants",
     "void_grant",
-    "charge_usage",
-    "charge_usage_batch",
-    "purchase_package",
     "hold_for_refund",
     "release_refund_hold",
     "pay_out_refund_hold",
     "reverse_transaction",
-    "reconcile",
-    "reconcile_all",
-    "ReconciliationReport",
 ]
 
 
@@ -578,7 +578,3 @@ def _check_reversible(buckets, legs):
             raise LedgerError(
                 "The grant has been spent; this cannot be reversed.", code="not_reversible"
             )
-
-
-def charge_for(request_id: str) -> Charge | None:
-    return Charge.objects.filter(request_id=request_id).first()

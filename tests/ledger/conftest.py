@@ -1,12 +1,14 @@
 import os
+import threading
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from accounts.services import create_api_key
 from billing.selectors import balance_summary
-from billing.services.ledger import reconcile
+from billing.services.reconcile import reconcile
 from tests.factories import cny  # noqa: F401 - re-exported for the ledger tests
 
 
@@ -22,6 +24,28 @@ def summary(account):
 def assert_reconciled(account=None):
     report = reconcile(account)
     assert report.ok, report.summary()
+
+
+def run_threads(n, target):
+    """Start n threads at once (barrier), each with its own DB connection; collect results."""
+    barrier = threading.Barrier(n)
+    results, errors = [None] * n, []
+
+    def work(i):
+        try:
+            barrier.wait()
+            results[i] = target(i)
+        except Exception as exc:  # noqa: BLE001 - reported to the test
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return results, errors
 
 
 @pytest.fixture

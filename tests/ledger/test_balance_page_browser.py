@@ -2,7 +2,8 @@
 
 import pytest
 
-from billing.services.ledger import charge_usage, credit_lot, grant_funds
+from billing.services.charging import charge_usage
+from billing.services.ledger import credit_lot, grant_funds
 from tests.factories import PASSWORD, UserFactory
 
 from .conftest import cny, later
@@ -53,7 +54,7 @@ def test_admin_void_grant_flow_in_browser(page):
     """R-ADM-2/R-LED-1: a risk officer voids a trial grant from the admin list, giving a
     reason; the grant ends, its money returns to promotion expense, the books reconcile."""
     from billing.models import Grant
-    from billing.services.ledger import reconcile
+    from billing.services.reconcile import reconcile
     from tests.factories import StaffFactory, grant
 
     owner = UserFactory()

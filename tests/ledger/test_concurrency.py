@@ -9,40 +9,15 @@ from django.db import connection
 
 from billing.micro import from_micro
 from billing.models import Charge, LedgerTransaction, Lot, Posting
-from billing.services.ledger import (
-    InsufficientBalance,
-    charge_usage,
-    credit_lot,
-    purchase_package,
-)
-from billing.services.usage import UsageEvent, charge_usage_batch, resolve_api_keys
+from billing.services.authorization import resolve_api_keys
+from billing.services.charging import UsageEvent, charge_usage, charge_usage_batch
+from billing.services.ledger import credit_lot
+from billing.services.purchases import InsufficientBalance, purchase_package
 from tests.factories import UserFactory
 
-from .conftest import assert_reconciled, cny, summary
+from .conftest import assert_reconciled, cny, run_threads, summary
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-
-def run_threads(n, target):
-    """Start n threads at once (barrier), each with its own DB connection; collect results."""
-    barrier = threading.Barrier(n)
-    results, errors = [None] * n, []
-
-    def work(i):
-        try:
-            barrier.wait()
-            results[i] = target(i)
-        except Exception as exc:  # noqa: BLE001 - reported to the test
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    return results, errors
 
 
 def test_many_threads_charging_one_account_never_overspend(account, api_key):

@@ -1,4 +1,10 @@
-"""The gateway API over real HTTP (R-USE-1 … R-USE-3, R-LED-3, R-LED-5)."""
+"""The gateway API (R-USE-1 … R-USE-3, R-LED-3, R-LED-5).
+
+Most tests need only HTTP semantics (status, JSON body, headers) and run through
+Django's test client inside the test's transaction. A handful marked `live` go over
+real HTTP to pytest-django's live server (a socket, the WSGI server, committed data):
+the service-token header, a raw JSON body with a number, malformed JSON, a 1,000-event
+batch and the OpenAPI document."""
 
 import json
 
@@ -6,19 +12,27 @@ import pytest
 
 from accounts.services import change_standing, create_api_key
 from billing.models import Charge, Posting
-from billing.services.ledger import charge_usage, credit_lot
+from billing.services.charging import charge_usage
+from billing.services.ledger import credit_lot
 from core.workflow import apply_transition
 from tests.factories import UserFactory
 
 from .conftest import cny, summary
-from .http import TOKEN, call
+from .http import TOKEN, call, post
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
+live = pytest.mark.django_db(transaction=True)  # the live server sees committed rows only
 
 
 @pytest.fixture(autouse=True)
 def _token(settings):
     settings.GATEWAY_SERVICE_TOKEN = TOKEN
+
+
+@pytest.fixture
+def gw(client):
+    """POST to the gateway through Django's test client: gw(path, body) -> (status, body)."""
+    return lambda path, body, **kw: post(client, path, body, **kw)
 
 
 @pytest.fixture
@@ -41,6 +55,7 @@ def nothing_moved(before_postings):
     return Posting.objects.count() == before_postings
 
 
+@live
 def test_authorize_allows_a_funded_key(live_server, funded):
     """R-USE-1: authorize answers allowed with the available balance."""
     status, body = call(live_server.url, "authorize", {"api_key": funded.raw})
@@ -48,17 +63,17 @@ def test_authorize_allows_a_funded_key(live_server, funded):
     assert body == {"allowed": True, "code": "ok", "available": "10.000000", "currency": "CNY"}
 
 
-def test_authorize_refusal_codes(live_server, account, api_key):
+def test_authorize_refusal_codes(gw, account, api_key):
     """R-USE-1: refusals carry stable codes: insufficient_balance, arrears, key and standing."""
-    status, body = call(live_server.url, "authorize", {"api_key": api_key.raw})
+    status, body = gw("authorize", {"api_key": api_key.raw})
     assert (status, body["allowed"], body["code"]) == (200, False, "insufficient_balance")
 
     credit_lot(account, cny("1"), channel="alipay", idempotency_key="L1")
     charge_usage(api_key, cny("3"), request_id="over", model="m")
-    _, body = call(live_server.url, "authorize", {"api_key": api_key.raw})
+    _, body = gw("authorize", {"api_key": api_key.raw})
     assert (body["allowed"], body["code"], body["available"]) == (False, "arrears", "0.000000")
     credit_lot(account, cny("5"), channel="alipay", idempotency_key="L2")
-    _, body = call(live_server.url, "authorize", {"api_key": api_key.raw})
+    _, body = gw("authorize", {"api_key": api_key.raw})
     assert (body["allowed"], body["code"], body["available"]) == (True, "ok", "3.000000")
 
     for transition, back, code in [
@@ -68,35 +83,35 @@ def test_authorize_refusal_codes(live_server, account, api_key):
     ]:
         kwargs = {"authority": "Court", "document_number": "42"} if transition == "freeze" else {}
         change_standing(account, transition, reason="test", **kwargs)
-        _, body = call(live_server.url, "authorize", {"api_key": api_key.raw})
+        _, body = gw("authorize", {"api_key": api_key.raw})
         assert (body["allowed"], body["code"]) == (False, code)
         change_standing(account, back, reason="test")
 
     apply_transition(api_key, "lock", reason="test")
-    _, body = call(live_server.url, "authorize", {"api_key": api_key.raw})
+    _, body = gw("authorize", {"api_key": api_key.raw})
     assert (body["allowed"], body["code"]) == (False, "key_locked")
     apply_transition(api_key, "revoke", reason="test")
-    _, body = call(live_server.url, "authorize", {"api_key": api_key.raw})
+    _, body = gw("authorize", {"api_key": api_key.raw})
     assert (body["allowed"], body["code"]) == (False, "key_revoked")
 
     change_standing(account, "terminate", reason="test")
     key2, raw2 = create_api_key(account.user, name="k2")
-    _, body = call(live_server.url, "authorize", {"api_key": raw2})
+    _, body = gw("authorize", {"api_key": raw2})
     assert (body["allowed"], body["code"]) == (False, "account_terminated")
 
 
-def test_authorize_unknown_and_foreign_key(live_server, funded):
+def test_authorize_unknown_and_foreign_key(gw, funded):
     """R-USE-1: an unknown key, or a key of another account, is refused."""
-    _, body = call(live_server.url, "authorize", {"api_key": "sk-nope"})
+    _, body = gw("authorize", {"api_key": "sk-nope"})
     assert (body["allowed"], body["code"]) == (False, "unknown_api_key")
     other = UserFactory().balance_account
-    _, body = call(live_server.url, "authorize", {"api_key": funded.raw, "account_id": other.pk})
+    _, body = gw("authorize", {"api_key": funded.raw, "account_id": other.pk})
     assert (body["allowed"], body["code"]) == (False, "foreign_api_key")
 
 
-def test_usage_charges_and_shows_split(live_server, account, funded):
+def test_usage_charges_and_shows_split(gw, account, funded):
     """R-USE-1/R-USE-2: usage charges the call; the response shows the per-bucket split."""
-    status, body = call(live_server.url, "usage", usage(funded, amount="1.234567"))
+    status, body = gw("usage", usage(funded, amount="1.234567"))
     assert status == 200
     assert body["status"] == "charged" and body["amount"] == "1.234567"
     assert body["split"] == {
@@ -109,6 +124,7 @@ def test_usage_charges_and_shows_split(live_server, account, funded):
     assert summary(account)["cash"] == cny("8.765433").amount
 
 
+@live
 def test_usage_accepts_json_number_without_float_rounding(live_server, account, funded):
     """R-LED-3: a JSON number amount is read as an exact decimal, never a float."""
     raw = json.dumps(usage(funded)).replace('"1.5"', "0.100001").encode()
@@ -116,11 +132,11 @@ def test_usage_accepts_json_number_without_float_rounding(live_server, account, 
     assert status == 200 and body["amount"] == "0.100001"
 
 
-def test_usage_replay_returns_first_result_and_moves_nothing(live_server, account, funded):
+def test_usage_replay_returns_first_result_and_moves_nothing(gw, account, funded):
     """R-LED-5: replaying a request id returns the first result and moves nothing."""
-    _, first = call(live_server.url, "usage", usage(funded, "same"))
+    _, first = gw("usage", usage(funded, "same"))
     count = Posting.objects.count()
-    status, again = call(live_server.url, "usage", usage(funded, "same", amount="9"))
+    status, again = gw("usage", usage(funded, "same", amount="9"))
     assert status == 200 and again["status"] == "replayed"
     assert again["amount"] == first["amount"] and again["split"] == first["split"]
     assert nothing_moved(count) and Charge.objects.count() == 1
@@ -137,33 +153,34 @@ def test_usage_replay_returns_first_result_and_moves_nothing(live_server, accoun
         ({"api_key": "sk-unknown"}, 404, "unknown_api_key"),
     ],
 )
-def test_usage_bad_input_moves_nothing(live_server, funded, change, status, code):
+def test_usage_bad_input_moves_nothing(gw, funded, change, status, code):
     """R-USE-1/R-LED-3: bad input is answered with a stable code and moves nothing."""
     count = Posting.objects.count()
-    got_status, body = call(live_server.url, "usage", {**usage(funded), **change})
+    got_status, body = gw("usage", {**usage(funded), **change})
     assert (got_status, body["code"]) == (status, code)
     assert nothing_moved(count) and not Charge.objects.exists()
 
 
-def test_usage_with_another_accounts_key_is_refused(live_server, funded):
+def test_usage_with_another_accounts_key_is_refused(gw, funded):
     """R-USE-1: a key that belongs to another account than the one named is refused."""
     other = UserFactory().balance_account
     count = Posting.objects.count()
-    status, body = call(live_server.url, "usage", usage(funded, account_id=other.pk))
+    status, body = gw("usage", usage(funded, account_id=other.pk))
     assert (status, body["code"]) == (403, "foreign_api_key")
     assert nothing_moved(count)
 
 
 @pytest.mark.parametrize("token", [None, "wrong-token", ""])
-def test_missing_or_wrong_service_token(live_server, funded, token):
+def test_missing_or_wrong_service_token(gw, funded, token):
     """R-USE-1: without the right service token nothing is answered or moved."""
     count = Posting.objects.count()
     for path, body in [("usage", usage(funded)), ("authorize", {"api_key": funded.raw})]:
-        status, out = call(live_server.url, path, body, token=token)
+        status, out = gw(path, body, token=token)
         assert (status, out["code"]) == (401, "unauthorized")
     assert nothing_moved(count)
 
 
+@live
 def test_malformed_json_and_wrong_shape(live_server, funded):
     """R-USE-1: malformed JSON and a wrong body shape get invalid_json / invalid_request."""
     status, out = call(live_server.url, "usage", None, raw=b'{"request_id": ')
@@ -175,6 +192,7 @@ def test_malformed_json_and_wrong_shape(live_server, funded):
     assert not Charge.objects.exists()
 
 
+@live
 def test_batch_one_result_per_event(live_server, account, funded):
     """R-USE-1: a batch of 1,000 events gets one result per event; bad events get their own
     error code, duplicates inside the batch replay, good events are charged."""
@@ -199,16 +217,39 @@ def test_batch_one_result_per_event(live_server, account, funded):
     assert nothing_moved(count)
 
 
-def test_batch_over_the_limit(live_server, funded, settings):
+def test_batch_over_the_limit(gw, funded, settings):
     """R-USE-1: a batch over the limit is refused as a whole with batch_too_large."""
     from billing import api
 
-    events = [usage(funded, f"x-{i}", amount="0.01") for i in range(api.BATCH_LIMIT + 1)]
-    status, out = call(live_server.url, "usage/batch", {"events": events})
+    events = [usage(funded, f"x-{i}", amount="0.01") for i in range(api.batch_limit() + 1)]
+    status, out = gw("usage/batch", {"events": events})
     assert (status, out["code"]) == (413, "batch_too_large")
     assert not Charge.objects.exists()
 
 
+def test_batch_limit_is_the_gateway_batch_limit_setting(gw, account, funded, settings):
+    """R-USE-1: the batch size limit is settings.GATEWAY_BATCH_LIMIT (default 5,000): one
+    event over it is refused as a whole (413 batch_too_large) and nothing is stored; a
+    batch of exactly the limit is charged."""
+    from billing import api
+    from billing.models import LedgerTransaction
+
+    assert api.batch_limit() == getattr(settings, "GATEWAY_BATCH_LIMIT", 5000)
+    settings.GATEWAY_BATCH_LIMIT = 3
+    before = (Posting.objects.count(), LedgerTransaction.objects.count())
+    events = [usage(funded, f"lim-{i}", amount="0.25") for i in range(4)]
+    status, out = gw("usage/batch", {"events": events})
+    assert (status, out["code"]) == (413, "batch_too_large")
+    assert "3" in out["message"]
+    assert (Posting.objects.count(), LedgerTransaction.objects.count()) == before
+    assert not Charge.objects.exists() and summary(account)["cash"] == 10
+
+    status, out = gw("usage/batch", {"events": events[:3]})
+    assert status == 200 and (out["charged"], out["errors"]) == (3, 0)
+    assert Charge.objects.count() == 3 and summary(account)["cash"] == cny("9.25").amount
+
+
+@live
 def test_openapi_served(live_server):
     """R-USE-1: the API is described by OpenAPI served by the project."""
     import urllib.request
@@ -222,7 +263,7 @@ def test_openapi_served(live_server):
     } <= set(doc["paths"])
 
 
-def test_batch_request_id_of_another_account_is_a_per_event_error(live_server, account, funded):
+def test_batch_request_id_of_another_account_is_a_per_event_error(gw, account, funded):
     """R-LED-5: a request id already charged to another account is refused for that event
     only; the rest of the batch is charged."""
     other = UserFactory()
@@ -230,7 +271,7 @@ def test_batch_request_id_of_another_account_is_a_per_event_error(live_server, a
     credit_lot(other.balance_account, cny("5"), channel="alipay", idempotency_key="o")
     charge_usage(key2, cny("1"), request_id="taken", model="m")
     events = [usage(funded, "taken", amount="0.5"), usage(funded, "fresh", amount="0.5")]
-    status, body = call(live_server.url, "usage/batch", {"events": events})
+    status, body = gw("usage/batch", {"events": events})
     assert status == 200
     assert [r["status"] for r in body["results"]] == ["error", "charged"]
     assert body["results"][0]["code"] == "request_id_conflict"
@@ -238,24 +279,24 @@ def test_batch_request_id_of_another_account_is_a_per_event_error(live_server, a
     assert summary(other.balance_account)["cash"] == 4
 
 
-def test_locked_key_and_frozen_account_are_refused_when_charging(live_server, account, funded):
+def test_locked_key_and_frozen_account_are_refused_when_charging(gw, account, funded):
     """R-ACC-6 / R-ACC-8: usage for a locked key or a frozen account is refused (403 with
     a stable code) and moves nothing; a replay of an earlier charge still answers."""
-    status, first = call(live_server.url, "usage", usage(funded, "before-lock"))
+    status, first = gw("usage", usage(funded, "before-lock"))
     assert status == 200 and first["status"] == "charged"
     before = Posting.objects.count()
 
     apply_transition(funded, "lock", reason="risk")
-    status, body = call(live_server.url, "usage", usage(funded, "after-lock"))
+    status, body = gw("usage", usage(funded, "after-lock"))
     assert (status, body["code"]) == (403, "key_locked")
-    status, body = call(live_server.url, "usage", usage(funded, "before-lock"))
+    status, body = gw("usage", usage(funded, "before-lock"))
     assert (status, body["status"]) == (200, "replayed")
     apply_transition(funded, "unlock", reason="risk")
 
     change_standing(account, "freeze", reason="order", authority="Court", document_number="9")
-    status, body = call(live_server.url, "usage", usage(funded, "while-frozen"))
+    status, body = gw("usage", usage(funded, "while-frozen"))
     assert (status, body["code"]) == (403, "account_frozen")
-    status, body = call(live_server.url, "usage/batch", {"events": [usage(funded, "batch-frozen")]})
+    status, body = gw("usage/batch", {"events": [usage(funded, "batch-frozen")]})
     assert status == 200
     assert (body["results"][0]["status"], body["results"][0]["code"]) == (
         "error",
@@ -268,26 +309,24 @@ def test_locked_key_and_frozen_account_are_refused_when_charging(live_server, ac
     assert summary(account)["cash"] == cny("8.50").amount
 
 
-def test_absurd_amount_is_refused_not_a_server_error(live_server, funded):
+def test_absurd_amount_is_refused_not_a_server_error(gw, funded):
     """R-USE-1: an amount beyond any single call gets 400 amount_too_large, no movement."""
     before = Posting.objects.count()
-    status, body = call(live_server.url, "usage", usage(funded, "huge", amount="9999999999999"))
+    status, body = gw("usage", usage(funded, "huge", amount="9999999999999"))
     assert (status, body["code"]) == (400, "amount_too_large")
-    status, body = call(
-        live_server.url, "usage/batch", {"events": [usage(funded, "huge-b", amount="1e15")]}
-    )
+    status, body = gw("usage/batch", {"events": [usage(funded, "huge-b", amount="1e15")]})
     assert status == 200 and body["results"][0]["code"] in ("amount_too_large", "invalid_amount")
     assert nothing_moved(before)
 
 
-def test_authorize_records_when_a_key_was_last_used(live_server, funded):
+def test_authorize_records_when_a_key_was_last_used(gw, funded):
     """R-ACC-6: the keys page shows when each key was last presented to the gateway;
     repeated calls within a minute write it once."""
     from accounts.models import ApiKey
 
     assert ApiKey.objects.get(pk=funded.pk).last_used_at is None
-    call(live_server.url, "authorize", {"api_key": funded.raw})
+    gw("authorize", {"api_key": funded.raw})
     first = ApiKey.objects.get(pk=funded.pk).last_used_at
     assert first is not None
-    call(live_server.url, "authorize", {"api_key": funded.raw})
+    gw("authorize", {"api_key": funded.raw})
     assert ApiKey.objects.get(pk=funded.pk).last_used_at == first

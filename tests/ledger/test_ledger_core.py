@@ -17,8 +17,8 @@ from billing.models import (
     Posting,
     TxnKind,
 )
+from billing.services.charging import charge_usage
 from billing.services.ledger import (
-    charge_usage,
     credit_lot,
     expire_due_grants,
     expire_grant,

@@ -19,17 +19,17 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from billing.models import LedgerAccount, LedgerTransaction, Lot, Posting
+from billing.services.charging import charge_usage
 from billing.services.ledger import (
-    charge_usage,
     credit_lot,
     expire_due_grants,
     grant_funds,
     hold_for_refund,
-    purchase_package,
     release_refund_hold,
     reverse_transaction,
     void_grant,
 )
+from billing.services.purchases import purchase_package
 from tests.factories import UserFactory
 
 from .conftest import cny
@@ -120,7 +120,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @invariant()
     def books_balance(self):
-        from billing.services.ledger import reconcile
+        from billing.services.reconcile import reconcile
 
         assert sum(Posting.objects.values_list("amount_micro", flat=True)) == 0
         report = reconcile()

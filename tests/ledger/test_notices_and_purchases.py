@@ -5,14 +5,10 @@ from django.core.exceptions import ValidationError
 
 from accounts.services import set_low_balance_threshold
 from billing.models import Posting
-from billing.services.ledger import (
-    InsufficientBalance,
-    charge_usage,
-    credit_lot,
-    grant_funds,
-    purchase_package,
-)
-from billing.services.usage import UsageEvent, charge_usage_batch, resolve_api_keys
+from billing.services.authorization import resolve_api_keys
+from billing.services.charging import UsageEvent, charge_usage, charge_usage_batch
+from billing.services.ledger import credit_lot, grant_funds
+from billing.services.purchases import InsufficientBalance, purchase_package
 from notices.models import Notice
 
 from .conftest import assert_reconciled, cny, later, summary

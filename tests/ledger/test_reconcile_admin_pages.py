@@ -8,14 +8,10 @@ from django.urls import reverse
 
 from billing import selectors
 from billing.models import LedgerAccount, Lot
-from billing.services.ledger import (
-    charge_usage,
-    credit_lot,
-    grant_funds,
-    reconcile,
-    reconcile_all,
-)
-from billing.services.usage import UsageEvent, charge_usage_batch, resolve_api_keys
+from billing.services.authorization import resolve_api_keys
+from billing.services.charging import UsageEvent, charge_usage, charge_usage_batch
+from billing.services.ledger import credit_lot, grant_funds
+from billing.services.reconcile import reconcile, reconcile_all
 from tests.factories import PASSWORD, StaffFactory, UserFactory, grant
 
 from .conftest import cny, later

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from billing.services.ledger import reconcile, reconcile_all
+from billing.services.reconcile import reconcile, reconcile_all
 
 
 class Command(BaseCommand):

@@ -1,30 +1,27 @@
-"""Consumption: authorizing API keys and charging usage (R-USE-1 … R-USE-4).
+"""Charging usage: the single call and the batch (R-USE-1 … R-USE-4).
 
 The deduction order (R-USE-2), the arrears rule (R-USE-3) and the low-balance
-crossing (R-USE-4) live here, once, and serve the single call, the batch and
-prepaid purchases alike.
+crossing (R-USE-4) live here, once; prepaid purchases
+(billing.services.purchases) plan with the same functions.
+
+Both entry points take the ledger's locks through `lock_buckets` (balance account
+rows, then bucket rows; billing/README.md, "Lock order") and decide whether the
+account may consume on the standing read under that lock, so a charge racing a
+freeze or suspension either commits before it or is refused (R-ACC-8, R-LED-6).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
-from djmoney.money import Money
-
-from accounts.models import ApiKeyState, Standing
 
 from ..chart import platform_account_id
 from ..micro import from_micro, to_micro
-from ..models import (
-    AccountKind,
-    Charge,
-    GrantKind,
-    LedgerAccount,
-    LedgerTransaction,
-    TxnKind,
-)
+from ..models import AccountKind, Charge, GrantKind, TxnKind
+from .authorization import REFUSAL_MESSAGES, KeyRef, consumption_refusal, refuse
 from .engine import (
     CHARGE_FIELDS,
     Buckets,
@@ -35,112 +32,10 @@ from .engine import (
     in_texts,
     lock_buckets,
     positive_micro,
-    write,
     write_rows,
 )
 
-
-class InsufficientBalance(LedgerError):
-    """A prepaid purchase the available balance does not cover (R-USE-3)."""
-
-
-# ---------------------------------------------------------------- authorization
-
-STANDING_CODES = {
-    Standing.SUSPENDED: "account_suspended",
-    Standing.LOCKED: "account_locked",
-    Standing.FROZEN: "account_frozen",
-    Standing.TERMINATED: "account_terminated",
-}
-KEY_CODES = {ApiKeyState.REVOKED: "key_revoked", ApiKeyState.LOCKED: "key_locked"}
-
-
-def consumption_refusal(key_state, standing):
-    """The stable code that stops a key or account from consuming, or None.
-
-    R-ACC-6: a locked or revoked key is refused; R-ACC-8: only an active account
-    consumes. Authorization and charging both ask here.
-    """
-    return KEY_CODES.get(key_state) or STANDING_CODES.get(standing)
-
-
-REFUSAL_MESSAGES = {
-    "key_revoked": "This API key was revoked.",
-    "key_locked": "This API key is locked by the platform.",
-    "account_suspended": "The account is suspended.",
-    "account_locked": "The account is locked (third-party dispute).",
-    "account_frozen": "The account is frozen by order of an authority.",
-    "account_terminated": "The account is terminated.",
-}
-
-
-@dataclass
-class Authorization:
-    allowed: bool
-    code: str
-    available: Money
-
-
-def authorize(api_key) -> Authorization:
-    """May this key call a model now? Refusal codes are stable (R-USE-1)."""
-    if api_key is None:
-        return Authorization(False, "unknown_api_key", from_micro(0))
-    from accounts.services import mark_api_key_used
-
-    mark_api_key_used(api_key.pk)
-    standing = api_key.standing if isinstance(api_key, KeyRef) else api_key.account.standing
-    rows = dict(
-        LedgerAccount.objects.filter(owner_id=api_key.account_id).values_list(
-            "kind", "balance_micro"
-        )
-    )
-    spendable = rows.get("cash", 0) + rows.get("trial", 0) + rows.get("discount", 0)
-    arrears = -rows.get("arrears", 0)
-    available = from_micro(max(0, spendable - arrears))
-    code = consumption_refusal(api_key.state, standing)
-    if code is None and arrears > 0:
-        code = "arrears"
-    if code is None and spendable - arrears <= 0:
-        code = "insufficient_balance"
-    return Authorization(code is None, code or "ok", available)
-
-
-class KeyRef:
-    """What charging needs to know about an API key and its account, read in one
-    query without building ORM instances (the batch resolves thousands at once)."""
-
-    __slots__ = ("pk", "account_id", "state", "standing", "threshold_micro")
-
-    def __init__(self, pk, account_id, state, standing, threshold):
-        self.pk, self.account_id, self.state, self.standing = pk, account_id, state, standing
-        self.threshold_micro = to_micro(threshold) if threshold is not None else None
-
-
-def resolve_api_keys(raw_keys) -> dict:
-    """Many raw keys → {raw: KeyRef}, in one query (the batch form of
-    accounts.services.resolve_api_key; unknown keys are simply absent)."""
-    from django.db import connection
-
-    from accounts.api_keys import hash_secret
-    from accounts.models import ApiKey, BalanceAccount
-
-    by_hash = {
-        hash_secret(raw): raw for raw in raw_keys if isinstance(raw, str) and 0 < len(raw) <= 200
-    }
-    if not by_hash:
-        return {}
-    keys, accounts = ApiKey._meta.db_table, BalanceAccount._meta.db_table
-    marks = ", ".join(["%s"] * len(by_hash))
-    sql = (
-        f"SELECT k.secret_hash, k.id, k.account_id, k.state, a.standing, a.low_balance_threshold"  # noqa: S608
-        f" FROM {keys} k JOIN {accounts} a ON a.id = k.account_id WHERE k.secret_hash IN ({marks})"
-    )
-    with connection.cursor() as cur:
-        cur.execute(sql, list(by_hash))
-        return {by_hash[row[0]]: KeyRef(*row[1:]) for row in cur.fetchall()}
-
-
-# ---------------------------------------------------------------- deduction order
+# ---------------------------------------------------------------- deduction order (R-USE-2)
 
 _KIND_RANK = {GrantKind.TRIAL: 0, GrantKind.DISCOUNT: 1}
 
@@ -164,9 +59,8 @@ def load_sources(buckets: dict[int, Buckets], now) -> dict[int, list[Source]]:
     trial by soonest expiry, then discount by soonest expiry then age, then
     cash lots oldest first. Expired grants not yet swept are never spent.
     Raw SQL: this runs on every charge, and the ORM's query building costs more
-    CPU than the query itself."""
-    from django.db import connection
-
+    CPU than the query itself. Read after `lock_buckets` (lots and grants come
+    last in the lock order)."""
     out = {owner: [] for owner in buckets}
     with_grants = [o for o, b in buckets.items() if b.micro("trial") > 0 or b.micro("discount") > 0]
     with_cash = [o for o, b in buckets.items() if b.micro("cash") > 0]
@@ -198,15 +92,10 @@ def load_sources(buckets: dict[int, Buckets], now) -> dict[int, list[Source]]:
     return out
 
 
-def plan_deduction(micro, sources, buckets: Buckets, *, allow_arrears=True):
-    """Draw `micro` from the sources in order; the rest becomes arrears (postpaid)
-    or, for a prepaid purchase, nothing moves. Returns (legs, split, parts)."""
-    if not allow_arrears and (
-        buckets.arrears_micro > 0 or sum(s.remaining for s in sources) < micro
-    ):
-        raise InsufficientBalance(
-            "The available balance does not cover the full price.", code="insufficient_balance"
-        )
+def plan_deduction(micro, sources, buckets: Buckets):
+    """Draw `micro` from the sources in order; the rest becomes arrears (postpaid,
+    R-USE-3). Returns (legs, split, parts) and moves the in-memory buckets to match.
+    A prepaid purchase checks that the sources cover the price before planning."""
     legs, split = [], []
     parts = {"trial": 0, "discount": 0, "cash": 0, "arrears": 0}
     left = micro
@@ -233,7 +122,7 @@ def plan_deduction(micro, sources, buckets: Buckets, *, allow_arrears=True):
     return legs, split, parts
 
 
-# ---------------------------------------------------------------- low-balance notices
+# ---------------------------------------------------------------- low-balance notices (R-USE-4)
 
 
 def threshold_micro(account):
@@ -272,7 +161,7 @@ def notify_crossings(account_id, threshold, before: int, after: int, event_key: 
         )
 
 
-# ---------------------------------------------------------------- charging
+# ---------------------------------------------------------------- one call
 
 
 def _check_ids(request_id, model):
@@ -283,8 +172,6 @@ def _check_ids(request_id, model):
 
 
 def _charge_exists(request_id) -> bool:
-    from django.db import connection
-
     with connection.cursor() as cur:
         cur.execute("SELECT 1 FROM billing_charge WHERE request_id = %s", [request_id])
         return cur.fetchone() is not None
@@ -301,18 +188,13 @@ def _replay(existing: Charge, account_id) -> Charge:
 
 def _payer(api_key_or_account):
     """(api key id or None, balance account id, low-balance threshold in micro-units,
-    refusal code or None)."""
+    key state or None). The account's standing is read later, under its lock."""
     x = api_key_or_account
     if isinstance(x, KeyRef):
-        return x.pk, x.account_id, x.threshold_micro, consumption_refusal(x.state, x.standing)
+        return x.pk, x.account_id, x.threshold_micro, x.state
     if hasattr(x, "secret_hash"):  # accounts.ApiKey
-        refusal = consumption_refusal(x.state, x.account.standing)
-        return x.pk, x.account_id, threshold_micro(x.account), refusal
-    return None, x.pk, threshold_micro(x), consumption_refusal(None, x.standing)  # an account
-
-
-def _refuse(code):
-    raise LedgerError(REFUSAL_MESSAGES.get(code, "This call may not be charged."), code=code)
+        return x.pk, x.account_id, threshold_micro(x.account), x.state
+    return None, x.pk, threshold_micro(x), None  # a BalanceAccount
 
 
 # A usage transaction carries no idempotency key of its own: its Charge row, written
@@ -324,22 +206,26 @@ def charge_usage(
 ) -> Charge:
     """Charge one API call (postpaid): grants and lots in R-USE-2 order, the rest
     as arrears (R-USE-3). Replaying a request id returns the first Charge
-    (with `.replayed = True`) and moves nothing (R-LED-5).
+    (with `.replayed = True`) and moves nothing (R-LED-5). A locked or revoked key,
+    or an account that may not consume (its standing read under its row lock), is
+    refused with the stable code of `consumption_refusal` (R-ACC-6, R-ACC-8).
 
     Takes an accounts.ApiKey, a KeyRef (from resolve_api_keys) or a BalanceAccount.
     It is an outermost transaction (durable) unless a caller that owns the
     transaction says otherwise (e.g. demo seeding)."""
     micro = positive_micro(amount)
     _check_ids(request_id, model)
-    key_id, account_id, threshold, refusal = _payer(api_key_or_account)
+    key_id, account_id, threshold, key_state = _payer(api_key_or_account)
     for _attempt in range(3):
         try:
             with transaction.atomic(durable=durable):
                 buckets = lock_buckets([account_id])[account_id]
                 if _charge_exists(request_id):
                     return _replay(Charge.objects.get(request_id=request_id), account_id)
-                if refusal:  # after the replay check: a replay still returns its first result
-                    _refuse(refusal)
+                # after the replay check: a replay still returns its first result
+                refusal = consumption_refusal(key_state, buckets.standing)
+                if refusal:
+                    refuse(refusal)
                 sources = load_sources({account_id: buckets}, timezone.now())[account_id]
                 before = buckets.available_micro
                 legs, split, parts = plan_deduction(micro, sources, buckets)
@@ -369,6 +255,9 @@ def charge_usage(
                 return _replay(existing, account_id)
             raise
     raise LedgerError("Could not charge; please retry.", code="retry")  # pragma: no cover
+
+
+# ---------------------------------------------------------------- a batch of calls
 
 
 @dataclass
@@ -418,12 +307,14 @@ _ROW_FIELDS = ("pk", *CHARGE_FIELDS, "transaction_id", "created_at")
 
 def charge_usage_batch(events: list[UsageEvent]) -> list[ChargeRow]:
     """Charge many calls at once with set-based work: a fixed number of statements
-    per batch (lock, look up replays, load grants and lots, one write of all
-    transactions, postings, charges and cached balances), whatever its size.
+    per batch (lock the accounts, lock their buckets, look up replays, load grants and
+    lots, one write of all transactions, postings, charges and cached balances),
+    whatever its size.
 
     Returns one ChargeRow per event, in order; replays (of earlier batches or of an
     earlier event in this batch) come back with `.replayed = True`, and a request id
-    already used by another account with `.error = (code, message)`."""
+    already used by another account, or an event whose key or account may not consume
+    (standing read under the account's lock), with `.error = (code, message)`."""
     for ev in events:
         _check_ids(ev.request_id, ev.model)
         if ev.micro <= 0:
@@ -437,8 +328,6 @@ def charge_usage_batch(events: list[UsageEvent]) -> list[ChargeRow]:
 
 
 def _existing_charges(request_ids) -> dict[str, ChargeRow]:
-    from django.db import connection
-
     where, params = in_texts("request_id", request_ids)
     cols = ", ".join(c if c != "pk" else "id" for c in _ROW_FIELDS)
     with connection.cursor() as cur:
@@ -448,8 +337,6 @@ def _existing_charges(request_ids) -> dict[str, ChargeRow]:
     for row in rows:
         charge = ChargeRow(**dict(zip(_ROW_FIELDS, row, strict=True)))
         if isinstance(charge.split, str):  # SQLite hands JSON back as text
-            import json
-
             charge.split = json.loads(charge.split)
         out[charge.request_id] = charge
     return out
@@ -481,7 +368,7 @@ def _charge_batch(events):
                     pending.append((copy, prior))
                 results.append(copy)
                 continue
-            refusal = consumption_refusal(ev.api_key.state, ev.api_key.standing)
+            refusal = consumption_refusal(ev.api_key.state, buckets[owner].standing)
             if refusal:
                 refused = ChargeRow(request_id=ev.request_id, account_id=owner)
                 refused.error = (refusal, REFUSAL_MESSAGES[refusal])
@@ -516,42 +403,3 @@ def _charge_batch(events):
             after = buckets[owner].available_micro
             notify_crossings(owner, thresholds[owner], before[owner], after, key)
     return results
-
-
-# ---------------------------------------------------------------- prepaid purchases
-
-
-def purchase_package(
-    account, price, *, idempotency_key: str, description: str
-) -> LedgerTransaction:
-    """A prepaid purchase (resource package): the full price must be available,
-    drawn in R-USE-2 order; otherwise InsufficientBalance and nothing moves (R-USE-3).
-    Returns the ledger transaction; `.split` says where the money came from."""
-    micro = positive_micro(price)
-    key = f"purchase:{idempotency_key}"
-    found = LedgerTransaction.objects.filter(idempotency_key=key).first()
-    if found:
-        return found
-    if not account.can_consume:
-        raise LedgerError(
-            "This account may not buy now.", code=STANDING_CODES.get(account.standing, "refused")
-        )
-    try:
-        with transaction.atomic():
-            buckets = lock_buckets([account.pk])[account.pk]
-            sources = load_sources({account.pk: buckets}, timezone.now())[account.pk]
-            before = buckets.available_micro
-            legs, split, _parts = plan_deduction(micro, sources, buckets, allow_arrears=False)
-            (txn,) = write(
-                [Entry(TxnKind.PURCHASE, account.pk, legs, key, (description or "Package")[:200])]
-            )
-            notify_crossings(
-                account.pk, threshold_micro(account), before, buckets.available_micro, key
-            )
-            txn.split = split
-            return txn
-    except IntegrityError:
-        found = LedgerTransaction.objects.filter(idempotency_key=key).first()
-        if found is None:
-            raise
-        return found

@@ -1,0 +1,64 @@
+"""Prepaid purchases (resource packages): the full price or nothing (R-USE-3)."""
+
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from ..models import LedgerTransaction, TxnKind
+from .authorization import STANDING_CODES, consumption_refusal
+from .charging import load_sources, notify_crossings, plan_deduction, threshold_micro
+from .engine import Entry, LedgerError, lock_buckets, positive_micro, write
+
+
+class InsufficientBalance(LedgerError):
+    """A prepaid purchase the available balance does not cover (R-USE-3)."""
+
+
+def _may_not_buy(standing):
+    return LedgerError(
+        "This account may not buy now.", code=STANDING_CODES.get(standing, "refused")
+    )
+
+
+def purchase_package(
+    account, price, *, idempotency_key: str, description: str
+) -> LedgerTransaction:
+    """A prepaid purchase (resource package): the full price must be available,
+    drawn in R-USE-2 order; otherwise InsufficientBalance and nothing moves (R-USE-3).
+    Only an account that may consume buys (R-ACC-8): checked on the caller's account
+    and again on the standing read under the account's row lock.
+    Returns the ledger transaction; `.split` says where the money came from."""
+    micro = positive_micro(price)
+    key = f"purchase:{idempotency_key}"
+    found = LedgerTransaction.objects.filter(idempotency_key=key).first()
+    if found:
+        return found
+    if not account.can_consume:
+        raise _may_not_buy(account.standing)
+    try:
+        with transaction.atomic():
+            buckets = lock_buckets([account.pk])[account.pk]
+            if consumption_refusal(None, buckets.standing):
+                raise _may_not_buy(buckets.standing)
+            sources = load_sources({account.pk: buckets}, timezone.now())[account.pk]
+            if buckets.arrears_micro > 0 or sum(s.remaining for s in sources) < micro:
+                raise InsufficientBalance(
+                    "The available balance does not cover the full price.",
+                    code="insufficient_balance",
+                )
+            before = buckets.available_micro
+            legs, split, _parts = plan_deduction(micro, sources, buckets)
+            (txn,) = write(
+                [Entry(TxnKind.PURCHASE, account.pk, legs, key, (description or "Package")[:200])]
+            )
+            notify_crossings(
+                account.pk, threshold_micro(account), before, buckets.available_micro, key
+            )
+            txn.split = split
+            return txn
+    except IntegrityError:
+        found = LedgerTransaction.objects.filter(idempotency_key=key).first()
+        if found is None:
+            raise
+        return found
