@@ -127,13 +127,13 @@ def test_approve_notifies_and_grants_the_trial(user, cs_agent):
 
 def test_a_failing_trial_grant_rolls_the_approval_back(user, cs_agent, monkeypatch):
     """R-ACC-2 / R-TOP-5: the approval and the trial grant commit together or not at all."""
-    import topups.services
+    import topups.services.trials
 
     def boom(verification, **kwargs):
         raise RuntimeError("grant failed")
 
     v = submit_individual(user)
-    monkeypatch.setattr(topups.services, "award_trial", boom)
+    monkeypatch.setattr(topups.services.trials, "award_trial", boom)
     with pytest.raises(RuntimeError):
         perform_transition(v, "approve", actor=cs_agent, reason="ok")
     v.refresh_from_db()

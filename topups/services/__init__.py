@@ -30,8 +30,7 @@ from . import (  # noqa: F401 (imported to register their transition maps)
     trials,
 )
 
-# Kept importable from the package: tests/accounts approve through these and patch
-# `topups.services.award_trial` (trials.approve_verification looks it up here).
+# The staff path of a verification's approval, named where accounts' docs point.
 from .trials import approve_verification, award_trial
 
 __all__ = ["approve_verification", "award_trial"]

@@ -26,15 +26,11 @@ from ..models import TrialAward, TrialSettings
 def approve_verification(verification, *, actor=None, reason="", **form_data):
     """Staff approve a real-name verification: the identity checks and the user's
     notice (accounts), then the trial funds (R-TOP-5), all in one transaction."""
-    # award_trial is looked up on the topups.services package, which re-exports it:
-    # tests/accounts patch it there to prove a failing grant rolls the approval back.
-    from topups import services
-
     with transaction.atomic():
         verification = accounts_services.approve_verification(
             verification, actor=actor, reason=reason
         )
-        services.award_trial(verification)
+        award_trial(verification)
     return verification
 
 
