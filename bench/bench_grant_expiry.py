@@ -1,7 +1,7 @@
 """Grant expiry at scale: `expire_due_grants` (one ledger transaction per grant,
 set-based, SKIP LOCKED) against a plain UPDATE of the same grant rows.
 
-Contract target: within 5× the time of the plain UPDATE. Runs on the bench
+Target (README, "Benchmarks"): within 5× the time of the plain UPDATE. Runs on the bench
 accounts of bench_ledger with BENCH_GRANTS due grants (default 50,000).
 """
 

@@ -190,6 +190,8 @@ class Grant(models.Model):
     source_lot = models.ForeignKey(
         Lot, on_delete=models.PROTECT, null=True, blank=True, related_name="discounts"
     )
+    # A plain field, not django_fsm: expiry is set-based and void is audited by its
+    # service; the reasons are in billing/README.md, "Grant states".
     state = models.CharField(max_length=16, choices=GrantState.choices, default=GrantState.ACTIVE)
     idempotency_key = models.CharField(max_length=200, unique=True)
     memo = models.CharField(max_length=200, blank=True)

@@ -78,14 +78,27 @@ def test_reconcile_command(account, capsys):
         call_command("reconcile_ledger", "--account", "999999")
 
 
+RECONCILE_ALL_QUERIES = 15  # per table a MAX(id) and one range pass (7 + 7), one SUM
+
+
 def test_reconcile_all_is_set_based(db, django_assert_max_num_queries):
     """R-LED-4: the whole-ledger proof is a fixed number of GROUP BY queries, not a loop
-    per account."""
-    for i in range(15):
+    per account: with more accounts than that number, even one query per account
+    would exceed the limit; and the count does not grow with the accounts."""
+    accounts = 2 * RECONCILE_ALL_QUERIES
+    for i in range(accounts):
         acct = UserFactory().balance_account
         credit_lot(acct, cny("2"), channel="bank", idempotency_key=f"L{i}")
         charge_usage(acct, cny("0.5"), request_id=f"r{i}", model="m")
-    with django_assert_max_num_queries(16):  # a fixed set of range queries per table
+    with django_assert_max_num_queries(RECONCILE_ALL_QUERIES) as ctx:
+        report = reconcile_all()
+    assert report.ok and report.postings_total_micro == 0
+    assert len(ctx.captured_queries) < accounts
+    # ten more accounts with their own postings: not one query more
+    for i in range(10):
+        acct = UserFactory().balance_account
+        credit_lot(acct, cny("2"), channel="bank", idempotency_key=f"M{i}")
+    with django_assert_max_num_queries(len(ctx.captured_queries)):
         assert reconcile_all().ok
 
 
