@@ -31,8 +31,8 @@ from .services.engine import LedgerError
 
 
 def batch_limit() -> int:
-    """The most events one batch may carry: settings.GATEWAY_BATCH_LIMIT (default 5,000),
-    read on each call so a changed setting applies without a restart of this module."""
+    """The most events one batch may carry: settings.GATEWAY_BATCH_LIMIT when the settings
+    define it, else 5,000; looked up per request rather than frozen at import."""
     return int(getattr(settings, "GATEWAY_BATCH_LIMIT", 5000))
 
 
