@@ -7,9 +7,15 @@ from .models import (
     AgreementState,
     AgreementVersion,
     ApiKey,
+    User,
     Verification,
     VerificationState,
 )
+
+
+def user_by_email(email: str) -> User | None:
+    """The user with this email (any case), or None."""
+    return User.objects.filter(email__iexact=(email or "").strip()).first()
 
 
 def approved_verification(user) -> Verification | None:

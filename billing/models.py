@@ -21,7 +21,7 @@ CNY_ONLY = [("CNY", "CNY")]
 class Channel(models.TextChoices):
     ALIPAY = "alipay", "Alipay"
     BANK = "bank", "Bank transfer"
-    OTHER = "other", "Other"
+    OTHER = "other", "Other (manual)"
 
 
 class AccountKind(models.TextChoices):

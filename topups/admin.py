@@ -4,6 +4,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from accounts.selectors import user_by_email
 from core.admin import AuditRecordInline, WorkflowAdminMixin
 
 from . import selectors
@@ -130,14 +131,12 @@ class TopUpAdmin(WorkflowAdminMixin, admin.ModelAdmin):
 
     def record_manual_view(self, request):
         """Record a payment received by another route; the usual preconditions apply."""
-        from accounts.models import User
-
         if not request.user.has_perm(FINANCE_PERM):
             raise PermissionDenied
         form = ManualTopUpForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
-            user = User.objects.filter(email__iexact=data["email"]).first()
+            user = user_by_email(data["email"])
             if user is None:
                 form.add_error("email", "No user with this email.")
             else:

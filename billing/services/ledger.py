@@ -32,15 +32,8 @@ from ..models import (
     Lot,
     TxnKind,
 )
-from .charging import charge_usage  # noqa: F401 - for two outside tests, see below
 from .engine import Entry, LedgerError, Leg, lock_buckets, write, write_rows
 from .engine import positive_micro as _positive_micro
-from .reconcile import reconcile  # noqa: F401 - for two outside tests, see below
-
-# charge_usage and reconcile are not this module's: two tests outside billing still
-# import them from here (tests/topups/test_alipay_notify.py, tests/ops/test_ledger_jobs.py).
-# Billing's own code and tests import them from billing.services.charging and
-# billing.services.reconcile; drop the two imports above when those tests do.
 
 __all__ = [
     "LedgerError",
@@ -347,6 +340,24 @@ def _expire_locked_pg(cur, pairs, expense_id, now) -> int:
         },
     )
     return cur.fetchone()[0]
+
+
+def set_grant_expiry(grant: Grant, expires_at) -> tuple[Grant, object]:
+    """Move an active grant's expiry (staff extend or shorten its validity, R-TOP-5).
+
+    Takes the lock order (the account, its buckets, then the grant), so the change
+    cannot interleave with a charge or the expiry sweep. Only an active grant with
+    funds left can change. Returns the grant as changed and its previous expiry.
+    """
+    with transaction.atomic():
+        lock_buckets([grant.account_id])
+        locked = Grant.objects.select_for_update().select_related("account__user").get(pk=grant.pk)
+        if locked.state != GrantState.ACTIVE or locked.remaining_micro <= 0:
+            raise LedgerError("Only an active grant with funds left can change.", code="state")
+        old = locked.expires_at
+        Grant.objects.filter(pk=locked.pk).update(expires_at=expires_at)
+        locked.expires_at = expires_at
+    return locked, old
 
 
 def void_grant(grant: Grant, *, reason: str, actor=None) -> LedgerTransaction | None:

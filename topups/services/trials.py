@@ -15,9 +15,8 @@ from djmoney.money import Money
 
 from accounts import services as accounts_services
 from accounts.models import Verification
-from billing.models import Grant
 from billing.services import ledger
-from core.workflow import WorkflowError, record_audit, transition_map
+from core.workflow import record_audit, transition_map
 from notices.services import send_notice
 
 from ..models import TrialAward, TrialSettings
@@ -101,12 +100,7 @@ def change_grant_validity(grant, expires_at, *, actor, reason):
     if expires_at <= now:
         raise ValidationError("The new expiry must be in the future.", code="past_expiry")
     with transaction.atomic():
-        locked = Grant.objects.select_for_update().select_related("account__user").get(pk=grant.pk)
-        if getattr(locked, "state", "active") != "active" or locked.remaining.amount <= 0:
-            raise WorkflowError("Only an active grant with funds left can change.", code="state")
-        old = locked.expires_at
-        Grant.objects.filter(pk=locked.pk).update(expires_at=expires_at)
-        locked.expires_at = expires_at
+        locked, old = ledger.set_grant_expiry(grant, expires_at)
         audit = record_audit(
             locked,
             action="change_validity",
