@@ -79,6 +79,15 @@ def test_every_project_app_has_a_layer():
     assert local_app_labels() <= set(RANK), sorted(local_app_labels() - set(RANK))
 
 
+def test_installed_apps_list_the_layers_bottom_up():
+    """INSTALLED_APPS names the project's apps in layer order (README "Layout"), so
+    demo data, admin and ready() hooks run lowest layer first."""
+    from django.conf import settings
+
+    ours = [app for app in settings.INSTALLED_APPS if app in RANK]
+    assert ours == [app for app in LAYERS if app != "config"]
+
+
 def test_no_lower_app_imports_a_higher_one():
     """SPEC §1: lower layers never import upper ones."""
     found = upward_imports()

@@ -271,23 +271,7 @@ class UsageEvent:
 class ChargeRow:
     """A charge as the batch returns it: the Charge fields, without an ORM instance."""
 
-    __slots__ = (
-        "pk",
-        "request_id",
-        "account_id",
-        "api_key_id",
-        "model",
-        "amount_micro",
-        "trial_micro",
-        "discount_micro",
-        "cash_micro",
-        "arrears_micro",
-        "split",
-        "transaction_id",
-        "created_at",
-        "replayed",
-        "error",
-    )
+    __slots__ = ("pk", *CHARGE_FIELDS, "transaction_id", "created_at", "replayed", "error")
 
     def __init__(self, **values):
         self.pk = self.transaction_id = self.created_at = None
