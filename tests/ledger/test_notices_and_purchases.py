@@ -100,3 +100,21 @@ def test_prepaid_purchase_refused_with_arrears_or_locked(account):
     with pytest.raises(ValidationError) as exc:
         purchase_package(account, cny("1"), idempotency_key="p3", description="pkg")
     assert exc.value.code == "account_suspended"
+
+
+def test_charging_notices_are_written_in_the_users_language(db):
+    """R-USE-4 / R-NOT-1: the low-balance and service-stopped notices come from their
+    templates in the user's language, with the figures filled in."""
+    from tests.factories import UserFactory
+
+    user = UserFactory(language="zh-hans", phone="")
+    account = user.balance_account
+    set_low_balance_threshold(account, cny("5.00"))
+    credit_lot(account, cny("6"), channel="alipay", idempotency_key="zh")
+    charge_usage(account, cny("2"), request_id="zh-a", model="m")  # 4.00: crossed
+    charge_usage(account, cny("4"), request_id="zh-b", model="m")  # used up
+    low, stopped = Notice.objects.filter(user=user).order_by("id")
+    assert (low.kind, stopped.kind) == ("low_balance", "service_stopped")
+    assert low.subject == "您的可用余额已低于 ¥5.00"
+    assert "¥4.00" in low.body
+    assert stopped.subject == "服务已暂停：余额已用尽"

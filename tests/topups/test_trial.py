@@ -35,6 +35,18 @@ def test_approval_grants_trial_funds_from_settings(user):
 
 
 @pytest.mark.django_db
+def test_trial_notice_is_in_the_users_language():
+    """R-TOP-5 / R-NOT-1: the trial notice comes from its template in the user's language."""
+    user = UserFactory(language="zh-hans", phone="")
+    settings_row = TrialSettings.load()
+    settings_row.amount = cny("15.00")
+    settings_row.save()
+    approve_verification(submit(user))
+    notice = Notice.objects.get(user=user, kind="trial_granted")
+    assert notice.subject == "已发放试用金 ¥15.00"
+
+
+@pytest.mark.django_db
 def test_trial_once_per_identity_across_accounts(settings):
     """R-TOP-5, R-ACC-4: the same identity on a second account gets no second trial."""
     settings.IDENTITY_MAX_ACCOUNTS = 2
