@@ -26,7 +26,7 @@ class Notice(models.Model):
         null=True,
         blank=True,
         unique=True,
-        help_text="One notice per event: a second notify() with the same key does nothing.",
+        help_text="One notice per event: send_notice() with a key already used returns that notice.",
     )
     status = models.CharField(
         max_length=16, choices=NoticeStatus.choices, default=NoticeStatus.PENDING
