@@ -26,7 +26,7 @@ class Notice(models.Model):
         null=True,
         blank=True,
         unique=True,
-        help_text="One notice per event: send_notice() with a key already used returns that notice.",
+        help_text="One notice per event: send_notice() with a used key returns that notice.",
     )
     status = models.CharField(
         max_length=16, choices=NoticeStatus.choices, default=NoticeStatus.PENDING

@@ -13,6 +13,6 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='notice',
             name='dedupe_key',
-            field=models.CharField(blank=True, help_text='One notice per event: send_notice() with a key already used returns that notice.', max_length=200, null=True, unique=True),
+            field=models.CharField(blank=True, help_text='One notice per event: send_notice() with a used key returns that notice.', max_length=200, null=True, unique=True),
         ),
     ]
