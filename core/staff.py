@@ -33,20 +33,28 @@ def declared_permissions():
     return wanted
 
 
-def sync_staff_groups(**kwargs):
+def sync_staff_groups(app_config=None, **kwargs):
+    """Give each group exactly its declared permissions (a handful of queries).
+
+    post_migrate is sent once per app, and the groups need every app's permissions,
+    which Django creates on each app's own signal: so the sync runs after the last
+    app's, not once per app (it was most of the time a test database flush took).
+    """
     from django.contrib.auth.models import Group, Permission
 
+    with_models = [c for c in apps.get_app_configs() if c.models_module is not None]
+    if app_config is not None and app_config is not with_models[-1]:
+        return
+    existing = {
+        (app_label, codename): pk
+        for pk, app_label, codename in Permission.objects.values_list(
+            "pk", "content_type__app_label", "codename"
+        )
+    }
     for key, perms in declared_permissions().items():
         group, _ = Group.objects.get_or_create(name=GROUPS[key])
-        objs = []
-        for dotted in sorted(perms):
-            app_label, codename = dotted.split(".")
-            perm = Permission.objects.filter(
-                content_type__app_label=app_label, codename=codename
-            ).first()
-            if perm is not None:
-                objs.append(perm)
-        group.permissions.set(objs)
+        wanted = [existing.get(tuple(dotted.split(".", 1))) for dotted in sorted(perms)]
+        group.permissions.set([pk for pk in wanted if pk is not None])
 
 
 # Third-party apps whose rows staff work with in the admin (beat schedules).
