@@ -152,6 +152,14 @@ def fail_next_call(out_trade_no, mode, *, seconds=3.0):
     cache.set(_key("next", out_trade_no), {"mode": mode, "seconds": seconds}, timeout=None)
 
 
+def trade_refusal(out_trade_no):
+    return cache.get(_key("refusal", out_trade_no))
+
+
+def next_failure(out_trade_no):
+    return cache.get(_key("next", out_trade_no))
+
+
 def refunds_of(out_trade_no):
     """What the sandbox refunded on this trade: {out_request_no: {"amount", "at"}}."""
     return cache.get(_key("refunds", out_trade_no)) or {}

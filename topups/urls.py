@@ -12,4 +12,5 @@ urlpatterns = [
     path("alipay/notify/", views.alipay_notify, name="alipay_notify"),
     path("alipay/return/", views.alipay_return, name="alipay_return"),
     path("sandbox/gateway/", views.sandbox_gateway, name="sandbox_gateway"),
+    path("sandbox/refunds/", views.sandbox_refunds, name="sandbox_refunds"),
 ]

@@ -198,3 +198,39 @@ def _sandbox_cashier(request):
             )
         return redirect(back)
     return render(request, "topups/sandbox_cashier.html", {"params": params, "biz": biz})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def sandbox_refunds(request):
+    """Sandbox refund records and failure switches per trade (ALIPAY_SANDBOX, staff only)."""
+    if not settings.ALIPAY_SANDBOX or not request.user.is_staff:
+        raise Http404
+    source = request.POST if request.method == "POST" else request.GET
+    out_trade_no = source.get("out_trade_no", "").strip()[:64]
+    if request.method == "POST" and out_trade_no:
+        if request.POST.get("action") == "reset":
+            sandbox.reset(out_trade_no)
+        else:
+            try:
+                seconds = min(max(float(request.POST.get("seconds") or 20), 0.0), 120.0)
+            except ValueError:
+                seconds = 20.0
+            refusal = request.POST.get("refusal") or None
+            if refusal is None or refusal in sandbox.TRADE_REFUSALS:
+                sandbox.set_trade_refusal(out_trade_no, refusal)
+            if request.POST.get("next") in sandbox.FAILURES:
+                sandbox.fail_next_call(out_trade_no, request.POST["next"], seconds=seconds)
+        return redirect(
+            f"{reverse('topups:sandbox_refunds')}?{urlencode({'out_trade_no': out_trade_no})}"
+        )
+    context = {"out_trade_no": out_trade_no}
+    if out_trade_no:
+        context.update(
+            refunds=sandbox.refunds_of(out_trade_no),
+            refusal=sandbox.trade_refusal(out_trade_no),
+            next_failure=sandbox.next_failure(out_trade_no),
+            refusals=[(name, code) for name, (code, _) in sandbox.TRADE_REFUSALS.items()],
+            failures=list(sandbox.FAILURES.items()),
+        )
+    return render(request, "topups/sandbox_refunds.html", context)
