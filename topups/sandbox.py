@@ -1,9 +1,14 @@
-"""The sandbox cashier: plays Alipay inside the portal (development and tests only).
+"""The sandbox: plays Alipay inside the portal (development and tests only).
 
-It checks the portal's page-pay signature with the app's public key, then
-sends a real RSA2-signed asynchronous notification — signed with the
+Page pay: it checks the portal's page-pay signature with the app's public key,
+then sends a real RSA2-signed asynchronous notification — signed with the
 DEVELOPMENT "Alipay" key in sandbox_keys/ — to the notify URL named in the
 request, over HTTP, exactly as Alipay would.
+
+Refunds (R-REF-5, R-REF-6): the same gateway URL answers alipay.trade.refund and
+alipay.trade.fastpay.refund.query (`openapi_call`, at the end of this module) with
+Alipay's signed JSON envelope, and has switches to make a trade refuse or the next
+call fail.
 """
 
 import json as _json
