@@ -1,0 +1,367 @@
+"""The refund desk for CS and finance (R-REF-1, R-REF-5, R-REF-6).
+
+The queue is ordered oldest first, filtered by state and how the user asked, with the
+age of each case; the change page shows the preview, the lines per lot, the payout
+attempts with the channel's answers, the proof files (opened only with
+refunds.view_refund_proof, each view audited) and the transition buttons, which run
+the services of RefundRequest's transition map. Paid refunds export to CSV per line.
+"""
+
+import csv
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.timesince import timesince
+
+from core.admin import AuditRecordInline, WorkflowAdminMixin
+
+from .models import OPEN_STATES, PayoutAttempt, RefundLine, RefundProof, RefundRequest, RefundState
+from .selectors import refund_preview
+from .services.filing import PROOF_PERM, read_proof
+
+
+class _ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class RefundLineInline(_ReadOnlyInline):
+    model = RefundLine
+    fields = (
+        "lot",
+        "channel",
+        "trade",
+        "asked",
+        "arrears",
+        "held_amount",
+        "refunded_amount",
+        "released",
+        "out_request_no",
+        "payout_state",
+        "payout_channel",
+        "payout_reference",
+        "paid_on",
+        "failure_reason",
+    )
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("lot__topup")
+
+    @admin.display(description="Top-up order / trade")
+    def trade(self, obj):
+        topup = getattr(obj.lot, "topup", None)
+        return f"{topup.out_trade_no} / {topup.trade_no or '—'}" if topup else "—"
+
+    @admin.display(description="Asked")
+    def asked(self, obj):
+        return _money(obj.asked_micro)
+
+    @admin.display(description="Arrears settled")
+    def arrears(self, obj):
+        return _money(obj.arrears_micro + obj.late_arrears_micro)
+
+    @admin.display(description="Held")
+    def held_amount(self, obj):
+        return _money(obj.held_micro)
+
+    @admin.display(description="Refunded")
+    def refunded_amount(self, obj):
+        return _money(obj.refunded_micro)
+
+    @admin.display(description="Back to cash")
+    def released(self, obj):
+        return _money(obj.released_micro)
+
+
+class PayoutAttemptInline(_ReadOnlyInline):
+    model = PayoutAttempt
+    fields = ("at", "line", "operation", "outcome", "code", "sub_code", "message", "sent", "answer")
+    readonly_fields = fields
+
+
+class RefundProofInline(_ReadOnlyInline):
+    model = RefundProof
+    fields = ("uploaded_at", "uploaded_by", "content_type", "open")
+    readonly_fields = fields
+    verbose_name_plural = "Proof files (encrypted; opening one needs the proof permission)"
+
+    @admin.display(description="File")
+    def open(self, obj):
+        request = getattr(self, "_request", None)
+        if request is None or not request.user.has_perm(PROOF_PERM):
+            return "received (encrypted)"
+        url = reverse("admin:refunds_refundrequest_proof", args=[obj.request_id, obj.pk])
+        return format_html('<a href="{}">Open (audited)</a>', url)
+
+    def get_queryset(self, request):
+        self._request = request
+        return super().get_queryset(request).select_related("uploaded_by")
+
+
+def _money(micro):
+    from billing.micro import from_micro
+
+    return f"{from_micro(micro).amount:.2f}"
+
+
+class AgeFilter(admin.SimpleListFilter):
+    title = "age"
+    parameter_name = "age"
+
+    def lookups(self, request, model_admin):
+        return [("1", "over 1 day"), ("3", "over 3 days"), ("7", "over 7 days")]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            cutoff = timezone.now() - timezone.timedelta(days=int(self.value()))
+            return queryset.filter(created_at__lt=cutoff)
+        return queryset
+
+
+@admin.action(description="Export paid refunds (per lot) as CSV", permissions=["view"])
+def export_paid_refunds(modeladmin, request, queryset):
+    """Finance's export: one row per paid line of the selected paid requests."""
+
+    class Echo:
+        def write(self, value):
+            return value
+
+    writer = csv.writer(Echo())
+    lines = (
+        RefundLine.objects.filter(request__in=queryset, request__state=RefundState.PAID)
+        .select_related("request__account__user", "lot__topup")
+        .order_by("request_id", "id")
+    )
+
+    def rows():
+        yield writer.writerow(
+            [
+                "request",
+                "user",
+                "lot",
+                "top-up order",
+                "channel",
+                "paid via",
+                "refunded (CNY)",
+                "out_request_no",
+                "reference",
+                "paid on",
+                "approved by",
+            ]
+        )
+        for line in lines.iterator(chunk_size=2000):
+            topup = getattr(line.lot, "topup", None)
+            yield writer.writerow(
+                [
+                    line.request_id,
+                    line.request.account.user.email,
+                    line.lot_id,
+                    topup.out_trade_no if topup else "",
+                    line.channel,
+                    line.payout_channel,
+                    f"{line.refunded.amount:.2f}",
+                    line.out_request_no,
+                    line.payout_reference,
+                    line.paid_on.isoformat() if line.paid_on else "",
+                    line.request.approver_id or "",
+                ]
+            )
+
+    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="paid-refunds.csv"'
+    return response
+
+
+@admin.register(RefundRequest)
+class RefundRequestAdmin(WorkflowAdminMixin, admin.ModelAdmin):
+    """The refund queue: oldest first; the buttons run the refund services."""
+
+    fsm_fields = ["state"]
+    list_display = (
+        "id",
+        "user_email",
+        "state",
+        "held_amount",
+        "refunded_amount",
+        "asked_via",
+        "created_at",
+        "waiting",
+        "reviewer",
+        "approver",
+    )
+    list_filter = ("state", "asked_via", "lines__channel", AgeFilter)
+    date_hierarchy = "created_at"
+    ordering = ("created_at", "id")
+    search_fields = (
+        "=id",
+        "account__user__email",
+        "account__user__phone",
+        "lines__lot__topup__out_trade_no",
+        "lines__lot__topup__trade_no",
+        "lines__out_request_no",
+    )
+    list_select_related = ("account__user", "reviewer", "approver")
+    actions = [export_paid_refunds]
+    inlines = [RefundLineInline, PayoutAttemptInline, RefundProofInline, AuditRecordInline]
+    readonly_fields = (
+        "account",
+        "state",
+        "filed_by",
+        "asked_via",
+        "user_reason",
+        "requested",
+        "held_amount",
+        "arrears_amount",
+        "refunded_amount",
+        "created_at",
+        "reviewer",
+        "reviewed_at",
+        "approver",
+        "approved_at",
+        "decision_reason",
+        "payout_failure",
+        "closed_at",
+        "preview",
+    )
+    fields = readonly_fields
+
+    def get_search_results(self, request, queryset, search_term):
+        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        return queryset, True if search_term else may_have_duplicates
+
+    @admin.display(description="User", ordering="account__user__email")
+    def user_email(self, obj):
+        return obj.account.user.email
+
+    @admin.display(description="Held")
+    def held_amount(self, obj):
+        return _money(obj.held_micro)
+
+    @admin.display(description="Arrears settled first")
+    def arrears_amount(self, obj):
+        return _money(obj.arrears_micro)
+
+    @admin.display(description="Refunded")
+    def refunded_amount(self, obj):
+        return _money(obj.refunded_micro)
+
+    @admin.display(description="Amount asked")
+    def requested(self, obj):
+        return "all refundable" if obj.requested_micro is None else _money(obj.requested_micro)
+
+    @admin.display(description="Waiting")
+    def waiting(self, obj):
+        if obj.state not in (*OPEN_STATES, RefundState.APPROVED, RefundState.PAYOUT_FAILED):
+            return "—"
+        return timesince(obj.created_at)
+
+    @admin.display(description="Preview now (R-REF-2: lots still refundable)")
+    def preview(self, obj):
+        preview = refund_preview(obj.account)
+        head = format_html(
+            "<tr><th>lot</th><th>channel</th><th>paid</th><th>consumed</th><th>unconsumed</th>"
+            "<th>invoiced, unconsumed</th><th>discount earned</th><th>discount used</th>"
+            "<th>refundable</th></tr>"
+        )
+        body = format_html_join(
+            "",
+            "<tr><td>#{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
+            "<td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    item.lot_id,
+                    item.channel,
+                    _money(item.paid_micro),
+                    _money(item.consumed_micro),
+                    _money(item.unconsumed_micro),
+                    _money(item.invoiced_unconsumed_micro),
+                    _money(item.discount_earned_micro),
+                    _money(item.discount_used_micro),
+                    _money(item.refundable_micro),
+                )
+                for item in preview.lots
+            ),
+        )
+        return format_html(
+            "<table>{}{}</table><p>Total {} − arrears {} = {} CNY</p>",
+            head,
+            body,
+            _money(preview.total_micro),
+            _money(preview.arrears_micro),
+            _money(preview.net_micro),
+        )
+
+    def has_add_permission(self, request):
+        return False  # filed through refunds.services.filing.submit_refund
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path(
+                "<int:pk>/proof/<int:proof_id>/",
+                wrap(self.proof_view),
+                name="refunds_refundrequest_proof",
+            ),
+            *super().get_urls(),
+        ]
+
+    def proof_view(self, request, pk, proof_id):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        proof = get_object_or_404(RefundProof, pk=proof_id, request_id=pk)
+        try:
+            data, content_type, name = read_proof(proof, actor=request.user)
+        except PermissionDenied:
+            raise
+        except FileNotFoundError:
+            self.message_user(request, "The file is missing.", messages.ERROR)
+            raise PermissionDenied
+        response = HttpResponse(data, content_type=content_type)
+        response["Content-Disposition"] = f'inline; filename="{name}"'
+        response["X-Content-Type-Options"] = "nosniff"
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+@admin.register(RefundLine)
+class RefundLineAdmin(admin.ModelAdmin):
+    """Every line per lot, for finance's search by trade number."""
+
+    list_display = (
+        "out_request_no",
+        "request",
+        "lot",
+        "channel",
+        "payout_state",
+        "payout_channel",
+        "payout_reference",
+        "paid_on",
+    )
+    list_filter = ("payout_state", "channel", "payout_channel")
+    search_fields = ("out_request_no", "lot__topup__out_trade_no", "lot__topup__trade_no")
+    list_select_related = ("request", "lot")
+    readonly_fields = [f.name for f in RefundLine._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

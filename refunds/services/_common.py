@@ -1,0 +1,32 @@
+"""Small helpers the refund services share."""
+
+from django.core.exceptions import ValidationError
+
+from accounts.models import Standing
+from billing.micro import from_micro
+from notices.services import send_notice
+
+# R-ACC-8 and issue 10: a locked, frozen or terminated account cannot refund.
+NO_REFUND_STANDINGS = (Standing.LOCKED, Standing.FROZEN, Standing.TERMINATED)
+
+
+def refuse_standing(standing):
+    if standing in NO_REFUND_STANDINGS:
+        label = Standing(standing).label.lower()
+        raise ValidationError(
+            f"The account is {label}: no refund can be filed or approved now.", code="standing"
+        )
+
+
+def tell(request, kind, *, key_suffix="", **context):
+    """The user's notice of one event of this request (once: dedupe key per event)."""
+    return send_notice(
+        user=request.account.user,
+        kind=kind,
+        context={
+            "request": request.pk,
+            "amount": from_micro(request.refunded_micro or request.held_micro),
+            **context,
+        },
+        dedupe_key=f"{kind}:{request.pk}{key_suffix}",
+    )

@@ -1,0 +1,157 @@
+"""Deciding a refund request (R-REF-1, R-REF-3, R-REF-4): take, approve, reject, cancel.
+
+Four eyes: the finance approver is never the agent who reviewed the request (nor
+the agent who filed it for the user); the service refuses it with a message staff
+read in the admin. Two staff acting on one request at once: every decision locks the
+request row first (core.workflow.apply_transition), so exactly one wins and the
+other is refused from the state it then reads.
+"""
+
+from django.db import transaction
+
+from billing.models import Grant, GrantKind, GrantState, TxnKind
+from billing.services import ledger
+from billing.services.engine import lock_buckets
+from core.workflow import WorkflowError, apply_transition
+
+from ..models import RefundLine, RefundRequest
+from ..selectors import discount_used_by_lot
+from ._common import refuse_standing, tell
+
+
+def _lock(request):
+    return (
+        RefundRequest.objects.select_for_update().select_related("account__user").get(pk=request.pk)
+    )
+
+
+def take_for_review(request, *, actor, reason="", **form_data):
+    """A CS agent takes a submitted request; they are recorded as its reviewer."""
+    return apply_transition(
+        request, "take", actor=actor, reason=reason or "taken for review", reviewer=actor
+    )
+
+
+def approve_refund(request, *, actor, reason="", **form_data):
+    """A finance approver approves (four eyes). In one transaction: the held money goes
+    to refunds payable, lots closed for good (R-REF-4), the discount grants they earned
+    voided (their unused part leaves the balance). Discount of a lot used during the
+    review is deducted too (§8.2): that part returns to the lot's cash; arrears run up
+    meanwhile are settled from the hold first."""
+    with transaction.atomic():
+        locked = _lock(request)
+        if actor is not None and actor.pk == locked.reviewer_id:
+            raise WorkflowError(
+                "Four eyes: you reviewed this request, so another finance approver must "
+                "approve it.",
+                code="four_eyes",
+            )
+        if (
+            actor is not None
+            and actor.pk == locked.filed_by_id
+            and locked.filed_by_id != locked.account.user_id
+        ):
+            raise WorkflowError(
+                "Four eyes: you filed this request for the user, so another finance "
+                "approver must approve it.",
+                code="four_eyes",
+            )
+        locked = apply_transition(
+            locked, "approve", actor=actor, reason=reason or "approved", approver=actor
+        )
+        # lock order: the request, its lines, then the balance account and its buckets
+        lines = list(RefundLine.objects.select_for_update().filter(request=locked).order_by("id"))
+        account = locked.account
+        buckets = lock_buckets([account.pk])[account.pk]
+        refuse_standing(buckets.standing)
+        used_now = discount_used_by_lot([line.lot_id for line in lines])
+        payouts = {}
+        for line in lines:
+            extra = max(0, used_now.get(line.lot_id, 0) - line.discount_used_micro)
+            pay = max(0, line.held_micro - extra)
+            payouts[line.lot_id] = (pay, line.held_micro - pay)
+        txn = ledger.pay_out_refund_holds(
+            account, payouts, idempotency_key=f"refund-request:{locked.pk}", actor=actor
+        )
+        figures = _figures(txn)
+        for line in lines:
+            pay, release = payouts[line.lot_id]
+            cash_back, arrears = figures.get(line.lot_id, (0, 0))
+            from_release = release - cash_back
+            line.released_micro = cash_back
+            line.late_arrears_micro = arrears
+            line.refunded_micro = pay - (arrears - from_release)
+            line.approved = True
+        RefundLine.objects.bulk_update(
+            lines, ["released_micro", "late_arrears_micro", "refunded_micro", "approved"]
+        )
+        locked.refunded_micro = sum(line.refunded_micro for line in lines)
+        locked.save(update_fields=["refunded_micro"])
+        why = (
+            f"Refund request #{locked.pk} approved: the discount this top-up earned is void (§8.2)"
+        )
+        for grant in Grant.objects.filter(
+            source_lot_id__in=[line.lot_id for line in lines],
+            kind=GrantKind.DISCOUNT,
+            state__in=(GrantState.ACTIVE, GrantState.USED_UP),
+        ).order_by("id"):
+            ledger.void_grant(grant, reason=why, actor=actor)
+        tell(locked, "refund_approved", amount=locked.refunded)
+    request.refresh_from_db()
+    return locked
+
+
+def _figures(txn):
+    """{lot id: (cash returned, arrears settled)} from an approval's postings."""
+    out = {}
+    if txn is None:
+        return out
+    assert txn.kind == TxnKind.REFUND
+    for lot_id, bucket, micro in txn.postings.values_list("lot_id", "bucket", "amount_micro"):
+        if lot_id is None:
+            continue
+        cash, arrears = out.get(lot_id, (0, 0))
+        if bucket == "cash":
+            cash += micro
+        elif bucket == "arrears":
+            arrears += micro
+        out[lot_id] = (cash, arrears)
+    return out
+
+
+def _release(locked, *, action):
+    for line in RefundLine.objects.select_for_update().filter(request=locked).order_by("id"):
+        if line.held_micro:
+            ledger.release_refund_hold(
+                line.lot,
+                line.held,
+                idempotency_key=f"refund-request:{locked.pk}:lot:{line.lot_id}:{action}",
+            )
+            line.released_micro = line.held_micro
+            line.save(update_fields=["released_micro"])
+
+
+def reject_refund(request, *, actor, reason="", **form_data):
+    """Staff reject a request before approval (reason required, sent to the user); the
+    held money returns to the lots' cash (R-REF-3)."""
+    with transaction.atomic():
+        locked = apply_transition(
+            _lock(request), "reject", actor=actor, reason=reason, decision_reason=reason or ""
+        )
+        _release(locked, action="reject")
+        tell(locked, "refund_rejected", amount=locked.held, reason=locked.decision_reason)
+    request.refresh_from_db()
+    return locked
+
+
+def cancel_refund(request, *, actor, reason="", **form_data):
+    """The user withdraws a request before approval (or a CS agent does it for them);
+    the held money returns to the lots' cash (R-REF-3)."""
+    with transaction.atomic():
+        locked = apply_transition(
+            _lock(request), "cancel", actor=actor, reason=reason or "cancelled by the user"
+        )
+        _release(locked, action="cancel")
+        tell(locked, "refund_cancelled", amount=locked.held)
+    request.refresh_from_db()
+    return locked

@@ -1,0 +1,193 @@
+"""Filing a refund request (R-REF-1 … R-REF-3) and its proof files.
+
+The user files from their pages; a CS agent may file for the user, noting how the
+user asked (email, chat, phone) and attaching what the user sent. Either way the
+refundable amount is computed by the preview (refunds.selectors.refund_preview) under
+the account's lock and leaves each lot's cash in ONE ledger transaction: arrears are
+settled from it first, the rest goes to the refund hold, where it can no longer be
+consumed (the gateway's authorize and charging count cash, trial and discount only).
+"""
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+
+from accounts.crypto import CONTENT_TYPES, validate_upload
+from billing.micro import to_micro
+from billing.services import ledger
+from billing.services.engine import lock_buckets
+from core.money import parse_amount
+from core.workflow import record_audit
+
+from ..models import OPEN_STATES, AskedVia, RefundLine, RefundProof, RefundRequest
+from ..selectors import refund_preview
+from ._common import refuse_standing, tell
+
+FILE_PERM = "refunds.file_refundrequest"
+PROOF_PERM = "refunds.view_refund_proof"
+MAX_PROOFS = 10
+
+
+def _check_uploads(proofs):
+    proofs = [p for p in (proofs or []) if p]
+    if not proofs:
+        raise ValidationError("Attach at least one proof file (§8.1).", code="proof_required")
+    if len(proofs) > MAX_PROOFS:
+        raise ValidationError(f"At most {MAX_PROOFS} proof files.", code="too_many_files")
+    return [(p, validate_upload(p)) for p in proofs]
+
+
+def _allocate(preview, gross_micro):
+    """Take `gross_micro` from the lots' refundable amounts, oldest lot first."""
+    out, left = {}, gross_micro
+    for item in preview.lots:
+        if left <= 0:
+            break
+        take = min(item.refundable_micro, left)
+        if take > 0:
+            out[item.lot_id] = take
+            left -= take
+    return out
+
+
+def submit_refund(
+    user,
+    *,
+    proofs,
+    amount=None,
+    reason="",
+    filed_by=None,
+    asked_via=AskedVia.PAGES,
+) -> RefundRequest:
+    """File a refund request for `user` and set its money aside (R-REF-3).
+
+    `amount` (optional, whole fen) asks for part of the refundable amount; without it
+    everything refundable now is asked for. `filed_by` is a CS agent filing for the
+    user (needs refunds.file_refundrequest and how the user asked). Refused: a
+    locked, frozen or terminated account, nothing refundable, more than 2 decimals,
+    more than the refundable amount, a missing or wrong proof file.
+    """
+    filed_by = filed_by or user
+    on_behalf = filed_by.pk != user.pk
+    if on_behalf:
+        if not filed_by.has_perm(FILE_PERM):
+            raise PermissionDenied("You are not allowed to file refunds for users.")
+        if asked_via not in (AskedVia.EMAIL, AskedVia.CHAT, AskedVia.PHONE):
+            raise ValidationError(
+                "Say how the user asked for the refund: email, chat or phone.", code="asked_via"
+            )
+    else:
+        asked_via = AskedVia.PAGES
+    requested = None
+    if amount not in (None, ""):
+        requested = to_micro(parse_amount(amount))
+    uploads = _check_uploads(proofs)
+    account = user.balance_account
+    with transaction.atomic():
+        # the lock order: the balance account row, then its buckets (standing read under it)
+        buckets = lock_buckets([account.pk])[account.pk]
+        refuse_standing(buckets.standing)
+        preview = refund_preview(account)
+        if preview.net_micro <= 0:
+            if preview.total_micro > 0:
+                raise ValidationError(
+                    "Everything refundable would go to settle your arrears first; "
+                    "nothing is left to refund.",
+                    code="nothing_refundable",
+                )
+            raise ValidationError("Nothing is refundable now.", code="nothing_refundable")
+        if requested is not None and requested > preview.net_micro:
+            raise ValidationError(
+                f"At most {preview.net.amount:.2f} CNY can be refunded now.",
+                code="above_refundable",
+            )
+        gross = preview.total_micro if requested is None else requested + preview.arrears_micro
+        amounts = _allocate(preview, gross)
+        used = {item.lot_id: item.discount_used_micro for item in preview.lots}
+        channels = {item.lot_id: item.channel for item in preview.lots}
+        request = RefundRequest.objects.create(
+            account=account,
+            filed_by=filed_by,
+            asked_via=asked_via,
+            user_reason=(reason or "").strip(),
+            requested_micro=requested,
+        )
+        moved = ledger.hold_lots_for_refund(
+            account, amounts, idempotency_key=f"refund-request:{request.pk}"
+        )
+        RefundLine.objects.bulk_create(
+            [
+                RefundLine(
+                    request=request,
+                    lot_id=lot_id,
+                    channel=channels[lot_id],
+                    asked_micro=micro,
+                    arrears_micro=moved["arrears"].get(lot_id, 0),
+                    held_micro=moved["held"].get(lot_id, 0),
+                    discount_used_micro=used[lot_id],
+                    out_request_no=f"RF{request.pk:08d}L{lot_id:010d}",
+                )
+                for lot_id, micro in amounts.items()
+            ]
+        )
+        request.held_micro = sum(moved["held"].values())
+        request.arrears_micro = sum(moved["arrears"].values())
+        request.save(update_fields=["held_micro", "arrears_micro"])
+        for upload, ext in uploads:
+            _store_proof(request, upload, ext, filed_by)
+        record_audit(
+            request,
+            action="submit",
+            actor=filed_by,
+            to_state=request.state,
+            reason=request.user_reason,
+            asked_via=asked_via,
+            held=str(request.held),
+            arrears=str(request.arrears),
+        )
+        tell(request, "refund_submitted", amount=request.held, arrears=request.arrears)
+    return request
+
+
+def _store_proof(request, upload, ext, actor):
+    proof = RefundProof(request=request, uploaded_by=actor, content_type=CONTENT_TYPES[ext])
+    proof.file.save(upload.name or f"proof.{ext}", upload, save=False)
+    proof.save()
+    return proof
+
+
+def add_proof(request, upload, *, actor) -> RefundProof:
+    """Another proof file for a request still open: by its user, or a CS agent."""
+    ((upload, ext),) = _check_uploads([upload])
+    with transaction.atomic():
+        locked = (
+            RefundRequest.objects.select_for_update().select_related("account").get(pk=request.pk)
+        )
+        if actor.pk != locked.account.user_id and not actor.has_perm(FILE_PERM):
+            raise PermissionDenied("You may not add files to this request.")
+        if locked.state not in OPEN_STATES:
+            raise ValidationError(
+                "Files can only be added before the decision.", code="wrong_state"
+            )
+        proof = _store_proof(locked, upload, ext, actor)
+        record_audit(locked, action="add_proof", actor=actor, proof=proof.pk)
+    return proof
+
+
+def read_proof(proof, *, actor):
+    """Decrypted bytes of a proof file, for staff holding refunds.view_refund_proof; each
+    view is audited on the request. Returns (data, content_type, download name)."""
+    if actor is None or not actor.has_perm(PROOF_PERM):
+        raise PermissionDenied("Proof files need the refund-proof permission.")
+    data = proof.file.storage.open_plain(proof.file.name)
+    record_audit(proof.request, action="view_proof", actor=actor, proof=proof.pk)
+    ext = {ctype: ext for ext, ctype in CONTENT_TYPES.items()}.get(proof.content_type, "bin")
+    return data, proof.content_type, f"refund-{proof.request_id}-proof-{proof.pk}.{ext}"
+
+
+def can_file(account) -> bool:
+    """Whether the account's standing lets it file now (for pages; submit decides)."""
+    try:
+        refuse_standing(account.standing)
+    except ValidationError:
+        return False
+    return True

@@ -1,0 +1,459 @@
+"""Paying an approved refund back through each lot's original channel (R-REF-5, R-REF-6),
+and RefundRequest's transition map.
+
+- Alipay lots: `start_payout` queues the Celery task `refunds.pay_out_alipay_line` on
+  commit for each line; it calls the Alipay refund client (topups.alipay_refunds) with
+  the line's `out_request_no`, the same on every retry. `fund_change` true means the
+  money moved; anything else counts as paid only once `query_refund` confirms it. No
+  answer (AlipayUnavailable) leaves the outcome unknown: the task retries with back-off
+  and the job `settle_refund_payouts` settles it by querying. A definite business
+  refusal (a finished trade, past the refund window …) sends the request to
+  payout_failed with the channel's reason, for finance to pay by bank transfer.
+  Alipay asks for 3 s between two refunds of one trade; a lot is refunded once, so
+  only a retry of the same refund can come that close, and it waits.
+- Bank and manual lots (and refused Alipay ones): finance pays by bank transfer and
+  records the reference and date (`record_transfer`).
+
+The money: approval moved it to refunds payable; each line paid moves it out to the
+channel's clearing account (billing.services.ledger.refund_paid_to_channel, keyed on
+the line's out_request_no, so it is paid once).
+
+Locks: the request row, then its lines, then the ledger's own order.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from billing.micro import from_micro
+from billing.models import Channel
+from billing.services import ledger
+from core.workflow import WorkflowError, apply_transition, transition_map
+
+from ..models import PayoutAttempt, PayoutState, RefundLine, RefundRequest, RefundState
+from ._common import tell
+from .decisions import approve_refund, cancel_refund, reject_refund, take_for_review
+
+logger = logging.getLogger(__name__)
+
+# Between two refund calls of one Alipay trade (one refund per lot: only retries).
+TRADE_SPACING = timedelta(seconds=3)
+# A line still "sending" this long after its last word is looked at by the job.
+STALE_SENDING = timedelta(minutes=10)
+# Sub-codes that are not a refusal: the call may succeed later.
+RETRYABLE_SUB_CODES = {
+    "ACQ.SYSTEM_ERROR",
+    "aop.ACQ.SYSTEM_ERROR",
+    "ACQ.SELLER_BALANCE_NOT_ENOUGH",
+    "isp.unknow-error",
+}
+
+
+def alipay_client():
+    """The Alipay refund client (topups/alipay_refunds.py): request_refund, query_refund,
+    AlipayUnavailable. Tests replace this function."""
+    from topups import alipay_refunds
+
+    return alipay_refunds
+
+
+def _lock(request):
+    return (
+        RefundRequest.objects.select_for_update().select_related("account__user").get(pk=request.pk)
+    )
+
+
+def _queue(line_id):
+    from ..tasks import pay_out_alipay_line
+
+    transaction.on_commit(lambda: pay_out_alipay_line.delay(line_id))
+
+
+def _alipay_ready(line):
+    topup = getattr(line.lot, "topup", None)
+    return (
+        line.channel == Channel.ALIPAY
+        and topup is not None
+        and bool(topup.trade_no or topup.out_trade_no)
+    )
+
+
+def _finish_if_paid(locked):
+    """Move a paying request to paid once every line is paid; tell the user."""
+    if locked.state != RefundState.PAYING:
+        return locked
+    if RefundLine.objects.filter(request=locked).exclude(payout_state=PayoutState.PAID).exists():
+        return locked
+    locked = apply_transition(locked, "complete", actor=None, reason="every line paid")
+    tell(locked, "refund_paid", amount=locked.refunded)
+    return locked
+
+
+def start_payout(request, *, actor, reason="", **form_data):
+    """Finance starts paying an approved request: Alipay lines are sent (on commit),
+    bank and manual lines wait for finance's transfer; nothing to pay means paid."""
+    with transaction.atomic():
+        locked = apply_transition(
+            _lock(request), "start_payout", actor=actor, reason=reason or "payout started"
+        )
+        lines = list(
+            RefundLine.objects.select_for_update()
+            .select_related("lot__topup")
+            .filter(request=locked)
+            .order_by("id")
+        )
+        for line in lines:
+            if line.refunded_micro == 0:
+                line.payout_state = PayoutState.PAID
+            elif _alipay_ready(line):
+                line.payout_state = PayoutState.SENDING
+                _queue(line.pk)
+            else:
+                line.payout_state = PayoutState.PENDING
+            line.save(update_fields=["payout_state"])
+        locked = _finish_if_paid(locked)
+    request.refresh_from_db()
+    return locked
+
+
+def record_transfer(
+    request, *, actor, reason="", bank_reference="", transferred_on=None, **form_data
+):
+    """Finance paid by bank transfer every line waiting for it (bank and manual lots,
+    and Alipay lots the channel refused): reference and date recorded, money out of
+    refunds payable. The request is paid once no line is left."""
+    bank_reference = (bank_reference or "").strip()
+    if not bank_reference or transferred_on is None:
+        raise ValidationError(
+            "The transfer's bank reference and date are required.", code="required"
+        )
+    with transaction.atomic():
+        locked = _lock(request)
+        if locked.state not in (RefundState.PAYING, RefundState.PAYOUT_FAILED):
+            raise WorkflowError(
+                f"Cannot record a transfer from state {locked.state!r}.", code="wrong_state"
+            )
+        lines = list(
+            RefundLine.objects.select_for_update()
+            .filter(request=locked, payout_state__in=(PayoutState.PENDING, PayoutState.FAILED))
+            .order_by("id")
+        )
+        if not lines:
+            raise WorkflowError(
+                "No line of this request waits for a bank transfer.", code="nothing_to_pay"
+            )
+        now = timezone.now()
+        for line in lines:
+            ledger.refund_paid_to_channel(
+                locked.account,
+                line.refunded,
+                channel=Channel.BANK if line.channel == Channel.ALIPAY else line.channel,
+                idempotency_key=line.out_request_no,
+                memo=f"Refund by bank transfer {bank_reference}",
+                actor=actor,
+            )
+            line.payout_state = PayoutState.PAID
+            line.payout_channel = Channel.BANK if line.channel == Channel.ALIPAY else line.channel
+            line.payout_reference = bank_reference[:100]
+            line.paid_on = transferred_on
+            line.paid_at = now
+            line.save(
+                update_fields=[
+                    "payout_state",
+                    "payout_channel",
+                    "payout_reference",
+                    "paid_on",
+                    "paid_at",
+                ]
+            )
+            _mark_topup_refunded(line)
+        all_paid = (
+            not RefundLine.objects.filter(request=locked)
+            .exclude(payout_state=PayoutState.PAID)
+            .exists()
+        )
+        locked = apply_transition(
+            locked,
+            "record_transfer",
+            actor=actor,
+            reason=reason or f"bank transfer {bank_reference}",
+            all_paid=all_paid,
+        )
+        if all_paid:
+            tell(locked, "refund_paid", amount=locked.refunded)
+    request.refresh_from_db()
+    return locked
+
+
+def retry_payout(request, *, actor, reason="", **form_data):
+    """Finance send the refused Alipay lines again (same out_request_no)."""
+    with transaction.atomic():
+        locked = apply_transition(
+            _lock(request), "retry_payout", actor=actor, reason=reason or "retry"
+        )
+        for line in (
+            RefundLine.objects.select_for_update()
+            .select_related("lot__topup")
+            .filter(request=locked, payout_state=PayoutState.FAILED)
+        ):
+            if _alipay_ready(line):
+                line.payout_state = PayoutState.SENDING
+                line.failure_reason = ""
+                line.save(update_fields=["payout_state", "failure_reason"])
+                _queue(line.pk)
+            else:
+                line.payout_state = PayoutState.PENDING
+                line.save(update_fields=["payout_state"])
+    request.refresh_from_db()
+    return locked
+
+
+# --- Alipay: one line, by the task or the job -----------------------------------------------
+
+
+def _record(line, operation, sent, outcome, answer=None, message=""):
+    return PayoutAttempt.objects.create(
+        request_id=line.request_id,
+        line=line,
+        operation=operation,
+        sent=sent,
+        outcome=outcome,
+        code=str(getattr(answer, "code", "") or "")[:40],
+        sub_code=str(getattr(answer, "sub_code", "") or "")[:80],
+        message=str(getattr(answer, "message", "") or message)[:2000],
+        answer=_jsonable(getattr(answer, "raw", None) or {}),
+    )
+
+
+def _jsonable(raw):
+    import json
+
+    return json.loads(json.dumps(raw, default=str))
+
+
+def _is_refusal(answer) -> bool:
+    """A definite business refusal: not ok, a sub-code, and not a system error."""
+    return (
+        not answer.ok
+        and bool(answer.sub_code)
+        and answer.sub_code not in RETRYABLE_SUB_CODES
+        and str(answer.code) != "20000"
+    )
+
+
+def _confirms(answer, line) -> bool:
+    """Does a query answer say the money moved, for this line's amount?"""
+    if not answer.ok:
+        return False
+    if answer.refund_amount is not None:
+        return from_micro(int(answer.refund_amount * 1_000_000)) == line.refunded
+    return bool(answer.fund_change)
+
+
+def _settle_paid(line_id):
+    with transaction.atomic():
+        line = RefundLine.objects.select_related("request").get(pk=line_id)
+        locked = _lock(line.request)
+        line = RefundLine.objects.select_for_update().select_related("lot__topup").get(pk=line_id)
+        if line.payout_state == PayoutState.PAID:
+            return
+        ledger.refund_paid_to_channel(
+            locked.account,
+            line.refunded,
+            channel=Channel.ALIPAY,
+            idempotency_key=line.out_request_no,
+            memo=f"Alipay refund {line.out_request_no}",
+        )
+        line.payout_state = PayoutState.PAID
+        line.payout_channel = Channel.ALIPAY
+        line.paid_at = timezone.now()
+        line.paid_on = timezone.localdate()
+        line.save(update_fields=["payout_state", "payout_channel", "paid_at", "paid_on"])
+        _mark_topup_refunded(line)
+        _finish_if_paid(locked)
+
+
+def _settle_failed(line_id, why):
+    with transaction.atomic():
+        line = RefundLine.objects.select_related("request").get(pk=line_id)
+        locked = _lock(line.request)
+        line = RefundLine.objects.select_for_update().get(pk=line_id)
+        if line.payout_state == PayoutState.PAID:
+            return
+        line.payout_state = PayoutState.FAILED
+        line.failure_reason = why
+        line.save(update_fields=["payout_state", "failure_reason"])
+        if locked.state == RefundState.PAYING:
+            locked = apply_transition(locked, "fail", actor=None, reason=why, payout_failure=why)
+            tell(
+                locked,
+                "refund_payout_failed",
+                amount=locked.refunded,
+                reason=why,
+                key_suffix=f":{line.pk}",
+            )
+
+
+def _set_unknown(line_id):
+    RefundLine.objects.filter(pk=line_id, payout_state=PayoutState.SENDING).update(
+        payout_state=PayoutState.UNKNOWN
+    )
+
+
+def _why(answer):
+    return f"{answer.sub_code or answer.code}: {answer.message}".strip(": ")
+
+
+def send_alipay_refund(line_id, *, now=None) -> str:
+    """Send one line's Alipay refund (the Celery task's body). Returns "done", "wait"
+    (a call on this trade less than 3 s ago) or "retry" (outcome unknown: call again
+    with the same out_request_no, or let the job query)."""
+    now = now or timezone.now()
+    line = RefundLine.objects.select_related("request", "lot__topup").get(pk=line_id)
+    if line.payout_state not in (PayoutState.SENDING, PayoutState.UNKNOWN):
+        return "done"
+    if line.request.state != RefundState.PAYING:
+        return "done"
+    last = (
+        PayoutAttempt.objects.filter(line=line, operation="refund")
+        .order_by("-at")
+        .values_list("at", flat=True)
+        .first()
+    )
+    if last is not None and now - last < TRADE_SPACING:
+        return "wait"
+    client = alipay_client()
+    topup = line.lot.topup
+    sent = {
+        "out_trade_no": topup.out_trade_no,
+        "trade_no": topup.trade_no,
+        "refund_amount": f"{line.refunded.amount:.2f}",
+        "out_request_no": line.out_request_no,
+    }
+    try:
+        answer = client.request_refund(
+            out_trade_no=topup.out_trade_no,
+            trade_no=topup.trade_no,
+            amount=line.refunded,
+            out_request_no=line.out_request_no,
+            reason=f"Refund request #{line.request_id}",
+        )
+    except client.AlipayUnavailable as exc:
+        _record(line, "refund", sent, "unknown", message=str(exc))
+        _set_unknown(line.pk)
+        return "retry"
+    if answer.ok and answer.fund_change:
+        _record(line, "refund", sent, "paid", answer)
+        _settle_paid(line.pk)
+        return "done"
+    if _is_refusal(answer):
+        _record(line, "refund", sent, "refused", answer)
+        _settle_failed(line.pk, _why(answer))
+        return "done"
+    _record(line, "refund", sent, "unconfirmed" if answer.ok else "unknown", answer)
+    _set_unknown(line.pk)
+    return query_alipay_refund(line.pk)
+
+
+def query_alipay_refund(line_id) -> str:
+    """Ask Alipay whether a line's refund moved the money; settle it if it says so."""
+    line = RefundLine.objects.select_related("request", "lot__topup").get(pk=line_id)
+    if line.payout_state not in (PayoutState.SENDING, PayoutState.UNKNOWN):
+        return "done"
+    client = alipay_client()
+    topup = line.lot.topup
+    sent = {
+        "out_trade_no": topup.out_trade_no,
+        "trade_no": topup.trade_no,
+        "out_request_no": line.out_request_no,
+    }
+    try:
+        answer = client.query_refund(
+            out_trade_no=topup.out_trade_no,
+            trade_no=topup.trade_no,
+            out_request_no=line.out_request_no,
+        )
+    except client.AlipayUnavailable as exc:
+        _record(line, "query", sent, "unknown", message=str(exc))
+        _set_unknown(line.pk)
+        return "retry"
+    if _confirms(answer, line):
+        _record(line, "query", sent, "paid", answer)
+        _settle_paid(line.pk)
+        return "done"
+    if _is_refusal(answer):
+        _record(line, "query", sent, "refused", answer)
+        _settle_failed(line.pk, _why(answer))
+        return "done"
+    _record(line, "query", sent, "unconfirmed" if answer.ok else "unknown", answer)
+    _set_unknown(line.pk)
+    return "retry"
+
+
+def settle_refund_payouts(now=None, limit=100) -> int:
+    """The job's batch: Alipay lines whose outcome is unknown (or sent long ago with no
+    word) are queried; a refund Alipay has no trace of is sent again with the same
+    out_request_no. Returns how many lines were looked at."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        rows = RefundLine.objects.filter(request__state=RefundState.PAYING).filter(
+            payout_state__in=(PayoutState.UNKNOWN, PayoutState.SENDING)
+        )
+        from django.db import connection
+
+        if connection.vendor == "postgresql":
+            rows = rows.select_for_update(skip_locked=True, of=("self",))
+        ids = list(rows.order_by("id").values_list("pk", flat=True)[:limit])
+    done = 0
+    for line_id in ids:
+        last = (
+            PayoutAttempt.objects.filter(line_id=line_id)
+            .order_by("-at")
+            .values_list("at", flat=True)
+            .first()
+        )
+        state = RefundLine.objects.filter(pk=line_id).values_list("payout_state", flat=True).first()
+        if state == PayoutState.SENDING and last is not None and now - last < STALE_SENDING:
+            continue  # the task is on it
+        done += 1
+        try:
+            if last is None:
+                outcome = send_alipay_refund(line_id, now=now)
+            else:
+                outcome = query_alipay_refund(line_id)
+            if outcome == "retry" and last is not None:
+                # Alipay has no trace of the money moving: send again, same out_request_no
+                send_alipay_refund(line_id, now=now)
+        except Exception:  # one bad line must not stop the batch; it stays unknown
+            logger.exception("refund payout settlement failed for line %s", line_id)
+    return done
+
+
+def _mark_topup_refunded(line):
+    """The top-up of a lot refunded in full becomes 'refunded' (TopUp.mark_refunded)."""
+    from topups.models import TopUp, TopUpState
+
+    topup = TopUp.objects.filter(lot_id=line.lot_id, state=TopUpState.PAID).first()
+    if topup is not None and line.refunded == topup.lot.amount:
+        apply_transition(topup, "mark_refunded", actor=None, reason=f"refund {line.out_request_no}")
+
+
+# RefundRequest's one map: every staff transition and the service that performs it. The
+# system transitions complete and fail have no button (the payout task and job run them).
+transition_map(
+    RefundRequest,
+    {
+        "take": take_for_review,
+        "approve": approve_refund,
+        "reject": reject_refund,
+        "cancel": cancel_refund,
+        "start_payout": start_payout,
+        "record_transfer": record_transfer,
+        "retry_payout": retry_payout,
+    },
+)
