@@ -228,9 +228,13 @@ def _call(method, biz, *, gateway, timeout):
     public_key = alipay.alipay_public_key()  # ImproperlyConfigured before sending, not after
     if timeout is None:
         timeout = getattr(settings, "ALIPAY_HTTP_TIMEOUT", DEFAULT_TIMEOUT)
+    # As Alipay's own SDKs send it: the common parameters (charset included, so the
+    # gateway knows how to read the body) in the query string, biz_content in the body.
+    common = urllib.parse.urlencode({k: v for k, v in params.items() if k != "biz_content"})
+    body = urllib.parse.urlencode({"biz_content": params["biz_content"]}).encode("utf-8")
     request = urllib.request.Request(  # noqa: S310 (scheme checked in gateway_url)
-        url,
-        data=urllib.parse.urlencode(params).encode("utf-8"),
+        f"{url}{'&' if '?' in url else '?'}{common}",
+        data=body,
         headers={"Content-Type": "application/x-www-form-urlencoded;charset=utf-8"},
         method="POST",
     )

@@ -96,7 +96,9 @@ def answer_with(monkeypatch):
             )
 
         def urlopen(request, timeout):
-            sent.append((request.full_url, dict(parse_qsl(request.data.decode())), timeout))
+            url, _, query = request.full_url.partition("?")
+            form = dict(parse_qsl(request.data.decode()))
+            sent.append((url, {**dict(parse_qsl(query)), **form}, timeout, form))
             return _Response(body.encode())
 
         monkeypatch.setattr(alipay_refunds.urllib.request, "urlopen", urlopen)
@@ -140,8 +142,9 @@ def test_client_posts_a_signed_request_and_reads_the_verified_answer(answer_with
         refund_amount=Decimal("12.30"),
         raw={"code": "10000", "msg": "Success", "fund_change": "Y", "refund_fee": "12.30"},
     )
-    url, params, timeout = sent[0]
+    url, params, timeout, form = sent[0]
     assert url == GATEWAY and timeout == 7
+    assert list(form) == ["biz_content"]  # common parameters in the query, as Alipay's SDKs
     assert alipay.verify(params, alipay.app_private_key().public_key(), exclude=("sign",))
     assert json.loads(params["biz_content"]) == {
         "out_trade_no": "T1",
