@@ -236,8 +236,13 @@ def _jsonable(raw):
     return json.loads(json.dumps(raw, default=str))
 
 
-def _is_refusal(answer) -> bool:
-    """A definite business refusal: not ok, a sub-code, and not a system error."""
+def _is_refusal(answer, client=None) -> bool:
+    """A definite business refusal (the trade will never be refunded as asked): the
+    client's own judgement (`will_never_refund`) when it has one; otherwise not ok, a
+    sub-code, and not a system error."""
+    judge = getattr(client, "will_never_refund", None)
+    if judge is not None:
+        return bool(judge(answer))
     return (
         not answer.ok
         and bool(answer.sub_code)
@@ -351,7 +356,7 @@ def send_alipay_refund(line_id, *, now=None) -> str:
         _record(line, "refund", sent, "paid", answer)
         _settle_paid(line.pk)
         return "done"
-    if _is_refusal(answer):
+    if _is_refusal(answer, client):
         _record(line, "refund", sent, "refused", answer)
         _settle_failed(line.pk, _why(answer))
         return "done"
@@ -386,7 +391,7 @@ def query_alipay_refund(line_id) -> str:
         _record(line, "query", sent, "paid", answer)
         _settle_paid(line.pk)
         return "done"
-    if _is_refusal(answer):
+    if _is_refusal(answer, client):
         _record(line, "query", sent, "refused", answer)
         _settle_failed(line.pk, _why(answer))
         return "done"
