@@ -21,7 +21,9 @@ from ._common import refuse_standing, tell
 
 def _lock(request):
     return (
-        RefundRequest.objects.select_for_update().select_related("account__user").get(pk=request.pk)
+        RefundRequest.objects.select_for_update(of=("self",))
+        .select_related("account__user")
+        .get(pk=request.pk)
     )
 
 
@@ -60,7 +62,9 @@ def approve_refund(request, *, actor, reason="", **form_data):
             locked, "approve", actor=actor, reason=reason or "approved", approver=actor
         )
         # lock order: the request, its lines, then the balance account and its buckets
-        lines = list(RefundLine.objects.select_for_update().filter(request=locked).order_by("id"))
+        lines = list(
+            RefundLine.objects.select_for_update(of=("self",)).filter(request=locked).order_by("id")
+        )
         account = locked.account
         buckets = lock_buckets([account.pk])[account.pk]
         refuse_standing(buckets.standing)
@@ -120,7 +124,9 @@ def _figures(txn):
 
 
 def _release(locked, *, action):
-    for line in RefundLine.objects.select_for_update().filter(request=locked).order_by("id"):
+    for line in (
+        RefundLine.objects.select_for_update(of=("self",)).filter(request=locked).order_by("id")
+    ):
         if line.held_micro:
             ledger.release_refund_hold(
                 line.lot,

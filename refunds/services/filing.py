@@ -160,7 +160,9 @@ def add_proof(request, upload, *, actor) -> RefundProof:
     ((upload, ext),) = _check_uploads([upload])
     with transaction.atomic():
         locked = (
-            RefundRequest.objects.select_for_update().select_related("account").get(pk=request.pk)
+            RefundRequest.objects.select_for_update(of=("self",))
+            .select_related("account")
+            .get(pk=request.pk)
         )
         if actor.pk != locked.account.user_id and not actor.has_perm(FILE_PERM):
             raise PermissionDenied("You may not add files to this request.")

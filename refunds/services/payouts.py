@@ -64,7 +64,9 @@ def alipay_client():
 
 def _lock(request):
     return (
-        RefundRequest.objects.select_for_update().select_related("account__user").get(pk=request.pk)
+        RefundRequest.objects.select_for_update(of=("self",))
+        .select_related("account__user")
+        .get(pk=request.pk)
     )
 
 
@@ -102,7 +104,7 @@ def start_payout(request, *, actor, reason="", **form_data):
             _lock(request), "start_payout", actor=actor, reason=reason or "payout started"
         )
         lines = list(
-            RefundLine.objects.select_for_update()
+            RefundLine.objects.select_for_update(of=("self",))
             .select_related("lot__topup")
             .filter(request=locked)
             .order_by("id")
@@ -139,7 +141,7 @@ def record_transfer(
                 f"Cannot record a transfer from state {locked.state!r}.", code="wrong_state"
             )
         lines = list(
-            RefundLine.objects.select_for_update()
+            RefundLine.objects.select_for_update(of=("self",))
             .filter(request=locked, payout_state__in=(PayoutState.PENDING, PayoutState.FAILED))
             .order_by("id")
         )
@@ -197,7 +199,7 @@ def retry_payout(request, *, actor, reason="", **form_data):
             _lock(request), "retry_payout", actor=actor, reason=reason or "retry"
         )
         for line in (
-            RefundLine.objects.select_for_update()
+            RefundLine.objects.select_for_update(of=("self",))
             .select_related("lot__topup")
             .filter(request=locked, payout_state=PayoutState.FAILED)
         ):
@@ -264,7 +266,11 @@ def _settle_paid(line_id):
     with transaction.atomic():
         line = RefundLine.objects.select_related("request").get(pk=line_id)
         locked = _lock(line.request)
-        line = RefundLine.objects.select_for_update().select_related("lot__topup").get(pk=line_id)
+        line = (
+            RefundLine.objects.select_for_update(of=("self",))
+            .select_related("lot__topup")
+            .get(pk=line_id)
+        )
         if line.payout_state == PayoutState.PAID:
             return
         ledger.refund_paid_to_channel(
@@ -287,7 +293,7 @@ def _settle_failed(line_id, why):
     with transaction.atomic():
         line = RefundLine.objects.select_related("request").get(pk=line_id)
         locked = _lock(line.request)
-        line = RefundLine.objects.select_for_update().get(pk=line_id)
+        line = RefundLine.objects.select_for_update(of=("self",)).get(pk=line_id)
         if line.payout_state == PayoutState.PAID:
             return
         line.payout_state = PayoutState.FAILED
