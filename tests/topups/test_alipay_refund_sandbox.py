@@ -60,3 +60,31 @@ def test_switches_refuse_unknown_names(trade):
         sandbox.set_trade_refusal(trade, "bogus")
     with pytest.raises(ValueError):
         sandbox.fail_next_call(trade, "bogus")
+
+
+@pytest.mark.django_db
+def test_refund_calls_need_no_csrf_token_but_the_cashier_form_keeps_its_check(ready_user):
+    """The gateway is CSRF-exempt for server-to-server refund calls (as Alipay's is);
+    the page-pay cashier's form POST is still CSRF-checked."""
+    import json
+
+    from django.test import Client
+
+    from topups import alipay
+    from topups.alipay_refunds import REFUND
+    from topups.services.orders import start_topup
+
+    client = Client(enforce_csrf_checks=True)
+    order = start_topup(ready_user, "10.00", channel="alipay")
+    params = alipay.page_pay_params(
+        order, notify_url="http://testserver/topups/alipay/notify/", return_url="http://x/r"
+    )
+    assert client.post("/topups/sandbox/gateway/", {**params, "action": "pay"}).status_code == 403
+
+    refund = alipay.openapi_params(
+        REFUND, {"out_trade_no": "T20260101NOSUCH", "refund_amount": "1.00", "out_request_no": "R"}
+    )
+    response = client.post("/topups/sandbox/gateway/", refund)
+    assert response.status_code == 200
+    node = json.loads(response.content)["alipay_trade_refund_response"]
+    assert node["sub_code"] == "ACQ.TRADE_NOT_EXIST"
