@@ -269,6 +269,10 @@ BANK_RECEIVING_ACCOUNT = {
 # The sandbox cashier plays Alipay inside the portal with the dev-only keys in
 # topups/sandbox_keys/; it can never be on in production.
 ALIPAY_SANDBOX = env_bool("ALIPAY_SANDBOX", not PRODUCTION)
+# Where this portal is reached from its own workers: the sandbox gateway is a path of the
+# portal, so a Celery worker calling it (Alipay refunds) needs the base URL.
+PORTAL_BASE_URL = env("PORTAL_BASE_URL", "http://127.0.0.1:8000" if ALIPAY_SANDBOX else "")
+ALIPAY_HTTP_TIMEOUT = int(env("ALIPAY_HTTP_TIMEOUT", "15"))  # seconds per Alipay call
 _SANDBOX_KEYS = BASE_DIR / "topups" / "sandbox_keys"
 ALIPAY_APP_ID = env("ALIPAY_APP_ID", "2021000000000000" if ALIPAY_SANDBOX else "")
 ALIPAY_SELLER_ID = env("ALIPAY_SELLER_ID", "2088000000000000" if ALIPAY_SANDBOX else "")
