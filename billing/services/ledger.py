@@ -681,6 +681,9 @@ def pay_out_refund_holds(
     when nothing moves. Refused if a lot holds less than pay + release or is closed.
     """
     key = f"refund-payout:{idempotency_key}"
+    for pay, release in payouts.values():
+        if pay < 0 or release < 0 or pay % 10_000 or release % 10_000:
+            raise LedgerError("Refunds move whole fen only.", code="invalid_amount")
 
     def run():
         with transaction.atomic():

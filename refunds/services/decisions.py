@@ -9,6 +9,7 @@ other is refused from the state it then reads.
 
 from django.db import transaction
 
+from billing.micro import FEN_MICRO
 from billing.models import Grant, GrantKind, GrantState, TxnKind
 from billing.services import ledger
 from billing.services.engine import lock_buckets
@@ -72,6 +73,7 @@ def approve_refund(request, *, actor, reason="", **form_data):
         payouts = {}
         for line in lines:
             extra = max(0, used_now.get(line.lot_id, 0) - line.discount_used_micro)
+            extra = -(-extra // FEN_MICRO) * FEN_MICRO  # up to whole fen: refunds are fen
             pay = max(0, line.held_micro - extra)
             payouts[line.lot_id] = (pay, line.held_micro - pay)
         txn = ledger.pay_out_refund_holds(

@@ -374,3 +374,29 @@ def test_line_per_lot_has_unique_request_number(ready_user, clerk):
         RefundLine.objects.filter(request=request).values_list("out_request_no", flat=True)
     )
     assert len(numbers) == 2 and len(set(numbers)) == 2
+
+
+def test_sub_fen_discount_use_during_review_is_deducted_in_whole_fen(
+    ready_user, clerk, cs, finance
+):
+    """R-REF-2/R-LED-3: discount used during the review in fractions of a fen is deducted
+    rounded up to the fen, so the refund stays whole fen and can be paid."""
+    account = ready_user.balance_account
+    topup = bank_topup(ready_user, "100.00", clerk)
+    discount_for(topup, "10.00")
+    request = submit_refund(ready_user, proofs=[proof()])
+    consume(account, "0.000001")
+    take_for_review(request, actor=cs)
+    approve_refund(request, actor=finance)
+    request.refresh_from_db()
+    assert request.refunded.amount == Decimal("99.99")
+    start_payout(request, actor=finance)
+    import datetime
+
+    record_transfer(
+        request, actor=finance, bank_reference="T", transferred_on=datetime.date.today()
+    )
+    request.refresh_from_db()
+    assert request.state == RefundState.PAID
+    assert money(account)["cash"] == Decimal("0.01")
+    assert_books_balance()
