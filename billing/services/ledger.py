@@ -608,10 +608,14 @@ def _locked_lots(account_id, lot_ids):
     return lots
 
 
+FEN = 10_000  # micro-units in one fen
+
+
 def hold_lots_for_refund(account, amounts: dict, *, idempotency_key: str) -> dict | None:
     """Set a refund's cash aside: {lot id: micro} leaves each lot's cash in ONE ledger
     transaction (R-REF-3). Arrears are settled from it first (cash → arrears receivable),
-    lot by lot in the order given; the rest goes to the refund hold (cash → hold).
+    lot by lot in the order given; the rest, down to whole fen, goes to the refund hold
+    (cash → hold); a sub-fen rest stays in the lot's cash.
 
     Returns {"txn": the transaction, "held": {lot id: micro held}, "arrears": {lot id:
     micro that settled arrears}}; a replay returns the first result's figures from its
@@ -644,13 +648,17 @@ def hold_lots_for_refund(account, amounts: dict, *, idempotency_key: str) -> dic
                 _needs_cash(lot, micro)
                 settles = min(owed, micro)
                 owed -= settles
-                legs.append(Leg(buckets["cash"].pk, "cash", -micro, lot_id=lot_id))
+                # the hold is whole fen (refunds are paid in fen); a sub-fen rest left by
+                # settling arrears of fractions of a fen stays in the lot's cash
+                hold = (micro - settles) - (micro - settles) % FEN
+                if settles + hold:
+                    legs.append(Leg(buckets["cash"].pk, "cash", -(settles + hold), lot_id=lot_id))
                 if settles:
                     legs.append(Leg(buckets["arrears"].pk, "arrears", settles, lot_id=lot_id))
                     arrears[lot_id] = settles
-                if micro - settles:
-                    legs.append(Leg(buckets["hold"].pk, "hold", micro - settles, lot_id=lot_id))
-                    held[lot_id] = micro - settles
+                if hold:
+                    legs.append(Leg(buckets["hold"].pk, "hold", hold, lot_id=lot_id))
+                    held[lot_id] = hold
             (txn,) = write(
                 [Entry(TxnKind.HOLD, account.pk, legs, idempotency_key=key, memo="Refund hold")]
             )
@@ -677,6 +685,7 @@ def pay_out_refund_holds(
     the refund hold to refunds payable and `release` (a part no longer refundable, e.g.
     discount used during the review) returns from the hold to the lot's cash. Arrears
     the user ran up meanwhile are settled from the hold first (released part first).
+    Refunds payable gets whole fen; a sub-fen rest returns to the lot's cash.
     Every lot is closed for good (refunded once, §8.2). Returns the transaction; None
     when nothing moves. Refused if a lot holds less than pay + release or is closed.
     """
@@ -700,19 +709,21 @@ def pay_out_refund_holds(
                 owed -= from_release
                 from_pay = min(owed, pay)
                 owed -= from_pay
+                # refunds payable gets whole fen; a sub-fen rest (after settling arrears of
+                # fractions of a fen) returns to the lot's cash with the released part
+                paid = (pay - from_pay) - (pay - from_pay) % FEN
+                cash_back = (release - from_release) + (pay - from_pay - paid)
                 if pay + release:
                     legs.append(Leg(buckets["hold"].pk, "hold", -(pay + release), lot_id=lot_id))
-                if release - from_release:
-                    legs.append(
-                        Leg(buckets["cash"].pk, "cash", release - from_release, lot_id=lot_id)
-                    )
+                if cash_back:
+                    legs.append(Leg(buckets["cash"].pk, "cash", cash_back, lot_id=lot_id))
                 if from_release + from_pay:
                     legs.append(
                         Leg(
                             buckets["arrears"].pk, "arrears", from_release + from_pay, lot_id=lot_id
                         )
                     )
-                payable += pay - from_pay
+                payable += paid
             if payable:
                 legs.append(
                     Leg(

@@ -81,12 +81,10 @@ def approve_refund(request, *, actor, reason="", **form_data):
         )
         figures = _figures(txn)
         for line in lines:
-            pay, release = payouts[line.lot_id]
             cash_back, arrears = figures.get(line.lot_id, (0, 0))
-            from_release = release - cash_back
             line.released_micro = cash_back
             line.late_arrears_micro = arrears
-            line.refunded_micro = pay - (arrears - from_release)
+            line.refunded_micro = line.held_micro - cash_back - arrears
             line.approved = True
         RefundLine.objects.bulk_update(
             lines, ["released_micro", "late_arrears_micro", "refunded_micro", "approved"]

@@ -12,7 +12,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
 from accounts.crypto import CONTENT_TYPES, validate_upload
-from billing.micro import to_micro
+from billing.micro import FEN_MICRO, to_micro
 from billing.services import ledger
 from billing.services.engine import lock_buckets
 from core.money import parse_amount
@@ -100,7 +100,10 @@ def submit_refund(
                 f"At most {preview.net.amount:.2f} CNY can be refunded now.",
                 code="above_refundable",
             )
-        gross = preview.total_micro if requested is None else requested + preview.arrears_micro
+        # arrears of fractions of a fen take a whole fen of the refund (the rest of that fen
+        # stays in the lot's cash), so what is held for a partial amount is that amount
+        arrears_fen = -(-preview.arrears_micro // FEN_MICRO) * FEN_MICRO
+        gross = preview.total_micro if requested is None else requested + arrears_fen
         amounts = _allocate(preview, gross)
         used = {item.lot_id: item.discount_used_micro for item in preview.lots}
         channels = {item.lot_id: item.channel for item in preview.lots}
@@ -120,13 +123,13 @@ def submit_refund(
                     request=request,
                     lot_id=lot_id,
                     channel=channels[lot_id],
-                    asked_micro=micro,
+                    asked_micro=moved["arrears"].get(lot_id, 0) + moved["held"].get(lot_id, 0),
                     arrears_micro=moved["arrears"].get(lot_id, 0),
                     held_micro=moved["held"].get(lot_id, 0),
                     discount_used_micro=used[lot_id],
                     out_request_no=f"RF{request.pk:08d}L{lot_id:010d}",
                 )
-                for lot_id, micro in amounts.items()
+                for lot_id in amounts
             ]
         )
         request.held_micro = sum(moved["held"].values())

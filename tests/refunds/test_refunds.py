@@ -400,3 +400,51 @@ def test_sub_fen_discount_use_during_review_is_deducted_in_whole_fen(
     assert request.state == RefundState.PAID
     assert money(account)["cash"] == Decimal("0.01")
     assert_books_balance()
+
+
+def test_sub_fen_arrears_keep_refunds_in_whole_fen(ready_user, clerk, cs, finance):
+    """R-LED-3/issue 10: arrears of fractions of a fen are settled first, at filing and
+    when run up during the review; what is held and refunded stays whole fen, the sub-fen
+    rest stays in the lot's cash; the refund can be paid."""
+    import datetime
+
+    account = ready_user.balance_account
+    bank_topup(ready_user, "50.00", clerk)
+    first = submit_refund(ready_user, proofs=[proof()])
+    consume(account, "0.000001")  # nothing unheld: arrears
+    cancel_refund(first, actor=ready_user)
+    request = submit_refund(ready_user, proofs=[proof()])
+    assert request.arrears_micro == 1 and request.held.amount == Decimal("49.99")
+    assert money(account)["arrears"] == 0
+    consume(account, "0.000002")  # 0.009999 unheld cash pays it
+    consume(account, "0.009997")  # and this; then arrears again:
+    consume(account, "0.000003")
+    assert money(account)["arrears"] == Decimal("0.000003")
+    take_for_review(request, actor=cs)
+    approve_refund(request, actor=finance)
+    request.refresh_from_db()
+    assert request.refunded.amount == Decimal("49.98")
+    s = money(account)
+    assert s["arrears"] == 0 and s["hold"] == 0 and s["cash"] == Decimal("0.009997")
+    start_payout(request, actor=finance)
+    record_transfer(
+        request, actor=finance, bank_reference="T2", transferred_on=datetime.date.today()
+    )
+    request.refresh_from_db()
+    assert request.state == RefundState.PAID
+    assert_books_balance()
+
+
+def test_partial_amount_with_sub_fen_arrears_holds_exactly_that_amount(ready_user, clerk):
+    """A partial amount is held exactly even when sub-fen arrears are settled first."""
+    account = ready_user.balance_account
+    bank_topup(ready_user, "20.00", clerk)
+    first = submit_refund(ready_user, proofs=[proof()])
+    consume(account, "0.000005")
+    cancel_refund(first, actor=ready_user)
+    with pytest.raises(ValidationError):
+        submit_refund(ready_user, proofs=[proof()], amount="20.00")  # net is 19.999995
+    request = submit_refund(ready_user, proofs=[proof()], amount="19.99")
+    assert request.held.amount == Decimal("19.99") and request.arrears_micro == 5
+    assert money(account)["cash"] == Decimal("0.009995")
+    assert_books_balance()
