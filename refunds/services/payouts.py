@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 TRADE_SPACING = timedelta(seconds=3)
 # A line still "sending" this long after its last word is looked at by the job.
 STALE_SENDING = timedelta(minutes=10)
+# The job leaves a line alone for this long after any call about it.
+RECENT_CALL = timedelta(minutes=1)
 # Sub-codes that are not a refusal: the call may succeed later.
 RETRYABLE_SUB_CODES = {
     "ACQ.SYSTEM_ERROR",
@@ -407,42 +409,37 @@ def query_alipay_refund(line_id) -> str:
 
 
 def settle_refund_payouts(now=None, limit=100) -> int:
-    """The job's batch: Alipay lines whose outcome is unknown (or sent long ago with no
-    word) are queried; a refund Alipay has no trace of is sent again with the same
-    out_request_no. Returns how many lines were looked at."""
+    """The job's batch: Alipay lines whose outcome is unknown (or still "sending" long
+    after their last word) are queried; a refund Alipay has no trace of is sent again
+    with the same out_request_no. A line with a call in the last minute is left for
+    the next run, so one run never asks about the same line twice. Returns how many
+    lines were looked at (the runner stops at a short batch)."""
+    from django.db import connection
+    from django.db.models import Exists, OuterRef, Q
+
     now = now or timezone.now()
+
+    def called_since(delta):
+        return Exists(PayoutAttempt.objects.filter(line_id=OuterRef("pk"), at__gte=now - delta))
+
     with transaction.atomic():
         rows = RefundLine.objects.filter(request__state=RefundState.PAYING).filter(
-            payout_state__in=(PayoutState.UNKNOWN, PayoutState.SENDING)
+            Q(payout_state=PayoutState.UNKNOWN) & ~called_since(RECENT_CALL)
+            | Q(payout_state=PayoutState.SENDING) & ~called_since(STALE_SENDING)
         )
-        from django.db import connection
-
         if connection.vendor == "postgresql":
             rows = rows.select_for_update(skip_locked=True, of=("self",))
         ids = list(rows.order_by("id").values_list("pk", flat=True)[:limit])
-    done = 0
     for line_id in ids:
-        last = (
-            PayoutAttempt.objects.filter(line_id=line_id)
-            .order_by("-at")
-            .values_list("at", flat=True)
-            .first()
-        )
-        state = RefundLine.objects.filter(pk=line_id).values_list("payout_state", flat=True).first()
-        if state == PayoutState.SENDING and last is not None and now - last < STALE_SENDING:
-            continue  # the task is on it
-        done += 1
         try:
-            if last is None:
-                outcome = send_alipay_refund(line_id, now=now)
-            else:
-                outcome = query_alipay_refund(line_id)
-            if outcome == "retry" and last is not None:
+            if not PayoutAttempt.objects.filter(line_id=line_id).exists():
+                send_alipay_refund(line_id, now=now)  # queued, never sent (a lost task)
+            elif query_alipay_refund(line_id) == "retry":
                 # Alipay has no trace of the money moving: send again, same out_request_no
-                send_alipay_refund(line_id, now=now)
+                send_alipay_refund(line_id, now=timezone.now())
         except Exception:  # one bad line must not stop the batch; it stays unknown
             logger.exception("refund payout settlement failed for line %s", line_id)
-    return done
+    return len(ids)
 
 
 def _mark_topup_refunded(line):

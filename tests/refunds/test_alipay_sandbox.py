@@ -69,6 +69,11 @@ def test_timeout_then_the_job_confirms_by_query(portal, paying, settings):
     line.refresh_from_db()
     assert line.payout_state == PayoutState.UNKNOWN
     settings.ALIPAY_HTTP_TIMEOUT = 10
+    from datetime import timedelta
+
+    from django.db.models import F
+
+    PayoutAttempt.objects.update(at=F("at") - timedelta(minutes=2))  # the job's pause
     run_job("settle_refund_payouts", triggered_by="manual")
     request.refresh_from_db()
     assert request.state == RefundState.PAID

@@ -40,6 +40,34 @@ def _platform(kind, channel=""):
     return sum(Posting.objects.filter(ledger_account_id=pk).values_list("amount_micro", flat=True))
 
 
+def _age_attempts(minutes):
+    from django.db.models import F
+
+    PayoutAttempt.objects.update(at=F("at") - datetime.timedelta(minutes=minutes))
+
+
+def test_job_sends_a_lost_task_and_resends_when_alipay_has_no_trace(
+    ready_user, cs, finance, alipay, queued, django_capture_on_commit_callbacks
+):
+    """R-REF-6: a line queued but never sent is sent by the job; an unknown outcome that
+    Alipay's query does not confirm is sent again with the same out_request_no."""
+    alipay_topup(ready_user, "14.00")
+    request = _paying(ready_user, cs, finance, queued, django_capture_on_commit_callbacks)
+    (line,) = request.lines.all()
+    alipay.refund_script = [alipay.AlipayUnavailable("lost")]
+    run_job("settle_refund_payouts", triggered_by="manual")  # the task never ran
+    line.refresh_from_db()
+    assert line.payout_state == PayoutState.UNKNOWN
+    _age_attempts(minutes=2)
+    alipay.query_script = [RefundAnswer(True, False)]  # no trace of it
+    run_job("settle_refund_payouts", triggered_by="manual")
+    line.refresh_from_db()
+    assert line.payout_state == PayoutState.PAID
+    assert [c[0] for c in alipay.calls] == ["refund", "query", "refund"]
+    assert {c[1] for c in alipay.calls} == {line.out_request_no}
+    assert_books_balance()
+
+
 def _later(seconds=10):
     return datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds)
 
@@ -80,6 +108,9 @@ def test_fund_change_n_counts_only_once_the_query_confirms_r_ref_6(
     assert line.payout_state == PayoutState.UNKNOWN
     assert _platform(AccountKind.REFUNDS_PAYABLE) == 30_000_000  # still owed
     alipay.query_script = [RefundAnswer(True, True, refund_amount=Decimal("30.00"))]
+    run_job("settle_refund_payouts", triggered_by="manual")
+    assert [c[0] for c in alipay.calls] == ["refund", "query"]  # a call < 1 min ago: left
+    _age_attempts(minutes=2)
     run_job("settle_refund_payouts", triggered_by="manual")
     line.refresh_from_db()
     request.refresh_from_db()
