@@ -20,7 +20,7 @@ BASE = "/admin/refunds/refundrequest/"
 
 
 def test_queue_search_and_preview(client, ready_user, clerk, cs):
-    """The queue lists requests by state and age, finds them by the user's email and the
+    """R-REF-1: the queue lists requests by state and age, finds them by the user's email and the
     top-up's order number, and the change page shows the preview."""
     topup = bank_topup(ready_user, "30.00", clerk)
     request = submit_refund(ready_user, proofs=[proof()])
@@ -37,6 +37,7 @@ def test_queue_search_and_preview(client, ready_user, clerk, cs):
 
 
 def test_staff_without_view_permission_get_403(client, ready_user, clerk):
+    """R-ADM-1/R-REF-1: staff without the refunds view permission get 403."""
     bank_topup(ready_user, "30.00", clerk)
     submit_refund(ready_user, proofs=[proof()])
     client.force_login(StaffFactory())
@@ -95,6 +96,8 @@ def test_buttons_run_the_services_and_four_eyes_reaches_staff(
 
 
 def test_reject_button_needs_a_reason(client, ready_user, clerk, cs):
+    """R-REF-1/R-REF-3: the reject button refuses an empty reason; with one, the hold
+    returns to cash."""
     bank_topup(ready_user, "30.00", clerk)
     request = submit_refund(ready_user, proofs=[proof()])
     client.force_login(cs)
@@ -107,7 +110,7 @@ def test_reject_button_needs_a_reason(client, ready_user, clerk, cs):
 
 
 def test_csv_export_of_paid_refunds(client, ready_user, clerk, cs, finance):
-    """Finance export the paid refunds, one row per lot paid."""
+    """R-REF-5/R-ADM-3: finance export the paid refunds, one row per lot paid."""
     bank_topup(ready_user, "30.00", clerk)
     request = submit_refund(ready_user, proofs=[proof()])
     take_for_review(request, actor=cs)

@@ -9,6 +9,8 @@ pytestmark = pytest.mark.django_db
 
 
 def test_seed_demo_files_one_refund_under_review():
+    """R-REF-1: the demo loads (twice, idempotently) one refund filed by CS for the demo
+    user, asked by email, with a proof file, under review."""
     call_command("seed_demo")
     call_command("seed_demo")
     (request,) = RefundRequest.objects.filter(account__user__email="user@demo.local")

@@ -153,7 +153,7 @@ def test_locked_frozen_terminated_cannot_file(ready_user, clerk, transition):
 
 
 def test_arrears_settled_first(ready_user, clerk):
-    """Issue 10: arrears are settled from the refund first and shown in the preview."""
+    """R-REF-2/issue 10: arrears are settled from the refund first and shown in the preview."""
     account = ready_user.balance_account
     bank_topup(ready_user, "50.00", clerk)
     # a refund put the cash on hold, consumption ran into arrears, the refund was withdrawn
@@ -322,7 +322,7 @@ def test_wrong_state_transitions(ready_user, clerk, cs, finance):
 
 
 def test_another_users_request_is_not_found(ready_user, clerk):
-    """Bad input: another user's request id is not found (a 404 in pages, never a 403)."""
+    """R-REF-1, bad input: another user's request id is not found (a 404 in pages, never a 403)."""
     bank_topup(ready_user, "10.00", clerk)
     request = submit_refund(ready_user, proofs=[proof()])
     assert request_for(ready_user, request.pk) == request
@@ -436,7 +436,8 @@ def test_sub_fen_arrears_keep_refunds_in_whole_fen(ready_user, clerk, cs, financ
 
 
 def test_partial_amount_with_sub_fen_arrears_holds_exactly_that_amount(ready_user, clerk):
-    """A partial amount is held exactly even when sub-fen arrears are settled first."""
+    """R-REF-2/R-REF-3: a partial amount is held exactly even when sub-fen arrears are
+    settled first."""
     account = ready_user.balance_account
     bank_topup(ready_user, "20.00", clerk)
     first = submit_refund(ready_user, proofs=[proof()])
