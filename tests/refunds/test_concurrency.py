@@ -48,6 +48,29 @@ def test_two_approvers_at_once_exactly_one_wins(ready_user, clerk, cs, finance, 
     assert_books_balance()
 
 
+def test_two_agents_take_one_request_at_once(ready_user, clerk, cs):
+    """R-REF-1: two CS agents take one request at once: one becomes its reviewer, the
+    other is told it is no longer submitted."""
+    from tests.factories import StaffFactory, grant
+
+    from .conftest import CS_PERMS
+
+    bank_topup(ready_user, "20.00", clerk)
+    request = submit_refund(ready_user, proofs=[proof()])
+    agents = [cs, grant(StaffFactory(), *CS_PERMS)]
+
+    def work(i):
+        fresh = RefundRequest.objects.get(pk=request.pk)
+        return _outcome(lambda: take_for_review(fresh, actor=agents[i], reason="mine"))
+
+    results, errors = run_threads(2, work)
+    assert not errors, errors
+    assert sorted(results) == ["won", "wrong_state"]
+    request.refresh_from_db()
+    assert request.state == RefundState.UNDER_REVIEW
+    assert request.reviewer_id == agents[results.index("won")].pk
+
+
 def test_approve_racing_reject_exactly_one_wins(ready_user, clerk, cs, finance):
     """R-REF-1: a rejection and an approval at once: one wins, the hold moves once."""
     bank_topup(ready_user, "50.00", clerk)

@@ -261,3 +261,13 @@ def test_the_task_retries_with_back_off(
     with pytest.raises(Retry):
         tasks.pay_out_alipay_line.run(line.pk)
     assert countdowns == [15]
+
+
+def test_task_and_job_are_registered():
+    """R-REF-6: the payout task has its Celery name; the settling job is a scheduled job."""
+    from ops.framework import get_job
+    from refunds.tasks import pay_out_alipay_line
+
+    assert pay_out_alipay_line.name == "refunds.pay_out_alipay_line"
+    spec = get_job("settle_refund_payouts")
+    assert spec.schedule == 300 and spec.task_name == "ops.job.settle_refund_payouts"
