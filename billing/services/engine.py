@@ -14,7 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
-from django.db import connection
+from django.db import IntegrityError, connection
 from django.utils import timezone
 
 from accounts.selectors import lock_standings
@@ -501,3 +501,26 @@ def bump_grants(deltas: dict):
     Grant.objects.filter(pk__in=deltas, state=GrantState.USED_UP, remaining_micro__gt=0).update(
         state=GrantState.ACTIVE, ended_at=None
     )
+
+
+# ---------------------------------------------------------------- idempotency (R-LED-5)
+
+
+def replayed(key):
+    """The ledger transaction already written under this idempotency key, if any."""
+    return LedgerTransaction.objects.filter(idempotency_key=key).first()
+
+
+def run_idempotent(lookup, run):
+    """Run `run()`; if a concurrent call with the same key won the unique
+    constraint, return that call's result instead (R-LED-5)."""
+    found = lookup()
+    if found is not None:
+        return found
+    try:
+        return run()
+    except IntegrityError:
+        found = lookup()
+        if found is None:
+            raise
+        return found

@@ -11,7 +11,7 @@ from django.db import transaction
 
 from billing.micro import FEN_MICRO
 from billing.models import Grant, GrantKind, GrantState, TxnKind
-from billing.services import ledger
+from billing.services import ledger, refund_holds
 from billing.services.engine import lock_buckets
 from core.workflow import WorkflowError, apply_transition
 
@@ -76,7 +76,7 @@ def approve_refund(request, *, actor, reason="", **form_data):
             extra = -(-extra // FEN_MICRO) * FEN_MICRO  # up to whole fen: refunds are fen
             pay = max(0, line.held_micro - extra)
             payouts[line.lot_id] = (pay, line.held_micro - pay)
-        txn = ledger.pay_out_refund_holds(
+        txn = refund_holds.pay_out_refund_holds(
             account, payouts, idempotency_key=f"refund-request:{locked.pk}", actor=actor
         )
         figures = _figures(txn)
@@ -128,7 +128,7 @@ def _release(locked, *, action):
         RefundLine.objects.select_for_update(of=("self",)).filter(request=locked).order_by("id")
     ):
         if line.held_micro:
-            ledger.release_refund_hold(
+            refund_holds.release_refund_hold(
                 line.lot,
                 line.held,
                 idempotency_key=f"refund-request:{locked.pk}:lot:{line.lot_id}:{action}",

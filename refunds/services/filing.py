@@ -13,7 +13,7 @@ from django.db import transaction
 
 from accounts.crypto import CONTENT_TYPES, validate_upload
 from billing.micro import FEN_MICRO, to_micro
-from billing.services import ledger
+from billing.services import refund_holds
 from billing.services.engine import lock_buckets
 from core.money import parse_amount
 from core.workflow import record_audit
@@ -114,7 +114,7 @@ def submit_refund(
             user_reason=(reason or "").strip(),
             requested_micro=requested,
         )
-        moved = ledger.hold_lots_for_refund(
+        moved = refund_holds.hold_lots_for_refund(
             account, amounts, idempotency_key=f"refund-request:{request.pk}"
         )
         RefundLine.objects.bulk_create(

@@ -15,7 +15,7 @@ and RefundRequest's transition map.
   records the reference and date (`record_transfer`).
 
 The money: approval moved it to refunds payable; each line paid moves it out to the
-channel's clearing account (billing.services.ledger.refund_paid_to_channel, keyed on
+channel's clearing account (billing.services.refund_holds.refund_paid_to_channel, keyed on
 the line's out_request_no, so it is paid once).
 
 Locks: the request row, then its lines, then the ledger's own order.
@@ -32,7 +32,7 @@ from django.utils import timezone
 
 from billing.micro import from_micro
 from billing.models import Channel
-from billing.services import ledger
+from billing.services import refund_holds
 from core.workflow import WorkflowError, apply_transition, transition_map
 
 from ..models import PayoutAttempt, PayoutState, RefundLine, RefundRequest, RefundState
@@ -153,7 +153,7 @@ def record_transfer(
             )
         now = timezone.now()
         for line in lines:
-            ledger.refund_paid_to_channel(
+            refund_holds.refund_paid_to_channel(
                 locked.account,
                 line.refunded,
                 channel=Channel.BANK if line.channel == Channel.ALIPAY else line.channel,
@@ -275,7 +275,7 @@ def _settle_paid(line_id):
         )
         if line.payout_state == PayoutState.PAID:
             return
-        ledger.refund_paid_to_channel(
+        refund_holds.refund_paid_to_channel(
             locked.account,
             line.refunded,
             channel=Channel.ALIPAY,

@@ -264,7 +264,11 @@ def test_reversal_refused_when_money_moved_on(account):
 
 def test_refund_hold_release_and_payout(account):
     """R-LED-1/R-LED-4: cash → hold → refunds payable; lot caches follow; the lot closes."""
-    from billing.services.ledger import hold_for_refund, pay_out_refund_hold, release_refund_hold
+    from billing.services.refund_holds import (
+        hold_for_refund,
+        pay_out_refund_hold,
+        release_refund_hold,
+    )
 
     lot = credit_lot(account, cny("10"), channel="alipay", idempotency_key="L")
     with pytest.raises(ValidationError):

@@ -24,12 +24,11 @@ from billing.services.ledger import (
     credit_lot,
     expire_due_grants,
     grant_funds,
-    hold_for_refund,
-    release_refund_hold,
     reverse_transaction,
     void_grant,
 )
 from billing.services.purchases import purchase_package
+from billing.services.refund_holds import hold_for_refund, release_refund_hold
 from tests.factories import UserFactory
 
 from .conftest import cny
