@@ -248,10 +248,8 @@ class TopUp(ConcurrentTransitionMixin, models.Model):
         custom={"admin": False},
     )
     def mark_refunded(self):
-        """For the refunds app (R-REF-4) once the top-up's lot is refunded in full.
-
-        Nothing calls it yet: refunds/ has no workflow so far.
-        """
+        """The top-up's lot was refunded in full (R-REF-4): called by the refunds app's
+        payout (refunds.services.payouts) when the last of it is paid back."""
 
     def _record_payment(self, trade_no, channel_status, payer_name, payer_account, third_party):
         self.trade_no = trade_no or self.trade_no

@@ -150,7 +150,7 @@ def return_to_payer(topup, *, actor, reason="", **form_data):
 
 # TopUp's one map: finance's transitions, plus the order's cancel (orders.py). The others
 # have no button: pay (alipay_notifications.py), send_to_review (confirm_remittance above),
-# expire (orders.expire_unpaid_topups); mark_refunded waits for the refunds app.
+# expire (orders.expire_unpaid_topups), mark_refunded (refunds.services.payouts).
 transition_map(
     TopUp,
     {
