@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 from django_fsm import RETURN_VALUE, ConcurrentTransitionMixin, FSMField, transition
 
 from accounts.crypto import ALLOWED_EXTENSIONS, private_storage
@@ -22,14 +23,14 @@ from core.forms import ReasonForm
 
 
 class RefundState(models.TextChoices):
-    SUBMITTED = "submitted", "Submitted"
-    UNDER_REVIEW = "under_review", "Under review"
-    APPROVED = "approved", "Approved"
-    PAYING = "paying", "Paying out"
-    PAID = "paid", "Paid out"
-    PAYOUT_FAILED = "payout_failed", "Payout failed"
-    REJECTED = "rejected", "Rejected"
-    CANCELLED = "cancelled", "Cancelled"
+    SUBMITTED = "submitted", _("Submitted")
+    UNDER_REVIEW = "under_review", _("Under review")
+    APPROVED = "approved", _("Approved")
+    PAYING = "paying", _("Paying out")
+    PAID = "paid", _("Paid out")
+    PAYOUT_FAILED = "payout_failed", _("Payout failed")
+    REJECTED = "rejected", _("Rejected")
+    CANCELLED = "cancelled", _("Cancelled")
 
 
 OPEN_STATES = (RefundState.SUBMITTED, RefundState.UNDER_REVIEW)
@@ -43,11 +44,11 @@ class AskedVia(models.TextChoices):
 
 
 class PayoutState(models.TextChoices):
-    PENDING = "pending", "Awaiting payout"
-    SENDING = "sending", "Sending to the channel"
-    UNKNOWN = "unknown", "Sent, outcome unknown"
-    PAID = "paid", "Paid"
-    FAILED = "failed", "Refused by the channel"
+    PENDING = "pending", _("Awaiting payout")
+    SENDING = "sending", _("Sending to the channel")
+    UNKNOWN = "unknown", _("Sent, outcome unknown")
+    PAID = "paid", _("Paid")
+    FAILED = "failed", _("Refused by the channel")
 
 
 def _nobody(request, user):

@@ -96,7 +96,7 @@ def detail(request, pk):
 def cancel(request, pk):
     refund = _own_request(request.user, pk)
     try:
-        cancel_refund(refund, actor=request.user, reason=_("cancelled by the user"))
+        cancel_refund(refund, actor=request.user, reason="cancelled by the user")
     except (WorkflowError, ValidationError, PermissionDenied) as exc:
         messages.error(request, "; ".join(getattr(exc, "messages", [str(exc)])))
     else:

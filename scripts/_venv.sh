@@ -12,3 +12,5 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 export PATH="$PWD/.venv/bin:$PATH"
+# Page translations (locale/*.po → .mo); the .mo files are built, not committed.
+python manage.py compilemessages --ignore=.venv --ignore=var -v 0

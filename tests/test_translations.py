@@ -1,0 +1,44 @@
+"""Languages (R-ADM-6): every string marked for translation has its Simplified Chinese."""
+
+import re
+from pathlib import Path
+
+import pytest
+from django.urls import reverse
+
+ROOT = Path(__file__).resolve().parent.parent
+CATALOGUES = sorted((ROOT / "locale").glob("*/LC_MESSAGES/django.po"))
+
+
+def _entries(path):
+    """(msgid, msgstr, fuzzy) of every entry but the header."""
+    for block in path.read_text(encoding="utf-8").split("\n\n"):
+        ids = re.search(r"^msgid ((?:\".*\"\n?)+)", block, re.M)
+        strs = re.search(r"^msgstr ((?:\".*\"\n?)+)", block, re.M)
+        if not ids or not strs:
+            continue
+        msgid = "".join(re.findall(r'"(.*)"', ids.group(1)))
+        msgstr = "".join(re.findall(r'"(.*)"', strs.group(1)))
+        if msgid:
+            yield msgid, msgstr, "#, fuzzy" in block
+
+
+def test_there_is_a_chinese_catalogue():
+    assert [p.parent.parent.name for p in CATALOGUES] == ["zh_Hans"]
+
+
+@pytest.mark.parametrize("path", CATALOGUES, ids=lambda p: p.parent.parent.name)
+def test_no_msgid_is_left_untranslated(path):
+    """R-ADM-6: no empty or fuzzy translation in a catalogue."""
+    bad = [msgid for msgid, msgstr, fuzzy in _entries(path) if not msgstr or fuzzy]
+    assert not bad, f"untranslated in {path.relative_to(ROOT)}: {bad}"
+
+
+@pytest.mark.django_db
+def test_the_refund_page_speaks_chinese_to_a_chinese_browser(client, user):
+    """R-ADM-6: the refund page in zh-hans, the same page in English otherwise."""
+    client.force_login(user)
+    chinese = client.get(reverse("refunds:index"), HTTP_ACCEPT_LANGUAGE="zh-hans").content
+    assert "当前可退金额".encode() in chinese and b"What you can get back now" not in chinese
+    english = client.get(reverse("refunds:index"), HTTP_ACCEPT_LANGUAGE="en").content
+    assert b"What you can get back now" in english
