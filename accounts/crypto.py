@@ -18,6 +18,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage
 from django.db import models
 from django.utils.deconstruct import deconstructible
+from django.utils.translation import gettext as _
 
 
 @lru_cache(maxsize=4)
@@ -124,20 +125,20 @@ def validate_upload(upload):
     limit = settings.UPLOAD_MAX_BYTES
     if upload.size is None or upload.size > limit:
         raise ValidationError(
-            "The file is larger than %(mb)s MB.",
+            _("The file is larger than %(mb)s MB."),
             code="file_too_large",
             params={"mb": round(limit / 1024 / 1024, 1)},
         )
     if upload.size == 0:
-        raise ValidationError("The file is empty.", code="file_empty")
+        raise ValidationError(_("The file is empty."), code="file_empty")
     upload.seek(0)
     head = upload.read(16)
     upload.seek(0)
-    _, ext = sniff(head)
+    _content_type, ext = sniff(head)
     claimed = (upload.name or "").rsplit(".", 1)[-1].lower() if "." in (upload.name or "") else ""
     if ext is None or ALLOWED_EXTENSIONS.get(claimed) != ext:
         raise ValidationError(
-            "Only PDF, JPEG or PNG files are accepted (checked by content).",
+            _("Only PDF, JPEG or PNG files are accepted (checked by content)."),
             code="file_type",
         )
     return ext

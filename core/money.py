@@ -4,6 +4,7 @@ import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext as _
 from djmoney.money import Money
 
 CNY = "CNY"
@@ -29,25 +30,31 @@ def parse_amount(value, *, places=PAYMENT_PLACES, currency=CNY, allow_zero=False
         currency = str(value.currency)
         value = value.amount
     if currency != CNY:
-        raise ValidationError(f"Only CNY is accepted, not {currency}.", code="wrong_currency")
+        raise ValidationError(
+            _("Only CNY is accepted, not %(currency)s.") % {"currency": currency},
+            code="wrong_currency",
+        )
     if isinstance(value, float):
-        raise ValidationError("Amounts must be given as decimal strings.", code="invalid_amount")
+        raise ValidationError(_("Amounts must be given as decimal strings."), code="invalid_amount")
     if isinstance(value, str) and not _PLAIN_DECIMAL.match(value.strip()):
         raise ValidationError(
-            "Write the amount as a plain number, e.g. 100 or 99.50.", code="invalid_amount"
+            _("Write the amount as a plain number, e.g. 100 or 99.50."), code="invalid_amount"
         )
     try:
         amount = Decimal(str(value).strip())
     except (InvalidOperation, ValueError):
-        raise ValidationError("Not a valid amount.", code="invalid_amount")
+        raise ValidationError(_("Not a valid amount."), code="invalid_amount")
     if not amount.is_finite():
-        raise ValidationError("Not a valid amount.", code="invalid_amount")
+        raise ValidationError(_("Not a valid amount."), code="invalid_amount")
     if -amount.as_tuple().exponent > places:
         raise ValidationError(
-            f"At most {places} decimal places are allowed.", code="too_many_decimals"
+            _("At most %(places)s decimal places are allowed.") % {"places": places},
+            code="too_many_decimals",
         )
     if amount < 0 or (amount == 0 and not allow_zero):
-        raise ValidationError("The amount must be greater than zero.", code="non_positive_amount")
+        raise ValidationError(
+            _("The amount must be greater than zero."), code="non_positive_amount"
+        )
     return Money(amount, CNY)
 
 

@@ -42,3 +42,16 @@ def test_the_refund_page_speaks_chinese_to_a_chinese_browser(client, user):
     assert "当前可退金额".encode() in chinese and b"What you can get back now" not in chinese
     english = client.get(reverse("refunds:index"), HTTP_ACCEPT_LANGUAGE="en").content
     assert b"What you can get back now" in english
+
+
+@pytest.mark.django_db
+def test_errors_on_the_refund_page_are_chinese_too(client, user):
+    """R-ADM-6: what the services refuse reaches a Chinese user in Chinese."""
+    client.force_login(user)
+    response = client.post(
+        reverse("refunds:index"),
+        {"amount": "10.001", "reason": "x"},
+        HTTP_ACCEPT_LANGUAGE="zh-hans",
+    )
+    assert response.status_code == 400
+    assert "最多允许 2 位小数。" in response.content.decode()

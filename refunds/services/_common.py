@@ -1,6 +1,7 @@
 """Small helpers the refund services share."""
 
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext as _
 
 from accounts.models import Standing
 from billing.micro import from_micro
@@ -14,7 +15,9 @@ def refuse_standing(standing):
     if standing in NO_REFUND_STANDINGS:
         label = Standing(standing).label.lower()
         raise ValidationError(
-            f"The account is {label}: no refund can be filed or approved now.", code="standing"
+            _("The account is %(standing)s: no refund can be filed or approved now.")
+            % {"standing": label},
+            code="standing",
         )
 
 

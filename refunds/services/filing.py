@@ -10,6 +10,7 @@ consumed (the gateway's authorize and charging count cash, trial and discount on
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from accounts.crypto import CONTENT_TYPES, validate_upload
 from billing.micro import FEN_MICRO, to_micro
@@ -30,9 +31,11 @@ MAX_PROOFS = 10
 def _check_uploads(proofs):
     proofs = [p for p in (proofs or []) if p]
     if not proofs:
-        raise ValidationError("Attach at least one proof file (§8.1).", code="proof_required")
+        raise ValidationError(_("Attach at least one proof file."), code="proof_required")
     if len(proofs) > MAX_PROOFS:
-        raise ValidationError(f"At most {MAX_PROOFS} proof files.", code="too_many_files")
+        raise ValidationError(
+            _("At most %(n)s proof files.") % {"n": MAX_PROOFS}, code="too_many_files"
+        )
     return [(p, validate_upload(p)) for p in proofs]
 
 
@@ -90,14 +93,17 @@ def submit_refund(
         if preview.net_micro <= 0:
             if preview.total_micro > 0:
                 raise ValidationError(
-                    "Everything refundable would go to settle your arrears first; "
-                    "nothing is left to refund.",
+                    _(
+                        "Everything refundable would go to settle your arrears first; "
+                        "nothing is left to refund."
+                    ),
                     code="nothing_refundable",
                 )
-            raise ValidationError("Nothing is refundable now.", code="nothing_refundable")
+            raise ValidationError(_("Nothing is refundable now."), code="nothing_refundable")
         if requested is not None and requested > preview.net_micro:
             raise ValidationError(
-                f"At most {preview.net.amount:.2f} CNY can be refunded now.",
+                _("At most %(amount)s CNY can be refunded now.")
+                % {"amount": f"{preview.net.amount:.2f}"},
                 code="above_refundable",
             )
         # arrears of fractions of a fen take a whole fen of the refund (the rest of that fen
@@ -171,7 +177,7 @@ def add_proof(request, upload, *, actor) -> RefundProof:
             raise PermissionDenied("You may not add files to this request.")
         if locked.state not in OPEN_STATES:
             raise ValidationError(
-                "Files can only be added before the decision.", code="wrong_state"
+                _("Files can only be added before the decision."), code="wrong_state"
             )
         proof = _store_proof(locked, upload, ext, actor)
         record_audit(locked, action="add_proof", actor=actor, proof=proof.pk)
