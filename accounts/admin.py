@@ -7,7 +7,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
-from core.admin import AuditRecordInline, WorkflowAdminMixin
+from core.admin import AuditRecordInline, ReadOnlyAdminMixin, WorkflowAdminMixin
 from core.forms import ReasonForm
 
 from . import services
@@ -407,19 +407,10 @@ class AgreementVersionAdmin(WorkflowAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(AgreementAcceptance)
-class AgreementAcceptanceAdmin(admin.ModelAdmin):
+class AgreementAcceptanceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("user", "version", "accepted_at", "ip")
     list_filter = ("version",)
     search_fields = ("user__email", "user__phone")
     date_hierarchy = "accepted_at"
     list_select_related = ("user", "version")
     readonly_fields = ("user", "version", "accepted_at", "ip")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -12,6 +12,20 @@ from .workflow import perform_transition, transition_services
 logger = logging.getLogger(__name__)
 
 
+class ReadOnlyAdminMixin:
+    """An admin that shows rows and changes none: written by services, jobs or the
+    ledger, never by hand in the admin."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 class AuditRecordInline(GenericTabularInline):
     """The case history, newest first, on every workflow object (R-ADM-2)."""
 
@@ -99,21 +113,12 @@ class WorkflowAdminMixin(FSMAdminMixin):
 
 
 @admin.register(AuditRecord)
-class AuditRecordAdmin(admin.ModelAdmin):
+class AuditRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("at", "content_type", "object_id", "action", "from_state", "to_state", "actor")
     list_filter = ("content_type", "action")
     search_fields = ("object_id", "actor__email", "reason")
     date_hierarchy = "at"
     list_select_related = ("content_type", "actor")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 def _csv_cell(value):

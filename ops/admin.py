@@ -4,14 +4,14 @@ from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.views.decorators.http import require_POST
 
-from core.admin import AuditRecordInline, WorkflowAdminMixin
+from core.admin import AuditRecordInline, ReadOnlyAdminMixin, WorkflowAdminMixin
 
 from . import selectors, services
 from .models import AlertStatus, JobRun, StaffAlert
 
 
 @admin.register(JobRun)
-class JobRunAdmin(admin.ModelAdmin):
+class JobRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The run log, with every job's schedule and a Run-now button above it."""
 
     change_list_template = "ops/jobrun_change_list.html"
@@ -31,15 +31,6 @@ class JobRunAdmin(admin.ModelAdmin):
     list_select_related = ("triggered_by_user",)
     readonly_fields = [f.name for f in JobRun._meta.fields]
     actions = ["run_again"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def can_run(self, request):
         return request.user.has_perm("ops.run_job")

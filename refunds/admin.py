@@ -19,7 +19,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 
-from core.admin import AuditRecordInline, WorkflowAdminMixin
+from core.admin import AuditRecordInline, ReadOnlyAdminMixin, WorkflowAdminMixin
 
 from .models import OPEN_STATES, PayoutAttempt, RefundLine, RefundProof, RefundRequest, RefundState
 from .selectors import refund_preview
@@ -340,7 +340,7 @@ class RefundRequestAdmin(WorkflowAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(RefundLine)
-class RefundLineAdmin(admin.ModelAdmin):
+class RefundLineAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Every line per lot, for finance's search by trade number."""
 
     list_display = (
@@ -357,12 +357,3 @@ class RefundLineAdmin(admin.ModelAdmin):
     search_fields = ("out_request_no", "lot__topup__out_trade_no", "lot__topup__trade_no")
     list_select_related = ("request", "lot")
     readonly_fields = [f.name for f in RefundLine._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
