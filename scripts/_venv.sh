@@ -13,4 +13,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 fi
 export PATH="$PWD/.venv/bin:$PATH"
 # Page translations (locale/*.po → .mo); the .mo files are built, not committed.
-python manage.py compilemessages --ignore=.venv --ignore=var -v 0
+if command -v msgfmt >/dev/null 2>&1; then
+  python manage.py compilemessages --ignore=.venv --ignore=var -v 0
+else
+  echo "msgfmt not found (Debian: apt-get install gettext): pages stay in English" >&2
+fi
