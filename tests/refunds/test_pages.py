@@ -122,3 +122,35 @@ def test_a_frozen_account_is_told_it_cannot_file(client, ready_user, paid):
 def test_pages_need_login(client):
     """The refund pages are for logged-in users only."""
     assert client.get(reverse("refunds:index")).status_code == 302
+
+
+def _page_queries(client, url):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(url).status_code == 200
+    return len(queries)
+
+
+def test_pages_and_queue_do_not_query_per_request(client, ready_user, paid, cs):
+    """R-ADM-3: the user's refund page and the staff queue cost the same number of
+    queries for one request as for several (no query per row)."""
+    from refunds.services.decisions import cancel_refund
+    from refunds.services.filing import submit_refund
+
+    def file_and_cancel():
+        refund = submit_refund(ready_user, proofs=[proof()], reason="r")
+        cancel_refund(refund, actor=ready_user)
+
+    file_and_cancel()
+    client.force_login(ready_user)
+    user_one = _page_queries(client, reverse("refunds:index"))
+    client.force_login(cs)
+    queue_one = _page_queries(client, "/admin/refunds/refundrequest/")
+    for _ in range(3):
+        file_and_cancel()
+    client.force_login(ready_user)
+    assert _page_queries(client, reverse("refunds:index")) == user_one
+    client.force_login(cs)
+    assert _page_queries(client, "/admin/refunds/refundrequest/") == queue_one
