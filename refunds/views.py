@@ -14,13 +14,10 @@ from django.views.decorators.http import require_http_methods, require_POST
 from core.selectors import history_of
 from core.workflow import WorkflowError
 
-from .models import RefundRequest, RefundState
+from .models import OPEN_STATES, RefundRequest
 from .selectors import lines_of, refund_preview, request_for, requests_for
 from .services.decisions import cancel_refund
 from .services.filing import can_file, submit_refund
-
-CANCELLABLE = (RefundState.SUBMITTED, RefundState.UNDER_REVIEW)
-
 
 class RefundForm(forms.Form):
     amount = forms.CharField(
@@ -86,7 +83,7 @@ def detail(request, pk):
             "refund": refund,
             "lines": lines_of(refund),
             "history": history_of(refund),
-            "cancellable": refund.state in CANCELLABLE,
+            "cancellable": refund.state in OPEN_STATES,  # cancelled only before approval
         },
     )
 
