@@ -19,6 +19,7 @@ from .selectors import lines_of, refund_preview, request_for, requests_for
 from .services.decisions import cancel_refund
 from .services.filing import can_file, submit_refund
 
+
 class RefundForm(forms.Form):
     amount = forms.CharField(
         label=gettext_lazy("Amount (CNY, optional)"),
