@@ -11,6 +11,8 @@ urlpatterns = [
     path("billing/", include("billing.urls")),
     path("topups/", include("topups.urls")),
     path("refunds/", include("refunds.urls")),
+    path("disputes/", include("disputes.urls")),
+    path("invoices/", include("invoices.urls")),
     path("notices/", include("notices.urls")),
     path("ops/", include("ops.urls")),
     path("api/v1/gateway/", include("billing.gateway_urls")),

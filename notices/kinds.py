@@ -68,3 +68,7 @@ register("refund_rejected", "Refund not approved", required=True)
 register("refund_cancelled", "Refund request cancelled", required=True)
 register("refund_paid", "Refund paid out", required=True)
 register("refund_payout_failed", "Refund payout refused by the channel", required=True)
+
+# Disputes (issue 11): register the disputes app's kinds below this line.
+
+# Invoices (issue 12): register the invoices app's kinds below this line.
