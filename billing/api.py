@@ -8,6 +8,7 @@ error is JSON `{"code": …, "message": …}` with a stable code. OpenAPI at
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 from decimal import Decimal
@@ -43,6 +44,27 @@ class _DecimalParser(Parser):
         return json.loads(request.body, parse_float=Decimal)
 
 
+def _docs_guard(view):
+    """The docs page and the schema: open where settings.GATEWAY_DOCS_PUBLIC (development),
+    otherwise only for the service token or a logged-in staff member (401 JSON to anyone else)."""
+
+    @functools.wraps(view)
+    def guarded(request, *args, **kwargs):
+        if not getattr(settings, "GATEWAY_DOCS_PUBLIC", False):
+            user = getattr(request, "user", None)
+            header = request.headers.get("Authorization", "")
+            bearer = header[7:] if header.lower().startswith("bearer ") else None
+            given = bearer or request.headers.get("X-Service-Token")
+            if not (_token_ok(given) or (user is not None and user.is_active and user.is_staff)):
+                return JsonResponse(
+                    {"code": "unauthorized", "message": "A valid service token is required."},
+                    status=401,
+                )
+        return view(request, *args, **kwargs)
+
+    return guarded
+
+
 def _token_ok(given: str | None) -> bool:
     expected = settings.GATEWAY_SERVICE_TOKEN
     if not expected or not given:
@@ -74,6 +96,7 @@ api = NinjaAPI(
     auth=[_BearerToken(), _HeaderToken()],
     parser=_DecimalParser(),
     docs_url="/docs",
+    docs_decorator=_docs_guard,
     openapi_url="/openapi.json",
 )
 

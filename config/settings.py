@@ -83,6 +83,7 @@ INSTALLED_APPS = [
     "djmoney",
     "django_fsm",
     "django_celery_beat",
+    "ninja",  # the gateway docs page uses django-ninja's bundled Swagger assets, no CDN
     # project apps, bottom layer first (README "Layout")
     "core",
     "ops",
@@ -103,6 +104,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "core.middleware.UserLanguageMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -118,6 +120,7 @@ TEMPLATES = [
         "OPTIONS": {
             "context_processors": [
                 "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "core.context_processors.portal",
@@ -293,22 +296,23 @@ ALIPAY_PUBLIC_KEY_PATH = env(
     str(_SANDBOX_KEYS / "alipay_public_key.pem") if ALIPAY_SANDBOX else "",
 )
 if PRODUCTION:
+    from config import production_checks as _checks  # noqa: E402
+
     if ALIPAY_SANDBOX:
         raise ImproperlyConfigured("ALIPAY_SANDBOX cannot be on in production")
-
-    def _is_sandbox_key(value, path):
-        text = value or (Path(path).read_text() if path and Path(path).exists() else "")
-
-        def _body(pem):
-            return "".join(x.strip() for x in pem.splitlines() if not x.startswith("-----"))
-
-        body = "".join(_body(text).split())
-        return bool(body) and any(body == _body(f.read_text()) for f in _SANDBOX_KEYS.glob("*.pem"))
-
-    if _is_sandbox_key(ALIPAY_APP_PRIVATE_KEY, ALIPAY_APP_PRIVATE_KEY_PATH) or _is_sandbox_key(
-        ALIPAY_PUBLIC_KEY, ALIPAY_PUBLIC_KEY_PATH
-    ):
-        raise ImproperlyConfigured("The development Alipay sandbox keys are refused in production")
+    # The sandbox keys are public: compare the key's RSA public numbers, not its text, so
+    # no re-encoding (bare base64, other PEM header, DER file, private half) slips through.
+    for _name in ("ALIPAY_APP_PRIVATE_KEY", "ALIPAY_PUBLIC_KEY"):
+        _problem = _checks.sandbox_key_problem(_name, globals()[_name], globals()[f"{_name}_PATH"])
+        if _problem:
+            raise ImproperlyConfigured(_problem)
+    if not ALIPAY_SELLER_ID or ALIPAY_SELLER_ID == "2088000000000000":
+        raise ImproperlyConfigured("ALIPAY_SELLER_ID must be set in production")
+    _problem = _checks.token_problem(GATEWAY_SERVICE_TOKEN)
+    if _problem:
+        raise ImproperlyConfigured(_problem)
+# Gateway docs and schema: open in development, service token or staff login in production.
+GATEWAY_DOCS_PUBLIC = env_bool("GATEWAY_DOCS_PUBLIC", not PRODUCTION)
 if CELERY_BROKER_URL == "filesystem://":
     # kombu keeps its exchange table in ./control unless told otherwise: keep it under var/.
     CELERY_BROKER_TRANSPORT_OPTIONS["control_folder"] = str(VAR_DIR / "celery" / "control")

@@ -15,7 +15,8 @@ def test_check_deploy_is_clean_with_production_settings(tmp_path):
         "ALLOWED_HOSTS": "portal.example.com",
         "FIELD_ENCRYPTION_KEYS": "aGVsbG8taGVsbG8taGVsbG8taGVsbG8taGVsbG8tMDA=",
         "IDENTITY_HASH_KEY": "identity-key-for-the-check",
-        "GATEWAY_SERVICE_TOKEN": "gateway-token-for-the-check",
+        "GATEWAY_SERVICE_TOKEN": "Zq3v8Jr-2kP9xW4mT7yB1nC6hD0sF5gL_aE8uR2tY4iO",
+        "ALIPAY_SELLER_ID": "2088123412341234",
         "PORTAL_VAR_DIR": str(tmp_path),
     }
     result = subprocess.run(

@@ -9,7 +9,8 @@ All `seed` functions run in INSTALLED_APPS order (lowest layer first), then all
 from importlib import import_module
 
 from django.apps import apps
-from django.core.management.base import BaseCommand
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 
@@ -17,6 +18,9 @@ class Command(BaseCommand):
     help = "Create demo users, staff and data for a first look at the portal."
 
     def handle(self, *args, **options):
+        if getattr(settings, "PRODUCTION", False):
+            # demo logins share one published password: never on a production database
+            raise CommandError("seed_demo refuses to run in production (PORTAL_ENV=production).")
         context = {"logins": [], "notes": []}
         modules = []
         for config in apps.get_app_configs():
