@@ -5,7 +5,7 @@ from .models import User
 
 
 class SignUpForm(forms.Form):
-    email = forms.EmailField()
+    email = forms.EmailField(max_length=254)  # the column's length: longer is a form error
     phone = forms.RegexField(
         regex=r"^\+?\d{6,20}$", required=False, error_messages={"invalid": "Digits only."}
     )
@@ -17,10 +17,17 @@ class SignUpForm(forms.Form):
             raise forms.ValidationError("An account with this email already exists.")
         return email
 
-    def clean_password(self):
-        password = self.cleaned_data["password"]
-        validate_password(password)
-        return password
+    def clean(self):
+        cleaned = super().clean()
+        password = cleaned.get("password")
+        if password:
+            # checked against the new user's own attributes (email, phone) too
+            candidate = User(email=cleaned.get("email", ""), phone=cleaned.get("phone", ""))
+            try:
+                validate_password(password, user=candidate)
+            except forms.ValidationError as exc:
+                self.add_error("password", exc)
+        return cleaned
 
 
 class IndividualVerificationForm(forms.Form):

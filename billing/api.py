@@ -11,9 +11,11 @@ from __future__ import annotations
 import functools
 import hmac
 import json
+import re
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpRequest, JsonResponse
 from ninja import Field, NinjaAPI, Schema
@@ -37,11 +39,27 @@ def batch_limit() -> int:
     return int(getattr(settings, "GATEWAY_BATCH_LIMIT", 5000))
 
 
+def _json_fraction(literal: str):
+    """A JSON number with a fraction or exponent: Decimal when written plainly, else the
+    literal text, which the amount parser then refuses like the string "1e2" (an exponent
+    is never guessed at)."""
+    if "e" in literal or "E" in literal:
+        return literal
+    return Decimal(literal)
+
+
+def _json_integer(literal: str):
+    return int(literal) if len(literal) <= 40 else literal  # no 4,300-digit conversions
+
+
 class _DecimalParser(Parser):
     """JSON numbers become Decimal, never float (an amount must stay exact)."""
 
     def parse_body(self, request):
-        return json.loads(request.body, parse_float=Decimal)
+        try:
+            return json.loads(request.body, parse_float=_json_fraction, parse_int=_json_integer)
+        except RecursionError as exc:  # absurdly deep nesting: a JSON error, not a crash
+            raise ValueError("too deeply nested") from exc
 
 
 def _docs_guard(view):
@@ -115,8 +133,17 @@ def _unauthorized(request, exc):
     return _error(request, 401, "unauthorized", "A valid service token is required.")
 
 
+@api.exception_handler(RequestDataTooBig)
+def _too_big(request, exc):
+    return _error(
+        request, 413, "body_too_large", "The request body is larger than the portal accepts."
+    )
+
+
 @api.exception_handler(HttpError)
 def _http_error(request, exc):
+    if isinstance(exc.__cause__, RequestDataTooBig):
+        return _too_big(request, exc.__cause__)
     if isinstance(exc.__cause__, ValueError):  # json.JSONDecodeError is a ValueError
         return _error(request, 400, "invalid_json", "The request body is not valid JSON.")
     return _error(request, exc.status_code, "http_error", str(exc))
@@ -145,7 +172,7 @@ def _refused(request, exc):
 
 
 class AuthorizeIn(BaseModel):
-    api_key: str = Field(..., description="The raw API key the caller presented.")
+    api_key: str = Field(..., max_length=200, description="The raw API key the caller presented.")
     account_id: int | None = Field(
         None, description="Optional: the balance account the gateway expects the key to belong to."
     )
@@ -165,7 +192,7 @@ class AuthorizeOut(Schema):
 
 class UsageIn(BaseModel):
     request_id: str = Field(..., max_length=200, description="Unique per call; replays are safe.")
-    api_key: str
+    api_key: str = Field(..., max_length=200)
     model: str = Field(..., max_length=100)
     amount: Decimal | str = Field(..., description="CNY, > 0, at most 6 decimal places.")
     currency: str = "CNY"
@@ -247,6 +274,23 @@ def _parse_usage_amount(event: UsageIn) -> int:
     return to_micro(money)
 
 
+# C0 and C1 control characters (NUL included) and the Unicode line/paragraph separators:
+# PostgreSQL refuses NUL in text, and the others break logs, CSV exports and admin pages.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _check_text(event) -> None:
+    """request_id and model: present, and free of control characters, or a stable code."""
+    for field in ("request_id", "model"):
+        value = getattr(event, field)
+        if _CONTROL.search(value):
+            raise _Refused(400, f"invalid_{field}", f"{field} contains control characters.")
+        if not value.strip():
+            raise _Refused(400, "invalid_request", "request_id and model are required.")
+    if _CONTROL.search(event.api_key):
+        raise _Refused(404, "unknown_api_key", "No such API key.")
+
+
 def _key_for(event, keys) -> object:
     key = keys.get(event.api_key)
     if key is None:
@@ -287,6 +331,7 @@ def authorize_key(request: HttpRequest, payload: AuthorizeIn):
 )
 def report_usage(request: HttpRequest, payload: UsageIn):
     """Charge one call. Replaying a request id returns the first result and moves nothing."""
+    _check_text(payload)
     micro = _parse_usage_amount(payload)
     key = _key_for(payload, resolve_api_keys([payload.api_key]))
     try:
@@ -315,10 +360,9 @@ def report_usage_batch(request: HttpRequest, payload: BatchIn):
     good, positions = [], []
     for i, ev in enumerate(payload.events):
         try:
+            _check_text(ev)
             micro = _parse_usage_amount(ev)
             key = _key_for(ev, keys)
-            if not ev.request_id.strip() or not ev.model.strip():
-                raise _Refused(400, "invalid_request", "request_id and model are required.")
         except _Refused as exc:
             results[i] = {
                 "index": i,

@@ -147,7 +147,10 @@ LOGIN_REDIRECT_URL = "accounts:dashboard"
 LOGOUT_REDIRECT_URL = "accounts:login"
 
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator",
+        "OPTIONS": {"user_attributes": ("email", "phone", "first_name", "last_name")},
+    },
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
@@ -262,6 +265,8 @@ from decimal import Decimal  # noqa: E402
 
 TOPUP_MIN = Decimal(env("TOPUP_MIN", "1.00"))
 TOPUP_MAX = Decimal(env("TOPUP_MAX", "50000.00"))
+# Invoices (invoices): the smallest amount one invoice request may ask for (whole fen).
+INVOICE_MIN_AMOUNT = Decimal(env("INVOICE_MIN_AMOUNT", "1.00"))
 TOPUP_EXPIRE_MINUTES = int(env("TOPUP_EXPIRE_MINUTES", "120"))  # unpaid Alipay orders expire
 TOPUP_BANK_EXPIRE_HOURS = int(env("TOPUP_BANK_EXPIRE_HOURS", "168"))  # a wire takes days
 TRIAL_AMOUNT = env("TRIAL_AMOUNT", "20.00")  # defaults of the staff-editable TrialSettings

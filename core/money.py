@@ -10,8 +10,9 @@ from djmoney.money import Money
 CNY = "CNY"
 FEN = Decimal("0.01")
 MICRO = Decimal("0.000001")
-# Plain decimal notation only: "1e2" or "1,000" are refused rather than guessed at.
-_PLAIN_DECIMAL = re.compile(r"^[+-]?\d+(\.\d+)?$")
+# Plain decimal notation in ASCII digits only: "1e2", "1,000", "１００" or "٥" are refused
+# rather than guessed at (Python's Decimal would read the last two as 100 and 5).
+_PLAIN_DECIMAL = re.compile(r"^[+-]?[0-9]+(\.[0-9]+)?$", re.ASCII)
 LEDGER_PLACES = 6
 PAYMENT_PLACES = 2
 
@@ -36,7 +37,7 @@ def parse_amount(value, *, places=PAYMENT_PLACES, currency=CNY, allow_zero=False
         )
     if isinstance(value, float):
         raise ValidationError(_("Amounts must be given as decimal strings."), code="invalid_amount")
-    if isinstance(value, str) and not _PLAIN_DECIMAL.match(value.strip()):
+    if isinstance(value, str) and not _PLAIN_DECIMAL.fullmatch(value.strip()):
         raise ValidationError(
             _("Write the amount as a plain number, e.g. 100 or 99.50."), code="invalid_amount"
         )

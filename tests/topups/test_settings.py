@@ -13,7 +13,8 @@ PROD = {
     "ALLOWED_HOSTS": "portal.example.com",
     "FIELD_ENCRYPTION_KEYS": "aGVsbG8taGVsbG8taGVsbG8taGVsbG8taGVsbG8tMDA=",
     "IDENTITY_HASH_KEY": "identity-key-for-the-check",
-    "GATEWAY_SERVICE_TOKEN": "gateway-token-for-the-check",
+    "GATEWAY_SERVICE_TOKEN": "Zq3v8Jr-2kP9xW4mT7yB1nC6hD0sF5gL_aE8uR2tY4iO",
+    "ALIPAY_SELLER_ID": "2088123412341234",
 }
 
 
@@ -36,12 +37,12 @@ def test_production_refuses_the_sandbox_and_its_keys(tmp_path):
     result = _check(tmp_path, ALIPAY_SANDBOX="1")
     assert result.returncode != 0 and "ALIPAY_SANDBOX" in result.stderr
     result = _check(tmp_path, ALIPAY_PUBLIC_KEY_PATH=str(keys / "alipay_public_key.pem"))
-    assert result.returncode != 0 and "sandbox keys" in result.stderr
+    assert result.returncode != 0 and "sandbox key" in result.stderr
     bare = "".join(
         line
         for line in (keys / "app_private_key.pem").read_text().splitlines()
         if not line.startswith("-----")
     )
     result = _check(tmp_path, ALIPAY_APP_PRIVATE_KEY=bare)
-    assert result.returncode != 0 and "sandbox keys" in result.stderr
+    assert result.returncode != 0 and "sandbox key" in result.stderr
     assert _check(tmp_path).returncode == 0
