@@ -72,3 +72,6 @@ register("refund_payout_failed", "Refund payout refused by the channel", require
 # Disputes (issue 11): register the disputes app's kinds below this line.
 
 # Invoices (issue 12): register the invoices app's kinds below this line.
+register("invoice_issued", "Invoice issued (with the electronic invoice)", required=True)
+register("invoice_rejected", "Invoice request not accepted", required=True)
+register("invoice_reversed", "Invoice reversed (red-letter)", required=True)

@@ -1,0 +1,268 @@
+"""Invoice requests for consumed cash (SPEC §8, agreement §7): the case, the proof
+files of a company title, and the electronic invoice files the tax platform returned.
+
+Amounts are integer micro-units like the ledger (1 CNY = 1,000,000); invoices are whole
+fen (R-LED-3), so `amount_micro` is a multiple of 10,000. An invoice moves no money:
+it records that consumed cash has been invoiced, so it is not invoiced twice (R-INV-1).
+"""
+
+import uuid
+
+from django import forms
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Mod
+from django.db.models.lookups import Exact
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django_fsm import ConcurrentTransitionMixin, FSMField, transition
+
+from accounts.crypto import private_storage
+from billing.micro import from_micro
+from core.forms import ReasonForm
+
+
+class InvoiceState(models.TextChoices):
+    SUBMITTED = "submitted", _("Submitted")
+    ISSUED = "issued", _("Issued")
+    REJECTED = "rejected", _("Rejected")
+    REVERSED = "reversed", _("Reversed (red-letter)")
+
+
+# A request in these states holds its amount: reserved on submission, invoiced on issue.
+# Rejection and red-letter reversal release it (R-INV-1).
+HOLDING_STATES = (InvoiceState.SUBMITTED, InvoiceState.ISSUED)
+
+
+class InvoiceKind(models.TextChoices):
+    ORDINARY = "ordinary", _("Ordinary electronic invoice (普通发票)")
+    SPECIAL = "special", _("Special VAT invoice (增值税专用发票)")
+
+
+class TitleType(models.TextChoices):
+    PERSONAL = "personal", _("Personal")
+    COMPANY = "company", _("Company")
+
+
+class RedLetterReason(models.TextChoices):
+    ISSUING_ERROR = "issuing_error", _("Issuing error (开票有误)")
+    SALES_RETURN = "sales_return", _("Sales return (销货退回)")
+    SERVICE_TERMINATED = "service_terminated", _("Service terminated (服务中止)")
+    SALES_ALLOWANCE = "sales_allowance", _("Sales allowance (销售折让)")
+
+
+class FileKind(models.TextChoices):
+    PDF = "pdf", "PDF"
+    OFD = "ofd", "OFD"
+    XML = "xml", "XML"
+
+
+class RejectInvoiceForm(ReasonForm):
+    """The reason is sent to the user in the rejection notice."""
+
+
+class ReverseInvoiceForm(ReasonForm):
+    """A red-letter reversal: one of the red-letter reasons, and the note for the file."""
+
+    red_letter_reason = forms.ChoiceField(choices=RedLetterReason.choices)
+    red_letter_number = forms.CharField(
+        max_length=40,
+        required=False,
+        help_text="The red-letter confirmation or invoice number from the tax platform.",
+    )
+
+
+def _encrypted_name(prefix, ext):
+    return f"{prefix}/{uuid.uuid4().hex}.{ext}.enc"
+
+
+def proof_upload_to(instance, filename):
+    ext = filename.rsplit(".", 1)[-1].lower() if "." in filename else "bin"
+    return _encrypted_name("invoice-proofs", {"jpeg": "jpg"}.get(ext, ext)[:4])
+
+
+def invoice_upload_to(instance, filename):
+    return _encrypted_name("invoices", instance.kind)
+
+
+class InvoiceRequest(ConcurrentTransitionMixin, models.Model):
+    """One invoice request of a balance account (R-INV-2): its title, kind and amount,
+    reserved on submission from the consumed cash not yet invoiced."""
+
+    account = models.ForeignKey(
+        "accounts.BalanceAccount", on_delete=models.PROTECT, related_name="invoice_requests"
+    )
+    # Only transitions write `state` (not protected=True: see topups.models.TopUp).
+    state = FSMField(default=InvoiceState.SUBMITTED, choices=InvoiceState.choices)
+    kind = models.CharField(max_length=10, choices=InvoiceKind.choices)
+    title_type = models.CharField(max_length=10, choices=TitleType.choices)
+    title = models.CharField(max_length=200, help_text="The buyer's name on the invoice.")
+    taxpayer_id = models.CharField(
+        max_length=20, blank=True, help_text="The buyer's taxpayer id (credit code)."
+    )
+    # special VAT invoices only (verified enterprises)
+    registered_address = models.CharField(max_length=200, blank=True)
+    registered_phone = models.CharField(max_length=40, blank=True)
+    bank_name = models.CharField(max_length=100, blank=True)
+    bank_account = models.CharField(max_length=40, blank=True)
+    email = models.EmailField(help_text="Where the electronic invoice is sent.")
+    amount_micro = models.BigIntegerField(help_text="Whole fen, reserved on submission.")
+    covers_from = models.DateField(null=True, blank=True, help_text="First month it covers.")
+    covers_to = models.DateField(null=True, blank=True, help_text="Last month it covers.")
+    filed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # issuing (R-INV-4)
+    invoice_number = models.CharField(max_length=20, blank=True)
+    issued_on = models.DateField(null=True, blank=True)
+    issued_at = models.DateTimeField(null=True, blank=True)
+    issuer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    xml_fields = models.JSONField(
+        default=dict, blank=True, help_text="What the portal read from the invoice XML."
+    )
+    # rejection / reversal
+    decision_reason = models.TextField(blank=True, help_text="Told to the user on rejection.")
+    red_letter_reason = models.CharField(max_length=20, choices=RedLetterReason.choices, blank=True)
+    red_letter_number = models.CharField(max_length=40, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [
+            ("issue_invoicerequest", "Can issue an invoice (upload the tax platform's files)"),
+            ("reject_invoicerequest", "Can reject an invoice request"),
+            ("reverse_invoicerequest", "Can reverse an issued invoice (red-letter)"),
+            ("view_invoice_file", "Can download issued invoice files"),
+            ("view_invoice_proof", "Can open title proof files (each view audited)"),
+        ]
+        indexes = [models.Index(fields=["state", "created_at"], name="invoice_queue")]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_micro__gt=0), name="invoice_amount_gt0"),
+            models.CheckConstraint(
+                condition=Exact(Mod("amount_micro", 10_000), 0), name="invoice_whole_fen"
+            ),
+            models.UniqueConstraint(
+                fields=["invoice_number"],
+                condition=~Q(invoice_number=""),
+                name="invoice_number_unique",
+            ),
+        ]
+
+    def __str__(self):
+        return f"Invoice request #{self.pk}"
+
+    @property
+    def amount(self):
+        return from_micro(self.amount_micro)
+
+    @property
+    def holds_amount(self):
+        return self.state in HOLDING_STATES
+
+    # --- workflow (R-INV-2). Services run these through core.workflow.apply_transition.
+
+    @transition(
+        state,
+        source=InvoiceState.SUBMITTED,
+        target=InvoiceState.ISSUED,
+        permission="invoices.issue_invoicerequest",
+        custom={"label": "Issue", "admin": False},
+    )
+    def issue(self, issuer=None, invoice_number="", issued_on=None, xml_fields=None):
+        self.issuer = issuer
+        self.invoice_number = invoice_number
+        self.issued_on = issued_on
+        self.issued_at = timezone.now()
+        self.xml_fields = xml_fields or {}
+
+    @transition(
+        state,
+        source=InvoiceState.SUBMITTED,
+        target=InvoiceState.REJECTED,
+        permission="invoices.reject_invoicerequest",
+        custom={"label": "Reject", "form": RejectInvoiceForm},
+    )
+    def reject(self, decision_reason=""):
+        if not decision_reason.strip():
+            raise ValidationError("A rejection needs a reason the user can act on.")
+        self.decision_reason = decision_reason.strip()
+        self.closed_at = timezone.now()
+
+    @transition(
+        state,
+        source=InvoiceState.ISSUED,
+        target=InvoiceState.REVERSED,
+        permission="invoices.reverse_invoicerequest",
+        custom={"label": "Reverse (red-letter)", "form": ReverseInvoiceForm},
+    )
+    def reverse(self, red_letter_reason="", red_letter_number=""):
+        if red_letter_reason not in RedLetterReason.values:
+            raise ValidationError("Choose one of the red-letter reasons.")
+        self.red_letter_reason = red_letter_reason
+        self.red_letter_number = red_letter_number
+        self.closed_at = timezone.now()
+
+
+class InvoiceProof(models.Model):
+    """A proof file of a company title asked for by an individual (R-INV-3): employment
+    certificate, business licence or work badge. PDF/JPEG/PNG checked by content,
+    encrypted at rest, opened only with invoices.view_invoice_proof (audited)."""
+
+    request = models.ForeignKey(InvoiceRequest, on_delete=models.PROTECT, related_name="proofs")
+    file = models.FileField(storage=private_storage, upload_to=proof_upload_to, max_length=200)
+    content_type = models.CharField(max_length=40)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    uploaded_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self):
+        return f"Proof #{self.pk} of invoice request #{self.request_id}"
+
+
+class InvoiceFile(models.Model):
+    """An electronic invoice file the tax platform returned (R-INV-4), checked by content,
+    encrypted at rest, served only to the owner and to staff with the permission."""
+
+    request = models.ForeignKey(InvoiceRequest, on_delete=models.PROTECT, related_name="files")
+    kind = models.CharField(max_length=4, choices=FileKind.choices)
+    file = models.FileField(storage=private_storage, upload_to=invoice_upload_to, max_length=200)
+    size = models.PositiveIntegerField()
+    sha256 = models.CharField(max_length=64)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    uploaded_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["request", "kind", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["request", "kind"], name="invoicefile_one_per_kind")
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} of invoice request #{self.request_id}"
+
+    @property
+    def content_type(self):
+        return CONTENT_TYPES[self.kind]
+
+    @property
+    def download_name(self):
+        number = self.request.invoice_number or f"request-{self.request_id}"
+        return f"invoice-{number}.{self.kind}"
+
+
+CONTENT_TYPES = {
+    FileKind.PDF: "application/pdf",
+    FileKind.OFD: "application/ofd",
+    FileKind.XML: "application/xml",
+}
