@@ -285,6 +285,19 @@ def _verification_notice(verification, kind, *, reason=""):
     )
 
 
+def refuse_own_case(user_id, actor, what):
+    """R-ADM-4: staff never decide a case of their own (verification, grant, refund).
+
+    `user_id` is the case's beneficiary; `actor` None is the system. Raised as a
+    WorkflowError, like any refusal staff read in the admin.
+    """
+    if actor is not None and getattr(actor, "pk", None) == user_id:
+        raise WorkflowError(
+            f"You cannot {what} of your own; another staff member must do it.",
+            code="own_case",
+        )
+
+
 def approve_verification(verification, *, actor=None, reason=""):
     """CS approves a submitted verification (R-ACC-2), if the identity is free (R-ACC-4).
 
@@ -294,6 +307,7 @@ def approve_verification(verification, *, actor=None, reason=""):
     the verification's transition map lives there, since money may only move
     downward in the layers.
     """
+    refuse_own_case(verification.user_id, actor, "approve a verification")
     with transaction.atomic():
         _lock_identity(verification.identity_hash)
         _check_identity_free(verification.identity_hash, verification.user)
@@ -306,6 +320,7 @@ def approve_verification(verification, *, actor=None, reason=""):
 
 def reject_verification(verification, *, actor=None, reason=""):
     """CS rejects a submitted verification with a reason the user reads; they may resubmit."""
+    refuse_own_case(verification.user_id, actor, "reject a verification")
     with transaction.atomic():
         verification = apply_transition(
             verification,
@@ -321,6 +336,7 @@ def reject_verification(verification, *, actor=None, reason=""):
 
 def revoke_verification(verification, *, actor=None, reason=""):
     """Withdraw an approved verification (e.g. found false later); the identity is free again."""
+    refuse_own_case(verification.user_id, actor, "revoke a verification")
     with transaction.atomic():
         verification = apply_transition(
             verification, "revoke", actor=actor, reason=reason, reviewer=actor
@@ -551,3 +567,14 @@ def mark_api_key_used(key_id, *, at=None):
         .filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=at - API_KEY_USE_GRANULARITY))
         .update(last_used_at=at)
     )
+
+
+def set_preferred_language(user, language: str):
+    """Remember the language the user picked for pages and notices (R-ADM-6)."""
+    codes = dict(settings.LANGUAGES)
+    if language not in codes:
+        raise ValidationError(f"Unknown language {language!r}.")
+    if user.language != language:
+        user.language = language
+        user.save(update_fields=["language"])
+    return user

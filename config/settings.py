@@ -271,6 +271,9 @@ TOPUP_EXPIRE_MINUTES = int(env("TOPUP_EXPIRE_MINUTES", "120"))  # unpaid Alipay 
 TOPUP_BANK_EXPIRE_HOURS = int(env("TOPUP_BANK_EXPIRE_HOURS", "168"))  # a wire takes days
 TRIAL_AMOUNT = env("TRIAL_AMOUNT", "20.00")  # defaults of the staff-editable TrialSettings
 TRIAL_VALIDITY_DAYS = int(env("TRIAL_VALIDITY_DAYS", "30"))
+# Four eyes (R-ADM-4): a hand-confirmed credit above this many CNY always needs a second
+# finance approver (manual payments and differing amounts need one whatever the amount).
+TOPUP_FOUR_EYES_LIMIT = Decimal(env("TOPUP_FOUR_EYES_LIMIT", "10000.00"))
 BANK_RECEIVING_ACCOUNT = {
     "holder": env("BANK_ACCOUNT_HOLDER", "Example Model Platform Co., Ltd."),
     "bank": env("BANK_NAME", "Example Bank, Beijing Branch"),

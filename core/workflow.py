@@ -18,8 +18,13 @@ class WorkflowError(ValidationError):
 
 
 def record_audit(obj, *, action, actor=None, reason="", from_state="", to_state="", **details):
+    """One audit row. A model with personal data in its transitions' arguments defines
+    `audit_details(details) -> details` to seal them (encrypted at rest, R-ACC-5)."""
     from django.contrib.contenttypes.models import ContentType
 
+    seal_details = getattr(obj, "audit_details", None)
+    if callable(seal_details):
+        details = seal_details(dict(details))
     return AuditRecord.objects.create(
         content_type=ContentType.objects.get_for_model(obj, for_concrete_model=False),
         object_id=str(obj.pk),

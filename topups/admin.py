@@ -70,6 +70,9 @@ class TopUpAdmin(WorkflowAdminMixin, admin.ModelAdmin):
         "paid_at",
         "closed_at",
         "created_by",
+        "proposed_by",
+        "proposed_at",
+        "approved_by",
         "memo",
     )
     fields = readonly_fields
@@ -118,7 +121,12 @@ class TopUpAdmin(WorkflowAdminMixin, admin.ModelAdmin):
                 report = import_bank_statement(text, actor=request.user)
                 if not report.errors:
                     done, review = len(report.confirmed), len(report.reviewed)
-                    self.message_user(request, f"Confirmed {done}, sent to review {review}.")
+                    waiting = len(report.awaiting_approval)
+                    self.message_user(
+                        request,
+                        f"Confirmed {done}, sent to review {review}, "
+                        f"awaiting a second approver {waiting}.",
+                    )
                     return redirect("admin:topups_topup_changelist")
         context = {
             **self.admin_site.each_context(request),
@@ -153,7 +161,11 @@ class TopUpAdmin(WorkflowAdminMixin, admin.ModelAdmin):
                 except ValidationError as exc:
                     form.add_error(None, exc)
                 else:
-                    self.message_user(request, f"Recorded top-up {topup.out_trade_no}.")
+                    self.message_user(
+                        request,
+                        f"Recorded top-up {topup.out_trade_no}; it is credited when a second "
+                        "finance approver approves it.",
+                    )
                     return redirect("admin:topups_topup_change", topup.pk)
         context = {
             **self.admin_site.each_context(request),

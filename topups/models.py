@@ -16,6 +16,7 @@ from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 from djmoney.models.fields import MoneyField
 from djmoney.money import Money
 
+from accounts.crypto import EncryptedTextField, seal
 from billing.models import Channel, Grant
 
 FEN = Decimal("0.01")
@@ -34,6 +35,7 @@ def _money_field(**kwargs):
 class TopUpState(models.TextChoices):
     CREATED = "created", "Awaiting payment"
     REVIEW = "review", "Amount differs — finance review"
+    APPROVAL = "approval", "Awaiting a second approver"
     PAID = "paid", "Paid"
     CANCELLED = "cancelled", "Cancelled"
     EXPIRED = "expired", "Expired"
@@ -86,8 +88,9 @@ class TopUp(ConcurrentTransitionMixin, models.Model):
     )
     channel_status = models.CharField(max_length=32, blank=True)
     received_amount = _money_field(null=True, blank=True)
-    payer_name = models.CharField(max_length=200, blank=True)
-    payer_account = models.CharField(max_length=200, blank=True)
+    # Personal data, encrypted at rest (R-ACC-5); in audit rows too (audit_details).
+    payer_name = EncryptedTextField(blank=True)
+    payer_account = EncryptedTextField(blank=True)
     third_party = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     expires_at = models.DateTimeField(null=True, blank=True)
@@ -101,6 +104,23 @@ class TopUp(ConcurrentTransitionMixin, models.Model):
         related_name="+",
     )
     memo = models.CharField(max_length=200, blank=True)
+    # Four eyes (R-ADM-4): who proposed crediting money that came without a payment
+    # notification, and the second finance approver who approved it.
+    proposed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    proposed_at = models.DateTimeField(null=True, blank=True)
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
     acceptance = models.ForeignKey(
         "accounts.AgreementAcceptance",
         on_delete=models.PROTECT,
@@ -141,6 +161,15 @@ class TopUp(ConcurrentTransitionMixin, models.Model):
     @property
     def user(self):
         return self.account.user
+
+    PERSONAL_AUDIT_KEYS = ("payer_name", "payer_account")
+
+    def audit_details(self, details):
+        """Audit rows keep the payer's name and account encrypted (R-ACC-5)."""
+        for key in self.PERSONAL_AUDIT_KEYS:
+            if details.get(key):
+                details[key] = seal(details[key])
+        return details
 
     # --- workflow (R-TOP-1). Services run these through core.workflow.apply_transition.
 
@@ -192,23 +221,72 @@ class TopUp(ConcurrentTransitionMixin, models.Model):
         third_party=False,
     ):
         """The received amount differs from the order: never credited silently."""
-        self.received_amount = received_amount
-        self.trade_no = bank_reference
+        self._record_receipt(received_amount, bank_reference, payer_name, payer_account)
         self.channel_status = "amount_mismatch"
-        self.payer_name = payer_name
-        self.payer_account = payer_account
-        self.third_party = third_party
+        self.third_party = bool(third_party)
+
+    @transition(
+        state,
+        source=TopUpState.CREATED,
+        target=TopUpState.APPROVAL,
+        permission="topups.confirm_remittance",
+        custom={"admin": False},
+    )
+    def propose_credit(
+        self,
+        received_amount=None,
+        payer_name="",
+        payer_account="",
+        bank_reference="",
+        third_party=False,
+        proposer=None,
+    ):
+        """Money without a payment notification (a manual payment, or a remittance above
+        the four-eyes limit): recorded now, credited only when a second finance approver
+        approves it (R-ADM-4)."""
+        self._record_receipt(received_amount, bank_reference, payer_name, payer_account)
+        self.channel_status = "awaiting_approval"
+        self.third_party = bool(third_party)
+        self._propose(proposer)
 
     @transition(
         state,
         source=TopUpState.REVIEW,
+        target=TopUpState.APPROVAL,
+        permission="topups.resolve_review",
+        custom={"label": "Propose crediting the received amount"},
+    )
+    def credit_received(self, proposer=None):
+        """Finance propose to credit what actually came; a second approver decides (R-ADM-4)."""
+        self.channel_status = "credit_proposed"
+        self._propose(proposer)
+
+    @transition(
+        state,
+        source=TopUpState.APPROVAL,
         target=TopUpState.PAID,
         permission="topups.resolve_review",
-        custom={"label": "Credit the received amount"},
+        custom={"label": "Approve the credit (second approver)"},
     )
-    def credit_received(self):
+    def approve_credit(self, approver=None):
+        """The second finance approver: never the proposer, never the beneficiary."""
         self.paid_at = timezone.now()
-        self.channel_status = "confirmed_after_review"
+        self.approved_by = approver
+        self.channel_status = "confirmed_after_approval"
+
+    @transition(
+        state,
+        source=TopUpState.APPROVAL,
+        target=TopUpState.REVIEW,
+        permission="topups.resolve_review",
+        custom={"label": "Decline the credit (back to review)"},
+    )
+    def decline_credit(self):
+        """The second approver declines: the case returns to review (credit it another
+        way, or return the money to the payer)."""
+        self.channel_status = "credit_declined"
+        self.proposed_by = None
+        self.proposed_at = None
 
     @transition(
         state,
@@ -250,6 +328,16 @@ class TopUp(ConcurrentTransitionMixin, models.Model):
     def mark_refunded(self):
         """The top-up's lot was refunded in full (R-REF-4): called by the refunds app's
         payout (refunds.services.payouts) when the last of it is paid back."""
+
+    def _record_receipt(self, received_amount, bank_reference, payer_name, payer_account):
+        self.received_amount = received_amount
+        self.trade_no = bank_reference or self.trade_no
+        self.payer_name = payer_name
+        self.payer_account = payer_account
+
+    def _propose(self, proposer):
+        self.proposed_by = proposer
+        self.proposed_at = timezone.now()
 
     def _record_payment(self, trade_no, channel_status, payer_name, payer_account, third_party):
         self.trade_no = trade_no or self.trade_no

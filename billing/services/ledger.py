@@ -332,13 +332,25 @@ def _expire_locked_pg(cur, pairs, expense_id, now) -> int:
     return cur.fetchone()[0]
 
 
-def set_grant_expiry(grant: Grant, expires_at) -> tuple[Grant, object]:
+def set_grant_expiry(grant: Grant, expires_at, *, actor=None, reason="") -> tuple[Grant, object]:
     """Move an active grant's expiry (staff extend or shorten its validity, R-TOP-5).
 
     Takes the lock order (the account, its buckets, then the grant), so the change
     cannot interleave with a charge or the expiry sweep. Only an active grant with
-    funds left can change. Returns the grant as changed and its previous expiry.
+    funds left can change. Staff never change a grant of their own (R-ADM-4), and
+    every change is audited with the old value, the new value and the reason
+    (R-ADM-5). Returns the grant as changed and its previous expiry.
     """
+    from core.workflow import record_audit
+
+    if actor is not None and getattr(actor, "pk", None) is not None:
+        owner = Grant.objects.filter(pk=grant.pk).values_list("account__user_id", flat=True).first()
+        if owner == actor.pk:
+            raise LedgerError(
+                "You cannot change the validity of a grant of your own; another staff "
+                "member must do it.",
+                code="own_case",
+            )
     with transaction.atomic():
         lock_buckets([grant.account_id])
         locked = Grant.objects.select_for_update().select_related("account__user").get(pk=grant.pk)
@@ -347,6 +359,14 @@ def set_grant_expiry(grant: Grant, expires_at) -> tuple[Grant, object]:
         old = locked.expires_at
         Grant.objects.filter(pk=locked.pk).update(expires_at=expires_at)
         locked.expires_at = expires_at
+        record_audit(
+            locked,
+            action="change_validity",
+            actor=actor,
+            reason=reason,
+            old_expires_at=old.isoformat() if old else "",
+            new_expires_at=expires_at.isoformat() if expires_at else "",
+        )
     return locked, old
 
 

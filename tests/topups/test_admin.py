@@ -16,7 +16,8 @@ from .conftest import balance
 
 @pytest.mark.django_db
 def test_finance_resolves_review_through_the_admin_button(client, ready_user, finance):
-    """R-TOP-1: a top-up in review is credited by finance's admin button with a reason."""
+    """R-TOP-1, R-ADM-4: finance's admin button proposes crediting a top-up in review, with
+    a reason; a second finance approver's button credits it."""
     topup = start_topup(ready_user, "100.00", channel="bank")
     confirm_remittance(
         topup,
@@ -28,15 +29,23 @@ def test_finance_resolves_review_through_the_admin_button(client, ready_user, fi
     )
     client.force_login(finance)
     url = f"/admin/topups/topup/{topup.pk}/"
-    assert "Credit the received amount" in client.get(f"{url}change/").content.decode()
+    assert "Propose crediting the received amount" in client.get(f"{url}change/").content.decode()
     response = client.post(
         f"{url}transition/credit_received/", {"reason": "customer agreed to 90.00"}
     )
     assert response.status_code == 302
     topup.refresh_from_db()
+    assert topup.state == "approval"
+    assert balance(ready_user)["cash"] == cny("0")
+    assert AuditRecord.objects.filter(action="credit_received", actor=finance).exists()
+    second = grant(StaffFactory(), "topups.view_topup", "topups.resolve_review")
+    client.force_login(second)
+    response = client.post(f"{url}transition/approve_credit/", {"reason": "statement checked"})
+    assert response.status_code == 302
+    topup.refresh_from_db()
     assert topup.state == "paid"
     assert balance(ready_user)["cash"] == cny("90.00")
-    assert AuditRecord.objects.filter(action="credit_received", actor=finance).exists()
+    assert AuditRecord.objects.filter(action="approve_credit", actor=second).exists()
 
 
 @pytest.mark.django_db

@@ -9,10 +9,19 @@ from tests.factories import StaffFactory, cny, grant
 from topups.models import TopUp
 from topups.services.orders import start_topup
 from topups.services.preconditions import TopUpRefused
-from topups.services.remittances import confirm_remittance, record_manual_topup, resolve_review
+from topups.services.remittances import (
+    approve_credit,
+    confirm_remittance,
+    record_manual_topup,
+    resolve_review,
+)
 from topups.services.statements import import_bank_statement
 
 from .conftest import balance
+
+
+def _second_approver():
+    return grant(StaffFactory(), "topups.resolve_review", "topups.view_topup")
 
 
 @pytest.fixture
@@ -95,6 +104,8 @@ def test_different_amount_goes_to_review_not_credited(transfer, finance):
     topup = resolve_review(
         topup, "credit_received", actor=finance, reason="customer confirmed the short amount"
     )
+    assert topup.state == "approval"  # four eyes (R-ADM-4): a second approver credits it
+    topup = approve_credit(topup, actor=_second_approver(), reason="statement checked")
     assert topup.state == "paid"
     assert topup.lot.amount == cny("499.00")
 
@@ -173,7 +184,8 @@ def test_admin_changelist_queries_are_bounded(
 
 @pytest.mark.django_db
 def test_manual_other_channel_by_finance(ready_user, finance, agreement):
-    """R-TOP-1: finance records an "other" payment; credited; preconditions still apply."""
+    """R-TOP-1, R-ADM-4: finance records an "other" payment; a second approver credits it;
+    preconditions still apply."""
     from tests.factories import UserFactory
 
     topup = record_manual_topup(
@@ -185,6 +197,9 @@ def test_manual_other_channel_by_finance(ready_user, finance, agreement):
         reference="OTHER-1",
         reason="paid at the counter",
     )
+    assert (topup.channel, topup.state) == ("other", "approval")
+    assert balance(ready_user)["cash"] == cny("0")
+    topup = approve_credit(topup, actor=_second_approver(), reason="receipt checked")
     assert (topup.channel, topup.state) == ("other", "paid")
     assert balance(ready_user)["cash"] == cny("42.00")
     with pytest.raises(PermissionDenied):
@@ -228,7 +243,7 @@ def test_admin_record_manual_and_statement_upload(client, ready_user, finance):
         },
     )
     assert response.status_code == 302
-    assert TopUp.objects.get().state == "paid"
+    assert TopUp.objects.get().state == "approval"  # a second approver credits it
     bad = SimpleUploadedFile("statement.exe", b"MZ\x90\x00", content_type="application/x-msdos")
     response = client.post("/admin/topups/topup/import-statement/", {"statement": bad})
     assert response.status_code == 200

@@ -1,7 +1,17 @@
-"""Money that finance sees arrive (R-TOP-1, R-ACC-8): bank remittances confirmed by hand,
-amounts in review, manual ("other" channel) top-ups, and TopUp's transition map.
+"""Money that finance sees arrive (R-TOP-1, R-ACC-8, R-ADM-4): bank remittances confirmed
+by hand, amounts in review, manual ("other" channel) top-ups, and TopUp's transition map.
+
+Four eyes (R-ADM-4): money that enters without a payment notification is never
+credited by one person. A manual payment, a differing amount that finance propose
+to credit, and any hand-confirmed amount above settings.TOPUP_FOUR_EYES_LIMIT wait
+in `approval` until a second finance approver approves them; the approver is never
+the proposer nor the beneficiary, and no staff member confirms money for their own
+account.
 """
 
+from decimal import Decimal
+
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
@@ -13,6 +23,21 @@ from ..models import TopUp, TopUpState
 from .orders import cancel_topup_transition, credit_paid_topup, start_topup
 from .payers import is_third_party
 from .preconditions import FINANCE_PERM
+
+
+def four_eyes_limit():
+    """Above this amount (CNY) every hand-confirmed credit needs a second approver."""
+    return Decimal(str(getattr(settings, "TOPUP_FOUR_EYES_LIMIT", "10000.00")))
+
+
+def _refuse_own_money(topup, actor):
+    """R-ADM-4: staff never confirm, propose or approve money for their own account."""
+    if actor is not None and actor.pk == topup.account.user_id:
+        raise WorkflowError(
+            "You cannot confirm or approve money for your own account; another finance "
+            "staff member must.",
+            code="own_case",
+        )
 
 
 def confirm_remittance(
@@ -40,6 +65,7 @@ def confirm_remittance(
         locked = TopUp.objects.select_for_update().select_related("account__user").get(pk=topup.pk)
         if locked.channel == Channel.ALIPAY:
             raise WorkflowError("Alipay top-ups are confirmed by Alipay.", code="wrong_channel")
+        _refuse_own_money(locked, actor)
         if locked.state != TopUpState.CREATED:
             raise WorkflowError(
                 f"This top-up is already {locked.get_state_display().lower()}; "
@@ -77,6 +103,16 @@ def confirm_remittance(
                 reason=f"account is {standing}; {reason}".strip("; "),
                 **details,
             )
+        if locked.channel == Channel.OTHER or received.amount > four_eyes_limit():
+            # No payment notification behind it, or above the limit: a proposal only.
+            return apply_transition(
+                locked,
+                "propose_credit",
+                actor=actor,
+                reason=reason or "awaits a second approver",
+                proposer=actor,
+                **details,
+            )
         credit_paid_topup(
             locked,
             transition="confirm_remittance",
@@ -93,10 +129,16 @@ def record_manual_topup(user, amount, *, actor, payer_name, payer_account, refer
     """Finance records money received outside Alipay and bank transfer (channel "other").
 
     The user's preconditions apply as for any top-up; the order is created and
-    confirmed in one transaction.
+    proposed in one transaction, and credited only when a second finance approver
+    approves it (approve_credit, R-ADM-4).
     """
     if actor is None or not actor.has_perm(FINANCE_PERM):
         raise PermissionDenied("Only finance staff record manual top-ups.")
+    if actor.pk == user.pk:
+        raise WorkflowError(
+            "You cannot record a payment for your own account; another finance staff member must.",
+            code="own_case",
+        )
     if not (reason or "").strip():
         raise ValidationError("Give a reason.", code="required")
     with transaction.atomic():
@@ -112,8 +154,18 @@ def record_manual_topup(user, amount, *, actor, payer_name, payer_account, refer
         )
 
 
+def _refuse_standing(locked):
+    if not locked.account.can_top_up:
+        raise WorkflowError(
+            f"The account is {locked.account.get_standing_display().lower()} and may not "
+            "receive top-ups now (R-ACC-8); return the money to the payer instead.",
+            code="standing",
+        )
+
+
 def resolve_review(topup, name, *, actor, reason):
-    """Finance settles a top-up whose received amount differed: credit what came, or return it."""
+    """Finance settle a top-up whose received amount differed: propose to credit what came
+    (a second approver then approves it, R-ADM-4), or return it to the payer."""
     if name not in ("credit_received", "return_to_payer"):
         raise WorkflowError(f"Unknown resolution {name!r}.", code="unknown_transition")
     if not (reason or "").strip():
@@ -124,22 +176,16 @@ def resolve_review(topup, name, *, actor, reason):
             raise WorkflowError("This top-up is not in review.", code="wrong_state")
         if name == "return_to_payer":
             apply_transition(locked, name, actor=actor, reason=reason)
-        elif not locked.account.can_top_up:
-            raise WorkflowError(
-                f"The account is {locked.account.get_standing_display().lower()} and may not "
-                "receive top-ups now (R-ACC-8); return the money to the payer instead.",
-                code="standing",
-            )
         else:
-            credit_paid_topup(
-                locked, transition=name, actor=actor, reason=reason, amount=locked.received_amount
-            )
+            _refuse_own_money(locked, actor)
+            _refuse_standing(locked)
+            apply_transition(locked, name, actor=actor, reason=reason, proposer=actor)
     topup.refresh_from_db()
     return topup
 
 
 def credit_received(topup, *, actor, reason="", **form_data):
-    """Finance credit the amount actually received on a top-up in review."""
+    """Finance propose to credit the amount actually received on a top-up in review."""
     return resolve_review(topup, "credit_received", actor=actor, reason=reason)
 
 
@@ -148,14 +194,62 @@ def return_to_payer(topup, *, actor, reason="", **form_data):
     return resolve_review(topup, "return_to_payer", actor=actor, reason=reason)
 
 
+def approve_credit(topup, *, actor, reason="", **form_data):
+    """The second finance approver credits a proposed top-up (R-ADM-4).
+
+    Refused for the proposer, for the beneficiary, and for an account that may not
+    receive top-ups now (R-ACC-8). The lot, the promotion and the user's notice
+    follow in the same transaction, as for any paid top-up.
+    """
+    if not (reason or "").strip():
+        raise ValidationError("Give a reason.", code="required")
+    with transaction.atomic():
+        locked = TopUp.objects.select_for_update().select_related("account__user").get(pk=topup.pk)
+        if locked.state != TopUpState.APPROVAL:
+            raise WorkflowError("This top-up awaits no approval.", code="wrong_state")
+        if actor is None or actor.pk == locked.proposed_by_id:
+            raise WorkflowError(
+                "Four eyes: you proposed this credit, so another finance approver must approve it.",
+                code="four_eyes",
+            )
+        _refuse_own_money(locked, actor)
+        _refuse_standing(locked)
+        credit_paid_topup(
+            locked,
+            transition="approve_credit",
+            actor=actor,
+            reason=reason,
+            amount=locked.credited_amount,
+            approver=actor,
+        )
+    topup.refresh_from_db()
+    return topup
+
+
+def decline_credit(topup, *, actor, reason="", **form_data):
+    """The second approver declines a proposed credit: back to review (R-ADM-4)."""
+    if not (reason or "").strip():
+        raise ValidationError("Give a reason.", code="required")
+    with transaction.atomic():
+        locked = TopUp.objects.select_for_update().select_related("account__user").get(pk=topup.pk)
+        if locked.state != TopUpState.APPROVAL:
+            raise WorkflowError("This top-up awaits no approval.", code="wrong_state")
+        apply_transition(locked, "decline_credit", actor=actor, reason=reason)
+    topup.refresh_from_db()
+    return topup
+
+
 # TopUp's one map: finance's transitions, plus the order's cancel (orders.py). The others
-# have no button: pay (alipay_notifications.py), send_to_review (confirm_remittance above),
-# expire (orders.expire_unpaid_topups), mark_refunded (refunds.services.payouts).
+# have no button: pay (alipay_notifications.py), send_to_review and propose_credit
+# (confirm_remittance above), expire (orders.expire_unpaid_topups), mark_refunded
+# (refunds.services.payouts).
 transition_map(
     TopUp,
     {
         "confirm_remittance": confirm_remittance,
         "credit_received": credit_received,
+        "approve_credit": approve_credit,
+        "decline_credit": decline_credit,
         "return_to_payer": return_to_payer,
         "cancel": cancel_topup_transition,
     },

@@ -1,4 +1,9 @@
-"""Bank statement import (R-TOP-1, bank channel): every row valid, or nothing applied."""
+"""Bank statement import (R-TOP-1, bank channel): every row valid, or nothing applied.
+
+Rows go through confirm_remittance, so the four-eyes rules hold here too (R-ADM-4):
+a differing amount goes to review, an amount above the four-eyes limit awaits a
+second approver, and no one imports money for their own account.
+"""
 
 import csv
 import io
@@ -18,6 +23,7 @@ from .remittances import confirm_remittance
 class StatementReport:
     confirmed: list = field(default_factory=list)
     reviewed: list = field(default_factory=list)
+    awaiting_approval: list = field(default_factory=list)
     errors: list = field(default_factory=list)  # (line number, message)
 
 
@@ -74,10 +80,14 @@ def import_bank_statement(text, *, actor):
                     bank_reference=row["bank_reference"].strip(),
                     reason="bank statement import",
                 )
-                bucket = report.confirmed if result.state == TopUpState.PAID else report.reviewed
+                bucket = {
+                    TopUpState.PAID: report.confirmed,
+                    TopUpState.APPROVAL: report.awaiting_approval,
+                }.get(result.state, report.reviewed)
                 bucket.append(result.remittance_reference)
     except ValidationError as exc:
         report.errors.append((line, "; ".join(exc.messages)))
         report.confirmed.clear()
         report.reviewed.clear()
+        report.awaiting_approval.clear()
     return report

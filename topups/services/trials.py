@@ -16,7 +16,7 @@ from djmoney.money import Money
 from accounts import services as accounts_services
 from accounts.models import Verification
 from billing.services import ledger
-from core.workflow import record_audit, transition_map
+from core.workflow import transition_map
 from notices.services import send_notice
 
 from ..models import TrialAward, TrialSettings
@@ -100,15 +100,8 @@ def change_grant_validity(grant, expires_at, *, actor, reason):
     if expires_at <= now:
         raise ValidationError("The new expiry must be in the future.", code="past_expiry")
     with transaction.atomic():
-        locked, old = ledger.set_grant_expiry(grant, expires_at)
-        audit = record_audit(
-            locked,
-            action="change_validity",
-            actor=actor,
-            reason=reason,
-            old_expires_at=old.isoformat() if old else "",
-            new_expires_at=expires_at.isoformat(),
-        )
+        # the ledger refuses a grant of the actor's own (R-ADM-4) and audits the change
+        locked, old = ledger.set_grant_expiry(grant, expires_at, actor=actor, reason=reason)
         send_notice(
             user=locked.account.user,
             kind="grant_validity_changed",
@@ -120,6 +113,6 @@ def change_grant_validity(grant, expires_at, *, actor, reason):
                 "old_expires_at": old,
                 "reason": reason.strip(),
             },
-            dedupe_key=f"grant-validity:{audit.pk}",
+            dedupe_key=f"grant-validity:{locked.pk}:{now.timestamp():.6f}",
         )
     return locked
