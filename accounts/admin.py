@@ -151,6 +151,15 @@ class VerificationAdmin(WorkflowAdminMixin, admin.ModelAdmin):
     )
     readonly_fields = fields
     inlines = [AuditRecordInline]
+    # Shown only to staff holding accounts.view_identity_document (R-ACC-5): a birth date
+    # with a masked number is most of an ID number.
+    identity_only_fields = ("birth_date",)
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if request.user.has_perm("accounts.view_identity_document"):
+            return fields
+        return [f for f in fields if f not in self.identity_only_fields]
 
     @admin.display(description="Waiting")
     def waiting(self, obj):

@@ -150,8 +150,12 @@ def make_credit_code(body17: str = "91110108MA01ABCD1") -> str:
 
 
 # ---------------------------------------------------------------- masking, hashing
-def mask_number(value: str, *, head: int = 6, tail: int = 4) -> str:
-    """`110105********1234`: enough to tell numbers apart, never enough to use one."""
+def mask_number(value: str, *, head: int = 4, tail: int = 4) -> str:
+    """`1101**********1234`: enough to tell numbers apart, never enough to use one.
+
+    Only the first and last four characters show: a resident ID number's region
+    code past the province and its eight birth-date digits stay hidden (R-ACC-5).
+    """
     value = value or ""
     if len(value) <= head + tail:
         return "*" * len(value)

@@ -143,8 +143,8 @@ def test_malformed_credit_codes_are_refused(code, error):
 
 
 def test_masking_keeps_only_head_and_tail():
-    """R-ACC-5: masked form like 110105********1234."""
-    assert mask_number("110105199005171234") == "110105********1234"
+    """R-ACC-5: masked form like 1101**********1234: first and last four only."""
+    assert mask_number("110105199005171234") == "1101**********1234"
     assert mask_number("123") == "***"
     assert mask_name("李明") == "李*"
     assert mask_name("Li Ming") == "L* M***"

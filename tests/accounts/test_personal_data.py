@@ -16,7 +16,7 @@ from .conftest import PDF, submit_enterprise, submit_individual
 pytestmark = pytest.mark.django_db
 
 NUMBER = make_resident_id(date(1990, 5, 17), sequence=555)
-MASKED = NUMBER[:6] + "********" + NUMBER[-4:]
+MASKED = NUMBER[:4] + "*" * 10 + NUMBER[-4:]
 
 
 def _raw_row(pk):
