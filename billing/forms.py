@@ -1,5 +1,6 @@
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
 
 from core.money import parse_amount
 
@@ -8,8 +9,8 @@ class ThresholdForm(forms.Form):
     threshold = forms.CharField(
         required=False,
         max_length=20,
-        label="Notify me when my available balance falls below (CNY)",
-        help_text="Whole fen, e.g. 50.00. Leave empty to turn the notice off.",
+        label=_("Notify me when my available balance falls below (CNY)"),
+        help_text=_("Whole fen, e.g. 50.00. Leave empty to turn the notice off."),
     )
 
     def clean_threshold(self):

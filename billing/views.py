@@ -1,6 +1,7 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
 from accounts.services import set_low_balance_threshold
@@ -21,7 +22,7 @@ def balance(request):
     )
     if request.method == "POST" and form.is_valid():
         set_low_balance_threshold(account, form.cleaned_data["threshold"])
-        messages.success(request, "Low-balance notice updated.")
+        messages.success(request, _("Low-balance notice updated."))
         return redirect("billing:balance")
     context = {
         "account": account,

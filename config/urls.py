@@ -1,12 +1,15 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from config.views import switch_language
+
 admin.site.site_header = "Balance operations"
 admin.site.site_title = "Balance operations"
 admin.site.index_title = "Cases and accounts"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("language/", switch_language, name="switch_language"),
     path("", include("accounts.urls")),
     path("billing/", include("billing.urls")),
     path("topups/", include("topups.urls")),

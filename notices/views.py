@@ -3,6 +3,8 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_http_methods, require_POST
 
 from . import selectors, services
@@ -39,7 +41,11 @@ def mark_read(request, pk):
 @require_POST
 def mark_all_read(request):
     count = services.mark_all_read(request.user)
-    messages.success(request, f"{count} notice(s) marked as read.")
+    messages.success(
+        request,
+        ngettext("%(count)d notice marked as read.", "%(count)d notices marked as read.", count)
+        % {"count": count},
+    )
     return redirect("notices:list")
 
 
@@ -51,7 +57,7 @@ def preferences(request):
     form = EmailPreferencesForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         services.set_email_preferences(request.user, form.wanted_kinds())
-        messages.success(request, "Your email preferences are saved.")
+        messages.success(request, _("Your email preferences are saved."))
         return redirect("notices:preferences")
     required = [row for row in current if row["required"]]
     return render(request, "notices/preferences.html", {"form": form, "required": required})

@@ -41,6 +41,8 @@ def test_no_msgid_is_left_untranslated(path):
 @pytest.mark.django_db
 def test_the_refund_page_speaks_chinese_to_a_chinese_browser(client, user):
     """R-ADM-6: the refund page in zh-hans, the same page in English otherwise."""
+    user.language = ""  # never chose: the browser's language applies
+    user.save(update_fields=["language"])
     client.force_login(user)
     chinese = client.get(reverse("refunds:index"), HTTP_ACCEPT_LANGUAGE="zh-hans").content
     assert "当前可退金额".encode() in chinese and b"What you can get back now" not in chinese
@@ -51,6 +53,8 @@ def test_the_refund_page_speaks_chinese_to_a_chinese_browser(client, user):
 @pytest.mark.django_db
 def test_errors_on_the_refund_page_are_chinese_too(client, user):
     """R-ADM-6: what the services refuse reaches a Chinese user in Chinese."""
+    user.language = "zh-hans"
+    user.save(update_fields=["language"])
     client.force_login(user)
     response = client.post(
         reverse("refunds:index"),

@@ -1,0 +1,56 @@
+"""Chinese first (R-ADM-6): the language switcher, the saved choice, `<html lang>`."""
+
+import pytest
+from django.urls import reverse
+
+pytestmark = pytest.mark.django_db
+
+
+def test_html_lang_follows_the_language_of_the_page(client):
+    """R-ADM-6: `<html lang>` says which language the page is in."""
+    chinese = client.get(reverse("accounts:login"), HTTP_ACCEPT_LANGUAGE="zh-CN,zh;q=0.9")
+    assert '<html lang="zh-hans">' in chinese.content.decode()
+    assert "登录" in chinese.content.decode()
+    english = client.get(reverse("accounts:login"), HTTP_ACCEPT_LANGUAGE="en-US")
+    assert '<html lang="en">' in english.content.decode()
+
+
+def test_the_switcher_saves_the_choice_for_the_signed_in_user(client, user):
+    """R-ADM-6: the choice is remembered for the user, not only in this browser."""
+    client.force_login(user)
+    response = client.post(
+        reverse("switch_language"), {"language": "zh-hans", "next": reverse("billing:balance")}
+    )
+    assert response.status_code == 302 and response["Location"] == reverse("billing:balance")
+    user.refresh_from_db()
+    assert user.language == "zh-hans"
+    # Another device: no cookie, an English browser; the saved choice still applies.
+    other = client.__class__()
+    other.force_login(user)
+    page = other.get(reverse("billing:balance"), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert '<html lang="zh-hans">' in page and "余额明细" in page
+
+
+def test_an_unknown_language_changes_nothing(client, user):
+    """R-ADM-6: a forged language code is ignored; the saved choice stays."""
+    client.force_login(user)
+    before = user.language
+    client.post(reverse("switch_language"), {"language": "xx", "next": "/"})
+    user.refresh_from_db()
+    assert user.language == before
+
+
+def test_the_switcher_never_redirects_off_site(client):
+    """A forged `next` does not turn the switcher into an open redirect."""
+    response = client.post(
+        reverse("switch_language"), {"language": "en", "next": "https://evil.example/"}
+    )
+    assert response.status_code == 302 and "evil.example" not in response["Location"]
+
+
+def test_every_user_page_offers_the_switcher(client, user):
+    """R-ADM-6: the switcher is on every page (it lives in the base template)."""
+    client.force_login(user)
+    for name in ("accounts:dashboard", "billing:balance", "topups:start", "notices:list"):
+        page = client.get(reverse(name), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+        assert 'id="language-switcher"' in page and "简体中文" in page, name
