@@ -3,7 +3,7 @@
 The preview is the same for the user and for staff. Per open lot of the account:
 
     refundable = unconsumed cash
-                 − invoiced but not consumed           (0 until invoices exist, §8.4)
+                 − invoiced but not consumed           (invoices.selectors, §8.4)
                  − discount used that this lot earned  (§8.2)
                  floored at zero
 
@@ -26,12 +26,13 @@ from djmoney.money import Money
 
 from billing.micro import MICRO_PER_UNIT, from_micro
 from billing.models import AccountKind, GrantKind, LedgerAccount, Lot, Posting, TxnKind
+from invoices.selectors import invoiced_unconsumed_expression
 
 from .models import OPEN_STATES, RefundLine, RefundRequest
 
-# Invoices (SPEC §8) are not built yet: nothing is invoiced, so nothing invoiced is
-# left unconsumed. The term stays in the formula, named, for the invoices issue.
-INVOICED_UNCONSUMED_MICRO = 0
+# Invoiced but not consumed (§8.4): the account's invoiced cash beyond its consumed cash
+# (invoices.selectors, R-INV-1), e.g. after a reversed charge; read in the lots query as
+# one scalar subquery and taken from the lots' unconsumed cash, oldest lot first.
 
 CONSUMPTION = (TxnKind.USAGE, TxnKind.PURCHASE)
 
@@ -172,7 +173,12 @@ def refund_preview(account) -> Preview:
     lots and grants."""
     rows = (
         open_lots(account)
-        .annotate(used=_used_subquery(), earned=_earned_subquery(), unconsumed=F("remaining_micro"))
+        .annotate(
+            used=_used_subquery(),
+            earned=_earned_subquery(),
+            unconsumed=F("remaining_micro"),
+            invoiced_unconsumed=invoiced_unconsumed_expression(account.pk),
+        )
         .order_by("created_at", "id")
         .values_list(
             "pk",
@@ -183,12 +189,17 @@ def refund_preview(account) -> Preview:
             "held_micro",
             "used",
             "earned",
+            "invoiced_unconsumed",
         )
     )
     preview = Preview()
-    for pk, channel, created_at, amount, remaining, held, used, earned in rows:
+    for pk, channel, created_at, amount, remaining, held, used, earned, excess in rows:
         paid = int(amount * MICRO_PER_UNIT)
         used = int(used or 0)
+        if not preview.lots:
+            invoiced_left = int(excess or 0)
+        invoiced = min(remaining, invoiced_left)
+        invoiced_left -= invoiced
         item = LotPreview(
             lot_id=pk,
             channel=channel,
@@ -196,10 +207,10 @@ def refund_preview(account) -> Preview:
             paid_micro=paid,
             unconsumed_micro=remaining,
             consumed_micro=max(0, paid - remaining - held),
-            invoiced_unconsumed_micro=INVOICED_UNCONSUMED_MICRO,
+            invoiced_unconsumed_micro=invoiced,
             discount_earned_micro=int((earned or 0) * MICRO_PER_UNIT),
             discount_used_micro=used,
-            refundable_micro=refundable_of(remaining, INVOICED_UNCONSUMED_MICRO, used),
+            refundable_micro=refundable_of(remaining, invoiced, used),
         )
         # whole fen only: a refund is paid in fen (R-LED-3); the sub-fen rest stays
         item.refundable_micro -= item.refundable_micro % 10_000
