@@ -3,12 +3,19 @@ from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, Permis
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.utils import timezone
-from django_fsm import ConcurrentTransitionMixin, FSMField, transition
+from django_fsm import RETURN_VALUE, ConcurrentTransitionMixin, FSMField, transition
 from djmoney.models.fields import MoneyField
 
 from core.forms import ReasonForm
 
-from .crypto import EncryptedTextField, evidence_upload_to, licence_upload_to, private_storage
+from .crypto import (
+    EncryptedDateField,
+    EncryptedPhoneField,
+    EncryptedTextField,
+    evidence_upload_to,
+    licence_upload_to,
+    private_storage,
+)
 from .identity import mask_name, mask_number
 
 
@@ -39,7 +46,9 @@ class UserManager(BaseUserManager):
 
 class User(AbstractBaseUser, PermissionsMixin):
     email = models.EmailField(unique=True)
-    phone = models.CharField(max_length=20, blank=True, db_index=True)
+    # Encrypted at rest (R-ACC-5); found by its keyed digest (staff search by phone).
+    phone = EncryptedPhoneField(max_length=20, blank=True)
+    phone_digest = models.CharField(max_length=64, blank=True, db_index=True, editable=False)
     display_name = models.CharField(max_length=100, blank=True)
     language = models.CharField(
         max_length=10, default="en", choices=[("en", "English"), ("zh-hans", "简体中文")]
@@ -78,6 +87,30 @@ class Standing(models.TextChoices):
 class FreezeForm(ReasonForm):
     authority = forms.CharField(max_length=200, help_text="Authority that ordered the freeze")
     document_number = forms.CharField(max_length=100, help_text="Number of its order")
+
+
+# Holds a higher layer registers on accounts and keys (disputes, R-DIS-1): callables
+# (obj) -> bool, "this must stay locked". The standing is one field, so while a hold
+# lasts, lifting a freeze or a suspension leaves the account locked (not active), and
+# unlocking a held account or key is refused; the holder unlocks it when it ends.
+ACCOUNT_HOLDS: list = []
+KEY_HOLDS: list = []
+
+
+def account_held(account) -> bool:
+    return any(hold(account) for hold in ACCOUNT_HOLDS)
+
+
+def key_held(key) -> bool:
+    return any(hold(key) for hold in KEY_HOLDS)
+
+
+def _account_not_held(account):
+    return not account_held(account)
+
+
+def _key_not_held(key):
+    return not key_held(key)
 
 
 class BalanceAccountManager(models.Manager):
@@ -163,12 +196,13 @@ class BalanceAccount(ConcurrentTransitionMixin, models.Model):
     @transition(
         standing,
         source=Standing.SUSPENDED,
-        target=Standing.ACTIVE,
+        target=RETURN_VALUE(Standing.ACTIVE, Standing.LOCKED),
         permission="accounts.suspend_balanceaccount",
         custom={"label": "Reinstate"},
     )
     def reinstate(self):
         self._changed()
+        return Standing.LOCKED if account_held(self) else Standing.ACTIVE
 
     @transition(
         standing,
@@ -185,6 +219,7 @@ class BalanceAccount(ConcurrentTransitionMixin, models.Model):
         source=Standing.LOCKED,
         target=Standing.ACTIVE,
         permission="accounts.lock_balanceaccount",
+        conditions=[_account_not_held],
         custom={"label": "Unlock"},
     )
     def unlock(self):
@@ -207,12 +242,13 @@ class BalanceAccount(ConcurrentTransitionMixin, models.Model):
     @transition(
         standing,
         source=Standing.FROZEN,
-        target=Standing.ACTIVE,
+        target=RETURN_VALUE(Standing.ACTIVE, Standing.LOCKED),
         permission="accounts.freeze_balanceaccount",
         custom={"label": "Unfreeze"},
     )
     def unfreeze(self):
         self._changed()
+        return Standing.LOCKED if account_held(self) else Standing.ACTIVE
 
     @transition(
         standing,
@@ -273,6 +309,7 @@ class ApiKey(ConcurrentTransitionMixin, models.Model):
         source=ApiKeyState.LOCKED,
         target=ApiKeyState.ACTIVE,
         permission="accounts.lock_apikey",
+        conditions=[_key_not_held],
         custom={"label": "Unlock"},
     )
     def unlock(self):
@@ -327,8 +364,9 @@ class Verification(ConcurrentTransitionMixin, models.Model):
     # Individual
     legal_name = EncryptedTextField(blank=True)
     id_number = EncryptedTextField(blank=True)
-    birth_date = models.DateField(null=True, blank=True)
-    phone = models.CharField(max_length=20, blank=True, db_index=True)
+    birth_date = EncryptedDateField(null=True, blank=True)
+    phone = EncryptedPhoneField(max_length=20, blank=True)
+    phone_digest = models.CharField(max_length=64, blank=True, db_index=True, editable=False)
     # Enterprise
     company_name = EncryptedTextField(blank=True)
     credit_code = EncryptedTextField(blank=True)

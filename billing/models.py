@@ -31,12 +31,15 @@ class AccountKind(models.TextChoices):
     PROMOTION_EXPENSE = "promotion_expense", "Promotion expense"
     REFUNDS_PAYABLE = "refunds_payable", "Refunds payable"
     RIGHTS_HOLDER_PAYABLE = "rights_holder_payable", "Rights-holder payable"
+    # disputes (issue 11): a debt's claim until a top-up collects it, then it is payable
+    DISPUTE_CLAIMS = "dispute_claims", "Rights-holder claims not yet collected"
     # user side (one row per balance account and bucket)
     CASH = "cash", "Cash"
     TRIAL = "trial", "Trial funds"
     DISCOUNT = "discount", "Discount"
     HOLD = "hold", "Refund hold"
     ARREARS = "arrears", "Arrears receivable"
+    DISPUTE_DEBT = "dispute_debt", "Dispute debt receivable"
 
 
 USER_BUCKETS = (
@@ -45,7 +48,10 @@ USER_BUCKETS = (
     AccountKind.DISCOUNT,
     AccountKind.HOLD,
     AccountKind.ARREARS,
+    AccountKind.DISPUTE_DEBT,
 )
+# owed BY the user (balance ≤ 0): arrears to the platform, a dispute debt to a rights holder
+DEBIT_BUCKETS = (AccountKind.ARREARS, AccountKind.DISPUTE_DEBT)
 CREDIT_BUCKETS = (AccountKind.CASH, AccountKind.TRIAL, AccountKind.DISCOUNT, AccountKind.HOLD)
 PLATFORM_KINDS = (
     AccountKind.CLEARING,
@@ -53,6 +59,7 @@ PLATFORM_KINDS = (
     AccountKind.PROMOTION_EXPENSE,
     AccountKind.REFUNDS_PAYABLE,
     AccountKind.RIGHTS_HOLDER_PAYABLE,
+    AccountKind.DISPUTE_CLAIMS,
 )
 
 
@@ -100,7 +107,7 @@ class LedgerAccount(models.Model):
             models.CheckConstraint(
                 condition=Q(owner__isnull=True, balance_micro=0)
                 | Q(kind__in=CREDIT_BUCKETS, balance_micro__gte=0)
-                | Q(kind=AccountKind.ARREARS, balance_micro__lte=0),
+                | Q(kind__in=DEBIT_BUCKETS, balance_micro__lte=0),
                 name="ledgeraccount_bucket_sign",
             ),
         ]
@@ -239,6 +246,9 @@ class TxnKind(models.TextChoices):
     RELEASE = "release", "Refund hold released"
     REFUND = "refund", "Refund paid out of hold"
     REVERSAL = "reversal", "Reversal"
+    DISPUTE_REFUND = "dispute_refund", "Dispute: deadline refund to the rights holder"
+    DEBT_ENDED = "debt_ended", "Dispute debt waived or repaid directly"
+    DISPUTE_PAYOUT = "dispute_payout", "Dispute: paid to the rights holder"
 
 
 class LedgerTransaction(models.Model):

@@ -70,6 +70,14 @@ register("refund_paid", "Refund paid out", required=True)
 register("refund_payout_failed", "Refund payout refused by the channel", required=True)
 
 # Disputes (issue 11): register the disputes app's kinds below this line.
+register("dispute_opened", "Top-up disputed: account locked, evidence needed", required=True)
+register("dispute_evidence_rejected", "Dispute evidence not accepted", required=True)
+register("dispute_cleared", "Dispute cleared: account unlocked", required=True)
+register("dispute_deadline_reminder", "Dispute deadline approaching", required=True)
+register("dispute_refunded", "Disputed amount refunded to the rights holder", required=True)
+register("dispute_debt_reminder", "Dispute debt due soon", required=True)
+register("dispute_debt_escalated", "Dispute debt overdue", required=True)
+register("dispute_settled", "Dispute settled: account unlocked", required=True)
 
 # Invoices (issue 12): register the invoices app's kinds below this line.
 register("invoice_issued", "Invoice issued (with the electronic invoice)", required=True)

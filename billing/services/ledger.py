@@ -72,7 +72,10 @@ def credit_lot(
     """Paid money arrives: payment clearing[channel] → a new cash lot.
 
     Any arrears are paid first (R-USE-3): that part of the lot goes to the
-    arrears bucket and the lot keeps only the rest.
+    arrears bucket. Then an open dispute debt (R-DIS-3, R-DIS-5): that part goes to
+    the dispute-debt bucket, and the rights holder's claim on it becomes payable
+    (claims → rights-holder payable; the disputes app passes it on). The lot keeps
+    only the rest.
     """
     micro = _positive_micro(amount, whole_fen=True)
     if channel not in Channel.values:
@@ -92,11 +95,27 @@ def credit_lot(
                 memo=memo[:200],
             )
             pays_arrears = min(buckets.arrears_micro, micro)
+            pays_debt = min(-buckets.micro("dispute_debt"), micro - pays_arrears)
             legs = [Leg(platform_account_id(AccountKind.CLEARING, channel), "clearing", -micro)]
             if pays_arrears:
                 legs.append(Leg(buckets["arrears"].pk, "arrears", pays_arrears, lot_id=lot.pk))
-            if micro - pays_arrears:
-                legs.append(Leg(buckets["cash"].pk, "cash", micro - pays_arrears, lot_id=lot.pk))
+            if pays_debt:
+                legs += [
+                    Leg(buckets["dispute_debt"].pk, "dispute_debt", pays_debt, lot_id=lot.pk),
+                    Leg(
+                        platform_account_id(AccountKind.DISPUTE_CLAIMS),
+                        "dispute_claims",
+                        -pays_debt,
+                    ),
+                    Leg(
+                        platform_account_id(AccountKind.RIGHTS_HOLDER_PAYABLE),
+                        "rights_holder_payable",
+                        pays_debt,
+                    ),
+                ]
+            rest = micro - pays_arrears - pays_debt
+            if rest:
+                legs.append(Leg(buckets["cash"].pk, "cash", rest, lot_id=lot.pk))
             write(
                 [
                     Entry(
@@ -108,7 +127,7 @@ def credit_lot(
                     )
                 ]
             )
-            lot.remaining_micro = micro - pays_arrears
+            lot.remaining_micro = rest
             return lot
 
     return run_idempotent(lambda: Lot.objects.filter(idempotency_key=idempotency_key).first(), run)
