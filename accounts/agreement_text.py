@@ -1,15 +1,56 @@
-"""The demo service agreement: the portal's own wording, written for the demo."""
+# ruff: noqa: E501  (Chinese paragraphs stay one line each: a hard wrap would show as a line break)
+"""The demo service agreement: the portal's own wording, written for the demo.
 
-DEMO_AGREEMENT_TITLE = "Balance and Top-up Terms (demo)"
+Chinese first, then English (R-ADM-6). tests/test_agreement_text.py checks the
+clauses that describe enforced rules (deduction order, refunds, invoices,
+dispute locks) against what the code does, so the text cannot drift from them.
+"""
 
-DEMO_AGREEMENT_BODY = """\
+DEMO_AGREEMENT_TITLE = "余额与充值条款（演示） / Balance and Top-up Terms (demo)"
+
+DEMO_AGREEMENT_BODY_ZH = """\
+一、适用范围
+本条款约定您在本平台预存、用于支付模型 API 调用费用的余额：资金如何充入、如何使用、未使用的资金如何退回。
+
+二、余额账户
+每个注册账户有且只有一个余额账户，其中包括您支付的现金、我们发放的试用金以及您获得的赠送金。余额不能转让给其他账户。
+
+三、首次充值前
+您须为能够独立订立合同的成年人（或年满 16 周岁、以自己的劳动收入为主要生活来源，并经我们的工作人员核实），且账户已通过实名认证。一个身份只能拥有一个已认证账户。
+
+四、充值
+您可以通过在线支付渠道充值，也可以向充值页面所示账户银行转账。转账在我们能将其与您的账户对应后入账。以他人名义支付的充值可能需要核查。
+
+五、试用金与赠送金
+试用金是每个身份一次性的欢迎奖励，在发放时注明的期限届满后失效。赠送金与获得它的那笔充值相关联。二者均不可退款，也不可开具发票。
+
+六、余额的使用
+每次 API 调用按量计价，从余额中扣除，扣除顺序为：先试用金（先到期的先用），再赠送金，最后现金（先充值的先用）。不足一分的金额按精确值记录。
+
+七、退款
+您可以申请退回某笔充值中未消费的现金，每笔充值只能退款一次；已开具发票但未消费的金额不可退款。审核通过后，款项原路退回付款账户。
+
+八、发票
+您可以就实际消费的现金申请开具发票；试用金和赠送金不开具发票。
+
+九、账户限制
+账户违反本条款时我们可以暂停服务；第三方对某笔充值提出争议时，我们可以锁定账户，您须在 30 天内提供权利人事先同意的证据，否则争议金额将从您的现金余额中原路退还权利人；有权机关要求时我们可以冻结账户。我们会告知您原因。
+
+十、个人信息
+您的证件号码和材料加密存储，工作人员仅能看到脱敏后的信息；确需查看完整信息的少数人员每次查看都会被记录。
+
+十一、条款变更
+新版本生效前我们会提前公告。生效后的充值需要您接受新版本。
+"""
+
+DEMO_AGREEMENT_BODY_EN = """\
 1. What these terms cover
 These terms govern the prepaid balance you keep with us to pay for model API
 calls: how money gets in, how it is used, and how unused money comes back.
 
 2. Your balance account
 Every registered account has one balance account. It holds the cash you paid
-in, any trial funds we granted you, and any promotional discounts you earned.
+in, any trial funds we granted you, and any discount (bonus) money you earned.
 A balance cannot be moved to another account.
 
 3. Before your first top-up
@@ -29,19 +70,24 @@ period shown when granted. Discounts are tied to the top-up that earned them.
 Neither can be refunded or invoiced.
 
 6. Using your balance
-Each API call is priced per use and paid from your balance: discounts first,
-then trial funds, then cash. Prices in fractions of a fen are kept exactly.
+Each API call is priced per use and paid from your balance: trial funds first
+(the soonest to expire first), then discounts, then cash (the oldest top-up
+first). Prices in fractions of a fen are kept exactly.
 
 7. Refunds
-You can ask for the unused cash of a top-up back, once per top-up. It is paid
-to the account it came from after review.
+You can ask for the unused cash of a top-up back, once per top-up; cash that
+was invoiced and not consumed cannot be refunded. It is paid to the account it
+came from after review.
 
 8. Invoices
-You can ask for an invoice for cash you have actually used.
+You can ask for an invoice for cash you have actually used; trial funds and
+discounts are never invoiced.
 
 9. When we may restrict an account
-We may suspend an account that breaks these terms, lock it while a payment
-dispute is open, or freeze it when an authority orders us to. We tell you why.
+We may suspend an account that breaks these terms, lock it while a third party
+disputes one of its top-ups (without evidence of the rights holder's consent
+within 30 days, the disputed amount goes back to the rights holder from your
+cash), or freeze it when an authority orders us to. We tell you why.
 
 10. Your personal data
 Your ID number and documents are stored encrypted and shown to staff only in
@@ -52,3 +98,5 @@ recorded.
 We announce a new version before it takes effect. Top-ups after that date
 need your acceptance of the new version.
 """
+
+DEMO_AGREEMENT_BODY = DEMO_AGREEMENT_BODY_ZH + "\n——— English ———\n\n" + DEMO_AGREEMENT_BODY_EN
