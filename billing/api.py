@@ -327,6 +327,7 @@ def authorize_key(request: HttpRequest, payload: AuthorizeIn):
         403: ErrorOut,
         404: ErrorOut,
         409: ErrorOut,
+        503: ErrorOut,
     },
 )
 def report_usage(request: HttpRequest, payload: UsageIn):
@@ -342,11 +343,16 @@ def report_usage(request: HttpRequest, payload: UsageIn):
         status = 409 if exc.code == "request_id_conflict" else 400
         if exc.code in REFUSAL_MESSAGES:  # key or account may not consume (R-ACC-6/8)
             status = 403
+        if exc.code == "retry":  # still deadlocked after the retries: nothing was charged
+            status = 503
         raise _Refused(status, exc.code, exc.messages[0])
     return JsonResponse(_charge_out(charge))
 
 
-@api.post("/usage/batch", response={200: BatchOut, 400: ErrorOut, 401: ErrorOut, 413: ErrorOut})
+@api.post(
+    "/usage/batch",
+    response={200: BatchOut, 400: ErrorOut, 401: ErrorOut, 413: ErrorOut, 503: ErrorOut},
+)
 def report_usage_batch(request: HttpRequest, payload: BatchIn):
     """Charge many calls (up to GATEWAY_BATCH_LIMIT, default 5,000) with set-based work.
     One result per event, in order; a bad event gets its own error and the others go on."""
@@ -378,9 +384,8 @@ def report_usage_batch(request: HttpRequest, payload: BatchIn):
         try:
             charges = charge_usage_batch(good)
         except LedgerError as exc:
-            raise _Refused(
-                409 if exc.code == "request_id_conflict" else 400, exc.code, exc.messages[0]
-            )
+            status = {"request_id_conflict": 409, "retry": 503}.get(exc.code, 400)
+            raise _Refused(status, exc.code, exc.messages[0])
         for i, charge in zip(positions, charges, strict=True):
             if charge.error:
                 code, message = charge.error

@@ -32,6 +32,7 @@ from .engine import (
     in_texts,
     lock_buckets,
     positive_micro,
+    retry_transaction,
     write_rows,
 )
 
@@ -216,45 +217,52 @@ def charge_usage(
     micro = positive_micro(amount)
     _check_ids(request_id, model)
     key_id, account_id, threshold, key_state = _payer(api_key_or_account)
-    for _attempt in range(3):
-        try:
-            with transaction.atomic(durable=durable):
-                buckets = lock_buckets([account_id])[account_id]
-                if _charge_exists(request_id):
-                    return _replay(Charge.objects.get(request_id=request_id), account_id)
-                # after the replay check: a replay still returns its first result
-                refusal = consumption_refusal(key_state, buckets.standing)
-                if refusal:
-                    refuse(refusal)
-                sources = load_sources({account_id: buckets}, timezone.now())[account_id]
-                before = buckets.available_micro
-                legs, split, parts = plan_deduction(micro, sources, buckets)
-                charge = Charge(
-                    request_id=request_id,
-                    account_id=account_id,
-                    api_key_id=key_id,
-                    model=model,
-                    amount_micro=micro,
-                    trial_micro=parts["trial"],
-                    discount_micro=parts["discount"],
-                    cash_micro=parts["cash"],
-                    arrears_micro=parts["arrears"],
-                    split=split,
-                )
-                write_rows(
-                    [Entry(TxnKind.USAGE, account_id, legs, None, model[:200])],
-                    charges=[charge],
-                )
-                notify_crossings(account_id, threshold, before, buckets.available_micro, request_id)
-                charge.replayed = False
-                return charge
-        except IntegrityError:
-            # the same request id committed by a concurrent call for another account
-            existing = Charge.objects.filter(request_id=request_id).first()
-            if existing:
-                return _replay(existing, account_id)
-            raise
-    raise LedgerError("Could not charge; please retry.", code="retry")  # pragma: no cover
+
+    def run():
+        for _attempt in range(3):
+            try:
+                with transaction.atomic(durable=durable):
+                    buckets = lock_buckets([account_id])[account_id]
+                    if _charge_exists(request_id):
+                        return _replay(Charge.objects.get(request_id=request_id), account_id)
+                    # after the replay check: a replay still returns its first result
+                    refusal = consumption_refusal(key_state, buckets.standing)
+                    if refusal:
+                        refuse(refusal)
+                    sources = load_sources({account_id: buckets}, timezone.now())[account_id]
+                    before = buckets.available_micro
+                    legs, split, parts = plan_deduction(micro, sources, buckets)
+                    charge = Charge(
+                        request_id=request_id,
+                        account_id=account_id,
+                        api_key_id=key_id,
+                        model=model,
+                        amount_micro=micro,
+                        trial_micro=parts["trial"],
+                        discount_micro=parts["discount"],
+                        cash_micro=parts["cash"],
+                        arrears_micro=parts["arrears"],
+                        split=split,
+                    )
+                    write_rows(
+                        [Entry(TxnKind.USAGE, account_id, legs, None, model[:200])],
+                        charges=[charge],
+                    )
+                    notify_crossings(
+                        account_id, threshold, before, buckets.available_micro, request_id
+                    )
+                    charge.replayed = False
+                    return charge
+            except IntegrityError:
+                # the same request id committed by a concurrent call for another account
+                existing = Charge.objects.filter(request_id=request_id).first()
+                if existing:
+                    return _replay(existing, account_id)
+                raise
+        raise LedgerError("Could not charge; please retry.", code="retry")  # pragma: no cover
+
+    # a deadlock victim or serialization failure is rolled back whole: run it again
+    return retry_transaction(run, label="usage") if durable else run()
 
 
 # ---------------------------------------------------------------- a batch of calls
@@ -303,12 +311,17 @@ def charge_usage_batch(events: list[UsageEvent]) -> list[ChargeRow]:
         _check_ids(ev.request_id, ev.model)
         if ev.micro <= 0:
             raise LedgerError("The amount must be greater than zero.", code="non_positive_amount")
-    for _attempt in range(3):
-        try:
-            return _charge_batch(events)
-        except IntegrityError:
-            continue  # a concurrent batch committed some of these request ids: they replay now
-    raise LedgerError("Could not charge the batch; please retry.", code="retry")
+
+    def run():
+        for _attempt in range(3):
+            try:
+                return _charge_batch(events)
+            except IntegrityError:
+                continue  # a concurrent batch committed some of these request ids: replays now
+        raise LedgerError("Could not charge the batch; please retry.", code="retry")
+
+    # a deadlock victim or serialization failure is rolled back whole: run it again
+    return retry_transaction(run, label="usage_batch")
 
 
 def _existing_charges(request_ids) -> dict[str, ChargeRow]:

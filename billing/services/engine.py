@@ -511,6 +511,62 @@ def replayed(key):
     return LedgerTransaction.objects.filter(idempotency_key=key).first()
 
 
+# SQLSTATEs PostgreSQL uses when it aborts a transaction that may simply be run again.
+RETRYABLE_SQLSTATES = {"40P01", "40001"}  # deadlock_detected, serialization_failure
+RETRY_ATTEMPTS = 4
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """True for a deadlock or serialization failure (the whole transaction was rolled back,
+    nothing of it committed, so running it again is safe)."""
+    while exc is not None:
+        if getattr(exc, "sqlstate", None) in RETRYABLE_SQLSTATES:
+            return True
+        if getattr(exc, "pgcode", None) in RETRYABLE_SQLSTATES:
+            return True
+        exc = exc.__cause__
+    return False
+
+
+def retry_transaction(run, *, attempts=RETRY_ATTEMPTS, label="ledger"):
+    """Run `run()` (which opens its own outermost transaction) and run it again when
+    PostgreSQL aborts it as a deadlock victim or a serialization failure, with a short
+    growing pause; after the last attempt a LedgerError with the stable code `retry`.
+    Counted in the portal's metrics (ops: ledger_retries_total)."""
+    import logging
+    import random
+    import time
+
+    from django.db import OperationalError
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return run()
+        except OperationalError as exc:
+            if not is_retryable(exc):
+                raise
+            logging.getLogger("billing.retry").warning(
+                "%s transaction aborted (%s), attempt %s of %s",
+                label,
+                getattr(exc.__cause__, "sqlstate", "?"),
+                attempt,
+                attempts,
+            )
+            _count_retry(label)
+            if attempt == attempts:
+                raise LedgerError("The ledger is busy; please retry.", code="retry") from exc
+            time.sleep(random.uniform(0.01, 0.05) * attempt)  # noqa: S311 - jitter only
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _count_retry(label):
+    try:
+        from ops.metrics import LEDGER_RETRIES
+    except ImportError:  # pragma: no cover - metrics are optional
+        return
+    LEDGER_RETRIES.labels(label).inc()
+
+
 def run_idempotent(lookup, run):
     """Run `run()`; if a concurrent call with the same key won the unique
     constraint, return that call's result instead (R-LED-5)."""

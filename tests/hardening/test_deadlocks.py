@@ -1,0 +1,211 @@
+"""Failures heal by themselves: a deadlock or serialization failure in a gateway call is
+retried, never a 500 (issue 13; billing/README.md "Lock order")."""
+
+import threading
+import time
+from datetime import timedelta
+from unittest import mock
+
+import psycopg.errors
+import pytest
+from django.db import OperationalError, connection, transaction
+from django.test import Client
+from django.utils import timezone
+
+from billing.models import Charge
+from billing.services import charging
+from billing.services.engine import is_retryable
+from billing.services.ledger import credit_lot, grant_funds, void_grant
+from billing.services.reconcile import reconcile
+from tests.factories import UserFactory, cny
+from tests.ledger.http import TOKEN, post
+
+
+def _deadlock():
+    try:
+        raise psycopg.errors.DeadlockDetected("deadlock detected")
+    except psycopg.errors.DeadlockDetected as cause:
+        try:
+            raise OperationalError("deadlock detected") from cause
+        except OperationalError as exc:
+            return exc
+
+
+def test_retryable_errors_are_recognised():
+    """Issue 13: deadlock (40P01) and serialization failure (40001) are retried, others not."""
+    assert is_retryable(_deadlock())
+    assert not is_retryable(OperationalError("connection refused"))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["usage", "usage/batch"])
+def test_a_deadlock_victim_is_retried_and_charges_once(client, funded, path):
+    """Issue 13: the first attempt is chosen as a deadlock victim; the call is run again
+    and answers 200, with exactly one charge."""
+    real = charging._charge_batch if path == "usage/batch" else charging.lock_buckets
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise _deadlock()
+        return real(*args, **kwargs)
+
+    target = "_charge_batch" if path == "usage/batch" else "lock_buckets"
+    event = {"request_id": "dl-1", "api_key": funded.raw, "model": "m", "amount": "1.5"}
+    body = {"events": [event]} if path == "usage/batch" else event
+    with mock.patch.object(charging, target, side_effect=flaky):
+        status, answer = post(client, path, body)
+    assert status == 200, answer
+    assert calls["n"] == 2
+    assert Charge.objects.filter(request_id="dl-1").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_call_deadlocked_every_time_answers_503_retry(client, funded):
+    """Issue 13: when every attempt is a victim the gateway answers 503 `retry` (JSON),
+    charges nothing, and never a 500."""
+
+    def always(*args, **kwargs):
+        raise _deadlock()
+
+    with mock.patch.object(charging, "lock_buckets", side_effect=always):
+        status, answer = post(
+            client,
+            "usage",
+            {"request_id": "dl-2", "api_key": funded.raw, "model": "m", "amount": "1"},
+        )
+    assert (status, answer["code"]) == (503, "retry")
+    assert not Charge.objects.exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_real_deadlock_against_a_batch_is_retried(settings):
+    """Issue 13 on PostgreSQL: another transaction takes two accounts' rows in the wrong
+    order while a gateway batch charges both: a real deadlock. Whichever side PostgreSQL
+    picks as the victim, the gateway answers 200 (running its transaction again when it is
+    the victim), both events are charged once and the ledger reconciles."""
+    from accounts.models import BalanceAccount
+    from accounts.services import create_api_key
+
+    settings.GATEWAY_SERVICE_TOKEN = TOKEN
+    users = [UserFactory(), UserFactory()]
+    accounts = sorted((u.balance_account for u in users), key=lambda a: a.pk)
+    keys = []
+    for n, acc in enumerate(accounts):
+        credit_lot(acc, cny("10"), channel="alipay", idempotency_key=f"f{n}")
+        keys.append(create_api_key(acc.user, name="k")[1])
+    low, high = accounts
+    holder_has_high, batch_waiting = threading.Event(), threading.Event()
+    outcome = {}
+
+    def wrong_order():
+        try:
+            with transaction.atomic():
+                BalanceAccount.objects.select_for_update().get(pk=high.pk)
+                holder_has_high.set()
+                batch_waiting.wait(20)
+                time.sleep(0.3)
+                BalanceAccount.objects.select_for_update().get(pk=low.pk)
+                outcome["holder"] = "committed"
+        except OperationalError as exc:
+            outcome["holder"] = f"aborted {exc.__cause__.sqlstate}"
+        finally:
+            connection.close()
+
+    def batch():
+        try:
+            events = [
+                {"request_id": f"x-{i}", "api_key": k, "model": "m", "amount": "1"}
+                for i, k in enumerate(keys)
+            ]
+            outcome["batch"] = post(Client(), "usage/batch", {"events": events})
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=wrong_order)
+    holder.start()
+    assert holder_has_high.wait(20)
+    worker = threading.Thread(target=batch)
+    worker.start()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not batch_waiting.is_set():
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock'"
+            )
+            if cur.fetchone()[0]:
+                batch_waiting.set()
+        time.sleep(0.02)
+    holder.join(30)
+    worker.join(30)
+    status, body = outcome["batch"]
+    assert status == 200, body
+    assert body["charged"] == 2
+    assert outcome["holder"] in {"committed", "aborted 40P01"}  # a deadlock did happen
+    assert Charge.objects.count() == 2
+    assert reconcile().ok
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_voiding_grants_while_batches_charge_them_never_fails(settings):
+    """Issue 13 on PostgreSQL: staff void promotion grants while gateway batches charge the
+    same accounts (drawing on those grants). Every batch answers 200, every void succeeds,
+    and the ledger reconciles: void_grant and charging take locks in the one order."""
+    from accounts.services import create_api_key
+
+    settings.GATEWAY_SERVICE_TOKEN = TOKEN
+    accounts, keys, grants = [], [], []
+    for n in range(6):
+        acc = UserFactory().balance_account
+        credit_lot(acc, cny("50"), channel="alipay", idempotency_key=f"f{n}")
+        for g in range(4):
+            grants.append(
+                grant_funds(
+                    acc,
+                    cny("5"),
+                    kind="discount",
+                    expires_at=timezone.now() + timedelta(days=5),
+                    idempotency_key=f"g{n}-{g}",
+                )
+            )
+        accounts.append(acc)
+        keys.append(create_api_key(acc.user, name="k")[1])
+    errors, statuses = [], []
+
+    def voider():
+        try:
+            for grant in reversed(grants):  # the opposite account order to the batches
+                void_grant(grant, reason="promotion withdrawn")
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def charger(t):
+        try:
+            for b in range(10):
+                events = [
+                    {"request_id": f"t{t}-b{b}-{i}", "api_key": k, "model": "m", "amount": "0.3"}
+                    for i, k in enumerate(keys)
+                ]
+                statuses.append(post(Client(), "usage/batch", {"events": events})[0])
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=voider)] + [
+        threading.Thread(target=charger, args=(t,)) for t in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    assert statuses == [200] * 20
+    assert Charge.objects.count() == 20 * 6
+    assert reconcile().ok
