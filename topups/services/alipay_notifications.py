@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import IntegrityError, transaction
 
 from billing.models import Channel
@@ -32,13 +32,57 @@ class NotifyResult:
         return "success" if self.ok else "failure"
 
 
+# Refusals that mean money may have moved at Alipay without a place here: staff must look.
+ALERTED = {
+    "unknown_order": "Alipay reports a payment for an order the portal does not know",
+    "amount_mismatch": "Alipay reports a paid amount that differs from the order",
+    "other_trade": "Alipay reports a second payment (another trade) for one order",
+    "duplicate_trade_no": "Alipay reports a trade number already credited to another order",
+}
+
+
 def handle_alipay_notification(params):
     """Process one asynchronous Alipay notification (R-TOP-1); never credits twice.
 
     `params` are the posted form fields. Refusals change nothing and answer
-    `failure` (Alipay retries); a known replay answers `success`.
+    `failure` (Alipay retries); a known replay answers `success`. Refusals that may
+    hide money taken at Alipay (unknown order, amount mismatch, a second trade for one
+    order) raise a staff alert; so does any error while crediting (the ledger refused,
+    the database failed), which answers `failure` so Alipay retries, never a 500.
     """
     params = {k: v for k, v in params.items() if isinstance(v, str)}
+    out_trade_no = params.get("out_trade_no", "")[:64]
+    try:
+        result = _handle(params)
+    except ImproperlyConfigured:
+        raise  # the view answers failure and logs: a configuration problem, not a payment
+    except Exception as exc:  # noqa: BLE001 - Alipay must get `failure` and retry
+        logger.exception("Alipay notification for %s could not be processed", out_trade_no)
+        _raise_alert(
+            "alipay_notification_error",
+            f"Alipay notification for order {out_trade_no} failed while crediting "
+            f"({type(exc).__name__}: {str(exc)[:200]}); Alipay will retry. Check the ledger.",
+            key=f"alipay-error:{out_trade_no}",
+            details={"out_trade_no": out_trade_no, "error": type(exc).__name__},
+        )
+        return NotifyResult(False, "error")
+    if result.outcome in ALERTED:
+        _raise_alert(
+            f"alipay_{result.outcome}",
+            f"{ALERTED[result.outcome]}: order {out_trade_no}, trade "
+            f"{params.get('trade_no', '')[:64]}, amount {params.get('total_amount', '')[:32]}.",
+            key=f"alipay-{result.outcome}:{out_trade_no}:{params.get('trade_no', '')[:64]}",
+            details={
+                "out_trade_no": out_trade_no,
+                "trade_no": params.get("trade_no", "")[:64],
+                "total_amount": params.get("total_amount", "")[:32],
+                "trade_status": params.get("trade_status", "")[:32],
+            },
+        )
+    return result
+
+
+def _handle(params):
     if not alipay.verify(params, alipay.alipay_public_key()):
         return NotifyResult(False, "bad_signature")
     if params.get("app_id") != settings.ALIPAY_APP_ID:
@@ -103,11 +147,11 @@ def handle_alipay_notification(params):
     return NotifyResult(True, "processed")
 
 
-def _raise_alert(kind, message, *, key=""):
+def _raise_alert(kind, message, *, key="", details=None):
     from ops.services import raise_alert
 
     try:
         with transaction.atomic():
-            raise_alert(kind, message, key=key)
+            raise_alert(kind, message, details, key=key[:200])
     except Exception:  # an alert must never undo the caller's decision
         logger.exception("could not raise alert %s", kind)
