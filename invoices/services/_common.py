@@ -20,8 +20,10 @@ NO_INVOICE_STANDINGS = (
 def refuse_standing(standing):
     if standing in NO_INVOICE_STANDINGS:
         raise ValidationError(
-            _("Your account cannot ask for invoices in its present standing (%(standing)s).")
-            % {"standing": standing},
+            _(
+                "Your account cannot ask for invoices in its present standing. Customer "
+                "service can tell you more."
+            ),
             code="standing",
         )
 
