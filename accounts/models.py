@@ -185,7 +185,7 @@ class BalanceAccount(ConcurrentTransitionMixin, models.Model):
 
     @transition(
         standing,
-        source=Standing.ACTIVE,
+        source=[Standing.ACTIVE, Standing.LOCKED],
         target=Standing.SUSPENDED,
         permission="accounts.suspend_balanceaccount",
         custom={"label": "Suspend (violation)"},
@@ -227,7 +227,7 @@ class BalanceAccount(ConcurrentTransitionMixin, models.Model):
 
     @transition(
         standing,
-        source=Standing.ACTIVE,
+        source=[Standing.ACTIVE, Standing.LOCKED],
         target=Standing.FROZEN,
         permission="accounts.freeze_balanceaccount",
         custom={"label": "Freeze (authority order)", "form": FreezeForm},

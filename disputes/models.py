@@ -285,6 +285,15 @@ class Dispute(ConcurrentTransitionMixin, models.Model):
         self.outcome = "debt repaid to the rights holder directly"
 
 
+class DisputeDebt(Dispute):
+    """The debt queue in admin: disputes with a debt outstanding or escalated."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "dispute debt"
+        ordering = ["debt_due_at", "id"]
+
+
 class DisputedTopUp(models.Model):
     """One disputed top-up of a dispute and its share of the disputed amount."""
 
