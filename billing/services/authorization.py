@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.db.models import Sum
+from django.utils import timezone
 from djmoney.money import Money
 
 from accounts.models import ApiKeyState, Standing
@@ -17,7 +19,7 @@ from accounts.selectors import gateway_keys
 from accounts.services import mark_api_key_used
 
 from ..micro import from_micro, to_micro
-from ..models import LedgerAccount
+from ..models import Grant, GrantState, LedgerAccount
 from .engine import LedgerError
 
 STANDING_CODES = {
@@ -93,7 +95,17 @@ def authorize(api_key) -> Authorization:
             "kind", "balance_micro"
         )
     )
-    spendable = rows.get("cash", 0) + rows.get("trial", 0) + rows.get("discount", 0)
+    # a grant past its expiry is dead whether or not the expiry job has swept it yet
+    dead = (
+        Grant.objects.filter(
+            account_id=api_key.account_id,
+            state=GrantState.ACTIVE,
+            remaining_micro__gt=0,
+            expires_at__lte=timezone.now(),
+        ).aggregate(total=Sum("remaining_micro"))["total"]
+        or 0
+    )
+    spendable = rows.get("cash", 0) + rows.get("trial", 0) + rows.get("discount", 0) - dead
     arrears = -rows.get("arrears", 0)
     available = from_micro(max(0, spendable - arrears))
     code = consumption_refusal(api_key.state, standing)

@@ -18,6 +18,7 @@ billing.services.reconcile.
 from __future__ import annotations
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from ..chart import platform_account_id
@@ -461,6 +462,8 @@ def reverse_transaction(txn: LedgerTransaction, *, reason: str, actor=None) -> L
                 )
                 for p in postings
             ]
+            if txn.kind not in (TxnKind.EXPIRY, TxnKind.VOID):
+                legs = _dead_grants_to_expense(legs, timezone.now())
             if txn.account_id:
                 _check_reversible(buckets, legs)
             (rev,) = write(
@@ -485,6 +488,33 @@ def reverse_transaction(txn: LedgerTransaction, *, reason: str, actor=None) -> L
             return rev
 
     return run_idempotent(lambda: replayed(key), run)
+
+
+def _dead_grants_to_expense(legs, now):
+    """Money a reversal would return to a grant that has since ended (voided, expired, or
+    past its expiry and not yet swept) goes back to promotion expense instead: a dead grant
+    is never refilled, so the money is neither lost in it nor counted as available.
+    Reversing the expiry or the void itself is what revives a grant, deliberately."""
+    returning = {leg.grant_id for leg in legs if leg.grant_id and leg.micro > 0}
+    if not returning:
+        return legs
+    dead = set(
+        Grant.objects.filter(pk__in=returning)
+        .filter(
+            Q(state__in=(GrantState.EXPIRED, GrantState.VOIDED))
+            | Q(expires_at__isnull=False, expires_at__lte=now)
+        )
+        .values_list("pk", flat=True)
+    )
+    if not dead:
+        return legs
+    expense = platform_account_id(AccountKind.PROMOTION_EXPENSE)
+    return [
+        Leg(expense, "promotion_expense", leg.micro)
+        if leg.grant_id in dead and leg.micro > 0
+        else leg
+        for leg in legs
+    ]
 
 
 def _check_reversible(buckets, legs):
