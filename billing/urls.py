@@ -6,4 +6,5 @@ app_name = "billing"
 
 urlpatterns = [
     path("", views.balance, name="balance"),
+    path("statement.csv", views.statement_csv, name="statement_csv"),
 ]

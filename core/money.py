@@ -64,3 +64,13 @@ def display(amount):
     if isinstance(amount, Money):
         amount = amount.amount
     return Decimal(amount).quantize(FEN, rounding=ROUND_HALF_UP)
+
+
+def yuan(amount, places=2) -> str:
+    """Money as pages show it (issue 15): "¥1,234.50", "-¥0.75"; `places=6` for the exact
+    figure. Half-up rounding like `display`."""
+    if isinstance(amount, Money):
+        amount = amount.amount
+    value = Decimal(amount).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    sign = "-" if value < 0 else ""
+    return f"{sign}¥{abs(value):,.{places}f}"

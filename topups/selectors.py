@@ -53,3 +53,8 @@ def grant_history(grant):
         .select_related("actor")
         .order_by("-at", "-id")
     )
+
+
+def topup_for_users_lot(user, lot_id):
+    """The user's top-up that credited a lot; 404 for anyone else's lot."""
+    return get_object_or_404(TopUp, lot_id=lot_id, account__user=user)

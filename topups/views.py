@@ -90,6 +90,12 @@ def detail(request, pk):
 
 
 @login_required
+def by_lot(request, lot_id):
+    """From a lot on the balance page to the top-up that paid it."""
+    return redirect("topups:detail", selectors.topup_for_users_lot(request.user, lot_id).pk)
+
+
+@login_required
 @require_POST
 def cancel(request, pk):
     topup = selectors.topup_for_user(request.user, pk)

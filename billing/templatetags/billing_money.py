@@ -1,20 +1,30 @@
-"""Money on pages: 2 places rounded half-up, the exact figure in a title (R-LED-3)."""
+"""Money on pages, shown one way everywhere: "¥1,234.50" rounded half-up, the exact
+six-place figure on hover (R-LED-3, issue 15)."""
 
 from django import template
 from django.utils.html import format_html
 
-from core.money import display
+from core.money import yuan
 
 from ..micro import from_micro
 
 register = template.Library()
 
 
+def _amount(value):
+    if isinstance(value, int):
+        value = from_micro(value)
+    return getattr(value, "amount", value)
+
+
 @register.simple_tag
 def money(value):
     """`{% money x %}` for Money, Decimal or micro-units (int)."""
-    if isinstance(value, int):
-        value = from_micro(value)
-    amount = getattr(value, "amount", value)
-    exact = from_micro(int((amount * 1_000_000).to_integral_value())).amount
-    return format_html('<span class="money" title="{} CNY">{}</span>', exact, display(amount))
+    amount = _amount(value)
+    return format_html('<span class="money" title="{}">{}</span>', yuan(amount, 6), yuan(amount))
+
+
+@register.filter
+def yuan_exact(value):
+    """The exact figure as text (CSV cells, titles): "¥18.985000"."""
+    return yuan(_amount(value), 6)

@@ -28,13 +28,13 @@ def test_balance_page_in_browser(page):
 
     available = page.locator("#available .money")
     # 23 − 4.015 = 18.985: half-up gives 18.99 (banker's rounding would give 18.98)
-    assert available.inner_text() == "18.99"
-    assert available.get_attribute("title") == "18.985000 CNY"
+    assert available.inner_text() == "¥18.99"
+    assert available.get_attribute("title") == "¥18.985000"
     trial = page.locator("tr[data-bucket=trial] .money")
-    assert (trial.inner_text(), trial.get_attribute("title")) == ("0.00", "0.000000 CNY")
+    assert (trial.inner_text(), trial.get_attribute("title")) == ("¥0.00", "¥0.000000")
     cash = page.locator("tr[data-bucket=cash] .money")
-    assert (cash.inner_text(), cash.get_attribute("title")) == ("18.99", "18.985000 CNY")
-    assert "gpt-x" in page.locator("#charges").inner_text()
+    assert (cash.inner_text(), cash.get_attribute("title")) == ("¥18.99", "¥18.985000")
+    assert "gpt-x" in page.locator("#statement").inner_text()
     assert "Trial funds" in page.locator("#grants").inner_text()
 
     page.fill("input[name=threshold]", "5.001")
