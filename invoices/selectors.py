@@ -3,6 +3,8 @@ the figure refunds needs (R-REF-2), finance's monthly report.
 
     cash consumed = − Σ cash-bucket postings of usage and prepaid purchases,
                     net of their reversals              (settled usage only)
+                    + arrears paid off by paid money (usage beyond the balance that a
+                      later top-up or a refund's hold settled)
     invoiced      = Σ amounts of requests submitted or issued
                     (reserved on submission; rejection and red-letter reversal release)
     invoiceable   = cash consumed − invoiced, floored at zero, down to whole fen
@@ -16,7 +18,7 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass, field
 
-from django.db.models import F, IntegerField, OuterRef, Q, Subquery, Sum, Value
+from django.db.models import Case, F, IntegerField, OuterRef, Q, Subquery, Sum, Value, When
 from django.db.models.functions import Coalesce, Greatest, TruncMonth
 from django.utils import timezone
 
@@ -28,19 +30,37 @@ from .models import HOLDING_STATES, InvoiceFile, InvoiceRequest, InvoiceState
 CONSUMPTION = (TxnKind.USAGE, TxnKind.PURCHASE)
 
 
+_CONSUMING = Q(transaction__kind__in=CONSUMPTION) | Q(
+    transaction__kind=TxnKind.REVERSAL, transaction__reverses__kind__in=CONSUMPTION
+)
+
+
 def _consumption(account_id=None):
-    """Cash-bucket postings of consumption and of its reversals (debits < 0)."""
-    rows = Posting.objects.filter(bucket=AccountKind.CASH).filter(
-        Q(transaction__kind__in=CONSUMPTION)
-        | Q(transaction__kind=TxnKind.REVERSAL, transaction__reverses__kind__in=CONSUMPTION)
+    """The postings that make up consumed cash, summed with SIGNED (consumed = −Σ):
+
+    - cash-bucket postings of usage and purchases and of their reversals (debits < 0);
+    - arrears-bucket postings of every other movement: usage beyond the balance ran up
+      arrears, and a top-up (or a refund's hold) that settles them pays for that usage
+      with paid money (credits > 0, so SIGNED negates them); a reversed top-up undoes it.
+    """
+    rows = Posting.objects.filter(
+        Q(bucket=AccountKind.CASH) & _CONSUMING | Q(bucket=AccountKind.ARREARS) & ~_CONSUMING
     )
     if account_id is not None:
         rows = rows.filter(transaction__account_id=account_id)
     return rows
 
 
+# cash postings as they are, arrears settlements negated: consumed cash = −Σ SIGNED
+SIGNED = Case(
+    When(bucket=AccountKind.CASH, then=F("amount_micro")),
+    default=-F("amount_micro"),
+    output_field=IntegerField(),
+)
+
+
 def cash_consumed_micro(account_id) -> int:
-    total = _consumption(account_id).aggregate(total=Sum("amount_micro"))["total"]
+    total = _consumption(account_id).aggregate(total=Sum(SIGNED))["total"]
     return -(total or 0)
 
 
@@ -108,7 +128,7 @@ def consumption_by_month(account_id) -> list[Month]:
         _consumption(account_id)
         .annotate(month=TruncMonth("transaction__created_at"))
         .values("month")
-        .annotate(total=Sum("amount_micro"))
+        .annotate(total=Sum(SIGNED))
         .order_by("month")
         .values_list("month", "total")
     )
@@ -167,7 +187,7 @@ def invoiced_unconsumed_expression(account_id):
         _consumption()
         .filter(transaction__account_id=OuterRef("account_id"))
         .values("transaction__account_id")
-        .annotate(total=Sum("amount_micro"))
+        .annotate(total=Sum(SIGNED))
         .values("total")
     )
     invoiced = (
@@ -265,10 +285,8 @@ def monthly_report(month: datetime.date) -> list[ReportRow]:
         .filter(transaction__created_at__lt=end)
         .values("transaction__account_id")
         .annotate(
-            to_date=Sum("amount_micro"),
-            in_month=Coalesce(
-                Sum("amount_micro", filter=Q(transaction__created_at__gte=start)), Value(0)
-            ),
+            to_date=Sum(SIGNED),
+            in_month=Coalesce(Sum(SIGNED, filter=Q(transaction__created_at__gte=start)), Value(0)),
         )
         .values_list("transaction__account_id", "to_date", "in_month")
     )

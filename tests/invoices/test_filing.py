@@ -77,6 +77,18 @@ def test_reversed_usage_is_no_longer_invoiceable_r_inv_1(person, clerk):
 
 
 @pytest.mark.django_db
+def test_usage_in_arrears_is_invoiceable_once_paid_r_inv_1(person, clerk):
+    """R-INV-1: usage beyond the balance runs up arrears; it becomes consumed cash (and
+    invoiceable) when a top-up pays the arrears, not before."""
+    funded(person, clerk, "10.00", "15.00")  # 10 cash + 5 arrears
+    assert invoiceable(person) == Decimal("10.00")
+    bank_topup(person, "20.00", clerk)  # settles the 5 first
+    assert invoiceable(person) == Decimal("15.00")
+    months = invoiceable_for(person.balance_account).months
+    assert sum(m.consumed.amount for m in months) == Decimal("15")
+
+
+@pytest.mark.django_db
 def test_prepaid_purchase_cash_is_invoiceable_r_inv_1(person, clerk):
     """R-INV-1: the cash part of a prepaid purchase is consumed cash."""
     funded(person, clerk, "100.00", None)
