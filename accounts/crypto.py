@@ -65,6 +65,83 @@ class EncryptedTextField(models.TextField):
         return encrypt_bytes(str(value).encode()).decode()
 
 
+class IdentityHashField(models.CharField):
+    """A keyed hash of an identity (accounts.identity.identity_hash), wherever it is kept.
+
+    The key-rotation command finds every such column across apps by this class and
+    maps old hashes to new ones, so an app above accounts keeps its identity rows
+    (trial awards) without accounts knowing it.
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("max_length", 64)
+        super().__init__(*args, **kwargs)
+
+
+class EncryptedPhoneField(EncryptedTextField):
+    """A phone number encrypted at rest, with a keyed digest beside it (`digest_field`).
+
+    The digest is written on every save, and lookups on the phone (`phone=…`,
+    `user__phone__icontains=…`, what admin search sends) compare digests: a phone is
+    found by its full number, never by a fragment.
+    """
+
+    description = "Phone number encrypted at rest, found by its keyed digest"
+
+    def __init__(self, *args, digest_field="phone_digest", **kwargs):
+        self.digest_field = digest_field
+        super().__init__(*args, **kwargs)
+
+    def deconstruct(self):
+        name, path, args, kwargs = super().deconstruct()
+        kwargs["digest_field"] = self.digest_field
+        return name, path, args, kwargs
+
+    def pre_save(self, model_instance, add):
+        value = super().pre_save(model_instance, add)
+        setattr(model_instance, self.digest_field, self.digest(value))
+        return value
+
+    @staticmethod
+    def digest(value):
+        from .identity import phone_digest
+
+        return phone_digest(value or "")
+
+    def formfield(self, **kwargs):
+        from django import forms
+
+        return forms.CharField(
+            max_length=self.max_length or 20,
+            required=not self.blank,
+            label=kwargs.get("label", self.verbose_name.capitalize()),
+            help_text=self.help_text,
+        )
+
+
+class _PhoneDigestLookup(models.Lookup):
+    """`phone <op> value` as `phone_digest = digest(value)` on the same row."""
+
+    prepare_rhs = False
+
+    def as_sql(self, compiler, connection):
+        from django.db.models.expressions import Col
+
+        field = self.lhs.target
+        digest = field.model._meta.get_field(field.digest_field)
+        lhs_sql, lhs_params = compiler.compile(Col(self.lhs.alias, digest))
+        wanted = field.digest(str(self.rhs or ""))
+        if not wanted and self.lookup_name not in ("exact", "iexact"):
+            wanted = "-"  # a search term without digits finds no phone (never a digest)
+        return f"{lhs_sql} = %s", [*lhs_params, wanted]
+
+
+for _name in ("exact", "iexact", "contains", "icontains", "startswith", "istartswith"):
+    EncryptedPhoneField.register_lookup(
+        type(f"PhoneDigest_{_name}", (_PhoneDigestLookup,), {"lookup_name": _name})
+    )
+
+
 class EncryptedDateField(EncryptedTextField):
     """A date encrypted at rest (a birth date); Python sees a `datetime.date`.
 
@@ -150,6 +227,26 @@ def encrypt_columns_in_place(connection, table, columns, *, batch_size=1000):
                         [*updates.values(), last],
                     )
                 changed += 1
+
+
+def digest_phones_in_place(connection, table, *, column="phone", digest_column="phone_digest"):
+    """Data migrations: write the keyed digest of every row's phone (plain or encrypted)."""
+    from .identity import phone_digest
+
+    qn = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id, {qn(column)} FROM {qn(table)}")  # noqa: S608 (names)
+        rows = cursor.fetchall()
+    for pk, value in rows:
+        value = value or ""
+        if value and is_token(value):
+            value = decrypt_bytes(value.encode()).decode()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {qn(table)} SET {qn(digest_column)} = %s WHERE id = %s",  # noqa: S608
+                [phone_digest(value), pk],
+            )
+    return len(rows)
 
 
 def seal_audit_details_in_place(apps, app_label, model, keys):

@@ -183,3 +183,13 @@ def identity_hash(kind: str, number: str) -> str:
     message = f"{kind}:{normalize(number)}".encode()
     key = settings.IDENTITY_HASH_KEY.encode()
     return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def phone_digest(number: str) -> str:
+    """Keyed hash of a phone number's digits, so an encrypted phone can still be found
+    by its full number (staff search); empty for no number."""
+    digits = "".join(ch for ch in (number or "") if ch.isdigit())
+    if not digits:
+        return ""
+    key = settings.IDENTITY_HASH_KEY.encode()
+    return hmac.new(key, f"phone:{digits}".encode(), hashlib.sha256).hexdigest()

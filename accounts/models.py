@@ -12,6 +12,7 @@ from .crypto import (
     EncryptedDateField,
     EncryptedPhoneField,
     EncryptedTextField,
+    IdentityHashField,
     evidence_upload_to,
     licence_upload_to,
     private_storage,
@@ -379,7 +380,7 @@ class Verification(ConcurrentTransitionMixin, models.Model):
         default=False,
         help_text="The credit code fails the GB 32100 check character: review it by hand.",
     )
-    identity_hash = models.CharField(max_length=64, db_index=True)
+    identity_hash = IdentityHashField(db_index=True)
     # Review
     created_at = models.DateTimeField(auto_now_add=True)
     submitted_at = models.DateTimeField(null=True, blank=True, db_index=True)

@@ -16,7 +16,7 @@ from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 from djmoney.models.fields import MoneyField
 from djmoney.money import Money
 
-from accounts.crypto import EncryptedTextField, seal
+from accounts.crypto import EncryptedTextField, IdentityHashField, seal
 from billing.models import Channel, Grant
 
 FEN = Decimal("0.01")
@@ -539,7 +539,7 @@ class TrialSettings(models.Model):
 class TrialAward(models.Model):
     """Trial funds went to this identity: the unique hash makes 'once per identity' race-proof."""
 
-    identity_hash = models.CharField(max_length=128, unique=True)
+    identity_hash = IdentityHashField(max_length=128, unique=True)
     account = models.ForeignKey(
         "accounts.BalanceAccount", on_delete=models.PROTECT, related_name="trial_awards"
     )
