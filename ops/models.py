@@ -52,9 +52,11 @@ class JobRun(models.Model):
 class JobLease(models.Model):
     """At most one run of a job at a time, across workers (a row per job name).
 
-    Taken with a conditional UPDATE (works on PostgreSQL and SQLite alike) and
-    renewed after each batch; a worker that dies leaves a lease that simply
-    runs out, so the next scheduled run picks up where it stopped.
+    Taken with a conditional UPDATE (works on PostgreSQL and SQLite alike), short
+    (ops.services.LEASE_SECONDS) and renewed by a heartbeat thread while the run works;
+    a worker that dies leaves a lease that runs out within a minute, or is taken over at
+    once when its holder (host:pid) is a process of this host that no longer exists. The
+    taker closes the dead worker's JobRun as failed and alerts staff.
     """
 
     job = models.CharField(max_length=100, primary_key=True)

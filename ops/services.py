@@ -5,6 +5,9 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import os
+import socket
+import threading
 import traceback
 import uuid
 
@@ -23,25 +26,144 @@ logger = logging.getLogger(__name__)
 # --- running jobs -----------------------------------------------------------------------------
 
 
+# A lease is short and kept alive by a heartbeat thread while its run works, so a worker
+# that dies (SIGKILL, OOM, lost host) leaves a lease that runs out within LEASE_SECONDS,
+# and at once when the holder is a process of this host that no longer exists.
+LEASE_SECONDS = 60
+HEARTBEAT_SECONDS = 15
+
+
+def lease_token() -> str:
+    """host:pid:random: who holds a lease, so a dead holder on this host is recognised."""
+    return f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def holder_is_gone(holder: str) -> bool:
+    """True when `holder` names a process of this host that no longer runs."""
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname()[:30] or not pid_text.isdigit():
+        return False  # another host (or an old-style token): wait for the lease to run out
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    # a zombie (killed, not yet reaped by its parent) is gone too
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
+
+
+def _lease_seconds(spec) -> int:
+    return min(spec.lease_seconds, LEASE_SECONDS)
+
+
 def _acquire_lease(spec, token) -> bool:
     now = timezone.now()
+    until = now + datetime.timedelta(seconds=_lease_seconds(spec))
     JobLease.objects.get_or_create(job=spec.name)
     taken = (
         JobLease.objects.filter(job=spec.name)
         .filter(Q(held_until__isnull=True) | Q(held_until__lte=now))
-        .update(holder=token, held_until=now + datetime.timedelta(seconds=spec.lease_seconds))
+        .update(holder=token, held_until=until)
     )
-    return taken == 1
+    if taken == 1:
+        return True
+    lease = JobLease.objects.filter(job=spec.name).first()
+    if lease is not None and lease.holder and holder_is_gone(lease.holder):
+        # its holder died: take the lease over now (compare-and-set on the dead holder)
+        logger.warning("Job %s: lease holder %s is gone; taking over", spec.name, lease.holder)
+        return (
+            JobLease.objects.filter(job=spec.name, holder=lease.holder).update(
+                holder=token, held_until=until
+            )
+            == 1
+        )
+    return False
 
 
 def _renew_lease(spec, token):
     JobLease.objects.filter(job=spec.name, holder=token).update(
-        held_until=timezone.now() + datetime.timedelta(seconds=spec.lease_seconds)
+        held_until=timezone.now() + datetime.timedelta(seconds=_lease_seconds(spec))
     )
 
 
 def _release_lease(spec, token):
     JobLease.objects.filter(job=spec.name, holder=token).update(held_until=None, holder="")
+
+
+class _Heartbeat:
+    """Renews a lease every HEARTBEAT_SECONDS from a thread (its own DB connection) while a
+    run works, however long one batch takes."""
+
+    def __init__(self, spec, token):
+        self.spec, self.token = spec, token
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name=f"lease-{spec.name}", daemon=True)
+
+    def _beat(self):
+        from django.db import connection
+
+        try:
+            while not self.stop.wait(HEARTBEAT_SECONDS):
+                try:
+                    _renew_lease(self.spec, self.token)
+                except Exception:  # noqa: BLE001 - a missed beat only shortens the lease
+                    logger.exception("Job %s: lease heartbeat failed", self.spec.name)
+        finally:
+            connection.close()
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        if self.thread.ident is not None:  # started
+            self.thread.join(HEARTBEAT_SECONDS)
+
+
+def close_abandoned_runs(name: str, *, keep=None) -> int:
+    """Runs of `name` still marked running while this caller holds the job's lease were
+    left by a worker that died: close them as failed and alert staff. Returns how many."""
+    stale = JobRun.objects.filter(job=name, status=JobRunStatus.RUNNING)
+    if keep is not None:
+        stale = stale.exclude(pk=keep)
+    ids = list(stale.values_list("pk", flat=True))
+    if not ids:
+        return 0
+    JobRun.objects.filter(pk__in=ids, status=JobRunStatus.RUNNING).update(
+        status=JobRunStatus.FAILED,
+        finished_at=timezone.now(),
+        error="Abandoned: the worker running it stopped (killed or lost) before it finished; "
+        "the next run took over its lease and resumes the work.",
+    )
+    _metric_run(name, "abandoned", len(ids))
+    raise_alert(
+        "job_abandoned",
+        f"Job {name}: {len(ids)} run(s) left running by a worker that died were closed as "
+        "failed; the job resumed.",
+        {"job": name, "runs": ids},
+        key=f"job_abandoned:{name}",
+    )
+    return len(ids)
+
+
+def _metric_run(name, status, n=1):
+    try:
+        from .metrics import JOB_LAST_SUCCESS, JOB_RUNS
+    except ImportError:  # pragma: no cover
+        return
+    JOB_RUNS.labels(name, status).inc(n)
+    if status == JobRunStatus.OK:
+        JOB_LAST_SUCCESS.labels(name).set_to_current_time()
 
 
 def run_job(
@@ -74,14 +196,18 @@ def run_job(
         clock=clock,
         started_at=timezone.now(),
     )
-    token = uuid.uuid4().hex
+    token = lease_token()
     if not _acquire_lease(spec, token):
         run.status = JobRunStatus.SKIPPED
         run.error = "Another run of this job holds its lease; nothing done."
         run.finished_at = timezone.now()
         run.save(update_fields=["status", "error", "finished_at"])
+        _metric_run(name, JobRunStatus.SKIPPED)
         return run
+    heartbeat = _Heartbeat(spec, token)
     try:
+        close_abandoned_runs(name, keep=run.pk)
+        heartbeat.__enter__()
         for _ in range(cap):
             touched = int(spec.fn(clock, size) or 0)
             run.rows_touched += touched
@@ -104,9 +230,11 @@ def run_job(
             key=f"job_failed:{name}",
         )
     finally:
+        heartbeat.__exit__(None, None, None)
         _release_lease(spec, token)
         run.finished_at = timezone.now()
         run.save(update_fields=["status", "error", "finished_at", "rows_touched", "batches"])
+        _metric_run(name, run.status)
     return run
 
 
