@@ -1,12 +1,22 @@
-"""Views that span apps: the language switcher."""
+"""Views that span apps: the user's home page and the language switcher."""
 
 from contextlib import suppress
 
+from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.shortcuts import render
 from django.views.decorators.http import require_POST
 from django.views.i18n import set_language
 
 from accounts.services import set_preferred_language
+
+from .home import home_context
+
+
+@login_required
+def home(request):
+    """Balance by kind, what needs attention, the next steps."""
+    return render(request, "home.html", home_context(request.user))
 
 
 @require_POST

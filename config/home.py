@@ -1,0 +1,201 @@
+"""The user's home page: the balance by kind, what needs attention, the next steps.
+
+It reads every app (verification, balance, top-ups, refunds, disputes, invoices), so it
+lives in the project layer, above them all; each app keeps its own rules and read paths.
+One query per kind of thing, whatever the user has (pinned in tests/test_home.py).
+"""
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from accounts.models import Standing, VerificationState
+from accounts.selectors import latest_verification
+from billing import selectors as billing
+from billing.micro import from_micro
+from billing.models import Grant, GrantState
+from core.money import yuan
+from disputes.models import HOLDING_STATES, Dispute, DisputeState
+from invoices.selectors import invoiceable_for
+from refunds.models import OPEN_STATES, RefundRequest
+from topups.models import TopUp, TopUpState
+
+EXPIRING_WITHIN = timedelta(days=7)
+
+
+@dataclass
+class Attention:
+    level: str  # "action" (the user must do something) or "info"
+    text: str
+    url: str
+    link: str
+
+
+def _local(at):
+    return timezone.localtime(at).strftime("%Y-%m-%d %H:%M")
+
+
+def attention_for(account, summary, verification) -> list[Attention]:
+    items = []
+    if verification is None or verification.state == VerificationState.REJECTED:
+        items.append(
+            Attention(
+                "action",
+                _("Verify your real name: top-ups need it.")
+                if verification is None
+                else _("Your verification was not approved: submit it again."),
+                reverse("accounts:verification"),
+                _("Verification"),
+            )
+        )
+    elif verification.state == VerificationState.SUBMITTED:
+        items.append(
+            Attention(
+                "info",
+                _("Your verification is being reviewed."),
+                reverse("accounts:verification"),
+                _("Verification"),
+            )
+        )
+    if account.standing != Standing.ACTIVE:
+        items.append(
+            Attention(
+                "action",
+                _("Your account is %(standing)s: API calls are refused.")
+                % {"standing": account.get_standing_display()},
+                reverse("disputes:index")
+                if account.standing == Standing.LOCKED
+                else reverse("notices:list"),
+                _("Why"),
+            )
+        )
+    if summary["arrears"].amount > 0:
+        items.append(
+            Attention(
+                "action",
+                _("You owe %(amount)s for calls your balance did not cover; top up to go on.")
+                % {"amount": yuan(summary["arrears"].amount)},
+                reverse("topups:start"),
+                _("Top up"),
+            )
+        )
+    now = timezone.now()
+    for dispute in Dispute.objects.filter(account=account, state__in=HOLDING_STATES).order_by(
+        "deadline_at"
+    ):
+        if dispute.state == DisputeState.OPEN:
+            text = _(
+                "A top-up is disputed: upload evidence of the payer's consent by %(deadline)s."
+            ) % {"deadline": _local(dispute.deadline_at)}
+        else:
+            text = _("You owe %(amount)s from a dispute, due %(due)s.") % {
+                "amount": yuan(
+                    from_micro(
+                        dispute.debt_micro - dispute.debt_paid_micro - dispute.debt_ended_micro
+                    ).amount
+                ),
+                "due": _local(dispute.debt_due_at) if dispute.debt_due_at else "—",
+            }
+        items.append(
+            Attention("action", text, reverse("disputes:detail", args=[dispute.pk]), _("Dispute"))
+        )
+    for topup in TopUp.objects.filter(account=account, state=TopUpState.CREATED).order_by("-id")[
+        :5
+    ]:
+        items.append(
+            Attention(
+                "action",
+                _("Order %(number)s for %(amount)s is waiting for payment.")
+                % {"number": topup.out_trade_no, "amount": yuan(topup.amount.amount)},
+                reverse("topups:detail", args=[topup.pk]),
+                _("Pay or cancel"),
+            )
+        )
+    for grant in Grant.objects.filter(
+        account_id=account.pk,
+        state=GrantState.ACTIVE,
+        remaining_micro__gt=0,
+        expires_at__gt=now,
+        expires_at__lte=now + EXPIRING_WITHIN,
+    ).order_by("expires_at")[:5]:
+        items.append(
+            Attention(
+                "info",
+                _("%(amount)s of %(kind)s expires on %(at)s.")
+                % {
+                    "amount": yuan(from_micro(grant.remaining_micro).amount),
+                    "kind": grant.get_kind_display(),
+                    "at": _local(grant.expires_at),
+                },
+                reverse("billing:balance") + "#grants",
+                _("Balance"),
+            )
+        )
+    for refund in RefundRequest.objects.filter(account=account, state__in=OPEN_STATES).order_by(
+        "-id"
+    )[:5]:
+        items.append(
+            Attention(
+                "info",
+                _("Refund request #%(number)s is %(state)s.")
+                % {"number": refund.pk, "state": refund.get_state_display()},
+                reverse("refunds:detail", args=[refund.pk]),
+                _("Refund"),
+            )
+        )
+    invoiceable = from_micro(invoiceable_for(account).invoiceable_micro).amount
+    if invoiceable >= settings.INVOICE_MIN_AMOUNT:
+        items.append(
+            Attention(
+                "info",
+                _("%(amount)s of consumed cash can be invoiced.") % {"amount": yuan(invoiceable)},
+                reverse("invoices:index"),
+                _("Invoices"),
+            )
+        )
+    return items
+
+
+def next_steps(account, summary, verification) -> list[Attention]:
+    """What a new user does next, in order, until the account is in use."""
+    steps = []
+    if verification is None or verification.state != VerificationState.APPROVED:
+        steps.append(
+            Attention(
+                "info",
+                _("Verify your real name."),
+                reverse("accounts:verification"),
+                _("Verification"),
+            )
+        )
+    if summary["available"].amount <= 0:
+        steps.append(
+            Attention("info", _("Top up your balance."), reverse("topups:start"), _("Top up"))
+        )
+    if not account.api_keys.exists():
+        steps.append(
+            Attention(
+                "info",
+                _("Create an API key for your application."),
+                reverse("accounts:api_keys"),
+                _("API keys"),
+            )
+        )
+    return steps
+
+
+def home_context(user):
+    account = user.balance_account
+    summary = billing.balance_summary(account)
+    verification = latest_verification(user)
+    return {
+        "account": account,
+        "summary": summary,
+        "verification": verification,
+        "attention": attention_for(account, summary, verification),
+        "steps": next_steps(account, summary, verification),
+    }
