@@ -97,6 +97,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "ops.observability.RequestIdMiddleware",  # request id on every log line; gateway metrics
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -247,11 +248,29 @@ if PRODUCTION:
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "request_id": {"()": "ops.observability.RequestIdFilter"},
+        "redact": {"()": "ops.observability.RedactFilter"},
+    },
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "ops.observability.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            # structured (one JSON object a line) in production, readable in development
+            "formatter": env("LOG_FORMAT", "json" if PRODUCTION else "plain"),
+            "filters": ["request_id", "redact"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+# Health and metrics (ops): /ops/health/live/, /ops/health/ready/, /ops/metrics/.
+METRICS_TOKEN = env("METRICS_TOKEN", "")
+METRICS_PUBLIC = env_bool("METRICS_PUBLIC", not PRODUCTION)
+JOB_STALE_FACTOR = int(env("JOB_STALE_FACTOR", "5"))  # interval jobs late after 5 intervals
 
 # Notices (notices app): unread count in the header, SMS backend, delivery retry.
 TEMPLATES[0]["OPTIONS"]["context_processors"].append("notices.context_processors.notices")
@@ -274,6 +293,14 @@ TRIAL_VALIDITY_DAYS = int(env("TRIAL_VALIDITY_DAYS", "30"))
 # Four eyes (R-ADM-4): a hand-confirmed credit above this many CNY always needs a second
 # finance approver (manual payments and differing amounts need one whatever the amount).
 TOPUP_FOUR_EYES_LIMIT = Decimal(env("TOPUP_FOUR_EYES_LIMIT", "10000.00"))
+# Upper bounds of what staff may set (R-ADM-5): promotions, trial settings, grant validity.
+PROMOTION_MAX_BENEFIT = Decimal(env("PROMOTION_MAX_BENEFIT", "1000.00"))  # CNY, fixed or cap
+PROMOTION_MAX_PERCENT = Decimal(env("PROMOTION_MAX_PERCENT", "50"))
+PROMOTION_MAX_QUANTITY = int(env("PROMOTION_MAX_QUANTITY", "100000"))
+PROMOTION_MAX_VALIDITY_DAYS = int(env("PROMOTION_MAX_VALIDITY_DAYS", "365"))
+TRIAL_MAX_AMOUNT = Decimal(env("TRIAL_MAX_AMOUNT", "200.00"))
+TRIAL_MAX_VALIDITY_DAYS = int(env("TRIAL_MAX_VALIDITY_DAYS", "365"))
+GRANT_MAX_VALIDITY_DAYS = int(env("GRANT_MAX_VALIDITY_DAYS", "730"))  # from the change
 BANK_RECEIVING_ACCOUNT = {
     "holder": env("BANK_ACCOUNT_HOLDER", "Example Model Platform Co., Ltd."),
     "bank": env("BANK_NAME", "Example Bank, Beijing Branch"),

@@ -219,9 +219,16 @@ def reconcile_all(batch_size: int = 200_000, *, alert: bool = False) -> Reconcil
     report.postings_total_micro = int(
         _run("SELECT COALESCE(SUM(amount_micro), 0) FROM billing_posting", [])[0][0]
     )
+    _gauge(report)
     if alert and not report.ok:
         _alert_staff(report)
     return report
+
+
+def _gauge(report):
+    from ops.metrics import LEDGER_DRIFT
+
+    LEDGER_DRIFT.set(len(report.drifts) + (1 if report.postings_total_micro else 0))
 
 
 def _alert_staff(report):
