@@ -8,6 +8,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from disputes.services import deadline as deadline_services
+from disputes.staff import STAFF_PERMISSIONS
 from tests.factories import StaffFactory, grant
 from tests.refunds.conftest import (  # noqa: F401 (fixtures and helpers re-used)
     FakeAlipay,
@@ -24,23 +25,9 @@ from tests.topups.conftest import PDF, signed_notification
 
 _seq = itertools.count(1)
 
-CS_PERMS = (
-    "disputes.view_dispute",
-    "disputes.open_dispute",
-    "disputes.record_dispute_withdrawal",
-    "disputes.end_dispute_debt",
-    "disputes.view_dispute_file",
-)
-RISK_PERMS = (
-    "disputes.view_dispute",
-    "disputes.review_dispute_evidence",
-    "disputes.view_dispute_file",
-)
-FINANCE_PERMS = (
-    "disputes.view_dispute",
-    "disputes.view_rightsholderpayout",
-    "disputes.pay_dispute",
-)
+CS_PERMS = tuple(STAFF_PERMISSIONS["cs_agent"])
+RISK_PERMS = tuple(STAFF_PERMISSIONS["risk_officer"])
+FINANCE_PERMS = tuple(STAFF_PERMISSIONS["finance_approver"])
 
 
 @pytest.fixture(autouse=True)
