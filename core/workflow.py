@@ -37,6 +37,31 @@ def record_audit(obj, *, action, actor=None, reason="", from_state="", to_state=
     )
 
 
+def record_setting_change(obj, *, actor, reason, before, after, action="change_settings"):
+    """Audit a change to a money-relevant setting (R-ADM-5): old value, new value, reason.
+
+    `before` / `after` map field names to values ({} before a creation); only the
+    fields that changed are recorded, as {"field": {"old": ..., "new": ...}}. A change
+    without a reason is refused; a save that changes nothing records nothing.
+    """
+    if not (reason or "").strip():
+        raise ValidationError("Give a reason for the change.", code="reason_required")
+    changes = {
+        name: {"old": _plain(before.get(name)), "new": _plain(value)}
+        for name, value in after.items()
+        if name not in before or before[name] != value
+    }
+    if not changes:
+        return None
+    return record_audit(obj, action=action, actor=actor, reason=reason.strip(), changes=changes)
+
+
+def _plain(value):
+    if value is None or isinstance(value, bool | int):
+        return value
+    return str(value)
+
+
 def _state_field(obj, method):
     return method._django_fsm.field.name
 

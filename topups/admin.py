@@ -1,3 +1,4 @@
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
@@ -23,9 +24,29 @@ from .models import (
     TrialSettings,
 )
 from .services.preconditions import FINANCE_PERM
+from .services.promotions import save_promotion
 from .services.remittances import record_manual_topup
 from .services.statements import import_bank_statement
-from .services.trials import change_grant_validity
+from .services.trials import change_grant_validity, save_trial_settings
+
+
+class ReasonedChangeForm(forms.ModelForm):
+    """A money-relevant setting changes only with a reason, kept in its audit (R-ADM-5)."""
+
+    reason = forms.CharField(
+        max_length=500,
+        help_text="Why this change: kept in the history with the old and new values.",
+    )
+
+
+class ReasonedChangeAdminMixin:
+    """Admin saves go through the app's audited service (bounds, reason, old → new)."""
+
+    form = ReasonedChangeForm
+    save_service = None
+
+    def save_model(self, request, obj, form, change):
+        type(self).save_service(obj, actor=request.user, reason=form.cleaned_data["reason"])
 
 
 @admin.register(TopUp)
@@ -177,8 +198,9 @@ class TopUpAdmin(WorkflowAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Promotion)
-class PromotionAdmin(WorkflowAdminMixin, admin.ModelAdmin):
+class PromotionAdmin(ReasonedChangeAdminMixin, WorkflowAdminMixin, admin.ModelAdmin):
     fsm_fields = ["state"]
+    save_service = save_promotion
     list_display = (
         "name",
         "kind",
@@ -212,6 +234,7 @@ class PromotionAdmin(WorkflowAdminMixin, admin.ModelAdmin):
                 )
             },
         ),
+        ("Why", {"fields": ("reason",)}),
     )
     inlines = [AuditRecordInline]
 
@@ -273,8 +296,11 @@ class PromotionRedemptionAdmin(admin.ModelAdmin):
 
 
 @admin.register(TrialSettings)
-class TrialSettingsAdmin(admin.ModelAdmin):
+class TrialSettingsAdmin(ReasonedChangeAdminMixin, admin.ModelAdmin):
     list_display = ("__str__", "enabled", "amount", "validity_days", "updated_at")
+    fields = ("enabled", "amount", "validity_days", "reason")
+    inlines = [AuditRecordInline]
+    save_service = save_trial_settings
 
     def has_add_permission(self, request):
         return not TrialSettings.objects.exists()

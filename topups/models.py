@@ -448,8 +448,52 @@ class Promotion(ConcurrentTransitionMixin, models.Model):
             errors["total_quantity"] = "A limited-quantity promotion needs a total quantity."
         if self.ends_at and self.starts_at and self.ends_at <= self.starts_at:
             errors["ends_at"] = "The end must be after the start."
+        for name, message in self.bound_problems().items():
+            errors.setdefault(name, message)
         if errors:
             raise ValidationError(errors)
+
+    def bound_problems(self):
+        """R-ADM-5: what staff may set is bounded by configurable limits (settings)."""
+        most = Decimal(str(getattr(settings, "PROMOTION_MAX_BENEFIT", "1000.00")))
+        percent = Decimal(str(getattr(settings, "PROMOTION_MAX_PERCENT", "50")))
+        quantity = int(getattr(settings, "PROMOTION_MAX_QUANTITY", 100000))
+        days = int(getattr(settings, "PROMOTION_MAX_VALIDITY_DAYS", 365))
+        problems = {}
+        for name in ("benefit_amount", "benefit_cap"):
+            value = getattr(self, name)
+            if value is not None and value.amount > most:
+                problems[name] = f"At most {most:.2f} CNY (PROMOTION_MAX_BENEFIT)."
+        if self.benefit_percent is not None and self.benefit_percent > percent:
+            problems["benefit_percent"] = f"At most {percent}% (PROMOTION_MAX_PERCENT)."
+        for name in ("total_quantity", "per_user_limit"):
+            value = getattr(self, name)
+            if value is not None and value > quantity:
+                problems[name] = f"At most {quantity} (PROMOTION_MAX_QUANTITY)."
+        if self.bonus_validity_days is not None and self.bonus_validity_days > days:
+            problems["bonus_validity_days"] = f"At most {days} days (PROMOTION_MAX_VALIDITY_DAYS)."
+        if self.min_topup is not None and self.min_topup.amount > settings.TOPUP_MAX:
+            problems["min_topup"] = f"At most the top-up maximum, {settings.TOPUP_MAX:.2f} CNY."
+        return problems
+
+    # What a change of a promotion is audited by (R-ADM-5): every field staff edit.
+    AUDITED_FIELDS = (
+        "name",
+        "kind",
+        "starts_at",
+        "ends_at",
+        "new_customers_only",
+        "account_kind",
+        "min_topup",
+        "total_quantity",
+        "per_user_limit",
+        "benefit_type",
+        "benefit_amount",
+        "benefit_percent",
+        "benefit_cap",
+        "bonus_validity_days",
+        "priority",
+    )
 
     def benefit_for(self, amount):
         """Value of this promotion's benefit for a top-up of `amount` (Money), whole fen."""
@@ -524,11 +568,23 @@ class TrialSettings(models.Model):
         self.pk = 1  # singleton
         super().save(*args, **kwargs)
 
+    AUDITED_FIELDS = ("enabled", "amount", "validity_days")
+
     def clean(self):
         if self.amount is not None and (
             str(self.amount.currency) != "CNY" or self.amount.amount < 0
         ):
             raise ValidationError({"amount": "A CNY amount, zero or more."})
+        # R-ADM-5: bounded by configurable limits.
+        most = Decimal(str(getattr(settings, "TRIAL_MAX_AMOUNT", "200.00")))
+        days = int(getattr(settings, "TRIAL_MAX_VALIDITY_DAYS", 365))
+        errors = {}
+        if self.amount is not None and self.amount.amount > most:
+            errors["amount"] = f"At most {most:.2f} CNY (TRIAL_MAX_AMOUNT)."
+        if self.validity_days is not None and not 1 <= self.validity_days <= days:
+            errors["validity_days"] = f"From 1 to {days} days (TRIAL_MAX_VALIDITY_DAYS)."
+        if errors:
+            raise ValidationError(errors)
 
     @classmethod
     def load(cls):

@@ -104,13 +104,21 @@ def test_end_promotion_button_voids_benefits(client, ready_user, finance):
 
 @pytest.mark.django_db
 def test_trial_settings_singleton_in_admin(admin_client):
-    """R-TOP-5: staff edit the one trial-settings row."""
+    """R-TOP-5, R-ADM-5: staff edit the one trial-settings row, with a reason."""
     response = admin_client.get("/admin/topups/trialsettings/")
     assert response.status_code == 302
     row = TrialSettings.load()
     response = admin_client.post(
         f"/admin/topups/trialsettings/{row.pk}/change/",
-        {"enabled": "on", "amount_0": "35.00", "amount_1": "CNY", "validity_days": "14"},
+        {
+            "enabled": "on",
+            "amount_0": "35.00",
+            "amount_1": "CNY",
+            "validity_days": "14",
+            "reason": "winter campaign",  # R-ADM-5: every change says why
+            "core-auditrecord-content_type-object_id-TOTAL_FORMS": "0",
+            "core-auditrecord-content_type-object_id-INITIAL_FORMS": "0",
+        },
     )
     assert response.status_code == 302
     row.refresh_from_db()

@@ -4,7 +4,7 @@ concurrency, ending a promotion and voiding its unused benefits; Promotion's tra
 
 from datetime import timedelta
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
@@ -13,7 +13,7 @@ from accounts.models import BalanceAccount
 from accounts.selectors import approved_verification
 from billing.services import ledger
 from billing.services.engine import lock_buckets
-from core.workflow import WorkflowError, apply_transition, transition_map
+from core.workflow import WorkflowError, apply_transition, record_setting_change, transition_map
 from notices.services import send_notice
 
 from ..models import Audience, Promotion, PromotionRedemption, PromotionState, TopUp
@@ -96,6 +96,36 @@ def apply_best_promotion(topup, lot, *, at=None):
             promotion=promotion, account=topup.account, topup=topup, amount=benefit, grant=grant
         )
     return None
+
+
+def _audited_values(promotion):
+    return {name: getattr(promotion, name) for name in Promotion.AUDITED_FIELDS}
+
+
+def save_promotion(promotion, *, actor, reason):
+    """Staff create or change a promotion (R-ADM-5): within the configured bounds, with a
+    reason, and audited with every field's old and new value."""
+    perm = "topups.change_promotion" if promotion.pk else "topups.add_promotion"
+    if actor is None or not actor.has_perm(perm):
+        raise PermissionDenied("You may not change promotions.")
+    if not (reason or "").strip():
+        raise ValidationError("Give a reason for the change.", code="reason_required")
+    promotion.full_clean()
+    with transaction.atomic():
+        before = {}
+        if promotion.pk:
+            current = Promotion.objects.select_for_update().get(pk=promotion.pk)
+            before = _audited_values(current)
+        promotion.save()
+        record_setting_change(
+            promotion,
+            actor=actor,
+            reason=reason,
+            before=before,
+            after=_audited_values(promotion),
+            action="change_promotion" if before else "create_promotion",
+        )
+    return promotion
 
 
 def end_promotion(promotion, *, actor, reason, void_unused=False, batch_size=200):

@@ -8,6 +8,7 @@ above it (see core/workflow.py, "transition maps").
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -16,7 +17,7 @@ from djmoney.money import Money
 from accounts import services as accounts_services
 from accounts.models import Verification
 from billing.services import ledger
-from core.workflow import transition_map
+from core.workflow import record_setting_change, transition_map
 from notices.services import send_notice
 
 from ..models import TrialAward, TrialSettings
@@ -90,6 +91,32 @@ def award_trial(verification, *, at=None):
     return grant
 
 
+def save_trial_settings(trial, *, actor, reason):
+    """Staff change the trial settings (R-ADM-5, R-TOP-5): within the configured bounds,
+    with a reason, audited with the old and new value of each field."""
+    if actor is None or not actor.has_perm("topups.change_trialsettings"):
+        raise PermissionDenied("You may not change the trial settings.")
+    if not (reason or "").strip():
+        raise ValidationError("Give a reason for the change.", code="reason_required")
+    trial.full_clean()
+    with transaction.atomic():
+        current = TrialSettings.objects.select_for_update().filter(pk=1).first()
+        before = (
+            {name: getattr(current, name) for name in TrialSettings.AUDITED_FIELDS}
+            if current
+            else {}
+        )
+        trial.save()
+        record_setting_change(
+            trial,
+            actor=actor,
+            reason=reason,
+            before=before,
+            after={name: getattr(trial, name) for name in TrialSettings.AUDITED_FIELDS},
+        )
+    return trial
+
+
 def change_grant_validity(grant, expires_at, *, actor, reason):
     """Staff extend or shorten a grant's validity (R-TOP-5): audited, the user is told."""
     if actor is None or not actor.has_perm("topups.change_grant_validity"):
@@ -99,6 +126,13 @@ def change_grant_validity(grant, expires_at, *, actor, reason):
     now = timezone.now()
     if expires_at <= now:
         raise ValidationError("The new expiry must be in the future.", code="past_expiry")
+    most = int(getattr(settings, "GRANT_MAX_VALIDITY_DAYS", 730))
+    if expires_at > now + timedelta(days=most):
+        # R-ADM-5: bounded by a configurable limit
+        raise ValidationError(
+            f"The new expiry may be at most {most} days ahead (GRANT_MAX_VALIDITY_DAYS).",
+            code="expiry_too_far",
+        )
     with transaction.atomic():
         # the ledger refuses a grant of the actor's own (R-ADM-4) and audits the change
         locked, old = ledger.set_grant_expiry(grant, expires_at, actor=actor, reason=reason)
