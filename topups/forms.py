@@ -1,5 +1,6 @@
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
 
 from billing.models import Channel
 from core.forms import ReasonForm
@@ -33,15 +34,18 @@ class RemittanceForm(ReasonForm):
 
 
 class TopUpForm(forms.Form):
-    amount = forms.CharField(max_length=20, help_text="CNY, at most two decimal places")
+    amount = forms.CharField(
+        max_length=20, label=_("Amount"), help_text=_("CNY, at most two decimal places")
+    )
     currency = forms.ChoiceField(choices=[("CNY", "CNY")], initial="CNY", required=False)
     channel = forms.ChoiceField(
-        choices=[(Channel.ALIPAY, "Alipay"), (Channel.BANK, "Bank transfer")],
+        label=_("Pay with"),
+        choices=[(Channel.ALIPAY, _("Alipay")), (Channel.BANK, _("Bank transfer"))],
         initial=Channel.ALIPAY,
         widget=forms.RadioSelect,
     )
     accept_agreement = forms.BooleanField(
-        required=False, label="I have read and accept the service agreement shown above"
+        required=False, label=_("I have read and accept the service agreement shown above")
     )
     agreement_version = forms.IntegerField(required=False, widget=forms.HiddenInput)
 

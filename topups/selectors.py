@@ -3,12 +3,13 @@
 from django.contrib.contenttypes.models import ContentType
 from django.db.models import Count, Q, Sum
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 
 from billing import selectors as ledger_selectors
-from billing.models import Grant
+from billing.models import Channel, Grant
 from core.models import AuditRecord
 
-from .models import Promotion, TopUp
+from .models import Promotion, TopUp, TopUpState
 
 
 def topups_for(user):
@@ -58,3 +59,13 @@ def grant_history(grant):
 def topup_for_users_lot(user, lot_id):
     """The user's top-up that credited a lot; 404 for anyone else's lot."""
     return get_object_or_404(TopUp, lot_id=lot_id, account__user=user)
+
+
+def payable_now(topup, at=None) -> bool:
+    """An unpaid Alipay order that has not expired can still be paid (R-TOP-1)."""
+    at = at or timezone.now()
+    return (
+        topup.channel == Channel.ALIPAY
+        and topup.state == TopUpState.CREATED
+        and (topup.expires_at is None or topup.expires_at > at)
+    )

@@ -9,6 +9,7 @@ urlpatterns = [
     path("history/", views.history, name="history"),
     path("<int:pk>/", views.detail, name="detail"),
     path("<int:pk>/cancel/", views.cancel, name="cancel"),
+    path("<int:pk>/pay/", views.pay, name="pay"),
     path("lot/<int:lot_id>/", views.by_lot, name="by_lot"),
     path("alipay/notify/", views.alipay_notify, name="alipay_notify"),
     path("alipay/return/", views.alipay_return, name="alipay_return"),

@@ -10,6 +10,7 @@ from django.core.exceptions import ImproperlyConfigured, PermissionDenied, Valid
 from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -51,14 +52,10 @@ def start(request):
         else:
             if topup.channel == Channel.ALIPAY:
                 try:
-                    url = alipay.page_pay_url(
-                        topup,
-                        notify_url=request.build_absolute_uri(reverse("topups:alipay_notify")),
-                        return_url=request.build_absolute_uri(reverse("topups:alipay_return")),
-                    )
+                    url = _alipay_url(request, topup)
                 except ImproperlyConfigured:
                     logger.exception("Alipay is not configured")
-                    messages.error(request, "Alipay is not available right now.")
+                    messages.error(request, _("Alipay is not available right now."))
                     return redirect("topups:detail", pk=topup.pk)
                 return redirect(url)
             return redirect("topups:detail", pk=topup.pk)
@@ -85,8 +82,34 @@ def detail(request, pk):
             "topup": topup,
             "bank": settings.BANK_RECEIVING_ACCOUNT,
             "summary": selectors.balance_summary(topup.account),
+            "payable": selectors.payable_now(topup),
         },
     )
+
+
+def _alipay_url(request, topup):
+    return alipay.page_pay_url(
+        topup,
+        notify_url=request.build_absolute_uri(reverse("topups:alipay_notify")),
+        return_url=request.build_absolute_uri(reverse("topups:alipay_return")),
+    )
+
+
+@login_required
+@require_POST
+def pay(request, pk):
+    """Pay an unpaid Alipay order later: back to Alipay's cashier for the same order
+    (same order number, so Alipay never takes two payments for it)."""
+    topup = selectors.topup_for_user(request.user, pk)
+    if not selectors.payable_now(topup):
+        messages.error(request, _("This order can no longer be paid. Start a new top-up."))
+        return redirect("topups:detail", pk=topup.pk)
+    try:
+        return redirect(_alipay_url(request, topup))
+    except ImproperlyConfigured:
+        logger.exception("Alipay is not configured")
+        messages.error(request, _("Alipay is not available right now."))
+        return redirect("topups:detail", pk=topup.pk)
 
 
 @login_required
@@ -104,7 +127,7 @@ def cancel(request, pk):
     except (ValidationError, PermissionDenied) as exc:
         messages.error(request, "; ".join(getattr(exc, "messages", [str(exc)])))
     else:
-        messages.success(request, "The order is cancelled.")
+        messages.success(request, _("The order is cancelled."))
     return redirect("topups:detail", pk=topup.pk)
 
 

@@ -49,7 +49,7 @@ def test_user_tops_up_through_the_sandbox_cashier_and_sees_the_balance(page, agr
     page.click("#cashier-pay")
     page.wait_for_selector("#topup-state")
     assert page.inner_text("#topup-state") == "Paid"
-    assert page.inner_text("#balance-available") == "88.80 CNY"
+    assert page.inner_text("#balance-available") == "¥88.80"
     topup = TopUp.objects.get()
     assert topup.state == "paid" and not topup.third_party
     assert topup.acceptance.version == agreement

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.selectors import agreement_in_force, approved_verification, current_acceptance
 from accounts.services import has_full_capacity
@@ -35,9 +36,21 @@ def amount_problems(amount, currency="CNY"):
     except ValidationError as exc:
         return [Problem(exc.code or "invalid_amount", exc.messages[0])]
     if money.amount < settings.TOPUP_MIN:
-        return [Problem("below_minimum", f"The minimum top-up is {settings.TOPUP_MIN:.2f} CNY.")]
+        return [
+            Problem(
+                "below_minimum",
+                _("The minimum top-up is %(amount)s CNY.")
+                % {"amount": f"{settings.TOPUP_MIN:.2f}"},
+            )
+        ]
     if money.amount > settings.TOPUP_MAX:
-        return [Problem("above_maximum", f"The maximum top-up is {settings.TOPUP_MAX:.2f} CNY.")]
+        return [
+            Problem(
+                "above_maximum",
+                _("The maximum top-up is %(amount)s CNY.")
+                % {"amount": f"{settings.TOPUP_MAX:.2f}"},
+            )
+        ]
     return []
 
 
@@ -52,34 +65,36 @@ def check_preconditions(user, *, amount=None, currency="CNY", at=None):
     verification = approved_verification(user)
     if verification is None:
         problems.append(
-            Problem("not_verified", "Complete real-name verification before topping up.")
+            Problem("not_verified", _("Complete real-name verification before topping up."))
         )
     elif not has_full_capacity(user, at=at):
         problems.append(
             Problem(
                 "no_capacity",
-                "Top-ups need full civil capacity: account holders under 18 cannot top up "
-                "unless staff have recorded the own-income exception.",
+                _(
+                    "Top-ups need full civil capacity: account holders under 18 cannot top up "
+                    "unless staff have recorded the own-income exception."
+                ),
             )
         )
     if not account.can_top_up:
         problems.append(
             Problem(
                 "standing",
-                f"This account is {account.get_standing_display().lower()} and cannot be "
-                "topped up.",
+                _("This account is %(standing)s and cannot be topped up.")
+                % {"standing": account.get_standing_display()},
             )
         )
     version = agreement_in_force(at)
     if version is None:
         problems.append(
-            Problem("no_agreement", "No service agreement is in force; top-ups are paused.")
+            Problem("no_agreement", _("No service agreement is in force; top-ups are paused."))
         )
     elif current_acceptance(user, at) is None:
         problems.append(
             Problem(
                 "agreement_not_accepted",
-                "Accept the service agreement in force to top up.",
+                _("Accept the service agreement in force to top up."),
             )
         )
     if amount is not None:
