@@ -600,7 +600,8 @@ def test_partly_paid_debt_then_waived_ends_only_what_is_left(ready_user, clerk, 
 
 
 def test_locked_account_cannot_file_refunds_but_top_ups_still_credit(ready_user, clerk, cs):
-    """R-DIS-1 / issue 11: a locked account cannot file a refund; its top-ups credit."""
+    """R-DIS-1 / issue 11: a locked account cannot file a refund or an invoice; its own
+    top-ups still credit."""
     from refunds.services.filing import submit_refund
     from tests.refunds.conftest import proof
 
@@ -609,6 +610,12 @@ def test_locked_account_cannot_file_refunds_but_top_ups_still_credit(ready_user,
     open_for([topup], cs, "30.00")
     with pytest.raises(ValidationError):
         submit_refund(ready_user, proofs=[proof()])
+    from invoices.services._common import refuse_standing
+
+    ready_user.balance_account.refresh_from_db()
+    with pytest.raises(ValidationError) as exc:
+        refuse_standing(ready_user.balance_account.standing)
+    assert exc.value.code == "standing"
     bank_topup(ready_user, "5.00", clerk)
     assert money(ready_user.balance_account)["cash"] == Decimal("55")
 
