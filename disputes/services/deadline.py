@@ -16,6 +16,7 @@ from django.db import connection, transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
+from accounts.models import Standing
 from accounts.selectors import lock_standings
 from billing.services import dispute_funds
 from core.workflow import apply_transition
@@ -50,6 +51,9 @@ def refund_at_deadline(dispute, *, now=None):
             .get(pk=dispute.pk)
         )
         if locked.state != DisputeState.OPEN or locked.deadline_at >= now:
+            return None
+        if locked.account.standing == Standing.FROZEN:
+            # an authority's freeze: no money leaves the balance; refunded once it lifts
             return None
         lines = list(locked.topups.select_related("topup").order_by("id"))
         result = dispute_funds.refund_dispute(
@@ -98,7 +102,19 @@ def refund_due_disputes(now=None, limit=100) -> int:
     )
     done = 0
     for pk in ids:
-        moved = refund_at_deadline(Dispute(pk=pk), now=now)
+        try:
+            moved = refund_at_deadline(Dispute(pk=pk), now=now)
+        except Exception as exc:  # noqa: BLE001 - one bad case must not stop the batch
+            logger.exception("dispute %s: deadline refund failed", pk)
+            from ops.services import raise_alert
+
+            raise_alert(
+                "dispute_deadline_failed",
+                f"Dispute #{pk}: the deadline refund failed ({type(exc).__name__})",
+                {"dispute": pk},
+                key=f"dispute-deadline:{pk}",
+            )
+            continue
         if moved is None:
             continue
         done += 1
@@ -107,7 +123,7 @@ def refund_due_disputes(now=None, limit=100) -> int:
                 send_payout(payout)
             except Exception:  # noqa: BLE001 - the settle job tries again
                 logger.exception("dispute payout %s not sent", payout)
-    return len(ids) if ids else done
+    return done
 
 
 # --- debts ----------------------------------------------------------------------------------

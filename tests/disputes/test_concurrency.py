@@ -70,7 +70,7 @@ def test_many_disputes_and_four_workers(ready_user, clerk, cs):
     results, errors = run_threads(4, lambda i: run_deadline(at))
     assert not errors, errors
     assert _refunds() == 3
-    assert sum(results) >= 3
+    assert sum(results) == 3  # each dispute moved by exactly one worker
     assert RightsHolderPayout.objects.count() == 3
     assert set(Dispute.objects.values_list("state", flat=True)) == {DisputeState.SETTLED}
     assert_books_balance()

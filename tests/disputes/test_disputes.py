@@ -715,6 +715,28 @@ def test_freeze_lifted_during_a_dispute_leaves_the_account_locked(ready_user, cl
     assert account.standing == Standing.ACTIVE
 
 
+def test_no_deadline_refund_while_an_authority_freeze_holds(ready_user, clerk, cs):
+    """R-DIS-3 / R-ACC-8: at the deadline of a frozen account no money leaves; the refund
+    happens at the first run after the freeze is lifted (the account is then locked)."""
+    from tests.factories import StaffFactory, grant
+
+    officer = grant(StaffFactory(), "accounts.freeze_balanceaccount")
+    account = ready_user.balance_account
+    dispute = open_for([third_party_bank_topup(ready_user, "10.00", clerk)], cs, "10.00")
+    change_standing(
+        account, "freeze", actor=officer, reason="order", authority="Court", document_number="3"
+    )
+    at = after_deadline(dispute)
+    assert run_deadline(at) == 0
+    dispute.refresh_from_db()
+    assert dispute.state == DisputeState.OPEN and money(account)["cash"] == Decimal("10")
+    change_standing(account, "unfreeze", actor=officer, reason="lifted")
+    assert run_deadline(at) == 1
+    dispute.refresh_from_db()
+    account.refresh_from_db()
+    assert dispute.state == DisputeState.SETTLED and account.standing == Standing.ACTIVE
+
+
 def test_staff_lock_before_the_dispute_is_not_lifted_by_it(ready_user, clerk, cs):
     """R-DIS-5: an account a staff member had locked before the dispute stays locked when
     the dispute ends (the dispute unlocks only what it locked)."""
