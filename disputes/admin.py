@@ -417,6 +417,10 @@ class DisputeDebtAdmin(_DisputeAdminBase):
     def get_queryset(self, request):
         return super().get_queryset(request).filter(state__in=DEBT_STATES)
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # one case page, with the buttons of Dispute's transition map
+        return redirect("admin:disputes_dispute_change", object_id)
+
 
 @admin.register(RightsHolderPayout)
 class RightsHolderPayoutAdmin(WorkflowAdminMixin, admin.ModelAdmin):

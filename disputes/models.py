@@ -177,7 +177,7 @@ class Dispute(ConcurrentTransitionMixin, models.Model):
         )
         if end is None:
             return None
-        return (end - now).days
+        return max(0, (end - now).days)
 
     # --- workflow. Services run these through core.workflow.apply_transition.
 

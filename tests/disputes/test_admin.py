@@ -138,6 +138,10 @@ def test_debt_queue_proof_waiver_and_bank_transfer(client, ready_user, clerk, cs
     client.force_login(cs)
     queue = client.get("/admin/disputes/disputedebt/").content.decode()
     assert f"/admin/disputes/disputedebt/{dispute.pk}/change/" in queue
+    response = client.get(f"/admin/disputes/disputedebt/{dispute.pk}/change/")
+    assert response.status_code == 302 and response["Location"].endswith(
+        f"{BASE}{dispute.pk}/change/"
+    )
     response = client.post(
         f"{BASE}{dispute.pk}/transition/waive_debt/", {"reason": "by phone"}, follow=True
     )
