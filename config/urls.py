@@ -2,10 +2,21 @@ from django.contrib import admin
 from django.urls import include, path
 
 from config.views import home, switch_language
+from config.workbench import workbench_context
 
 admin.site.site_header = "Balance operations"
 admin.site.site_title = "Balance operations"
 admin.site.index_title = "Cases and accounts"
+admin.site.index_template = "admin/workbench_index.html"
+_plain_admin_index = admin.site.index
+
+
+def _workbench_index(request, extra_context=None):
+    """The admin home with the workbench: every queue's size and age, linked."""
+    return _plain_admin_index(request, {**workbench_context(request), **(extra_context or {})})
+
+
+admin.site.index = _workbench_index
 
 urlpatterns = [
     path("admin/", admin.site.urls),
