@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from config.customer import customer_urls
 from config.views import home, switch_language
 from config.workbench import workbench_context
 
@@ -17,6 +18,8 @@ def _workbench_index(request, extra_context=None):
 
 
 admin.site.index = _workbench_index
+_plain_admin_urls = admin.site.get_urls
+admin.site.get_urls = lambda: customer_urls() + _plain_admin_urls()  # the 360° customer page
 
 urlpatterns = [
     path("admin/", admin.site.urls),
