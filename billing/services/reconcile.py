@@ -28,6 +28,14 @@ class Drift:
     def __str__(self):
         if self.what.startswith("dangling"):
             return f"{self.what} #{self.object_id}: refers to a row that does not exist"
+        if self.what == "usage_without_charge":
+            return f"usage transaction #{self.object_id} has no charge row (request id lost)"
+        if self.what == "charge_vs_postings":
+            return (
+                f"charge #{self.object_id} (account {self.account_id}): amount "
+                f"{from_micro(self.cached).amount} but its postings take "
+                f"{from_micro(self.ledger).amount}, or its split differs from them"
+            )
         if self.what == "transaction":
             total = from_micro(self.ledger).amount
             return f"transaction #{self.object_id}: {self.cached} postings summing to {total}"
@@ -123,6 +131,71 @@ SELECT t.id FROM billing_ledgertransaction t
  LIMIT 1000
 """
 
+# Cross-checks between tables (issue 13): an account's cash bucket is the sum of its lots'
+# remaining money, its trial and discount buckets the sum of those grants' remaining money;
+# every charge's split is exactly its transaction's postings; no usage transaction lost
+# its charge row (the request id that would make a replay safe).
+_BUCKET_VS_PARTS = """
+SELECT la.id, la.owner_id, la.balance_micro, COALESCE(x.s, 0)
+  FROM billing_ledgeraccount la
+  LEFT JOIN (SELECT account_id, {kind_col} AS kind, SUM(remaining_micro) AS s
+               FROM {table} WHERE {pfilter} GROUP BY {group}) x
+         ON x.account_id = la.owner_id AND x.kind = la.kind
+ WHERE la.kind IN ({kinds}) AND {filter} AND la.balance_micro <> COALESCE(x.s, 0)
+"""
+_CHARGE_VS_POSTINGS = """
+SELECT c.id, c.account_id, c.amount_micro,
+       -(COALESCE(p.t, 0) + COALESCE(p.d, 0) + COALESCE(p.c, 0) + COALESCE(p.a, 0))
+  FROM billing_charge c
+  LEFT JOIN (SELECT transaction_id,
+                    SUM(CASE WHEN bucket = 'trial' THEN amount_micro ELSE 0 END) AS t,
+                    SUM(CASE WHEN bucket = 'discount' THEN amount_micro ELSE 0 END) AS d,
+                    SUM(CASE WHEN bucket = 'cash' THEN amount_micro ELSE 0 END) AS c,
+                    SUM(CASE WHEN bucket = 'arrears' THEN amount_micro ELSE 0 END) AS a,
+                    SUM(CASE WHEN bucket = 'revenue' THEN amount_micro ELSE 0 END) AS r
+               FROM billing_posting
+              WHERE transaction_id IN (SELECT transaction_id FROM billing_charge c WHERE {filter})
+              GROUP BY transaction_id) p ON p.transaction_id = c.transaction_id
+ WHERE {filter} AND (
+       COALESCE(p.t, 0) <> -c.trial_micro OR COALESCE(p.d, 0) <> -c.discount_micro
+    OR COALESCE(p.c, 0) <> -c.cash_micro OR COALESCE(p.a, 0) <> -c.arrears_micro
+    OR COALESCE(p.r, 0) <> c.amount_micro
+    OR c.trial_micro + c.discount_micro + c.cash_micro + c.arrears_micro <> c.amount_micro)
+"""
+_USAGE_WITHOUT_CHARGE = """
+SELECT t.id FROM billing_ledgertransaction t
+  LEFT JOIN billing_charge c ON c.transaction_id = t.id
+ WHERE {filter} AND t.kind = 'usage' AND c.id IS NULL
+ LIMIT 1000
+"""
+
+
+def _cross_checks(report, *, account=None, lo=None, hi=None, table_range=None):
+    """The cross-table proofs, for one account or for an id range of each table."""
+    if account is not None:
+        args = [account, account]
+        owner, parts = "la.owner_id = %s", "account_id = %s"
+        charge, txn = "c.account_id = %s", "t.account_id = %s"
+        charge_args, txn_args = [account, account], [account]
+    else:
+        args = [lo, hi, lo, hi]
+        owner, parts = "la.owner_id BETWEEN %s AND %s", "account_id BETWEEN %s AND %s"
+        charge = txn = None
+    for table, kind_col, group, kinds, what in (
+        ("billing_lot", "'cash'", "account_id", "'cash'", "cash_vs_lots"),
+        ("billing_grant", "kind", "account_id, kind", "'trial', 'discount'", "grants_vs_bucket"),
+    ):
+        sql = _BUCKET_VS_PARTS.format(
+            table=table, kind_col=kind_col, group=group, kinds=kinds, pfilter=parts, filter=owner
+        )
+        for row in _run(sql, args):
+            report.drifts.append(Drift(what, row[0], row[1], row[2], row[3]))
+    if account is None:
+        return
+    for row in _run(_CHARGE_VS_POSTINGS.format(filter=charge), charge_args):
+        report.drifts.append(Drift("charge_vs_postings", row[0], row[1], row[2], row[3]))
+    _dangling(report, _USAGE_WITHOUT_CHARGE.format(filter=txn), "usage_without_charge", txn_args)
+
 
 def _dangling(report, sql, what, params):
     for (object_id,) in _run(sql, params):
@@ -152,6 +225,7 @@ def _check_account(report, account_id):
     sub = "p.transaction_id IN (SELECT id FROM billing_ledgertransaction WHERE account_id = %s)"
     _dangling(report, _DANGLING_POSTINGS.format(filter=sub), "dangling_posting", a)
     _dangling(report, _DANGLING_CHARGES.format(filter="c.account_id = %s"), "dangling_charge", a)
+    _cross_checks(report, account=account_id)
 
 
 def _lot_drifts(report, row):
@@ -216,6 +290,15 @@ def reconcile_all(batch_size: int = 200_000, *, alert: bool = False) -> Reconcil
     for lo, hi in _ranges("billing_ledgertransaction", batch_size):
         sql = _DANGLING_TXNS.format(filter=rng.format(col="t.id"))
         _dangling(report, sql, "dangling_transaction", [lo, hi])
+    for lo, hi in _ranges("accounts_balanceaccount", batch_size):
+        _cross_checks(report, lo=lo, hi=hi)
+    rng_c = "c.id BETWEEN %s AND %s"
+    for lo, hi in _ranges("billing_charge", batch_size):
+        for row in _run(_CHARGE_VS_POSTINGS.format(filter=rng_c), [lo, hi, lo, hi]):
+            report.drifts.append(Drift("charge_vs_postings", row[0], row[1], row[2], row[3]))
+    for lo, hi in _ranges("billing_ledgertransaction", batch_size):
+        sql = _USAGE_WITHOUT_CHARGE.format(filter=rng.format(col="t.id"))
+        _dangling(report, sql, "usage_without_charge", [lo, hi])
     report.postings_total_micro = int(
         _run("SELECT COALESCE(SUM(amount_micro), 0) FROM billing_posting", [])[0][0]
     )
