@@ -71,7 +71,11 @@ def _seed_agreement(user, context):
             state=AgreementState.PUBLISHED,
             published_at=now - timedelta(days=45),
         )
-    services.accept_agreement(user, in_force, ip="127.0.0.1")
+    # Staff may have published newer versions since the last run: the demo user accepts
+    # whichever version is in force now (accepting a superseded one is refused).
+    current = selectors.agreement_in_force() or in_force
+    if selectors.current_acceptance(user) is None:
+        services.accept_agreement(user, current, ip="127.0.0.1")
     if not AgreementVersion.objects.filter(version="2026.2").exists():
         AgreementVersion.objects.create(
             version="2026.2",

@@ -3,6 +3,21 @@
 # demo data. Starts web + Celery worker + beat; Ctrl-C stops all three.
 source "$(dirname "$0")/_venv.sh"
 PORT=${PORT:-8000}
+# Safe to stop and start again at any time: migrate and seed_demo are idempotent.
+# A busy port (an earlier run still up, another app) moves us to the next free one.
+while python - "$PORT" <<'PY'
+import socket, sys
+s = socket.socket()
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    sys.exit(0)  # busy
+sys.exit(1)
+PY
+do
+  echo "port ${PORT} is busy; trying $((PORT + 1))"
+  PORT=$((PORT + 1))
+done
 mkdir -p var/celery/broker var/celery/processed var/mail
 python manage.py migrate --noinput
 python manage.py seed_demo
@@ -17,7 +32,7 @@ celery -A config worker --beat --loglevel=INFO --pool=solo \
 pids+=($!)
 echo "Celery worker + beat started (log: var/celery/worker.log); scheduled jobs and their runs:"
 echo "  http://127.0.0.1:${PORT}/admin/ops/jobrun/  (schedules: /admin/django_celery_beat/periodictask/)"
-echo "Portal:  http://127.0.0.1:${PORT}/    Admin: http://127.0.0.1:${PORT}/admin/"
+echo "Portal serving on port ${PORT}:  http://127.0.0.1:${PORT}/    Admin: http://127.0.0.1:${PORT}/admin/"
 python manage.py runserver "127.0.0.1:${PORT}" --noreload &
 pids+=($!)
 wait -n "${pids[@]}"

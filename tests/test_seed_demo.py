@@ -27,3 +27,25 @@ def test_seed_demo_loads_twice_and_follows_the_rules(capsys):
     assert set(lots.values_list("pk", flat=True)) == set(
         TopUp.objects.filter(account=account, lot__isnull=False).values_list("lot_id", flat=True)
     )
+
+
+def test_seed_demo_runs_again_after_a_new_agreement_took_effect(capsys):
+    """README run command can be stopped and started whatever staff did in between: here
+    a newer agreement version was published and has taken effect (R-ACC-7)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from accounts.models import AgreementAcceptance, AgreementState, AgreementVersion
+    from accounts.selectors import agreement_in_force
+
+    call_command("seed_demo")
+    AgreementVersion.objects.filter(version="2026.2").update(
+        state=AgreementState.PUBLISHED,
+        published_at=timezone.now() - timedelta(days=1),
+        effective_at=timezone.now() - timedelta(minutes=1),
+    )
+    assert agreement_in_force().version == "2026.2"
+    call_command("seed_demo")  # used to fail: the demo user re-accepted a superseded version
+    user = User.objects.get(email="user@demo.local")
+    assert AgreementAcceptance.objects.filter(user=user, version__version="2026.2").exists()
