@@ -136,6 +136,11 @@ def test_rotation_retires_the_old_keys_end_to_end(ready_user, settings, tmp_path
     assert new_hash != old_award_hash
     assert v.identity_hash == new_hash
     assert TrialAward.objects.get(account__user=customer).identity_hash == new_hash
+    # no ledger key carries an identity hash that would outlive the rotation
+    from billing.models import Grant, LedgerTransaction
+
+    assert not Grant.objects.filter(idempotency_key__contains=old_award_hash).exists()
+    assert not LedgerTransaction.objects.filter(idempotency_key__contains=old_award_hash).exists()
     settings.IDENTITY_MAX_ACCOUNTS = 1
     with pytest.raises(ValidationError) as err:
         _individual(UserFactory(), number=NUMBER)

@@ -77,7 +77,9 @@ def award_trial(verification, *, at=None):
         Money(trial.amount.amount, "CNY"),
         kind="trial",
         expires_at=at + timedelta(days=trial.validity_days),
-        idempotency_key=f"trial:{identity_hash}",
+        # keyed by the award, not the identity hash: ledger keys never change, and an
+        # identity hash kept there would outlive the key rotation (R-ACC-5)
+        idempotency_key=f"trial-award:{award.pk}",
         memo="Trial funds",
     )
     award.grant = grant
