@@ -10,7 +10,7 @@ from accounts.selectors import agreement_in_force
 from .models import Promotion, TopUp
 from .services.orders import start_topup
 from .services.preconditions import check_preconditions
-from .services.remittances import confirm_remittance
+from .services.remittances import confirm_remittance, record_manual_topup
 from .services.trials import approve_verification
 
 
@@ -66,3 +66,21 @@ def seed(context):
         f"Top-ups: bank transfer {pending.remittance_reference} (120.00 CNY) awaits finance "
         "confirmation in admin → Top-ups."
     )
+    # Four eyes (R-ADM-4): a payment received at the counter, recorded by one finance
+    # approver, waits for the other to approve it before it is credited.
+    finance2 = users.get("finance approver 2")
+    if finance2 is not None:
+        manual = record_manual_topup(
+            user,
+            "88.00",
+            actor=finance,
+            payer_name="",
+            payer_account="counter receipt 0001",
+            reference="DEMO-COUNTER-0001",
+            reason="demo: paid at the counter",
+        )
+        context["notes"].append(
+            f"Top-ups: manual payment {manual.out_trade_no} (88.00 CNY) recorded by "
+            f"{finance.email} awaits a second approver: log in as {finance2.email} and "
+            "approve it in admin → Top-ups (four eyes)."
+        )
