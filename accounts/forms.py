@@ -1,20 +1,26 @@
 from django import forms
 from django.contrib.auth.password_validation import validate_password
+from django.utils.translation import gettext_lazy as _
 
 from .models import User
 
 
 class SignUpForm(forms.Form):
-    email = forms.EmailField(max_length=254)  # the column's length: longer is a form error
+    email = forms.EmailField(
+        label=_("Email"), max_length=254
+    )  # the column's length: longer is a form error
     phone = forms.RegexField(
-        regex=r"^\+?\d{6,20}$", required=False, error_messages={"invalid": "Digits only."}
+        regex=r"^\+?\d{6,20}$",
+        required=False,
+        label=_("Mobile phone (optional)"),
+        error_messages={"invalid": _("Digits only.")},
     )
-    password = forms.CharField(widget=forms.PasswordInput, min_length=8)
+    password = forms.CharField(label=_("Password"), widget=forms.PasswordInput, min_length=8)
 
     def clean_email(self):
         email = self.cleaned_data["email"].lower()
         if User.objects.filter(email__iexact=email).exists():
-            raise forms.ValidationError("An account with this email already exists.")
+            raise forms.ValidationError(_("An account with this email already exists."))
         return email
 
     def clean(self):
@@ -31,28 +37,34 @@ class SignUpForm(forms.Form):
 
 
 class IndividualVerificationForm(forms.Form):
-    legal_name = forms.CharField(max_length=100, label="Legal name (as on your ID card)")
-    id_number = forms.CharField(max_length=30, label="Resident ID number")
+    legal_name = forms.CharField(max_length=100, label=_("Legal name (as on your ID card)"))
+    id_number = forms.CharField(max_length=30, label=_("Resident ID number"))
     phone = forms.RegexField(
-        regex=r"^\+?\d{6,20}$", label="Mobile phone", error_messages={"invalid": "Digits only."}
+        regex=r"^\+?\d{6,20}$",
+        label=_("Mobile phone"),
+        error_messages={"invalid": _("Digits only.")},
     )
 
 
 class EnterpriseVerificationForm(forms.Form):
-    company_name = forms.CharField(max_length=200)
-    credit_code = forms.CharField(max_length=30, label="Unified social credit code")
-    legal_representative = forms.CharField(max_length=100)
+    company_name = forms.CharField(label=_("Company name"), max_length=200)
+    credit_code = forms.CharField(max_length=30, label=_("Unified social credit code"))
+    legal_representative = forms.CharField(label=_("Legal representative"), max_length=100)
     phone = forms.RegexField(
-        regex=r"^\+?\d{6,20}$", label="Contact phone", error_messages={"invalid": "Digits only."}
+        regex=r"^\+?\d{6,20}$",
+        label=_("Contact phone"),
+        error_messages={"invalid": _("Digits only.")},
     )
     licence_file = forms.FileField(
-        label="Business licence (PDF, JPEG or PNG)",
+        label=_("Business licence (PDF, JPEG or PNG)"),
         widget=forms.ClearableFileInput(attrs={"accept": ".pdf,.jpg,.jpeg,.png"}),
     )
 
 
 class ApiKeyForm(forms.Form):
-    name = forms.CharField(max_length=100, help_text="A label to tell your keys apart.")
+    name = forms.CharField(
+        label=_("Name"), max_length=100, help_text=_("A label to tell your keys apart.")
+    )
 
 
 class CapacityExceptionForm(forms.Form):

@@ -1,11 +1,14 @@
 from io import BytesIO
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import translation
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from . import selectors, services
@@ -25,9 +28,11 @@ def signup(request):
             email=form.cleaned_data["email"],
             password=form.cleaned_data["password"],
             phone=form.cleaned_data.get("phone", ""),
+            # the language the sign-up page was shown in: notices follow it (R-ADM-6)
+            language=translation.get_language_from_request(request) or settings.LANGUAGE_CODE,
         )
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        messages.success(request, "Welcome! Your balance account is open.")
+        messages.success(request, _("Welcome! Your balance account is open."))
         return redirect("accounts:dashboard")
     return render(request, "accounts/signup.html", {"form": form})
 
@@ -90,7 +95,7 @@ def verification_submit(request, kind):
         except ValidationError as exc:
             _add_errors(form, exc)
         else:
-            messages.success(request, "Submitted. We will review it and let you know.")
+            messages.success(request, _("Submitted. We will review it and let you know."))
             return redirect("accounts:verification")
     return render(
         request,
@@ -127,7 +132,10 @@ def api_key_revoke(request, pk):
     except ValidationError as exc:
         messages.error(request, "; ".join(exc.messages))
     else:
-        messages.success(request, f"Key {key.prefix}… revoked; calls with it are now refused.")
+        messages.success(
+            request,
+            _("Key %(prefix)s… revoked; calls with it are now refused.") % {"prefix": key.prefix},
+        )
     return redirect("accounts:api_keys")
 
 
@@ -153,7 +161,9 @@ def agreement_accept(request, pk):
     except ValidationError as exc:
         messages.error(request, "; ".join(exc.messages))
     else:
-        messages.success(request, f"You accepted version {version.version}.")
+        messages.success(
+            request, _("You accepted version %(number)s.") % {"number": version.version}
+        )
     return redirect("accounts:agreement")
 
 

@@ -54,3 +54,28 @@ def test_every_user_page_offers_the_switcher(client, user):
     for name in ("accounts:dashboard", "billing:balance", "topups:start", "notices:list"):
         page = client.get(reverse(name), HTTP_ACCEPT_LANGUAGE="en").content.decode()
         assert 'id="language-switcher"' in page and "简体中文" in page, name
+
+
+def test_signing_up_in_chinese_keeps_chinese_for_pages_and_notices(client):
+    """R-ADM-6: the language of the sign-up page is saved for the new user."""
+    from accounts.models import User
+
+    response = client.post(
+        reverse("accounts:signup"),
+        {"email": "xin@example.com", "password": "Qx7!vB9#kLm2"},
+        HTTP_ACCEPT_LANGUAGE="zh-CN,zh;q=0.9",
+    )
+    assert response.status_code == 302
+    assert User.objects.get(email="xin@example.com").language == "zh-hans"
+    page = client.get(reverse("home"), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert '<html lang="zh-hans">' in page and "欢迎" in page
+
+
+def test_form_labels_and_errors_are_chinese(client):
+    """R-ADM-6: form labels and validation messages reach a Chinese visitor in Chinese."""
+    page = client.post(
+        reverse("accounts:signup"),
+        {"email": "not-an-email", "password": "x"},
+        HTTP_ACCEPT_LANGUAGE="zh-hans",
+    ).content.decode()
+    assert "邮箱" in page and "密码" in page
