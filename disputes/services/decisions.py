@@ -13,7 +13,7 @@ from django.utils.translation import gettext as _
 from billing.services import dispute_funds
 from core.workflow import WorkflowError, apply_transition, transition_map
 
-from ..models import DEBT_STATES, Dispute, FileKind
+from ..models import DEBT_STATES, Dispute, DisputeDebt, FileKind
 from ._common import lock_dispute, money_text, release, tell
 
 
@@ -132,16 +132,16 @@ def record_direct_repayment(dispute, *, actor, reason="", **form_data):
     )
 
 
-transition_map(
-    Dispute,
-    {
-        "accept_evidence": accept_evidence,
-        "reject_evidence": reject_evidence,
-        "withdraw": withdraw,
-        "waive_debt": waive_debt,
-        "record_direct_repayment": record_direct_repayment,
-    },
-)
+DISPUTE_SERVICES = {
+    "accept_evidence": accept_evidence,
+    "reject_evidence": reject_evidence,
+    "withdraw": withdraw,
+    "waive_debt": waive_debt,
+    "record_direct_repayment": record_direct_repayment,
+}
+transition_map(Dispute, DISPUTE_SERVICES)
+# the debt queue's proxy: the same cases, the same services
+transition_map(DisputeDebt, DISPUTE_SERVICES)
 
 __all__ = [
     "accept_evidence",
