@@ -21,7 +21,7 @@ FRESH_SECRET_SESSION_KEY = "accounts.fresh_api_key"
 @require_http_methods(["GET", "POST"])
 def signup(request):
     if request.user.is_authenticated:
-        return redirect("accounts:dashboard")
+        return redirect("home")
     form = SignUpForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = services.register_user(
@@ -33,18 +33,8 @@ def signup(request):
         )
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         messages.success(request, _("Welcome! Your balance account is open."))
-        return redirect("accounts:dashboard")
+        return redirect("home")
     return render(request, "accounts/signup.html", {"form": form})
-
-
-@login_required
-def dashboard(request):
-    account = request.user.balance_account
-    return render(
-        request,
-        "accounts/dashboard.html",
-        {"account": account, "verification": selectors.latest_verification(request.user)},
-    )
 
 
 def _add_errors(form, exc):

@@ -24,7 +24,7 @@ admin.site.get_urls = lambda: customer_urls() + _plain_admin_urls()  # the 360°
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("language/", switch_language, name="switch_language"),
-    # the home page reads every app, so the project serves it (accounts:dashboard is "/" too)
+    # the home page reads every app, so the project serves it
     path("", home, name="home"),
     path("", include("accounts.urls")),
     path("billing/", include("billing.urls")),

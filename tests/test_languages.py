@@ -51,7 +51,7 @@ def test_the_switcher_never_redirects_off_site(client):
 def test_every_user_page_offers_the_switcher(client, user):
     """R-ADM-6: the switcher is on every page (it lives in the base template)."""
     client.force_login(user)
-    for name in ("accounts:dashboard", "billing:balance", "topups:start", "notices:list"):
+    for name in ("home", "billing:balance", "topups:start", "notices:list"):
         page = client.get(reverse(name), HTTP_ACCEPT_LANGUAGE="en").content.decode()
         assert 'id="language-switcher"' in page and "简体中文" in page, name
 
