@@ -15,6 +15,7 @@ import re
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpRequest, JsonResponse
@@ -90,8 +91,58 @@ def _token_ok(given: str | None) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
+# Token failures are counted per client address in the cache: past
+# GATEWAY_AUTH_FAILURE_LIMIT a minute, that address gets 429 without its token even being
+# compared (no guessing), and staff get one alert per address and window.
+def _client(request) -> str:
+    return request.META.get("REMOTE_ADDR", "") or "-"
+
+
+def _failures_key(request) -> str:
+    return f"gateway-auth-failures:{_client(request)}"
+
+
+def _throttled(request) -> bool:
+    limit = int(getattr(settings, "GATEWAY_AUTH_FAILURE_LIMIT", 20))
+    return cache.get(_failures_key(request), 0) >= limit
+
+
+def _count_failure(request) -> int:
+    key = _failures_key(request)
+    window = int(getattr(settings, "GATEWAY_AUTH_WINDOW_SECONDS", 60))
+    cache.add(key, 0, timeout=window)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, timeout=window)
+        count = 1
+    try:
+        from ops.metrics import GATEWAY_AUTH_FAILURES
+
+        GATEWAY_AUTH_FAILURES.inc()
+    except ImportError:  # pragma: no cover
+        pass
+    if count == int(getattr(settings, "GATEWAY_AUTH_FAILURE_LIMIT", 20)):
+        from ops.services import raise_alert
+
+        raise_alert(
+            "gateway_auth_failures",
+            f"{count} gateway calls with a missing or wrong service token from "
+            f"{_client(request)} within {window} s; that address is refused for now.",
+            {"address": _client(request), "failures": count},
+            key=f"gateway-auth:{_client(request)}",
+        )
+    return count
+
+
+class _Throttled(Exception):
+    pass
+
+
 class _BearerToken(HttpBearer):
     def authenticate(self, request, token):
+        if _throttled(request):
+            raise _Throttled()
         return "gateway" if _token_ok(token) else None
 
 
@@ -99,6 +150,8 @@ class _HeaderToken(APIKeyHeader):
     param_name = "X-Service-Token"
 
     def authenticate(self, request, key):
+        if _throttled(request):
+            raise _Throttled()
         return "gateway" if _token_ok(key) else None
 
 
@@ -130,7 +183,19 @@ def _error(request, status, code, message):
 
 @api.exception_handler(AuthenticationError)
 def _unauthorized(request, exc):
+    if _throttled(request):
+        return _too_many(request, exc)
+    _count_failure(request)
     return _error(request, 401, "unauthorized", "A valid service token is required.")
+
+
+@api.exception_handler(_Throttled)
+def _too_many(request, exc):
+    response = _error(
+        request, 429, "too_many_auth_failures", "Too many calls with a wrong token; wait."
+    )
+    response["Retry-After"] = str(int(getattr(settings, "GATEWAY_AUTH_WINDOW_SECONDS", 60)))
+    return response
 
 
 @api.exception_handler(RequestDataTooBig)

@@ -7,6 +7,7 @@ cookies, HSTS, mandatory secrets). Everything else reads one variable each.
 import base64
 import hashlib
 import os
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -83,6 +84,7 @@ INSTALLED_APPS = [
     "djmoney",
     "django_fsm",
     "django_celery_beat",
+    "axes",  # login throttling and lockout
     "ninja",  # the gateway docs page uses django-ninja's bundled Swagger assets, no CDN
     # project apps, bottom layer first (README "Layout")
     "core",
@@ -108,6 +110,7 @@ MIDDLEWARE = [
     "core.middleware.UserLanguageMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: answers 429 to a locked-out login
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -143,6 +146,19 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = [
+    "accounts.throttling.ThrottledLoginBackend",  # django-axes: first, refuses locked-out logins
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Login throttling (django-axes), users and staff alike: five failures for one login name
+# from one address lock that pair out for AXES_COOLOFF_MINUTES; a success resets the count.
+AXES_FAILURE_LIMIT = int(env("AXES_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=int(env("AXES_COOLOFF_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_USERNAME_FORM_FIELD = "username"
+AXES_SENSITIVE_PARAMETERS = ["username", "password"]
+AXES_VERBOSE = False
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "accounts:login"
@@ -346,6 +362,9 @@ if PRODUCTION:
     _problem = _checks.token_problem(GATEWAY_SERVICE_TOKEN)
     if _problem:
         raise ImproperlyConfigured(_problem)
+# Gateway token failures per client address and window before it gets 429 (and an alert).
+GATEWAY_AUTH_FAILURE_LIMIT = int(env("GATEWAY_AUTH_FAILURE_LIMIT", "20"))
+GATEWAY_AUTH_WINDOW_SECONDS = int(env("GATEWAY_AUTH_WINDOW_SECONDS", "60"))
 # Gateway docs and schema: open in development, service token or staff login in production.
 GATEWAY_DOCS_PUBLIC = env_bool("GATEWAY_DOCS_PUBLIC", not PRODUCTION)
 if CELERY_BROKER_URL == "filesystem://":

@@ -13,6 +13,22 @@ def _sync_jobs(sender, using="default", **kwargs):
     sync_periodic_tasks()
 
 
+def _login_locked_out(sender, request=None, username=None, ip_address=None, **kwargs):
+    """django-axes locked a login out: staff see it on the alert board (the address and a
+    masked login name only)."""
+    from .services import raise_alert
+
+    name = username or ""
+    local, _, domain = name.partition("@")
+    masked = f"{local[:2]}***@{domain}" if domain else f"{name[:2]}***"
+    raise_alert(
+        "login_lockout",
+        f"Logins for {masked} from {ip_address} locked out after repeated failures.",
+        {"ip_address": ip_address, "login": masked},
+        key=f"login-lockout:{ip_address}:{masked}"[:200],
+    )
+
+
 class OpsConfig(AppConfig):
     name = "ops"
     verbose_name = "Operations (jobs and alerts)"
@@ -26,3 +42,8 @@ class OpsConfig(AppConfig):
 
         tasks.register_all()
         post_migrate.connect(_sync_jobs, sender=self, dispatch_uid="ops.sync_jobs")
+        try:
+            from axes.signals import user_locked_out
+        except ImportError:  # pragma: no cover - axes is in requirements.txt
+            return
+        user_locked_out.connect(_login_locked_out, dispatch_uid="ops.login_locked_out")
