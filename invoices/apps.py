@@ -6,3 +6,14 @@ class InvoicesConfig(AppConfig):
 
     name = "invoices"
     verbose_name = "Invoices"
+
+    def ready(self):
+        # The issued invoice travels with its email once notices take attachments (a
+        # hook notices does not have yet: until then the email links to the download).
+        from notices import services as notice_services
+
+        register = getattr(notice_services, "register_attachment_provider", None)
+        if register is not None:
+            from .services.issuing import notice_attachments
+
+            register("invoice_issued", notice_attachments)

@@ -13,7 +13,7 @@ import hashlib
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -101,6 +101,17 @@ def issue_invoice(
             _("A fully digital invoice number has 20 digits."), code="invoice_number"
         )
     issued_on = _issue_date(issued_on, fields)
+    try:
+        return _issue(request, actor, reason, number, issued_on, fields, contents)
+    except IntegrityError:  # the same number recorded at the same moment on another request
+        raise ValidationError(
+            _("Invoice number %(number)s is already recorded on another request.")
+            % {"number": number},
+            code="number_taken",
+        )
+
+
+def _issue(request, actor, reason, number, issued_on, fields, contents):
     with transaction.atomic():
         if InvoiceRequest.objects.filter(invoice_number=number).exclude(pk=request.pk).exists():
             raise ValidationError(
@@ -183,6 +194,23 @@ def read_invoice_file(item: InvoiceFile, *, actor):
         raise PermissionDenied("This request has no issued invoice.")
     data = item.file.storage.open_plain(item.file.name)
     return data, item.content_type, item.download_name
+
+
+def notice_attachments(notice) -> list:
+    """The issued invoice's files for the email of an `invoice_issued` notice, as
+    (file name, bytes, content type), PDF first: what the notice's email should carry
+    (R-INV-4). Registered with notices when it takes attachments (invoices/apps.py)."""
+    request_id = (notice.context or {}).get("request")
+    files = InvoiceFile.objects.filter(
+        request_id=request_id,
+        request__account__user_id=notice.user_id,
+        request__state=InvoiceState.ISSUED,
+    ).select_related("request")
+    order = {FileKind.PDF: 0, FileKind.OFD: 1, FileKind.XML: 2}
+    return [
+        (item.download_name, item.file.storage.open_plain(item.file.name), item.content_type)
+        for item in sorted(files, key=lambda f: order.get(f.kind, 9))
+    ]
 
 
 transition_map(

@@ -330,3 +330,22 @@ def test_the_same_xml_bytes_give_the_same_fields_with_namespaces():
     """R-INV-4: namespaced XML reads the same (element names, namespaces ignored)."""
     data = invoice_xml().replace(b"<EInvoice>", b'<EInvoice xmlns="urn:example:einvoice">')
     assert parse_invoice_xml(data)["invoice_number"] == "26110000000000000001"
+
+
+@pytest.mark.django_db
+def test_the_issued_notice_carries_the_invoice_files_r_inv_4(request_, finance, person):
+    """R-INV-4: the files an `invoice_issued` email is to carry: the owner's issued
+    invoice, PDF first (notices attach them once they take attachments)."""
+    from invoices.services.issuing import notice_attachments
+
+    xml = xml_for(request_, number="26110000000000000600")
+    issue_invoice(request_, actor=finance, xml=xml, pdf=pdf())
+    notice = Notice.objects.get(user=person, kind="invoice_issued")
+    files = notice_attachments(notice)
+    assert [(name, ctype) for name, _data, ctype in files] == [
+        ("invoice-26110000000000000600.pdf", "application/pdf"),
+        ("invoice-26110000000000000600.xml", "application/xml"),
+    ]
+    assert files[0][1] == SAMPLE_PDF
+    notice.user_id = UserFactory(phone="").pk  # another user's notice carries nothing
+    assert notice_attachments(notice) == []
