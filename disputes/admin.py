@@ -32,10 +32,11 @@ from .models import (
     DisputeDebt,
     DisputedTopUp,
     DisputeFile,
+    FileKind,
     ReportedVia,
     RightsHolderPayout,
 )
-from .services.opening import FILE_PERM, add_debt_proof, open_dispute, read_file
+from .services.opening import FILE_PERM, add_debt_proof, add_evidence, open_dispute, read_file
 
 
 def _money(micro):
@@ -150,7 +151,12 @@ class OpenDisputeForm(forms.Form):
 
 
 class ProofForm(forms.Form):
-    file = forms.FileField(help_text="PDF, JPEG or PNG: the waiver or the repayment receipt")
+    kind = forms.ChoiceField(
+        choices=FileKind.choices,
+        help_text="Evidence of consent received for the user (open dispute), or the proof "
+        "of a waiver or direct repayment (debt)",
+    )
+    file = forms.FileField(help_text="PDF, JPEG or PNG")
     note = forms.CharField(max_length=500, required=False)
 
 
@@ -285,12 +291,13 @@ class _DisputeAdminBase(WorkflowAdminMixin, admin.ModelAdmin):
             or "—"
         )
 
-    @admin.display(description="Debt proof")
+    @admin.display(description="Attach a file")
     def proof_link(self, obj):
-        if obj.state not in DEBT_STATES:
+        if not obj.is_holding:
             return "—"
         url = reverse("admin:disputes_dispute_proof", args=[obj.pk])
-        return format_html('<a href="{}">Attach the proof of a waiver or repayment</a>', url)
+        what = "evidence received for the user" if obj.state == "open" else "proof of a waiver"
+        return format_html('<a href="{}">Attach {} (encrypted)</a>', url, what)
 
     def get_urls(self):
         wrap = self.admin_site.admin_view
@@ -337,11 +344,16 @@ class _DisputeAdminBase(WorkflowAdminMixin, admin.ModelAdmin):
         return TemplateResponse(request, "admin/disputes/form.html", context)
 
     def proof_view(self, request, pk):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         dispute = get_object_or_404(Dispute, pk=pk)
         form = ProofForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
+            attach = (
+                add_evidence if form.cleaned_data["kind"] == FileKind.EVIDENCE else add_debt_proof
+            )
             try:
-                add_debt_proof(
+                attach(
                     dispute,
                     form.cleaned_data["file"],
                     actor=request.user,
@@ -351,11 +363,11 @@ class _DisputeAdminBase(WorkflowAdminMixin, admin.ModelAdmin):
                 for message in getattr(exc, "messages", [str(exc)]):
                     form.add_error(None, message)
             else:
-                self.message_user(request, "Proof attached; now record the waiver or repayment.")
+                self.message_user(request, "File attached (encrypted).")
                 return redirect("admin:disputes_dispute_change", dispute.pk)
         context = {
             **self.admin_site.each_context(request),
-            "title": f"Proof for the debt of dispute #{dispute.pk}",
+            "title": f"Attach a file to dispute #{dispute.pk}",
             "form": form,
             "opts": self.model._meta,
             "multipart": True,

@@ -146,7 +146,15 @@ def test_debt_queue_proof_waiver_and_bank_transfer(client, ready_user, clerk, cs
         f"{BASE}{dispute.pk}/transition/waive_debt/", {"reason": "by phone"}, follow=True
     )
     assert "Attach the proof" in response.content.decode()
-    client.post(f"{BASE}{dispute.pk}/proof/", {"file": evidence("waiver.pdf"), "note": "signed"})
+    response = client.post(  # evidence of consent on a debt: wrong state, nothing stored
+        f"{BASE}{dispute.pk}/proof/", {"kind": "evidence", "file": evidence("late.pdf")}
+    )
+    assert "only be added while the dispute is open" in response.content.decode()
+    assert not dispute.files.exists()
+    client.post(
+        f"{BASE}{dispute.pk}/proof/",
+        {"kind": "debt_proof", "file": evidence("waiver.pdf"), "note": "signed"},
+    )
     client.post(f"{BASE}{dispute.pk}/transition/waive_debt/", {"reason": "signed waiver"})
     dispute.refresh_from_db()
     assert dispute.state == DisputeState.SETTLED
