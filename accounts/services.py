@@ -69,6 +69,7 @@ def change_standing(account, transition_name, *, actor=None, reason="", **kwargs
         raise WorkflowError(
             f"Unknown standing transition {transition_name!r}.", code="unknown_transition"
         )
+    refuse_own_case(account.user_id, actor, "change the standing of an account")
     with transaction.atomic():
         account = apply_transition(account, transition_name, actor=actor, reason=reason, **kwargs)
         stamp = account.standing_changed_at or timezone.now()
@@ -151,6 +152,8 @@ def change_api_key_state(key, transition_name, *, actor=None, reason="", **kwarg
     """Platform lock / unlock of a key (R-ACC-6, §5.2); permission accounts.lock_apikey."""
     if transition_name not in API_KEY_STAFF_TRANSITIONS:
         raise WorkflowError(f"Unknown key transition {transition_name!r}.", code="unknown")
+    owner = ApiKey.objects.filter(pk=key.pk).values_list("account__user_id", flat=True).first()
+    refuse_own_case(owner, actor, "lock or unlock an API key")
     return apply_transition(key, transition_name, actor=actor, reason=reason)
 
 
@@ -398,6 +401,7 @@ def record_capacity_exception(verification, *, actor, note, evidence_file, today
         raise ValidationError("Describe the evidence of own income.", code="required")
     if evidence_file is None:
         raise ValidationError("Attach the evidence of own income.", code="required")
+    refuse_own_case(verification.user_id, actor, "record a capacity exception")
     ext = validate_upload(evidence_file)
     with transaction.atomic():
         verification = Verification.objects.select_for_update().get(pk=verification.pk)

@@ -139,3 +139,61 @@ def test_staff_cannot_review_or_approve_their_own_refund(staff_customer):
     approve_refund(request, actor=grant(StaffFactory(), *FINANCE_PERMS), reason="fine")
     request.refresh_from_db()
     assert request.state == RefundState.APPROVED
+
+
+def test_staff_cannot_change_the_standing_of_their_own_account():
+    """R-ADM-4: a risk officer cannot unfreeze (or otherwise move) their own account;
+    a colleague can."""
+    from accounts.services import change_standing
+
+    perms = ("accounts.freeze_balanceaccount", "accounts.suspend_balanceaccount")
+    officer, colleague = grant(StaffFactory(), *perms), grant(StaffFactory(), *perms)
+    account = officer.balance_account
+    change_standing(
+        account, "freeze", actor=colleague, reason="order", authority="Court", document_number="1"
+    )
+    with pytest.raises(ValidationError) as err:
+        change_standing(account, "unfreeze", actor=officer, reason="mine")
+    assert err.value.code == "own_case"
+    account.refresh_from_db()
+    assert account.standing == "frozen"
+    change_standing(account, "unfreeze", actor=colleague, reason="order lifted")
+    account.refresh_from_db()
+    assert account.standing == "active"
+
+
+def test_staff_cannot_unlock_their_own_api_key():
+    """R-ADM-4: a risk officer cannot unlock a key of their own that the platform locked."""
+    from accounts.models import ApiKey
+    from accounts.services import create_api_key, lock_api_key, unlock_api_key
+
+    officer, colleague = (grant(StaffFactory(), "accounts.lock_apikey") for _ in range(2))
+    key, _raw = create_api_key(officer, name="mine")
+    lock_api_key(key, actor=colleague, reason="abuse")
+    with pytest.raises(ValidationError):
+        unlock_api_key(key, actor=officer, reason="fine")
+    assert ApiKey.objects.get(pk=key.pk).state == "locked"
+
+
+def test_staff_cannot_record_their_own_capacity_exception(tmp_path):
+    """R-ADM-4: the 16-18 own-income exception is never recorded by the person it frees."""
+    from datetime import date
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from accounts.services import record_capacity_exception
+    from tests.topups.conftest import PDF
+
+    staff = grant(StaffFactory(), "accounts.record_capacity_exception")
+    today = date.today()
+    verification = verify(staff, birth_date=date(today.year - 17, 1, 1))
+    with pytest.raises(ValidationError) as err:
+        record_capacity_exception(
+            verification,
+            actor=staff,
+            note="salary slips",
+            evidence_file=SimpleUploadedFile("e.pdf", PDF, content_type="application/pdf"),
+        )
+    assert err.value.code == "own_case"
+    verification.refresh_from_db()
+    assert not verification.has_capacity_exception
