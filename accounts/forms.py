@@ -18,10 +18,9 @@ class SignUpForm(forms.Form):
     password = forms.CharField(label=_("Password"), widget=forms.PasswordInput, min_length=8)
 
     def clean_email(self):
-        email = self.cleaned_data["email"].lower()
-        if User.objects.filter(email__iexact=email).exists():
-            raise forms.ValidationError(_("An account with this email already exists."))
-        return email
+        # whether the address already has an account is never said here (no enumeration):
+        # the view answers the same either way
+        return self.cleaned_data["email"].lower()
 
     def clean(self):
         cleaned = super().clean()

@@ -2,12 +2,13 @@ from io import BytesIO
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import translation
+from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -15,25 +16,34 @@ from . import selectors, services
 from .forms import ApiKeyForm, EnterpriseVerificationForm, IndividualVerificationForm, SignUpForm
 from .models import AgreementVersion, ApiKey, Verification, VerificationKind, VerificationState
 
-FRESH_SECRET_SESSION_KEY = "accounts.fresh_api_key"
-
 
 @require_http_methods(["GET", "POST"])
 def signup(request):
+    """Sign up (R-ACC-1). The answer is the same whether the address was free or already
+    had an account (no account enumeration): a new account is opened, and either way the
+    visitor is sent to log in."""
     if request.user.is_authenticated:
         return redirect("home")
     form = SignUpForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        user = services.register_user(
-            email=form.cleaned_data["email"],
-            password=form.cleaned_data["password"],
-            phone=form.cleaned_data.get("phone", ""),
-            # the language the sign-up page was shown in: notices follow it (R-ADM-6)
-            language=translation.get_language_from_request(request) or settings.LANGUAGE_CODE,
+        if selectors.user_by_email(form.cleaned_data["email"]) is None:
+            services.register_user(
+                email=form.cleaned_data["email"],
+                password=form.cleaned_data["password"],
+                phone=form.cleaned_data.get("phone", ""),
+                # the language the sign-up page was shown in: notices follow it (R-ADM-6)
+                language=translation.get_language_from_request(request) or settings.LANGUAGE_CODE,
+            )
+        else:
+            make_password(form.cleaned_data["password"])  # the same work as a new account
+        messages.success(
+            request,
+            _(
+                "Your balance account is ready if this address was new: log in with your "
+                "email and password. If you already had an account with it, log in to that one."
+            ),
         )
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        messages.success(request, _("Welcome! Your balance account is open."))
-        return redirect("home")
+        return redirect(settings.LOGIN_URL)
     return render(request, "accounts/signup.html", {"form": form})
 
 
@@ -101,14 +111,23 @@ def api_keys(request):
     form = ApiKeyForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         key, raw = services.create_api_key(request.user, name=form.cleaned_data["name"])
-        # Shown once: kept in the session only until the next page renders it.
-        request.session[FRESH_SECRET_SESSION_KEY] = {"id": key.pk, "secret": raw}
-        return redirect("accounts:api_keys")
-    fresh = request.session.pop(FRESH_SECRET_SESSION_KEY, None)
+        # Shown once, in this answer only: never stored anywhere (not in the session table),
+        # and the answer itself may not be cached.
+        response = render(
+            request,
+            "accounts/api_keys.html",
+            {
+                "form": ApiKeyForm(),
+                "keys": list(selectors.api_keys_of(request.user)),
+                "fresh": {"id": key.pk, "secret": raw},
+            },
+        )
+        add_never_cache_headers(response)
+        return response
     return render(
         request,
         "accounts/api_keys.html",
-        {"form": form, "keys": list(selectors.api_keys_of(request.user)), "fresh": fresh},
+        {"form": form, "keys": list(selectors.api_keys_of(request.user)), "fresh": None},
     )
 
 

@@ -67,8 +67,12 @@ def test_signing_up_in_chinese_keeps_chinese_for_pages_and_notices(client):
     )
     assert response.status_code == 302
     assert User.objects.get(email="xin@example.com").language == "zh-hans"
+    # issue 13: sign-up sends everyone to log in (no account enumeration), in Chinese
+    page = client.get(response["Location"], HTTP_ACCEPT_LANGUAGE="zh-CN").content.decode()
+    assert "请用邮箱和密码登录" in page
+    assert client.login(username="xin@example.com", password="Qx7!vB9#kLm2")
     page = client.get(reverse("home"), HTTP_ACCEPT_LANGUAGE="en").content.decode()
-    assert '<html lang="zh-hans">' in page and "欢迎" in page
+    assert '<html lang="zh-hans">' in page
 
 
 def test_form_labels_and_errors_are_chinese(client):

@@ -25,6 +25,11 @@ def test_signup_verify_and_cs_approves(page, browser, live_server):
     page.fill("input[name=phone]", "13800001111")
     page.fill("input[name=password]", "Xy9!long-pass-word")
     page.click("form.card button[type=submit]")
+    # issue 13: sign-up answers the same for a new or a known address, then one logs in
+    page.wait_for_url(f"{live_server.url}/login/")
+    page.fill("input[name=username]", "newcomer@example.com")
+    page.fill("input[name=password]", "Xy9!long-pass-word")
+    page.click("form [type=submit]")
     page.wait_for_url(f"{live_server.url}/")
     page.click("nav >> text=Verification")
     page.click("text=As an individual")

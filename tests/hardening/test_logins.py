@@ -66,3 +66,45 @@ def test_gateway_token_failures_are_rate_limited_and_alerted(client, settings):
     cache.delete("gateway-auth-failures:127.0.0.1")  # the window passes
     status, out = post(client, "authorize", body)
     assert status == 200
+
+
+def test_signup_does_not_say_whether_an_address_has_an_account(client):
+    """Issue 13: signing up with a taken address answers exactly like a new one (same
+    redirect, same message), and the existing account is untouched."""
+    from django.test import Client
+
+    from accounts.models import User
+
+    existing = UserFactory(email="taken@example.com")
+    answers = []
+    for email in ("taken@example.com", "fresh@example.com"):
+        visitor = Client()
+        resp = visitor.post("/signup/", {"email": email, "password": "Xy9!long-pass-word"})
+        page = visitor.get(resp["Location"]).content.decode()
+        answers.append((resp.status_code, resp["Location"], "log in to that one" in page))
+    assert answers[0] == answers[1] == (302, "/login/", True)
+    assert User.objects.filter(email="fresh@example.com").exists()
+    existing.refresh_from_db()
+    assert existing.check_password(PASSWORD)
+    assert User.objects.filter(email__iexact="taken@example.com").count() == 1
+
+
+def test_a_new_api_key_secret_never_rests_in_the_session(client):
+    """Issue 13: the one-time secret is in the answer to the POST, never in the session
+    table, and the answer may not be cached."""
+    from django.contrib.sessions.models import Session
+
+    from accounts.models import ApiKey
+
+    user = UserFactory()
+    client.force_login(user)
+    resp = client.post("/api-keys/", {"name": "ci"})
+    assert resp.status_code == 200
+    key = ApiKey.objects.get(user=user) if hasattr(ApiKey, "user") else ApiKey.objects.get()
+    secret = resp.context["fresh"]["secret"]
+    assert secret.startswith(key.prefix)
+    assert "no-store" in resp["Cache-Control"]
+    for session in Session.objects.all():
+        assert secret not in str(session.get_decoded())
+        assert secret not in session.session_data
+    assert secret not in client.get("/api-keys/").content.decode()  # shown once
