@@ -195,3 +195,28 @@ def test_worker_killed_before_calling_alipay_pays_once(ready_user, cs, monkeypat
     assert LedgerTransaction.objects.filter(kind=TxnKind.DISPUTE_PAYOUT).count() == 1
     assert _refunds() == 1
     assert_books_balance()
+
+
+def test_a_top_up_racing_the_deadline_is_counted_once(ready_user, clerk, cs):
+    """R-DIS-3 / R-DIS-4: a top-up crediting while the deadline job runs (threads, own
+    connections): whichever commits first, the rights holder's money is whole once: cash
+    refunded + debt = disputed, and the top-up pays the debt it finds; books balance."""
+    account = ready_user.balance_account
+    dispute = _in_debt_dispute(ready_user, clerk, cs, amount="40.00", consumed="40.00")
+    at = after_deadline(dispute)
+
+    def work(i):
+        if i == 0:
+            return run_deadline(at)
+        credit_lot(account, cny("30.00"), channel="bank", idempotency_key="race")
+        return 0
+
+    results, errors = run_threads(2, work)
+    assert not errors, errors
+    dispute.refresh_from_db()
+    assert dispute.refunded_micro + dispute.debt_micro == 40_000_000
+    clockwork.collect_debt_payments()
+    dispute.refresh_from_db()
+    assert dispute.debt_left_micro == 10_000_000  # 40 owed, 30 came in either way
+    assert debt_micro(account.pk) == 10_000_000
+    assert_books_balance()
