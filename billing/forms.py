@@ -1,4 +1,5 @@
 from datetime import datetime, time, timedelta
+from decimal import Decimal
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -6,6 +7,8 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from core.money import parse_amount
+
+THRESHOLD_MAX = Decimal("1000000.00")  # far above any balance; the column holds 16 digits
 
 
 class ThresholdForm(forms.Form):
@@ -21,9 +24,16 @@ class ThresholdForm(forms.Form):
         if not raw:
             return None
         try:
-            return parse_amount(raw, places=2)
+            amount = parse_amount(raw, places=2)
         except ValidationError as exc:
             raise ValidationError(exc.messages[0], code=exc.code)
+        if amount.amount > THRESHOLD_MAX:  # issue 13: a form error, not a database overflow
+            raise ValidationError(
+                _("From %(low)s to %(high)s CNY, at most two decimal places.")
+                % {"low": "0.01", "high": f"{THRESHOLD_MAX:.2f}"},
+                code="too_large",
+            )
+        return amount
 
 
 class StatementFilterForm(forms.Form):

@@ -198,3 +198,24 @@ def test_signup_password_may_not_resemble_the_email(client):
     assert resp.status_code == 200
     assert "password" in resp.context["form"].errors
     assert not User.objects.exists()
+
+
+@pytest.mark.parametrize("value", ["99999999999999999999", "1000000.01"])
+def test_an_oversized_threshold_is_a_form_error(client, user, value):
+    """Issue 13: a low-balance threshold beyond the column (or any sane figure) is a form
+    error and changes nothing, never a database overflow."""
+    client.force_login(user)
+    resp = client.post("/billing/", {"threshold": value})
+    assert resp.status_code in (200, 400)
+    assert "threshold" in resp.context["form"].errors
+    user.balance_account.refresh_from_db()
+    assert user.balance_account.low_balance_threshold is None
+
+
+def test_a_sane_threshold_is_saved(client, user):
+    """R-NOT: a normal threshold is still accepted."""
+    client.force_login(user)
+    resp = client.post("/billing/", {"threshold": "1000000.00"})
+    assert resp.status_code == 302
+    user.balance_account.refresh_from_db()
+    assert user.balance_account.low_balance_threshold.amount == Decimal("1000000.00")
