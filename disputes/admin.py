@@ -13,7 +13,7 @@
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Case, F, When
+from django.db.models import Case, Count, F, Q, When
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -201,7 +201,12 @@ class _DisputeAdminBase(WorkflowAdminMixin, admin.ModelAdmin):
     search_fields = ("=id", "account__user__email", "topups__topup__out_trade_no")
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(clock=_clock())
+        evidence = Count("files", filter=Q(files__kind=FileKind.EVIDENCE))
+        return super().get_queryset(request).annotate(clock=_clock(), evidence_files=evidence)
+
+    @admin.display(description="Evidence files", ordering="evidence_files")
+    def evidence_count(self, obj):
+        return obj.evidence_files
 
     def has_add_permission(self, request):
         return False
@@ -401,6 +406,7 @@ class DisputeAdmin(_DisputeAdminBase):
         "state",
         "days_left",
         "disputed",
+        "evidence_count",
         "debt_left",
         "deadline_at",
         "debt_due_at",
