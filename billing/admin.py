@@ -1,13 +1,21 @@
 """Ledger admin: read-only views of the books (money only moves through services)."""
 
+import time
+
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Sum
+from django.db.models import Q, Sum
+from django.http import Http404
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from core.admin import AuditRecordInline
+from core.admin_paging import LargeTableAdminMixin
 from core.forms import ReasonForm
 from core.money import display
 
@@ -34,6 +42,51 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+def admin_link(model, pk, text):
+    """A link to one row's admin page, built from its id alone (no query)."""
+    if pk is None:
+        return "—"
+    url = reverse(f"admin:billing_{model}_change", args=[pk])
+    return format_html('<a href="{}">{}</a>', url, text)
+
+
+def postings_link(lookup, pk):
+    """The posting list filtered to one transaction, account, lot or grant."""
+    url = reverse("admin:billing_posting_changelist") + f"?{lookup}__id__exact={pk}"
+    return format_html('<a href="{}">{}</a>', url, gettext("Postings"))
+
+
+class AccountSearch:
+    """Search a large ledger table with one indexed predicate, chosen by the term's shape.
+
+    Django's default search ORs every search field into one WHERE, across joins; no
+    index serves that, and on millions of rows the newest-first page walks the whole
+    table when nothing matches. Here an email finds the owner first (the small users
+    table), then the rows by the (account, -id) index; a number is a row id; anything
+    else is the table's unique key (`key_field`, exact)."""
+
+    key_field = None
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        if "@" in term:
+            from django.apps import apps
+
+            balance_account = apps.get_model("accounts", "BalanceAccount")
+            owners = list(
+                balance_account.objects.filter(user__email__iexact=term).values_list(
+                    "id", flat=True
+                )
+            )
+            return queryset.filter(account_id__in=owners), False
+        match = Q(**{self.key_field: term}) if self.key_field else Q(pk=None)
+        if term.isdigit():
+            match |= Q(pk=int(term))
+        return queryset.filter(match), False
 
 
 class AccountColumns:
@@ -70,17 +123,75 @@ class PostingInline(admin.TabularInline):
         return money_html(obj.amount_micro)
 
 
-@admin.register(LedgerTransaction)
-class LedgerTransactionAdmin(AccountColumns, ReadOnlyAdmin):
-    list_display = ("id", "created_at", "kind", "account_email", "idempotency_key", "memo")
-    list_filter = ("kind",)
-    search_fields = ("=id", "idempotency_key", "account__user__email", "memo")
-    list_select_related = ("account__user",)
-    date_hierarchy = "created_at"
-    inlines = [PostingInline, AuditRecordInline]
-    fields = ("kind", "account", "idempotency_key", "reverses", "memo", "actor", "created_at")
+@admin.register(Posting)
+class PostingAdmin(LargeTableAdminMixin, ReadOnlyAdmin):
+    """Every posting, newest first; append-only (R-LED-2), so read-only here too.
+
+    Filtered from the transaction, account, lot and grant pages by their id
+    (`?ledger_account__id__exact=…`): each of those columns has an index."""
+
+    list_display = (
+        "id",
+        "transaction_link",
+        "ledger_account",
+        "bucket",
+        "lot_link",
+        "grant_link",
+        "amount_exact",
+    )
+    list_filter = ("bucket",)
+    list_select_related = ("ledger_account",)
+    ordering = ("-id",)
+    sortable_by = ("id",)
+    fields = ("transaction", "ledger_account", "bucket", "lot", "grant", "amount_exact")
     readonly_fields = fields
-    show_full_result_count = False  # counting a large ledger on every page is costly
+
+    @admin.display(description=_("Transaction"))
+    def transaction_link(self, obj):
+        return admin_link("ledgertransaction", obj.transaction_id, f"#{obj.transaction_id}")
+
+    @admin.display(description=_("Lot"))
+    def lot_link(self, obj):
+        return admin_link("lot", obj.lot_id, f"#{obj.lot_id}")
+
+    @admin.display(description=_("Grant"))
+    def grant_link(self, obj):
+        return admin_link("grant", obj.grant_id, f"#{obj.grant_id}")
+
+    @admin.display(description="Amount", ordering="amount_micro")
+    def amount_exact(self, obj):
+        return money_html(obj.amount_micro)
+
+
+@admin.register(LedgerTransaction)
+class LedgerTransactionAdmin(LargeTableAdminMixin, AccountSearch, AccountColumns, ReadOnlyAdmin):
+    """Millions of rows: newest first by primary key, sortable by id only, no count of
+    the table (core.admin_paging), search by email, id or idempotency key."""
+
+    list_display = ("id", "created_at", "kind", "account_email", "idempotency_key", "memo")
+    list_filter = ("kind", ("created_at", admin.DateFieldListFilter))
+    search_fields = ("idempotency_key",)  # shows the box; AccountSearch does the work
+    search_help_text = _("An email, a transaction id or an idempotency key.")
+    key_field = "idempotency_key"
+    list_select_related = ("account__user",)
+    ordering = ("-id",)
+    sortable_by = ("id",)
+    inlines = [PostingInline, AuditRecordInline]
+    fields = (
+        "kind",
+        "account",
+        "idempotency_key",
+        "reverses",
+        "memo",
+        "actor",
+        "created_at",
+        "posting_list",
+    )
+    readonly_fields = fields
+
+    @admin.display(description=_("Posting list"))
+    def posting_list(self, obj):
+        return postings_link("transaction", obj.pk)
 
 
 @admin.action(
@@ -112,11 +223,45 @@ class LedgerAccountAdmin(ReadOnlyAdmin):
     search_fields = ("=id", "owner__user__email")
     list_select_related = ("owner__user",)
     actions = [reconcile_selected]
-    fields = ("kind", "channel", "owner", "cached_balance", "ledger_balance")
+    list_per_page = 100
+    paginator = LargeTableAdminMixin.paginator  # six rows per user: counted within bounds
+    show_full_result_count = False
+    fields = ("kind", "channel", "owner", "cached_balance", "ledger_balance", "posting_list")
     readonly_fields = fields
 
     def has_reconcile_permission(self, request):
         return request.user.has_perm("billing.reconcile_ledger")
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/sum/",
+                self.admin_site.admin_view(self.sum_view),
+                name="billing_ledgeraccount_sum",
+            ),
+            *super().get_urls(),
+        ]
+
+    def sum_view(self, request, object_id):
+        """The exact sum of an account's postings, computed only when staff ask for it.
+
+        A platform account (revenue, clearing …) is not cached and collects a posting
+        from every charge: summing millions of rows on each view of its page would
+        cost seconds, so the page offers this link instead (billing/README.md)."""
+        account = self.get_object(request, object_id)
+        if account is None or not self.has_view_permission(request, account):
+            raise Http404
+        t0 = time.perf_counter()
+        total = account.postings.aggregate(total=Sum("amount_micro"))["total"] or 0
+        took = time.perf_counter() - t0
+        exact = from_micro(total).amount
+        self.message_user(
+            request,
+            gettext("Sum of the postings of %(account)s: %(total)s CNY (read in %(ms)d ms).")
+            % {"account": account, "total": exact, "ms": took * 1000},
+            messages.SUCCESS,
+        )
+        return redirect(reverse("admin:billing_ledgeraccount_change", args=[account.pk]))
 
     @admin.display(description="User", ordering="owner__user__email")
     def owner_email(self, obj):
@@ -130,12 +275,17 @@ class LedgerAccountAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Sum of postings")
     def ledger_balance(self, obj):
-        total = obj.postings.aggregate(total=Sum("amount_micro"))["total"] or 0
-        return money_html(total)
+        """On request only: the sum reads every posting of the account (see sum_view)."""
+        url = reverse("admin:billing_ledgeraccount_sum", args=[obj.pk])
+        return format_html('<a href="{}">{}</a>', url, gettext("Compute the exact sum"))
+
+    @admin.display(description=_("Posting list"))
+    def posting_list(self, obj):
+        return postings_link("ledger_account", obj.pk)
 
 
 @admin.register(Lot)
-class LotAdmin(AccountColumns, ReadOnlyAdmin):
+class LotAdmin(LargeTableAdminMixin, AccountColumns, ReadOnlyAdmin):
     list_display = (
         "id",
         "created_at",
@@ -147,10 +297,15 @@ class LotAdmin(AccountColumns, ReadOnlyAdmin):
         "third_party",
         "closed_at",
     )
-    list_filter = ("channel", "third_party", ("closed_at", admin.EmptyFieldListFilter))
+    list_filter = (
+        "channel",
+        "third_party",
+        ("closed_at", admin.EmptyFieldListFilter),
+        ("created_at", admin.DateFieldListFilter),
+    )
     search_fields = ("=id", "idempotency_key", "account__user__email", "payer_account")
     list_select_related = ("account__user",)
-    date_hierarchy = "created_at"
+    ordering = ("-id",)
     fields = (
         "account",
         "channel",
@@ -164,12 +319,17 @@ class LotAdmin(AccountColumns, ReadOnlyAdmin):
         "memo",
         "created_at",
         "closed_at",
+        "posting_list",
     )
     readonly_fields = fields
 
     @admin.display(description="On hold", ordering="held_micro")
     def held_exact(self, obj):
         return money_html(obj.held_micro)
+
+    @admin.display(description=_("Posting list"))
+    def posting_list(self, obj):
+        return postings_link("lot", obj.pk)
 
 
 @admin.action(description="Void the selected grants (asks for a reason)")
@@ -205,7 +365,7 @@ def void_selected(modeladmin, request, queryset):
 
 
 @admin.register(Grant)
-class GrantAdmin(AccountColumns, ReadOnlyAdmin):
+class GrantAdmin(LargeTableAdminMixin, AccountColumns, ReadOnlyAdmin):
     list_display = (
         "id",
         "created_at",
@@ -216,11 +376,11 @@ class GrantAdmin(AccountColumns, ReadOnlyAdmin):
         "expires_at",
         "state",
     )
-    list_filter = ("kind", "state")
+    list_filter = ("kind", "state", ("created_at", admin.DateFieldListFilter))
     actions = [void_selected]
     search_fields = ("=id", "idempotency_key", "account__user__email")
     list_select_related = ("account__user",)
-    date_hierarchy = "created_at"
+    ordering = ("-id",)
     inlines = [AuditRecordInline]
     fields = (
         "account",
@@ -234,12 +394,43 @@ class GrantAdmin(AccountColumns, ReadOnlyAdmin):
         "memo",
         "created_at",
         "ended_at",
+        "posting_list",
     )
     readonly_fields = fields
 
+    @admin.display(description=_("Posting list"))
+    def posting_list(self, obj):
+        return postings_link("grant", obj.pk)
+
+
+class RecentModelFilter(admin.SimpleListFilter):
+    """Filter by model, offering the models of the latest charges only.
+
+    `list_filter = ("model",)` would offer every value with a SELECT DISTINCT over all
+    charges (a scan of the whole table on every page view); the latest 5,000 charges
+    are read through the primary key instead. A model not charged lately can still be
+    filtered with ?model=… in the address."""
+
+    title = _("model")
+    parameter_name = "model"
+    recent = 5_000
+
+    def lookups(self, request, model_admin):
+        latest = Charge.objects.order_by("-id").values("model")[: self.recent]
+        names = sorted({row["model"] for row in latest})
+        current = self.value()
+        if current and current not in names:
+            names.append(current)
+        return [(n, n) for n in names]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(model=self.value())
+        return queryset
+
 
 @admin.register(Charge)
-class ChargeAdmin(AccountColumns, ReadOnlyAdmin):
+class ChargeAdmin(LargeTableAdminMixin, AccountSearch, AccountColumns, ReadOnlyAdmin):
     list_display = (
         "id",
         "created_at",
@@ -249,11 +440,13 @@ class ChargeAdmin(AccountColumns, ReadOnlyAdmin):
         "amount_exact",
         "arrears_exact",
     )
-    list_filter = ("model",)
-    search_fields = ("=request_id", "account__user__email")
+    list_filter = (RecentModelFilter, ("created_at", admin.DateFieldListFilter))
+    search_fields = ("request_id",)  # shows the box; AccountSearch does the work
+    search_help_text = _("An email, a request id or a charge id.")
+    key_field = "request_id"
     list_select_related = ("account__user",)
-    date_hierarchy = "created_at"
-    show_full_result_count = False
+    ordering = ("-id",)
+    sortable_by = ("id",)
     fields = (
         "request_id",
         "account",

@@ -7,6 +7,7 @@ from django.utils.html import format_html
 
 from accounts.selectors import user_by_email
 from core.admin import AuditRecordInline, WorkflowAdminMixin
+from core.admin_paging import LargeTableAdminMixin
 
 from . import selectors
 from .forms import (
@@ -50,7 +51,7 @@ class ReasonedChangeAdminMixin:
 
 
 @admin.register(TopUp)
-class TopUpAdmin(WorkflowAdminMixin, admin.ModelAdmin):
+class TopUpAdmin(LargeTableAdminMixin, WorkflowAdminMixin, admin.ModelAdmin):
     """Top-up cases: finance confirms bank remittances here (button "Confirm remittance")."""
 
     fsm_fields = ["state"]
