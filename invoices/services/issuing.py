@@ -26,6 +26,12 @@ from ._common import tell
 FILE_PERM = "invoices.view_invoice_file"
 
 
+def _not_own_case(request, actor):
+    """R-ADM-4: staff never decide their own invoice requests."""
+    if actor is not None and actor.pk == request.account.user_id:
+        raise PermissionDenied("Staff never act on their own cases.")
+
+
 def xml_check(request, xml_upload, *, invoice_number=""):
     """(fields read, comparison rows) of an invoice XML against `request`, for finance to
     see before issuing; raises ValidationError when the file is not a readable XML."""
@@ -76,6 +82,7 @@ def issue_invoice(
     whose number, buyer name, buyer taxpayer id or total differs from the request; no
     20-digit invoice number; a request not submitted (issuing twice); no permission.
     """
+    _not_own_case(request, actor)
     uploads = {FileKind.PDF: pdf, FileKind.OFD: ofd, FileKind.XML: xml}
     uploads = {kind: f for kind, f in uploads.items() if f}
     if not uploads:
@@ -146,6 +153,7 @@ def _issue(request, actor, reason, number, issued_on, fields, contents):
 def reject_invoice(request, *, actor, reason="", decision_reason="", **_unused) -> InvoiceRequest:
     """Refuse a submitted request; its amount is invoiceable again; the reason goes to
     the user."""
+    _not_own_case(request, actor)
     decision_reason = (decision_reason or reason or "").strip()
     with transaction.atomic():
         rejected = apply_transition(

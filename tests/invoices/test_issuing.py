@@ -349,3 +349,23 @@ def test_the_issued_notice_carries_the_invoice_files_r_inv_4(request_, finance, 
     assert files[0][1] == SAMPLE_PDF
     notice.user_id = UserFactory(phone="").pk  # another user's notice carries nothing
     assert notice_attachments(notice) == []
+
+
+@pytest.mark.django_db
+def test_staff_never_decide_their_own_request_r_adm_4(clerk, agreement):
+    """R-ADM-4: a finance approver who is also a user cannot issue, reject or reverse
+    their own invoice request."""
+    from tests.topups.conftest import accept, verify
+
+    from .conftest import FINANCE_PERMS
+
+    staff = grant(StaffFactory(phone=""), *FINANCE_PERMS)
+    verify(staff)
+    accept(staff, agreement)
+    funded(staff, clerk)
+    own = submit_invoice(staff, amount="10.00")
+    with pytest.raises(PermissionDenied):
+        issue_invoice(own, actor=staff, pdf=pdf(), invoice_number="26110000000000000700")
+    with pytest.raises(PermissionDenied):
+        reject_invoice(own, actor=staff, reason="mine")
+    unchanged(own)
