@@ -3,6 +3,7 @@ from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, Permis
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 from django_fsm import RETURN_VALUE, ConcurrentTransitionMixin, FSMField, transition
 from djmoney.models.fields import MoneyField
 
@@ -78,11 +79,11 @@ class User(AbstractBaseUser, PermissionsMixin):
 
 
 class Standing(models.TextChoices):
-    ACTIVE = "active", "Active"
-    SUSPENDED = "suspended", "Suspended (violation)"
-    LOCKED = "locked", "Locked (third-party dispute)"
-    FROZEN = "frozen", "Frozen (order of an authority)"
-    TERMINATED = "terminated", "Terminated"
+    ACTIVE = "active", _("Active")
+    SUSPENDED = "suspended", _("Suspended (violation)")
+    LOCKED = "locked", _("Locked (third-party dispute)")
+    FROZEN = "frozen", _("Frozen (order of an authority)")
+    TERMINATED = "terminated", _("Terminated")
 
 
 class FreezeForm(ReasonForm):
@@ -263,9 +264,9 @@ class BalanceAccount(ConcurrentTransitionMixin, models.Model):
 
 
 class ApiKeyState(models.TextChoices):
-    ACTIVE = "active", "Active"
-    LOCKED = "locked", "Locked by the platform"
-    REVOKED = "revoked", "Revoked by the user"
+    ACTIVE = "active", _("Active")
+    LOCKED = "locked", _("Locked by the platform")
+    REVOKED = "revoked", _("Revoked by the user")
 
 
 class ApiKey(ConcurrentTransitionMixin, models.Model):
@@ -329,16 +330,16 @@ class ApiKey(ConcurrentTransitionMixin, models.Model):
 
 # ---------------------------------------------------------------- real-name verification
 class VerificationState(models.TextChoices):
-    DRAFT = "draft", "Draft"
-    SUBMITTED = "submitted", "Submitted (awaiting review)"
-    APPROVED = "approved", "Approved"
-    REJECTED = "rejected", "Rejected"
-    REVOKED = "revoked", "Revoked"
+    DRAFT = "draft", _("Draft")
+    SUBMITTED = "submitted", _("Submitted (awaiting review)")
+    APPROVED = "approved", _("Approved")
+    REJECTED = "rejected", _("Rejected")
+    REVOKED = "revoked", _("Revoked")
 
 
 class VerificationKind(models.TextChoices):
-    INDIVIDUAL = "individual", "Individual"
-    ENTERPRISE = "enterprise", "Enterprise"
+    INDIVIDUAL = "individual", _("Individual")
+    ENTERPRISE = "enterprise", _("Enterprise")
 
 
 class RejectForm(ReasonForm):
@@ -483,8 +484,8 @@ class Verification(ConcurrentTransitionMixin, models.Model):
 
 # ---------------------------------------------------------------- agreement versions
 class AgreementState(models.TextChoices):
-    DRAFT = "draft", "Draft"
-    PUBLISHED = "published", "Published"
+    DRAFT = "draft", _("Draft")
+    PUBLISHED = "published", _("Published")
 
 
 def effective_in_future(version):

@@ -11,6 +11,7 @@ owes the platform, so its balance is ≤ 0.
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 from djmoney.models.fields import MoneyField
 
 from .micro import from_micro
@@ -19,27 +20,27 @@ CNY_ONLY = [("CNY", "CNY")]
 
 
 class Channel(models.TextChoices):
-    ALIPAY = "alipay", "Alipay"
-    BANK = "bank", "Bank transfer"
-    OTHER = "other", "Other (manual)"
+    ALIPAY = "alipay", _("Alipay")
+    BANK = "bank", _("Bank transfer")
+    OTHER = "other", _("Other (manual)")
 
 
 class AccountKind(models.TextChoices):
     # platform side (one row each; clearing per channel)
-    CLEARING = "clearing", "Payment clearing"
-    REVENUE = "revenue", "Revenue"
-    PROMOTION_EXPENSE = "promotion_expense", "Promotion expense"
-    REFUNDS_PAYABLE = "refunds_payable", "Refunds payable"
-    RIGHTS_HOLDER_PAYABLE = "rights_holder_payable", "Rights-holder payable"
+    CLEARING = "clearing", _("Payment clearing")
+    REVENUE = "revenue", _("Revenue")
+    PROMOTION_EXPENSE = "promotion_expense", _("Promotion expense")
+    REFUNDS_PAYABLE = "refunds_payable", _("Refunds payable")
+    RIGHTS_HOLDER_PAYABLE = "rights_holder_payable", _("Rights-holder payable")
     # disputes (issue 11): a debt's claim until a top-up collects it, then it is payable
-    DISPUTE_CLAIMS = "dispute_claims", "Rights-holder claims not yet collected"
+    DISPUTE_CLAIMS = "dispute_claims", _("Rights-holder claims not yet collected")
     # user side (one row per balance account and bucket)
-    CASH = "cash", "Cash"
-    TRIAL = "trial", "Trial funds"
-    DISCOUNT = "discount", "Discount"
-    HOLD = "hold", "Refund hold"
-    ARREARS = "arrears", "Arrears receivable"
-    DISPUTE_DEBT = "dispute_debt", "Dispute debt receivable"
+    CASH = "cash", _("Cash")
+    TRIAL = "trial", _("Trial funds")
+    DISCOUNT = "discount", _("Discount")
+    HOLD = "hold", _("Refund hold")
+    ARREARS = "arrears", _("Arrears receivable")
+    DISPUTE_DEBT = "dispute_debt", _("Dispute debt receivable")
 
 
 USER_BUCKETS = (
@@ -171,15 +172,15 @@ class Lot(models.Model):
 
 
 class GrantKind(models.TextChoices):
-    TRIAL = "trial", "Trial funds"
-    DISCOUNT = "discount", "Discount"
+    TRIAL = "trial", _("Trial funds")
+    DISCOUNT = "discount", _("Discount")
 
 
 class GrantState(models.TextChoices):
-    ACTIVE = "active", "Active"
-    USED_UP = "used_up", "Used up"
-    EXPIRED = "expired", "Expired"
-    VOIDED = "voided", "Voided"
+    ACTIVE = "active", _("Active")
+    USED_UP = "used_up", _("Used up")
+    EXPIRED = "expired", _("Expired")
+    VOIDED = "voided", _("Voided")
 
 
 class Grant(models.Model):
@@ -236,19 +237,19 @@ class Grant(models.Model):
 
 
 class TxnKind(models.TextChoices):
-    TOP_UP = "top_up", "Top-up (lot credited)"
-    GRANT = "grant", "Grant of free funds"
-    EXPIRY = "expiry", "Grant expired"
-    VOID = "void", "Grant voided"
-    USAGE = "usage", "API usage"
-    PURCHASE = "purchase", "Prepaid purchase"
-    HOLD = "hold", "Refund hold"
-    RELEASE = "release", "Refund hold released"
-    REFUND = "refund", "Refund paid out of hold"
-    REVERSAL = "reversal", "Reversal"
-    DISPUTE_REFUND = "dispute_refund", "Dispute: deadline refund to the rights holder"
-    DEBT_ENDED = "debt_ended", "Dispute debt waived or repaid directly"
-    DISPUTE_PAYOUT = "dispute_payout", "Dispute: paid to the rights holder"
+    TOP_UP = "top_up", _("Top-up (lot credited)")
+    GRANT = "grant", _("Grant of free funds")
+    EXPIRY = "expiry", _("Grant expired")
+    VOID = "void", _("Grant voided")
+    USAGE = "usage", _("API usage")
+    PURCHASE = "purchase", _("Prepaid purchase")
+    HOLD = "hold", _("Refund hold")
+    RELEASE = "release", _("Refund hold released")
+    REFUND = "refund", _("Refund paid out of hold")
+    REVERSAL = "reversal", _("Reversal")
+    DISPUTE_REFUND = "dispute_refund", _("Dispute: deadline refund to the rights holder")
+    DEBT_ENDED = "debt_ended", _("Dispute debt waived or repaid directly")
+    DISPUTE_PAYOUT = "dispute_payout", _("Dispute: paid to the rights holder")
 
 
 class LedgerTransaction(models.Model):

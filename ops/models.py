@@ -1,19 +1,20 @@
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 from django_fsm import FSMField, transition
 
 
 class JobRunStatus(models.TextChoices):
-    RUNNING = "running", "Running"
-    OK = "ok", "OK"
-    FAILED = "failed", "Failed"
-    SKIPPED = "skipped", "Skipped (another run holds the lease)"
+    RUNNING = "running", _("Running")
+    OK = "ok", _("OK")
+    FAILED = "failed", _("Failed")
+    SKIPPED = "skipped", _("Skipped (another run holds the lease)")
 
 
 class TriggeredBy(models.TextChoices):
-    BEAT = "beat", "Schedule (beat)"
-    MANUAL = "manual", "By hand (admin)"
-    COMMAND = "command", "By hand (manage.py)"
+    BEAT = "beat", _("Schedule (beat)")
+    MANUAL = "manual", _("By hand (admin)")
+    COMMAND = "command", _("By hand (manage.py)")
 
 
 class JobRun(models.Model):
@@ -68,8 +69,8 @@ class JobLease(models.Model):
 
 
 class AlertStatus(models.TextChoices):
-    OPEN = "open", "Open"
-    ACKNOWLEDGED = "acknowledged", "Acknowledged"
+    OPEN = "open", _("Open")
+    ACKNOWLEDGED = "acknowledged", _("Acknowledged")
 
 
 class StaffAlert(models.Model):

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 from djmoney.models.fields import MoneyField
 from djmoney.money import Money
@@ -33,14 +34,14 @@ def _money_field(**kwargs):
 
 
 class TopUpState(models.TextChoices):
-    CREATED = "created", "Awaiting payment"
-    REVIEW = "review", "Amount differs — finance review"
-    APPROVAL = "approval", "Awaiting a second approver"
-    PAID = "paid", "Paid"
-    CANCELLED = "cancelled", "Cancelled"
-    EXPIRED = "expired", "Expired"
-    RETURNED = "returned", "Returned to payer"
-    REFUNDED = "refunded", "Refunded"
+    CREATED = "created", _("Awaiting payment")
+    REVIEW = "review", _("Amount differs — finance review")
+    APPROVAL = "approval", _("Awaiting a second approver")
+    PAID = "paid", _("Paid")
+    CANCELLED = "cancelled", _("Cancelled")
+    EXPIRED = "expired", _("Expired")
+    RETURNED = "returned", _("Returned to payer")
+    REFUNDED = "refunded", _("Refunded")
 
 
 def new_out_trade_no():
@@ -356,28 +357,28 @@ class TopUp(ConcurrentTransitionMixin, models.Model):
 
 
 class PromotionKind(models.TextChoices):
-    LIMITED_TIME_FREE = "limited_time_free", "Limited-time free"
-    LIMITED_TIME_DISCOUNT = "limited_time_discount", "Limited-time discount"
-    LIMITED_QUANTITY_DISCOUNT = "limited_quantity_discount", "Limited-quantity discount"
-    TOPUP_DISCOUNT = "topup_discount", "Top-up discount"
+    LIMITED_TIME_FREE = "limited_time_free", _("Limited-time free")
+    LIMITED_TIME_DISCOUNT = "limited_time_discount", _("Limited-time discount")
+    LIMITED_QUANTITY_DISCOUNT = "limited_quantity_discount", _("Limited-quantity discount")
+    TOPUP_DISCOUNT = "topup_discount", _("Top-up discount")
 
 
 class PromotionState(models.TextChoices):
-    ACTIVE = "active", "Active"
-    ENDED = "ended", "Ended"
+    ACTIVE = "active", _("Active")
+    ENDED = "ended", _("Ended")
 
 
 class Audience(models.TextChoices):
     """Who a promotion is for: any verified account, or only one kind of verification."""
 
-    ANY = "any", "Any"
-    INDIVIDUAL = "individual", "Individual"
-    ENTERPRISE = "enterprise", "Enterprise"
+    ANY = "any", _("Any")
+    INDIVIDUAL = "individual", _("Individual")
+    ENTERPRISE = "enterprise", _("Enterprise")
 
 
 class BenefitType(models.TextChoices):
-    FIXED = "fixed", "Fixed amount"
-    PERCENT = "percent", "Percent of the top-up"
+    FIXED = "fixed", _("Fixed amount")
+    PERCENT = "percent", _("Percent of the top-up")
 
 
 class Promotion(ConcurrentTransitionMixin, models.Model):

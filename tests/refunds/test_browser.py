@@ -44,7 +44,7 @@ def test_user_asks_cs_reviews_finance_approves_and_pays_user_sees_it_paid(page, 
 
     _login(page, ready_user.email)
     page.click("#nav-refunds")
-    assert page.inner_text("#refund-total") == "75.00"
+    assert page.inner_text("#refund-total") == "¥75.00"
     page.fill("#id_reason", "We no longer need the service")
     page.set_input_files(
         "#id_proofs", files=[{"name": "receipt.pdf", "mimeType": "application/pdf", "buffer": PDF}]
@@ -76,6 +76,6 @@ def test_user_asks_cs_reviews_finance_approves_and_pays_user_sees_it_paid(page, 
     _login(page, ready_user.email)
     page.goto(f"/refunds/{refund.pk}/")
     assert page.inner_text("#refund-state") == "Paid out"
-    assert page.inner_text("#refund-refunded") == "75.00"
+    assert page.inner_text("#refund-refunded") == "¥75.00"
     figures = money(ready_user.balance_account)
     assert figures["hold"] == 0 and figures["cash"] == 0

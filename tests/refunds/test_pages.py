@@ -27,8 +27,8 @@ def test_preview_page_shows_the_refundable_figures_per_top_up(client, ready_user
     client.force_login(ready_user)
     page = client.get(reverse("refunds:index")).content.decode()
     assert 'id="refund-preview"' in page
-    assert ">100.00<" in page and ">30.00<" in page  # paid, consumed
-    assert 'id="refund-total"' in page and ">70.00<" in page  # unconsumed, no bonus used yet
+    assert ">¥100.00<" in page and ">¥30.00<" in page  # paid, consumed
+    assert 'id="refund-total"' in page and ">¥70.00<" in page  # unconsumed, no bonus used yet
     assert 'id="refund-form"' in page
 
 
