@@ -13,6 +13,8 @@ alerts the user may stop getting by email; they still appear in the pages.
 
 from dataclasses import dataclass
 
+from django.utils.translation import gettext_lazy as _
+
 
 @dataclass(frozen=True)
 class NoticeKind:
@@ -49,37 +51,37 @@ def is_required(key) -> bool:
     return get_kind(key).required
 
 
-register("verification_approved", "Identity verification approved", required=True)
-register("verification_rejected", "Identity verification not approved", required=True)
-register("verification_revoked", "Identity verification revoked", required=True)
-register("topup_credited", "Top-up credited (receipt)", required=False)
-register("trial_granted", "Trial funds granted", required=False)
-register("trial_expiring", "Trial or bonus funds expiring in 3 days", required=True)
-register("trial_expired", "Trial or bonus funds expired", required=True)
-register("low_balance", "Balance below your alert threshold", required=False, sms=True)
-register("service_stopped", "Service stopped: balance used up", required=True, sms=True)
-register("agreement_published", "New version of the service agreement", required=True)
-register("promotion_benefit_voided", "Promotion benefit voided", required=True)
-register("grant_validity_changed", "Validity of trial or bonus funds changed", required=True)
-register("standing_changed", "Account standing changed", required=True, sms=True)
-register("refund_submitted", "Refund request received (money set aside)", required=True)
-register("refund_approved", "Refund approved", required=True)
-register("refund_rejected", "Refund not approved", required=True)
-register("refund_cancelled", "Refund request cancelled", required=True)
-register("refund_paid", "Refund paid out", required=True)
-register("refund_payout_failed", "Refund payout refused by the channel", required=True)
+register("verification_approved", _("Identity verification approved"), required=True)
+register("verification_rejected", _("Identity verification not approved"), required=True)
+register("verification_revoked", _("Identity verification revoked"), required=True)
+register("topup_credited", _("Top-up credited (receipt)"), required=False)
+register("trial_granted", _("Trial funds granted"), required=False)
+register("trial_expiring", _("Trial or bonus funds expiring in 3 days"), required=True)
+register("trial_expired", _("Trial or bonus funds expired"), required=True)
+register("low_balance", _("Balance below your alert threshold"), required=False, sms=True)
+register("service_stopped", _("Service stopped: balance used up"), required=True, sms=True)
+register("agreement_published", _("New version of the service agreement"), required=True)
+register("promotion_benefit_voided", _("Promotion benefit voided"), required=True)
+register("grant_validity_changed", _("Validity of trial or bonus funds changed"), required=True)
+register("standing_changed", _("Account standing changed"), required=True, sms=True)
+register("refund_submitted", _("Refund request received (money set aside)"), required=True)
+register("refund_approved", _("Refund approved"), required=True)
+register("refund_rejected", _("Refund not approved"), required=True)
+register("refund_cancelled", _("Refund request cancelled"), required=True)
+register("refund_paid", _("Refund paid out"), required=True)
+register("refund_payout_failed", _("Refund payout refused by the channel"), required=True)
 
 # Disputes (issue 11): register the disputes app's kinds below this line.
-register("dispute_opened", "Top-up disputed: account locked, evidence needed", required=True)
-register("dispute_evidence_rejected", "Dispute evidence not accepted", required=True)
-register("dispute_cleared", "Dispute cleared: account unlocked", required=True)
-register("dispute_deadline_reminder", "Dispute deadline approaching", required=True)
-register("dispute_refunded", "Disputed amount refunded to the rights holder", required=True)
-register("dispute_debt_reminder", "Dispute debt due soon", required=True)
-register("dispute_debt_escalated", "Dispute debt overdue", required=True)
-register("dispute_settled", "Dispute settled: account unlocked", required=True)
+register("dispute_opened", _("Top-up disputed: account locked, evidence needed"), required=True)
+register("dispute_evidence_rejected", _("Dispute evidence not accepted"), required=True)
+register("dispute_cleared", _("Dispute cleared: account unlocked"), required=True)
+register("dispute_deadline_reminder", _("Dispute deadline approaching"), required=True)
+register("dispute_refunded", _("Disputed amount refunded to the rights holder"), required=True)
+register("dispute_debt_reminder", _("Dispute debt due soon"), required=True)
+register("dispute_debt_escalated", _("Dispute debt overdue"), required=True)
+register("dispute_settled", _("Dispute settled: account unlocked"), required=True)
 
 # Invoices (issue 12): register the invoices app's kinds below this line.
-register("invoice_issued", "Invoice issued (with the electronic invoice)", required=True)
-register("invoice_rejected", "Invoice request not accepted", required=True)
-register("invoice_reversed", "Invoice reversed (red-letter)", required=True)
+register("invoice_issued", _("Invoice issued (with the electronic invoice)"), required=True)
+register("invoice_rejected", _("Invoice request not accepted"), required=True)
+register("invoice_reversed", _("Invoice reversed (red-letter)"), required=True)
