@@ -95,6 +95,13 @@ def page(browser, live_server):
 
 
 @pytest.fixture(autouse=True)
+def _english_unless_asked(settings):
+    """The portal speaks Chinese by default (R-ADM-6); tests read English unless they ask
+    for Chinese (Accept-Language, the user's saved language, or this setting)."""
+    settings.LANGUAGE_CODE = "en"
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hasher(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

@@ -83,3 +83,13 @@ def test_form_labels_and_errors_are_chinese(client):
         HTTP_ACCEPT_LANGUAGE="zh-hans",
     ).content.decode()
     assert "邮箱" in page and "密码" in page
+
+
+def test_chinese_is_the_default_language(client, settings):
+    """R-ADM-6: a visitor whose browser names no language we have gets Simplified Chinese."""
+    import config.settings as configured
+
+    assert configured.LANGUAGE_CODE == "zh-hans"
+    settings.LANGUAGE_CODE = configured.LANGUAGE_CODE
+    page = client.get(reverse("accounts:login"), HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+    assert '<html lang="zh-hans">' in page and "登录" in page
