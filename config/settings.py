@@ -173,7 +173,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
-LANGUAGE_CODE = env("LANGUAGE_CODE", "en")
+LANGUAGE_CODE = env("LANGUAGE_CODE", "zh-hans")  # Chinese first (R-ADM-6); English on request
 LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
 # Page strings marked for translation; compiled by the setup (scripts/_venv.sh).
 LOCALE_PATHS = [BASE_DIR / "locale"]
