@@ -144,6 +144,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
     DATABASES["default"]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
 
+# PostgreSQL roles (README "PostgreSQL roles"): migrations run as the tables' owner, the
+# portal as an owner-less role set up by `manage.py setup_db_roles`, which may never
+# UPDATE, DELETE or TRUNCATE these append-only ledger tables.
+DB_APPEND_ONLY_TABLES = ["billing_posting", "billing_charge"]
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [

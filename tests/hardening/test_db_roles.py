@@ -1,0 +1,106 @@
+"""PostgreSQL roles (issue 13): the portal's role owns nothing and is refused what would
+let one mistake (or one intruder) rewrite the books; the portal still works as that role."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+ROLE = "portal_app_test"
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+def _connect():
+    db = connection.settings_dict
+    return psycopg.connect(
+        host=db["HOST"] or "127.0.0.1",
+        port=db["PORT"] or 5432,
+        dbname=db["NAME"],
+        user=ROLE,
+        password=os.environ.get("PORTAL_APP_DB_PASSWORD") or None,
+        autocommit=True,
+    )
+
+
+@pytest.fixture
+def app_role(account, api_key):
+    from billing.services.charging import charge_usage
+    from billing.services.ledger import credit_lot
+    from tests.factories import cny
+
+    credit_lot(account, cny("5"), channel="alipay", idempotency_key="L")
+    charge_usage(api_key, cny("1"), request_id="r1", model="m")
+    call_command("setup_db_roles", app_role=ROLE)
+    return ROLE
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE billing_posting SET amount_micro = 0",
+        "DELETE FROM billing_posting",
+        "TRUNCATE billing_posting CASCADE",
+        "UPDATE billing_charge SET amount_micro = 0",
+        "DELETE FROM billing_charge",
+        "TRUNCATE billing_charge",
+        "ALTER TABLE billing_posting DISABLE TRIGGER ALL",
+        "SET session_replication_role = replica",
+        "CREATE TABLE intruder (id int)",
+        "DROP TABLE billing_lot",
+    ],
+)
+def test_the_portal_role_is_refused(app_role, statement):
+    """Issue 13: as the portal's role, no rewriting postings or charges, no switching the
+    ledger triggers off, no DDL: PostgreSQL refuses (insufficient privilege)."""
+    with _connect() as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute(statement)
+
+
+def test_the_portal_role_owns_nothing_and_may_do_its_work(app_role):
+    """Issue 13: the role owns no table, and may read and insert where the portal does."""
+    with _connect() as conn:
+        owned = conn.execute(
+            "SELECT count(*) FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner"
+            " WHERE r.rolname = %s",
+            [ROLE],
+        ).fetchone()[0]
+        assert owned == 0
+        assert conn.execute("SELECT count(*) FROM billing_charge").fetchone()[0] == 1
+        conn.execute("UPDATE billing_lot SET memo = memo")  # ordinary tables stay writable
+
+
+def test_the_portal_charges_and_reconciles_as_its_role(app_role):
+    """Issue 13: the whole charging path (locks, postings, charge row, caches) and the
+    reconciliation run as the owner-less role (a separate process connected as it)."""
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{ROLE}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
+        f"/{db['NAME']}",
+    }
+    script = (
+        "from decimal import Decimal\n"
+        "from accounts.models import ApiKey\n"
+        "from billing.services.charging import charge_usage\n"
+        "from billing.services.reconcile import reconcile_all\n"
+        "key = ApiKey.objects.get()\n"
+        "c = charge_usage(key, Decimal('0.5'), request_id='as-role', model='m')\n"
+        "print('charged', c.amount_micro, reconcile_all().ok)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "charged 500000 True" in result.stdout
