@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 from djmoney.models.fields import MoneyField
 from djmoney.money import Money
@@ -37,7 +38,7 @@ class TopUpState(models.TextChoices):
     CREATED = "created", _("Awaiting payment")
     REVIEW = "review", _("Amount differs — finance review")
     APPROVAL = "approval", _("Awaiting a second approver")
-    PAID = "paid", _("Paid")
+    PAID = "paid", pgettext_lazy("top-up state", "Paid")
     CANCELLED = "cancelled", _("Cancelled")
     EXPIRED = "expired", _("Expired")
     RETURNED = "returned", _("Returned to payer")
