@@ -228,6 +228,17 @@ def _channels(notice, opted_out: bool):
     return want_email, want_sms
 
 
+# Files an upper app attaches to the email of one kind (an issued invoice's PDF/OFD/XML).
+# notices is a leaf: the upper app registers its provider at ready(); nothing here imports it.
+_ATTACHMENT_PROVIDERS = {}
+
+
+def register_attachment_provider(kind, provider):
+    """`provider(notice) -> [(filename, bytes, content_type)]`, read when the email is sent."""
+    get_kind(kind)
+    _ATTACHMENT_PROVIDERS[kind] = provider
+
+
 def deliver_notice(notice: Notice, *, now, connection=None, sms_backend=None) -> str:
     """Send one claimed notice on each channel not yet sent; record the outcome."""
     opted_out = EmailOptOut.objects.filter(user_id=notice.user_id, kind=notice.kind).exists()
@@ -241,14 +252,18 @@ def deliver_notice(notice: Notice, *, now, connection=None, sms_backend=None) ->
     sent_times = [t for t in (notice.email_sent_at, notice.sms_sent_at) if t]
     if want_email and notice.email_sent_at is None:
         try:
-            EmailMessage(
+            message = EmailMessage(
                 subject=notice.subject,
                 body=notice.body,
                 from_email=settings.DEFAULT_FROM_EMAIL,
                 to=[notice.user.email],
                 connection=connection,
                 headers={"X-Portal-Notice": str(notice.pk)},
-            ).send()
+            )
+            provider = _ATTACHMENT_PROVIDERS.get(notice.kind)
+            for name, data, content_type in provider(notice) if provider else []:
+                message.attach(name, data, content_type)
+            message.send()
         except Exception as exc:
             errors.append(f"email: {type(exc).__name__}: {exc}")
         else:

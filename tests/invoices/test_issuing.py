@@ -369,3 +369,23 @@ def test_staff_never_decide_their_own_request_r_adm_4(clerk, agreement):
     with pytest.raises(PermissionDenied):
         reject_invoice(own, actor=staff, reason="mine")
     unchanged(own)
+
+
+@pytest.mark.django_db
+def test_the_issued_invoice_is_emailed_with_its_files_r_inv_4(
+    request_, finance, person, recording_email
+):
+    """R-INV-4: the `invoice_issued` email carries the electronic invoice (PDF and XML)."""
+    from django.utils import timezone
+
+    from notices.services import deliver_due_notices
+
+    xml = xml_for(request_, number="26110000000000000700")
+    issue_invoice(request_, actor=finance, xml=xml, pdf=pdf())
+    deliver_due_notices(timezone.now() + timezone.timedelta(minutes=1), 100)
+    mails = [m for m in recording_email.sent if m.to == [person.email]]
+    issued = [m for m in mails if "26110000000000000700" in str(m.attachments)]
+    assert issued, [m.subject for m in mails]
+    names = [name for name, _data, _ctype in issued[0].attachments]
+    assert names == ["invoice-26110000000000000700.pdf", "invoice-26110000000000000700.xml"]
+    assert issued[0].attachments[0][1] == SAMPLE_PDF
