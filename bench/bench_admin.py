@@ -315,12 +315,12 @@ def pages():
         ("transactions list", cl("ledgertransaction")),
         ("transactions: kind=usage", cl("ledgertransaction", "?kind__exact=usage")),
         ("transactions: kind=top_up", cl("ledgertransaction", "?kind__exact=top_up")),
+        ("transactions: kind=refund (none)", cl("ledgertransaction", "?kind__exact=refund")),
         ("transaction detail", ch("ledgertransaction", txn.pk)),
         ("postings list", cl("posting")),
         ("postings: revenue account", cl("posting", f"?ledger_account__id__exact={revenue}")),
         ("postings: one transaction", cl("posting", f"?transaction__id__exact={txn.pk}")),
         ("postings: one lot", cl("posting", f"?lot__id__exact={lot.pk}")),
-        ("postings: bucket=trial", cl("posting", "?bucket__exact=trial")),
         ("posting detail", ch("posting", posting.pk)),
         ("grants list", cl("grant")),
         ("grant detail", ch("grant", grant.pk)),
@@ -330,6 +330,28 @@ def pages():
         ("top-up detail", ch("topup", topup.pk, app="topups")),
         ("ledger accounts list", cl("ledgeraccount")),
         ("revenue account detail", ch("ledgeraccount", revenue)),
+    ]
+
+
+# Requested (not in the migrations; see billing/README.md, "The admin at scale"): a
+# partial index for the transaction list's kind filter. Usage transactions, the bulk of
+# the table and of its writes, are outside the predicate, so charging never updates it.
+# The bench builds it by hand, times the kind filters with it, and drops it again.
+KIND_INDEX = (
+    "CREATE INDEX IF NOT EXISTS billing_txn_kind_id_not_usage ON billing_ledgertransaction"
+    " (kind, id DESC) WHERE kind <> 'usage'"
+)
+DROP_KIND_INDEX = "DROP INDEX IF EXISTS billing_txn_kind_id_not_usage"
+
+
+def kind_pages():
+    from django.urls import reverse
+
+    url = reverse("admin:billing_ledgertransaction_changelist")
+    return [
+        ("with index: kind=top_up", url + "?kind__exact=top_up"),
+        ("with index: kind=refund (none)", url + "?kind__exact=refund"),
+        ("with index: kind=usage", url + "?kind__exact=usage"),
     ]
 
 
@@ -410,7 +432,17 @@ def run():
         admin_user = User.objects.create_superuser("bench-admin@bench-admin.local", "!unused")
     client = Client()
     client.force_login(admin_user)
+    _exec(DROP_KIND_INDEX)
     rows += time_pages(client, pages())
+    if os.environ.get("BENCH_ADMIN_INDEX", "1") == "1":
+        t0 = time.perf_counter()
+        _exec(KIND_INDEX)
+        _exec("ANALYZE billing_ledgertransaction")
+        rows.append(("requested kind index: build s", f"{time.perf_counter() - t0:.1f}", "", None))
+        try:
+            rows += time_pages(client, kind_pages())
+        finally:
+            _exec(DROP_KIND_INDEX)
     # the revenue account's exact sum, on request only (what the page no longer does)
     revenue = platform_account_id(AccountKind.REVENUE)
     t0 = time.perf_counter()

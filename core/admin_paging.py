@@ -21,12 +21,15 @@ usual) whose text says it is an estimate or a floor.
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin
+from django.contrib.admin import helpers
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import QuerySet
 from django.utils.formats import number_format
 from django.utils.functional import cached_property
+from django.utils.html import format_html
 from django.utils.translation import gettext
 
 # unfiltered tables the estimate calls smaller than this are counted exactly
@@ -122,3 +125,14 @@ class LargeTableAdminMixin:
             field = self.date_hierarchy
             self.list_filter = (*self.list_filter, (field, admin.DateFieldListFilter))
             self.date_hierarchy = None
+
+    def action_checkbox(self, obj):
+        """Django's row checkbox, labelled "<model> #<id>" rather than str(obj): a
+        model's __str__ may format money (babel) or read a relation, once per row."""
+        label = f"{self.opts.verbose_name} #{obj.pk}"
+        attrs = {
+            "class": "action-select",
+            "aria-label": format_html(gettext("Select this object for an action - {}"), label),
+        }
+        checkbox = forms.CheckboxInput(attrs, lambda value: False)
+        return checkbox.render(helpers.ACTION_CHECKBOX_NAME, str(obj.pk))
