@@ -29,9 +29,14 @@ from .models import (
 class BalanceAccountInline(admin.StackedInline):
     model = BalanceAccount
     can_delete = False
-    fields = ("standing", "low_balance_threshold", "freeze_authority", "freeze_document_number")
+    fields = ("standing", "threshold", "freeze_authority", "freeze_document_number")
     readonly_fields = fields
     show_change_link = True
+
+    @admin.display(description="Low-balance threshold")
+    def threshold(self, obj):
+        # a MoneyField left empty would print "None"
+        return obj.low_balance_threshold if obj.low_balance_threshold is not None else "—"
 
 
 class VerificationInline(admin.TabularInline):
