@@ -108,3 +108,18 @@ def test_a_new_api_key_secret_never_rests_in_the_session(client):
         assert secret not in str(session.get_decoded())
         assert secret not in session.session_data
     assert secret not in client.get("/api-keys/").content.decode()  # shown once
+
+
+@pytest.mark.parametrize(
+    "email,password",
+    [("li.wei.drill@example.com", "li.wei.drill"), ("zhangsan88@example.com", "Zhangsan88!!")],
+)
+def test_signup_password_built_from_the_email_is_refused(client, email, password):
+    """Issue 13: a password made of the address's local part is refused, even where
+    Django's similarity ratio stays under its threshold."""
+    from accounts.models import User
+
+    resp = client.post("/signup/", {"email": email, "password": password})
+    assert resp.status_code == 200
+    assert "password" in resp.context["form"].errors
+    assert not User.objects.exists()
