@@ -225,15 +225,12 @@ def reconcile_selected(modeladmin, request, queryset):
 
 
 @admin.register(LedgerAccount)
-class LedgerAccountAdmin(ReadOnlyAdmin):
+class LedgerAccountAdmin(LargeTableAdminMixin, ReadOnlyAdmin):  # six rows per user
     list_display = ("id", "kind", "channel", "owner_email", "cached_balance")
     list_filter = ("kind", ("owner", admin.EmptyFieldListFilter))
     search_fields = ("=id", "owner__user__email")
     list_select_related = ("owner__user",)
     actions = [reconcile_selected]
-    list_per_page = 100
-    paginator = LargeTableAdminMixin.paginator  # six rows per user: counted within bounds
-    show_full_result_count = False
     fields = ("kind", "channel", "owner", "cached_balance", "ledger_balance", "posting_list")
     readonly_fields = fields
 

@@ -123,7 +123,7 @@ def test_every_large_admin_pages_without_counting_the_table():
     from billing.models import Grant, LedgerTransaction, Lot
     from topups.models import TopUp
 
-    for model in (Charge, LedgerTransaction, Posting, Grant, Lot, TopUp):
+    for model in (Charge, LedgerTransaction, Posting, Grant, Lot, TopUp, LedgerAccount):
         model_admin = admin.site._registry[model]
         assert isinstance(model_admin, LargeTableAdminMixin), model
         assert model_admin.paginator is LargeTablePaginator
