@@ -32,6 +32,8 @@ def balance_summary(account, *, buckets=None) -> dict:
         "discount": from_micro(discount),
         "hold": from_micro(rows.get("hold", 0)),
         "arrears": from_micro(arrears),
+        # owed to a rights holder after a dispute's deadline refund fell short (R-DIS-3)
+        "dispute_debt": from_micro(-rows.get("dispute_debt", 0)),
         "available": from_micro(max(0, cash + trial + discount - arrears)),
     }
 
