@@ -229,6 +229,30 @@ def encrypt_columns_in_place(connection, table, columns, *, batch_size=1000):
                 changed += 1
 
 
+def decrypt_columns_in_place(connection, table, columns):
+    """Data migrations, backwards: the plain values again (before the column goes back to
+    its old type). Values that are not tokens are left alone."""
+    qn = connection.ops.quote_name
+    cols = ", ".join(qn(c) for c in columns)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id, {cols} FROM {qn(table)}")  # noqa: S608 (names)
+        rows = cursor.fetchall()
+    for pk, *values in rows:
+        updates = {
+            column: decrypt_bytes(str(value).encode()).decode()
+            for column, value in zip(columns, values, strict=True)
+            if value not in (None, "") and is_token(str(value))
+        }
+        if updates:
+            sets = ", ".join(f"{qn(c)} = %s" for c in updates)
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"UPDATE {qn(table)} SET {sets} WHERE id = %s",  # noqa: S608
+                    [*updates.values(), pk],
+                )
+    return len(rows)
+
+
 def digest_phones_in_place(connection, table, *, column="phone", digest_column="phone_digest"):
     """Data migrations: write the keyed digest of every row's phone (plain or encrypted)."""
     from .identity import phone_digest

@@ -15,6 +15,21 @@ def encrypt_personal_data(apps, schema_editor):
     accounts.crypto.encrypt_columns_in_place(
         connection, "accounts_verification", ["phone", "birth_date"]
     )
+    # fire the deferred FK checks now: PostgreSQL refuses DDL on a table with pending
+    # trigger events, and the next operation (either way) may alter these tables
+    schema_editor.connection.check_constraints()
+
+
+def decrypt_personal_data(apps, schema_editor):
+    """Backwards: plain values again, so the columns can take their old types."""
+    connection = schema_editor.connection
+    accounts.crypto.decrypt_columns_in_place(connection, "accounts_user", ["phone"])
+    accounts.crypto.decrypt_columns_in_place(
+        connection, "accounts_verification", ["phone", "birth_date"]
+    )
+    # fire the deferred FK checks now: PostgreSQL refuses DDL on a table with pending
+    # trigger events, and the next operation (either way) may alter these tables
+    schema_editor.connection.check_constraints()
 
 
 class Migration(migrations.Migration):
@@ -57,5 +72,5 @@ class Migration(migrations.Migration):
                 blank=True, digest_field="phone_digest", max_length=20
             ),
         ),
-        migrations.RunPython(encrypt_personal_data, migrations.RunPython.noop),
+        migrations.RunPython(encrypt_personal_data, decrypt_personal_data),
     ]

@@ -17,6 +17,19 @@ def encrypt_payers(apps, schema_editor):
     accounts.crypto.seal_audit_details_in_place(
         apps, "topups", "topup", ["payer_name", "payer_account"]
     )
+    # fire the deferred FK checks now: PostgreSQL refuses DDL on a table with pending
+    # trigger events, and the next operation (either way) may alter these tables
+    schema_editor.connection.check_constraints()
+
+
+def decrypt_payers(apps, schema_editor):
+    """Backwards: plain payer columns again (audit details stay sealed)."""
+    accounts.crypto.decrypt_columns_in_place(
+        schema_editor.connection, "topups_topup", ["payer_name", "payer_account"]
+    )
+    # fire the deferred FK checks now: PostgreSQL refuses DDL on a table with pending
+    # trigger events, and the next operation (either way) may alter these tables
+    schema_editor.connection.check_constraints()
 
 
 class Migration(migrations.Migration):
@@ -83,5 +96,5 @@ class Migration(migrations.Migration):
                 max_length=50,
             ),
         ),
-        migrations.RunPython(encrypt_payers, migrations.RunPython.noop),
+        migrations.RunPython(encrypt_payers, decrypt_payers),
     ]
