@@ -14,6 +14,8 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 from djmoney.models.fields import MoneyField
 
+from accounts.crypto import EncryptedTextField
+
 from .micro import from_micro
 
 CNY_ONLY = [("CNY", "CNY")]
@@ -141,8 +143,9 @@ class Lot(models.Model):
     )
     remaining_micro = models.BigIntegerField(default=0, help_text="Cached unconsumed cash.")
     held_micro = models.BigIntegerField(default=0, help_text="Cached cash in refund hold.")
-    payer_name = models.CharField(max_length=200, blank=True)
-    payer_account = models.CharField(max_length=200, blank=True)
+    # Personal data, encrypted at rest like the top-up's (R-ACC-5)
+    payer_name = EncryptedTextField(blank=True)
+    payer_account = EncryptedTextField(blank=True)
     third_party = models.BooleanField(default=False)
     idempotency_key = models.CharField(max_length=200, unique=True)
     memo = models.CharField(max_length=200, blank=True)

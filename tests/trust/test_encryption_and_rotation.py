@@ -162,11 +162,6 @@ def test_rotation_refuses_to_bless_values_the_first_key_cannot_open(user, settin
         call_command("rotate_keys")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="billing.Lot.payer_name/payer_account need a billing migration (lead's request in "
-    "the issue 13 report); remove this marker when it lands",
-)
 def test_lot_payer_is_encrypted_at_rest(ready_user):
     """R-ACC-5: the ledger lot keeps the payer only encrypted, like the top-up."""
     topup = _paid_bank_topup(ready_user)
