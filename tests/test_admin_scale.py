@@ -286,3 +286,18 @@ def test_posting_list_is_read_only_and_filters_by_account(admin_client, books):
     admin_client.post(change, {"amount_micro": "1"})
     assert Posting.objects.count() == before
     assert Posting.objects.get(pk=posting.pk).amount_micro == posting.amount_micro
+
+
+def test_later_pages_read_ids_first_then_rows_in_order(books):
+    """Issue 15: past page one the OFFSET runs over ids alone (no join per skipped row);
+    the page holds the same rows, in the same order, as a plain slice."""
+    spend(books, 5, start=10)
+    qs = Charge.objects.select_related("account__user").order_by("-id")
+    with CaptureQueriesContext(connection) as ctx:
+        page = LargeTablePaginator(qs, 2).page(2)
+        rows = list(page.object_list)
+    assert [c.pk for c in rows] == [c.pk for c in qs[2:4]]
+    assert rows[0].account.user.email == books.user.email  # joined, no extra query
+    offset_sql = [q["sql"] for q in ctx.captured_queries if "OFFSET" in q["sql"].upper()]
+    assert offset_sql and all("JOIN" not in s.upper() for s in offset_sql)
+    assert len(ctx.captured_queries) == 3  # capped count, the ids, the rows
