@@ -46,6 +46,14 @@ class JobFreshness(HealthCheck):
     JOB_STALE_FACTOR of its interval (beat and the workers are alive)."""
 
     def run(self):
+        from django.db import connection
+
+        try:
+            self._check()
+        finally:
+            connection.close()  # this runs in an executor thread: leave no connection open
+
+    def _check(self):
         from .framework import all_jobs
         from .models import JobLease, JobRun, JobRunStatus
         from .services import LEASE_SECONDS
