@@ -22,6 +22,7 @@ urlpatterns = [
         name="verification_document",
     ),
     path("api-keys/", views.api_keys, name="api_keys"),
+    path("staff/second-factor/", views.staff_otp, name="staff_otp"),
     path("api-keys/<int:pk>/revoke/", views.api_key_revoke, name="api_key_revoke"),
     path("agreement/", views.agreement, name="agreement"),
     path("agreement/<int:pk>/accept/", views.agreement_accept, name="agreement_accept"),

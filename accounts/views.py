@@ -195,3 +195,53 @@ def verification_document(request, pk, which):
     )
     response["Cache-Control"] = "no-store"
     return response
+
+
+# ---------------------------------------------------------------- staff second factor
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def staff_otp(request):
+    """Enrol a TOTP authenticator (first time) or type its current code (issue 13)."""
+    from django.utils.http import url_has_allowed_host_and_scheme
+    from django_otp import login as otp_login
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    from .otp import second_factor_required
+
+    next_url = request.POST.get("next") or request.GET.get("next") or "/admin/"
+    if not url_has_allowed_host_and_scheme(next_url, {request.get_host()}):
+        next_url = "/admin/"
+    if not second_factor_required(request.user) or request.user.is_verified():
+        return redirect(next_url)
+    device = TOTPDevice.objects.filter(user=request.user, confirmed=True).first()
+    enrolling = device is None
+    if enrolling:
+        device = TOTPDevice.objects.filter(user=request.user, confirmed=False).first()
+        if device is None:
+            device = TOTPDevice.objects.create(
+                user=request.user, name="authenticator", confirmed=False
+            )
+    error = None
+    if request.method == "POST":
+        token = "".join(ch for ch in request.POST.get("token", "") if ch.isdigit())[:8]
+        if token and device.verify_token(token):
+            if enrolling:
+                device.confirmed = True
+                device.save(update_fields=["confirmed"])
+            otp_login(request, device)
+            return redirect(next_url)
+        error = _("That code is not right. Type the current six-digit code.")
+    from base64 import b32encode
+
+    context = {
+        "enrolling": enrolling,
+        "config_url": device.config_url if enrolling else "",
+        "secret": b32encode(device.bin_key).decode() if enrolling else "",
+        "error": error,
+        "next": next_url,
+    }
+    response = render(request, "accounts/staff_otp.html", context, status=400 if error else 200)
+    add_never_cache_headers(response)
+    return response

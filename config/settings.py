@@ -85,6 +85,8 @@ INSTALLED_APPS = [
     "django_fsm",
     "django_celery_beat",
     "axes",  # login throttling and lockout
+    "django_otp",  # staff second factor (TOTP)
+    "django_otp.plugins.otp_totp",
     "ninja",  # the gateway docs page uses django-ninja's bundled Swagger assets, no CDN
     # project apps, bottom layer first (README "Layout")
     "core",
@@ -107,6 +109,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",  # request.user.is_verified()
+    "accounts.otp.StaffSecondFactorMiddleware",  # the admin needs the second factor
     "core.middleware.UserLanguageMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -164,6 +168,11 @@ AXES_RESET_ON_SUCCESS = True
 AXES_USERNAME_FORM_FIELD = "username"
 AXES_SENSITIVE_PARAMETERS = ["username", "password"]
 AXES_VERBOSE = False
+# Staff second factor (TOTP, django-otp): on in production, off elsewhere so the demo
+# logins and tests keep working; when on, every staff member types a one-time code
+# after the password before the admin opens (accounts/otp.py).
+STAFF_OTP_REQUIRED = env_bool("STAFF_OTP_REQUIRED", PRODUCTION)
+OTP_TOTP_ISSUER = env("OTP_TOTP_ISSUER", "Balance operations")
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "accounts:login"
