@@ -172,6 +172,20 @@ class VerificationAdmin(WorkflowAdminMixin, admin.ModelAdmin):
             return "—"
         return timesince(obj.submitted_at)
 
+    def transition_case(self, request, obj, transition_name):
+        """A review decision also needs the other accounts on the same identity (R-ACC-4)."""
+        rows = super().transition_case(request, obj, transition_name)
+        others = list(
+            Verification.objects.filter(identity_hash=obj.identity_hash)
+            .exclude(pk=obj.pk)
+            .filter(state__in=[VerificationState.SUBMITTED, VerificationState.APPROVED])
+            .select_related("user")
+            .order_by("id")
+        )
+        shown = "; ".join(f"{v.user.email} ({v.get_state_display()})" for v in others)
+        rows.append(("Other accounts on this identity", shown or "none"))
+        return rows
+
     @admin.display(description="Name")
     def masked_name(self, obj):
         return obj.masked_name

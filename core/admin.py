@@ -1,8 +1,14 @@
 import logging
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import (
+    display_for_field,
+    display_for_value,
+    label_for_field,
+    lookup_field,
+)
 from django.contrib.contenttypes.admin import GenericTabularInline
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
 from django.shortcuts import redirect
 from django_fsm.admin import FSMAdminMixin
 
@@ -61,7 +67,30 @@ class WorkflowAdminMixin(FSMAdminMixin):
     # Buttons are links to the reason form, so staff need only the view permission
     # on the model plus the transition's own permission (least privilege, R-ADM-1).
     change_form_template = "admin/core/workflow_change_form.html"
+    fsm_transition_form_template = "admin/core/workflow_transition_form.html"
     fsm_default_disallow_transition = True
+
+    def transition_case(self, request, obj, transition_name):
+        """What the transition form shows of the case it acts on: (label, value) rows.
+
+        By default the queue's own columns (list_display) for this case; an admin adds
+        what a decision needs (ages, warnings, related cases) by overriding this.
+        """
+        rows = []
+        for name in self.get_list_display(request):
+            if name == "action_checkbox" or callable(name):
+                continue
+            try:
+                field, attr, value = lookup_field(name, obj, self)
+            except (AttributeError, ObjectDoesNotExist):
+                continue
+            label = label_for_field(name, self.model, self)
+            if field is not None:
+                shown = display_for_field(value, field, "—")
+            else:
+                shown = display_for_value(value, "—", boolean=getattr(attr, "boolean", False))
+            rows.append((label, shown))
+        return rows
 
     def get_fsm_transition_form(self, transition):
         form = super().get_fsm_transition_form(transition)
@@ -88,6 +117,10 @@ class WorkflowAdminMixin(FSMAdminMixin):
                 return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
             opts = self.model._meta
             return redirect(f"admin:{opts.app_label}_{opts.model_name}_change", object_id=obj.pk)
+        obj = self.get_object(request, object_id)
+        if obj is not None:
+            # the form's template reads it from the request (django_fsm builds its context)
+            request.workflow_case = self.transition_case(request, obj, transition_name)
         return super().fsm_transition_view(request, object_id, transition_name, **kwargs)
 
     def _apply_fsm_transition(self, *, obj, transition_name, request, kwargs=None):
