@@ -421,11 +421,13 @@ class Verification(ConcurrentTransitionMixin, models.Model):
 
     @property
     def masked_number(self):
-        return mask_number(self.id_number if self.is_individual else self.credit_code)
+        # An enterprise's credit code and name are public registry data, which CS need
+        # whole for the GB 32100 check; only an individual's are personal (R-ACC-5).
+        return mask_number(self.id_number) if self.is_individual else self.credit_code
 
     @property
     def masked_name(self):
-        return mask_name(self.legal_name if self.is_individual else self.company_name)
+        return mask_name(self.legal_name) if self.is_individual else self.company_name
 
     @property
     def masked_representative(self):
