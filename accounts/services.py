@@ -461,9 +461,11 @@ DOCUMENTS = {
 def read_document(verification, which, *, actor):
     """Decrypted bytes of a licence / evidence file for staff with the permission; audited.
 
+    The user who uploaded it may download it too (their own file; issue 15).
     Returns (data, content_type, download name); raises FileNotFoundError if absent.
     """
-    _require_identity_permission(actor)
+    if actor is None or actor.pk != verification.user_id:
+        _require_identity_permission(actor)
     if which not in DOCUMENTS:
         raise FileNotFoundError(which)
     file_attr, type_attr = DOCUMENTS[which]

@@ -184,6 +184,8 @@ def verification_document(request, pk, which):
     Never a media URL: every download is permission-checked and audited.
     """
     verification = get_object_or_404(Verification, pk=pk)
+    if not request.user.is_staff and verification.user_id != request.user.pk:
+        raise Http404("No such document.")  # another user's file: nothing to see here
     try:
         data, content_type, filename = services.read_document(
             verification, which, actor=request.user

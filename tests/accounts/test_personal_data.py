@@ -115,11 +115,13 @@ def test_document_download_needs_permission_and_is_audited(client, user, risk_of
     """R-ACC-5: licence downloads go through a permission-checked, audited view."""
     v = submit_enterprise(user)
     url = f"/verification/{v.pk}/document/licence/"
-    client.force_login(user)  # even the owner does not download through the portal pages
-    assert client.get(url).status_code == 403
+    client.force_login(user)  # the owner downloads their own file
+    assert client.get(url).status_code == 200
+    client.force_login(UserFactory())  # another user: 404, nothing to learn
+    assert client.get(url).status_code == 404
     client.force_login(grant(StaffFactory(), "accounts.view_verification"))
     assert client.get(url).status_code == 403
-    assert not AuditRecord.objects.filter(action="download_licence").exists()
+    assert not AuditRecord.objects.filter(action="download_licence").exclude(actor=user).exists()
     client.force_login(risk_officer)
     resp = client.get(url)
     assert resp.status_code == 200
