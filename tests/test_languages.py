@@ -93,3 +93,10 @@ def test_chinese_is_the_default_language(client, settings):
     settings.LANGUAGE_CODE = configured.LANGUAGE_CODE
     page = client.get(reverse("accounts:login"), HTTP_ACCEPT_LANGUAGE="fr").content.decode()
     assert '<html lang="zh-hans">' in page and "登录" in page
+
+
+def test_every_page_says_which_time_zone_its_times_are_in(client, user):
+    """Times are shown in Asia/Shanghai and the page says so."""
+    client.force_login(user)
+    page = client.get(reverse("billing:balance"), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "Asia/Shanghai, UTC+8" in page
