@@ -17,7 +17,7 @@ from billing.services import charging
 from billing.services.engine import is_retryable
 from billing.services.ledger import credit_lot, grant_funds, void_grant
 from billing.services.reconcile import reconcile
-from tests.factories import UserFactory, cny
+from tests.factories import StaffFactory, UserFactory, cny, grant
 from tests.ledger.http import TOKEN, post
 
 
@@ -208,4 +208,68 @@ def test_voiding_grants_while_batches_charge_them_never_fails(settings):
     assert not errors, errors
     assert statuses == [200] * 20
     assert Charge.objects.count() == 20 * 6
+    assert reconcile().ok
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_ending_a_promotion_while_batches_charge_its_grants(settings):
+    """Issue 13 on PostgreSQL (the drill's deadlock): staff end a promotion and void its
+    benefits in small batches while two gateway batches charge the same accounts, events
+    in the opposite account order. No 500, no error, every batch charged, every benefit
+    voided or spent, the ledger reconciles."""
+    from accounts.services import create_api_key
+    from tests.topups.conftest import accept, make_agreement, verify
+    from tests.topups.test_promotions import pay, promo
+    from topups.models import PromotionRedemption
+    from topups.services.promotions import end_promotion
+
+    settings.GATEWAY_SERVICE_TOKEN = TOKEN
+    finance = grant(StaffFactory(), "topups.confirm_remittance", "topups.resolve_review")
+    ender = grant(StaffFactory(), "topups.end_promotion")
+    agreement = make_agreement()
+    p = promo()
+    keys = []
+    for _ in range(6):
+        user = UserFactory()
+        verify(user)
+        accept(user, agreement)
+        pay(user, finance)
+        keys.append(create_api_key(user, name="k")[1])
+    assert PromotionRedemption.objects.count() == 6
+    errors, statuses = [], []
+
+    def ender_thread():
+        try:
+            end_promotion(p, actor=ender, reason="campaign over", void_unused=True, batch_size=2)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def charger(t):
+        try:
+            for b in range(8):
+                order = keys if t % 2 else list(reversed(keys))
+                events = [
+                    {"request_id": f"p{t}-{b}-{i}", "api_key": k, "model": "m", "amount": "0.4"}
+                    for i, k in enumerate(order)
+                ]
+                statuses.append(post(Client(), "usage/batch", {"events": events})[0])
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=ender_thread)] + [
+        threading.Thread(target=charger, args=(t,)) for t in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(180)
+    assert not errors, errors
+    assert statuses == [200] * 16
+    assert Charge.objects.count() == 16 * 6
+    assert PromotionRedemption.objects.filter(voided_at__isnull=True).count() == 0
     assert reconcile().ok
