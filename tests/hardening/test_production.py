@@ -191,3 +191,17 @@ class TestGatewayDocs:
         assert "swagger-ui-bundle.js" in html
         assert "cdn" not in html.lower()
         assert "https://" not in html and "http://" not in html.replace("http://testserver", "")
+
+
+def test_health_probes_are_not_redirected_to_https_in_production(tmp_path):
+    """Issue 13: liveness answers a plain-HTTP probe in production (no 301 to https)."""
+    script = (
+        "from django.test import Client\n"
+        "c = Client(raise_request_exception=False)\n"
+        "r = c.get('/ops/health/live/', HTTP_HOST='portal.example.com')\n"
+        "s = c.get('/billing/', HTTP_HOST='portal.example.com')\n"
+        "print('codes', r.status_code, s.status_code)\n"
+    )
+    result = check(production_env(tmp_path), "shell", "-c", script)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "codes 200 301" in result.stdout
