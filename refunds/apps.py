@@ -6,3 +6,8 @@ class RefundsConfig(AppConfig):
 
     name = "refunds"
     verbose_name = "Refunds"
+
+    def ready(self):
+        # Register the payout task in every process (web queues it by name, the worker
+        # runs it), so the services never import the task module back.
+        from . import tasks  # noqa: F401

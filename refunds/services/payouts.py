@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from celery import current_app
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -72,10 +73,12 @@ def _lock(request):
     )
 
 
-def _queue(line_id):
-    from ..tasks import pay_out_alipay_line
+PAYOUT_TASK = "refunds.pay_out_alipay_line"  # refunds/tasks.py, registered at ready()
 
-    transaction.on_commit(lambda: pay_out_alipay_line.delay(line_id))
+
+def _queue(line_id):
+    # by name through the task registry: refunds.tasks imports this module, not the reverse
+    transaction.on_commit(lambda: current_app.tasks[PAYOUT_TASK].delay(line_id))
 
 
 def _alipay_ready(line):
