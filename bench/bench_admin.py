@@ -321,6 +321,7 @@ def pages():
         ("transactions: kind=usage", cl("ledgertransaction", "?kind__exact=usage")),
         ("transactions: kind=top_up", cl("ledgertransaction", "?kind__exact=top_up")),
         ("transactions: kind=refund (none)", cl("ledgertransaction", "?kind__exact=refund")),
+        ("transactions: search email", cl("ledgertransaction", f"?q={email}")),
         ("transaction detail", ch("ledgertransaction", txn.pk)),
         ("postings list", cl("posting")),
         ("postings: revenue account", cl("posting", f"?ledger_account__id__exact={revenue}")),
@@ -328,12 +329,15 @@ def pages():
         ("postings: one lot", cl("posting", f"?lot__id__exact={lot.pk}")),
         ("posting detail", ch("posting", posting.pk)),
         ("grants list", cl("grant")),
+        ("grants: search email", cl("grant", f"?q={email}")),
         ("grant detail", ch("grant", grant.pk)),
         ("lots list", cl("lot")),
+        ("lots: search email", cl("lot", f"?q={email}")),
         ("lot detail", ch("lot", lot.pk)),
         ("top-ups list", cl("topup", app="topups")),
         ("top-up detail", ch("topup", topup.pk, app="topups")),
         ("ledger accounts list", cl("ledgeraccount")),
+        ("ledger accounts: search email", cl("ledgeraccount", f"?q={email}")),
         ("revenue account detail", ch("ledgeraccount", revenue)),
     ]
 

@@ -64,10 +64,11 @@ class AccountSearch:
     Django's default search ORs every search field into one WHERE, across joins; no
     index serves that, and on millions of rows the newest-first page walks the whole
     table when nothing matches. Here an email finds the owner first (the small users
-    table), then the rows by the (account, -id) index; a number is a row id; anything
-    else is the table's unique key (`key_field`, exact)."""
+    table), then the rows by the owner's index; a number is a row id; anything else is
+    matched exactly against `key_fields` (the table's unique key)."""
 
-    key_field = None
+    account_field = "account_id"
+    key_fields = ()
 
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip()
@@ -82,8 +83,10 @@ class AccountSearch:
                     "id", flat=True
                 )
             )
-            return queryset.filter(account_id__in=owners), False
-        match = Q(**{self.key_field: term}) if self.key_field else Q(pk=None)
+            return queryset.filter(**{f"{self.account_field}__in": owners}), False
+        match = Q(pk=None)
+        for field in self.key_fields:
+            match |= Q(**{field: term})
         if term.isdigit():
             match |= Q(pk=int(term))
         return queryset.filter(match), False
@@ -180,7 +183,7 @@ class LedgerTransactionAdmin(LargeTableAdminMixin, AccountSearch, AccountColumns
     list_filter = ("kind", ("created_at", admin.DateFieldListFilter))
     search_fields = ("idempotency_key",)  # shows the box; AccountSearch does the work
     search_help_text = _("An email, a transaction id or an idempotency key.")
-    key_field = "idempotency_key"
+    key_fields = ("idempotency_key",)
     list_select_related = ("account__user",)
     ordering = ("-id",)
     sortable_by = ("id",)
@@ -225,10 +228,12 @@ def reconcile_selected(modeladmin, request, queryset):
 
 
 @admin.register(LedgerAccount)
-class LedgerAccountAdmin(LargeTableAdminMixin, ReadOnlyAdmin):  # six rows per user
+class LedgerAccountAdmin(LargeTableAdminMixin, AccountSearch, ReadOnlyAdmin):  # six per user
     list_display = ("id", "kind", "channel", "owner_email", "cached_balance")
     list_filter = ("kind", ("owner", admin.EmptyFieldListFilter))
-    search_fields = ("=id", "owner__user__email")
+    search_fields = ("=id",)  # shows the box; AccountSearch does the work
+    search_help_text = _("An email or a ledger account id.")
+    account_field = "owner_id"
     list_select_related = ("owner__user",)
     actions = [reconcile_selected]
     fields = ("kind", "channel", "owner", "cached_balance", "ledger_balance", "posting_list")
@@ -290,7 +295,7 @@ class LedgerAccountAdmin(LargeTableAdminMixin, ReadOnlyAdmin):  # six rows per u
 
 
 @admin.register(Lot)
-class LotAdmin(LargeTableAdminMixin, AccountColumns, ReadOnlyAdmin):
+class LotAdmin(LargeTableAdminMixin, AccountSearch, AccountColumns, ReadOnlyAdmin):
     list_display = (
         "id",
         "created_at",
@@ -308,7 +313,9 @@ class LotAdmin(LargeTableAdminMixin, AccountColumns, ReadOnlyAdmin):
         ("closed_at", admin.EmptyFieldListFilter),
         ("created_at", admin.DateFieldListFilter),
     )
-    search_fields = ("=id", "idempotency_key", "account__user__email", "payer_account")
+    search_fields = ("=id",)  # shows the box; AccountSearch does the work
+    search_help_text = _("An email, a lot id, an idempotency key or a payer account.")
+    key_fields = ("idempotency_key", "payer_account")
     list_select_related = ("account__user",)
     ordering = ("-id",)
     fields = (
@@ -370,7 +377,7 @@ def void_selected(modeladmin, request, queryset):
 
 
 @admin.register(Grant)
-class GrantAdmin(LargeTableAdminMixin, AccountColumns, ReadOnlyAdmin):
+class GrantAdmin(LargeTableAdminMixin, AccountSearch, AccountColumns, ReadOnlyAdmin):
     list_display = (
         "id",
         "created_at",
@@ -383,7 +390,9 @@ class GrantAdmin(LargeTableAdminMixin, AccountColumns, ReadOnlyAdmin):
     )
     list_filter = ("kind", "state", ("created_at", admin.DateFieldListFilter))
     actions = [void_selected]
-    search_fields = ("=id", "idempotency_key", "account__user__email")
+    search_fields = ("=id",)  # shows the box; AccountSearch does the work
+    search_help_text = _("An email, a grant id or an idempotency key.")
+    key_fields = ("idempotency_key",)
     list_select_related = ("account__user",)
     ordering = ("-id",)
     inlines = [AuditRecordInline]
@@ -448,7 +457,7 @@ class ChargeAdmin(LargeTableAdminMixin, AccountSearch, AccountColumns, ReadOnlyA
     list_filter = (RecentModelFilter, ("created_at", admin.DateFieldListFilter))
     search_fields = ("request_id",)  # shows the box; AccountSearch does the work
     search_help_text = _("An email, a request id or a charge id.")
-    key_field = "request_id"
+    key_fields = ("request_id",)
     list_select_related = ("account__user",)
     ordering = ("-id",)
     sortable_by = ("id",)

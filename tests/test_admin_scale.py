@@ -302,3 +302,22 @@ def test_later_pages_read_ids_first_then_rows_in_order(books):
     assert offset_sql and all("JOIN" not in s.upper() for s in offset_sql)
     # (the estimate on PostgreSQL,) the capped count, the ids, the rows
     assert len(ctx.captured_queries) == 3 + ESTIMATE_LOOKUP()
+
+
+@pytest.mark.parametrize("model", ["lot", "grant", "ledgeraccount", "ledgertransaction"])
+def test_searching_by_email_finds_only_that_owners_rows(admin_client, books, model):
+    """Issue 15: an email finds its owner's rows through the owner's index (one
+    predicate, no OR across joins); another user's rows are not listed."""
+    other = UserFactory(phone="").balance_account
+    credit_lot(other, cny("5"), channel="alipay", idempotency_key="L-other")
+    grant_funds(other, cny("1"), kind="trial", expires_at=later(), idempotency_key="G-other")
+    url = reverse(f"admin:billing_{model}_changelist")
+    resp = admin_client.get(url, {"q": books.user.email})
+    assert resp.status_code == 200
+    rows = list(resp.context["cl"].result_list)
+    owner = "owner_id" if model == "ledgeraccount" else "account_id"
+    assert rows and {getattr(r, owner) for r in rows} == {books.pk}
+    key = {"lot": f"L{books.pk}", "grant": f"G{books.pk}"}.get(model)
+    if key:
+        found = admin_client.get(url, {"q": key}).context["cl"].result_list
+        assert [r.idempotency_key for r in found] == [key]
