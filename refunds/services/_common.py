@@ -5,7 +5,10 @@ from django.utils.translation import gettext as _
 
 from accounts.models import Standing
 from billing.micro import from_micro
+from core.workflow import WorkflowError
 from notices.services import send_notice
+
+from ..models import RefundRequest
 
 # R-ACC-8 and issue 10: a locked, frozen or terminated account cannot refund.
 NO_REFUND_STANDINGS = (Standing.LOCKED, Standing.FROZEN, Standing.TERMINATED)
@@ -33,3 +36,19 @@ def tell(request, kind, *, key_suffix="", **context):
         },
         dedupe_key=f"{kind}:{request.pk}{key_suffix}",
     )
+
+
+def refuse_own_refund(request, actor):
+    """R-ADM-4: staff never review, approve, reject or pay out a refund of their own account."""
+    if actor is None or getattr(actor, "pk", None) is None:
+        return
+    owner = (
+        RefundRequest.objects.filter(pk=request.pk)
+        .values_list("account__user_id", flat=True)
+        .first()
+    )
+    if owner == actor.pk:
+        raise WorkflowError(
+            "You cannot decide a refund of your own account; another staff member must.",
+            code="own_case",
+        )

@@ -17,7 +17,7 @@ from core.workflow import WorkflowError, apply_transition
 
 from ..models import RefundLine, RefundRequest
 from ..selectors import discount_used_by_lot
-from ._common import refuse_standing, tell
+from ._common import refuse_own_refund, refuse_standing, tell
 
 
 def _lock(request):
@@ -28,25 +28,9 @@ def _lock(request):
     )
 
 
-def _refuse_own_refund(request, actor):
-    """R-ADM-4: staff never review, approve or reject a refund of their own account."""
-    if actor is None or getattr(actor, "pk", None) is None:
-        return
-    owner = (
-        RefundRequest.objects.filter(pk=request.pk)
-        .values_list("account__user_id", flat=True)
-        .first()
-    )
-    if owner == actor.pk:
-        raise WorkflowError(
-            "You cannot decide a refund of your own account; another staff member must.",
-            code="own_case",
-        )
-
-
 def take_for_review(request, *, actor, reason="", **form_data):
     """A CS agent takes a submitted request; they are recorded as its reviewer."""
-    _refuse_own_refund(request, actor)
+    refuse_own_refund(request, actor)
     return apply_transition(
         request, "take", actor=actor, reason=reason or "taken for review", reviewer=actor
     )
@@ -58,7 +42,7 @@ def approve_refund(request, *, actor, reason="", **form_data):
     voided (their unused part leaves the balance). Discount of a lot used during the
     review is deducted too (§8.2): that part returns to the lot's cash; arrears run up
     meanwhile are settled from the hold first."""
-    _refuse_own_refund(request, actor)
+    refuse_own_refund(request, actor)
     with transaction.atomic():
         locked = _lock(request)
         if actor is not None and actor.pk == locked.reviewer_id:
@@ -158,7 +142,7 @@ def _release(locked, *, action):
 def reject_refund(request, *, actor, reason="", **form_data):
     """Staff reject a request before approval (reason required, sent to the user); the
     held money returns to the lots' cash (R-REF-3)."""
-    _refuse_own_refund(request, actor)
+    refuse_own_refund(request, actor)
     with transaction.atomic():
         locked = apply_transition(
             _lock(request), "reject", actor=actor, reason=reason, decision_reason=reason or ""

@@ -37,7 +37,7 @@ from billing.services import refund_holds
 from core.workflow import WorkflowError, apply_transition, transition_map
 
 from ..models import PayoutAttempt, PayoutState, RefundLine, RefundRequest, RefundState
-from ._common import tell
+from ._common import refuse_own_refund, tell
 from .decisions import approve_refund, cancel_refund, reject_refund, take_for_review
 
 logger = logging.getLogger(__name__)
@@ -104,6 +104,7 @@ def _finish_if_paid(locked):
 def start_payout(request, *, actor, reason="", **form_data):
     """Finance starts paying an approved request: Alipay lines are sent (on commit),
     bank and manual lines wait for finance's transfer; nothing to pay means paid."""
+    refuse_own_refund(request, actor)
     with transaction.atomic():
         locked = apply_transition(
             _lock(request), "start_payout", actor=actor, reason=reason or "payout started"
@@ -134,6 +135,7 @@ def record_transfer(
     """Finance paid by bank transfer every line waiting for it (bank and manual lots,
     and Alipay lots the channel refused): reference and date recorded, money out of
     refunds payable. The request is paid once no line is left."""
+    refuse_own_refund(request, actor)
     bank_reference = (bank_reference or "").strip()
     if not bank_reference or transferred_on is None:
         raise ValidationError(
@@ -199,6 +201,7 @@ def record_transfer(
 
 def retry_payout(request, *, actor, reason="", **form_data):
     """Finance send the refused Alipay lines again (same out_request_no)."""
+    refuse_own_refund(request, actor)
     with transaction.atomic():
         locked = apply_transition(
             _lock(request), "retry_payout", actor=actor, reason=reason or "retry"

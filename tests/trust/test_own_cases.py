@@ -141,6 +141,30 @@ def test_staff_cannot_review_or_approve_their_own_refund(staff_customer):
     assert request.state == RefundState.APPROVED
 
 
+def test_staff_cannot_pay_out_their_own_refund(staff_customer):
+    """R-ADM-4: starting the payout of one's own refund or recording its bank transfer are
+    refused; a colleague pays it."""
+    from datetime import date
+
+    from refunds.services.payouts import record_transfer, start_payout
+
+    me = staff_customer
+    request = submit_refund(me, proofs=[proof()])
+    take_for_review(request, actor=grant(StaffFactory(), *CS_PERMS))
+    approve_refund(request, actor=grant(StaffFactory(), *FINANCE_PERMS), reason="fine")
+    with pytest.raises(ValidationError) as err:
+        start_payout(request, actor=me)
+    assert err.value.code == "own_case"
+    colleague = grant(StaffFactory(), *FINANCE_PERMS)
+    start_payout(request, actor=colleague)
+    with pytest.raises(ValidationError) as err:
+        record_transfer(request, actor=me, bank_reference="B-1", transferred_on=date.today())
+    assert err.value.code == "own_case"
+    record_transfer(request, actor=colleague, bank_reference="B-1", transferred_on=date.today())
+    request.refresh_from_db()
+    assert request.state == RefundState.PAID
+
+
 def test_staff_cannot_change_the_standing_of_their_own_account():
     """R-ADM-4: a risk officer cannot unfreeze (or otherwise move) their own account;
     a colleague can."""
