@@ -52,8 +52,10 @@ class User(AbstractBaseUser, PermissionsMixin):
     phone = EncryptedPhoneField(max_length=20, blank=True)
     phone_digest = models.CharField(max_length=64, blank=True, db_index=True, editable=False)
     display_name = models.CharField(max_length=100, blank=True)
+    # Pages and notices in this language; Chinese first (R-ADM-6). Sign-up stores the
+    # language the page was shown in, the switcher the user's choice.
     language = models.CharField(
-        max_length=10, default="en", choices=[("en", "English"), ("zh-hans", "简体中文")]
+        max_length=10, default="zh-hans", choices=[("zh-hans", "简体中文"), ("en", "English")]
     )
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField(default=False)

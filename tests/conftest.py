@@ -95,10 +95,14 @@ def page(browser, live_server):
 
 
 @pytest.fixture(autouse=True)
-def _english_unless_asked(settings):
-    """The portal speaks Chinese by default (R-ADM-6); tests read English unless they ask
-    for Chinese (Accept-Language, the user's saved language, or this setting)."""
+def _english_unless_asked(settings, monkeypatch):
+    """The portal speaks Chinese by default (R-ADM-6): the site's default language and a
+    new user's saved language are zh-hans. Tests read English unless they ask for
+    Chinese (Accept-Language, the user's saved language, or these two defaults)."""
+    from accounts.models import User
+
     settings.LANGUAGE_CODE = "en"
+    monkeypatch.setattr(User._meta.get_field("language"), "default", "en")
 
 
 @pytest.fixture(autouse=True)

@@ -1,5 +1,7 @@
 """Chinese first (R-ADM-6): the language switcher, the saved choice, `<html lang>`."""
 
+from pathlib import Path
+
 import pytest
 from django.urls import reverse
 
@@ -100,3 +102,16 @@ def test_every_page_says_which_time_zone_its_times_are_in(client, user):
     client.force_login(user)
     page = client.get(reverse("billing:balance"), HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert "Asia/Shanghai, UTC+8" in page
+
+
+def test_a_new_user_reads_chinese_unless_they_choose_otherwise():
+    """R-ADM-6: Chinese first: a user created without a language choice gets zh-hans."""
+    from accounts.models import User
+
+    field = User._meta.get_field("language")
+    migrations_default = field.deconstruct()[3].get("default")
+    assert migrations_default in ("zh-hans", "en")  # the fixture may patch it for the test
+    import accounts.models as models_module
+
+    source = Path(models_module.__file__).read_text()
+    assert 'default="zh-hans"' in source
