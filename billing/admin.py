@@ -314,8 +314,8 @@ class LotAdmin(LargeTableAdminMixin, AccountSearch, AccountColumns, ReadOnlyAdmi
         ("created_at", admin.DateFieldListFilter),
     )
     search_fields = ("=id",)  # shows the box; AccountSearch does the work
-    search_help_text = _("An email, a lot id, an idempotency key or a payer account.")
-    key_fields = ("idempotency_key", "payer_account")
+    search_help_text = _("An email, a lot id or an idempotency key.")
+    key_fields = ("idempotency_key",)  # the payer is encrypted at rest: not searchable
     list_select_related = ("account__user",)
     ordering = ("-id",)
     fields = (

@@ -295,7 +295,16 @@ class LedgerTransaction(models.Model):
 
     class Meta:
         ordering = ["-id"]
-        indexes = [models.Index(fields=["account", "-id"], name="billing_txn_account_id")]
+        indexes = [
+            models.Index(fields=["account", "-id"], name="billing_txn_account_id"),
+            # The admin's filter by kind (a rare kind walked a million usage rows): usage
+            # rows are left out, so charging never writes to this index.
+            models.Index(
+                fields=["kind", "-id"],
+                condition=~Q(kind="usage"),
+                name="billing_txn_kind_id_not_usage",
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["idempotency_key"],
