@@ -24,8 +24,17 @@ from __future__ import annotations
 from django.db import IntegrityError, transaction
 
 from ..chart import platform_account_id
-from ..models import AccountKind, Channel, LedgerTransaction, Lot, TxnKind
-from .engine import Entry, LedgerError, Leg, lock_buckets, replayed, run_idempotent, write
+from ..models import AccountKind, LedgerTransaction, Lot, TxnKind
+from .engine import (
+    Entry,
+    LedgerError,
+    Leg,
+    lock_buckets,
+    payable_to_channel,
+    replayed,
+    run_idempotent,
+    write,
+)
 
 FEN = 10_000  # micro-units in one fen
 
@@ -167,39 +176,16 @@ def pay_rights_holder(
     finance's bank transfer): rights-holder payable → clearing[channel]. Touches no user
     bucket; takes the account's locks so one dispute's moves are serialised."""
     _whole_fen(micro)
-    if channel not in Channel.values:
-        raise LedgerError(f"Unknown payment channel {channel!r}.", code="unknown_channel")
-    key = f"dispute-paid:{idempotency_key}"
-
-    def run():
-        with transaction.atomic():
-            lock_buckets([account.pk])
-            (txn,) = write(
-                [
-                    Entry(
-                        TxnKind.DISPUTE_PAYOUT,
-                        account.pk,
-                        [
-                            Leg(
-                                platform_account_id(AccountKind.RIGHTS_HOLDER_PAYABLE),
-                                "rights_holder_payable",
-                                -micro,
-                            ),
-                            Leg(
-                                platform_account_id(AccountKind.CLEARING, channel),
-                                "clearing",
-                                micro,
-                            ),
-                        ],
-                        idempotency_key=key,
-                        memo=(memo or f"Paid to the rights holder via {channel}")[:200],
-                        actor_id=getattr(actor, "pk", None),
-                    )
-                ]
-            )
-            return txn
-
-    return run_idempotent(lambda: replayed(key), run)
+    return payable_to_channel(
+        account,
+        micro,
+        payable=AccountKind.RIGHTS_HOLDER_PAYABLE,
+        kind=TxnKind.DISPUTE_PAYOUT,
+        channel=channel,
+        key=f"dispute-paid:{idempotency_key}",
+        memo=memo or f"Paid to the rights holder via {channel}",
+        actor=actor,
+    )
 
 
 def debt_micro(account_id) -> int:

@@ -12,8 +12,17 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from ..chart import platform_account_id
-from ..models import AccountKind, Channel, LedgerTransaction, Lot, TxnKind
-from .engine import Entry, LedgerError, Leg, lock_buckets, replayed, run_idempotent, write
+from ..models import AccountKind, LedgerTransaction, Lot, TxnKind
+from .engine import (
+    Entry,
+    LedgerError,
+    Leg,
+    lock_buckets,
+    payable_to_channel,
+    replayed,
+    run_idempotent,
+    write,
+)
 from .engine import positive_micro as _positive_micro
 
 # ---------------------------------------------------------------- refund holds
@@ -281,37 +290,13 @@ def refund_paid_to_channel(
     (an Alipay refund the channel confirmed, or finance's bank transfer; R-REF-5, R-REF-6).
     Touches no user bucket; takes the account's locks anyway so one refund's movements
     on an account are serialised with the others."""
-    micro = _positive_micro(amount, whole_fen=True)
-    if channel not in Channel.values:
-        raise LedgerError(f"Unknown payment channel {channel!r}.", code="unknown_channel")
-    key = f"refund-paid:{idempotency_key}"
-
-    def run():
-        with transaction.atomic():
-            lock_buckets([account.pk])
-            (txn,) = write(
-                [
-                    Entry(
-                        TxnKind.REFUND,
-                        account.pk,
-                        [
-                            Leg(
-                                platform_account_id(AccountKind.REFUNDS_PAYABLE),
-                                "refunds_payable",
-                                -micro,
-                            ),
-                            Leg(
-                                platform_account_id(AccountKind.CLEARING, channel),
-                                "clearing",
-                                micro,
-                            ),
-                        ],
-                        idempotency_key=key,
-                        memo=(memo or f"Refund paid via {channel}")[:200],
-                        actor_id=getattr(actor, "pk", None),
-                    )
-                ]
-            )
-            return txn
-
-    return run_idempotent(lambda: replayed(key), run)
+    return payable_to_channel(
+        account,
+        _positive_micro(amount, whole_fen=True),
+        payable=AccountKind.REFUNDS_PAYABLE,
+        kind=TxnKind.REFUND,
+        channel=channel,
+        key=f"refund-paid:{idempotency_key}",
+        memo=memo or f"Refund paid via {channel}",
+        actor=actor,
+    )
