@@ -42,3 +42,21 @@ def micro_str(micro: int) -> str:
     sign = "-" if micro < 0 else ""
     whole, frac = divmod(abs(int(micro)), MICRO_PER_UNIT)
     return f"{sign}{whole}.{frac:06d}"
+
+
+class MicroMoney:
+    """A model's micro-unit column read as Money: `held = MicroMoney("held_micro")`.
+
+    One descriptor instead of a property per amount column in every app's models.
+    """
+
+    def __init__(self, column: str):
+        self.column = column
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        return from_micro(getattr(obj, self.column))

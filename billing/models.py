@@ -16,7 +16,7 @@ from djmoney.models.fields import MoneyField
 
 from accounts.crypto import EncryptedTextField
 
-from .micro import from_micro
+from .micro import MicroMoney, from_micro
 
 CNY_ONLY = [("CNY", "CNY")]
 
@@ -126,9 +126,7 @@ class LedgerAccount(models.Model):
     def is_platform(self):
         return self.owner_id is None
 
-    @property
-    def balance(self):
-        return from_micro(self.balance_micro)
+    balance = MicroMoney("balance_micro")
 
 
 class Lot(models.Model):
@@ -165,13 +163,9 @@ class Lot(models.Model):
     def __str__(self):
         return f"Lot #{self.pk} ({self.amount})"
 
-    @property
-    def remaining(self):
-        return from_micro(self.remaining_micro)
+    remaining = MicroMoney("remaining_micro")
 
-    @property
-    def held(self):
-        return from_micro(self.held_micro)
+    held = MicroMoney("held_micro")
 
 
 class GrantKind(models.TextChoices):
@@ -234,9 +228,7 @@ class Grant(models.Model):
     def __str__(self):
         return f"{self.get_kind_display()} grant #{self.pk} ({self.amount})"
 
-    @property
-    def remaining(self):
-        return from_micro(self.remaining_micro)
+    remaining = MicroMoney("remaining_micro")
 
 
 class TxnKind(models.TextChoices):
@@ -389,9 +381,7 @@ class Posting(models.Model):
     def __str__(self):
         return f"{self.bucket} {from_micro(self.amount_micro)}"
 
-    @property
-    def amount(self):
-        return from_micro(self.amount_micro)
+    amount = MicroMoney("amount_micro")
 
 
 class Charge(models.Model):
@@ -451,10 +441,6 @@ class Charge(models.Model):
     def __str__(self):
         return f"Charge {self.request_id}"
 
-    @property
-    def amount(self):
-        return from_micro(self.amount_micro)
+    amount = MicroMoney("amount_micro")
 
-    @property
-    def arrears(self):
-        return from_micro(self.arrears_micro)
+    arrears = MicroMoney("arrears_micro")

@@ -20,7 +20,7 @@ from django.utils.translation import gettext_lazy as _
 from django_fsm import RETURN_VALUE, ConcurrentTransitionMixin, FSMField, transition
 
 from accounts.crypto import ALLOWED_EXTENSIONS, EncryptedTextField, private_storage
-from billing.micro import from_micro
+from billing.micro import MicroMoney, from_micro
 from billing.models import Channel
 from core.forms import ReasonForm
 
@@ -141,25 +141,17 @@ class Dispute(ConcurrentTransitionMixin, models.Model):
     def __str__(self):
         return f"Dispute #{self.pk}"
 
-    @property
-    def disputed(self):
-        return from_micro(self.disputed_micro)
+    disputed = MicroMoney("disputed_micro")
 
-    @property
-    def refunded(self):
-        return from_micro(self.refunded_micro)
+    refunded = MicroMoney("refunded_micro")
 
-    @property
-    def debt(self):
-        return from_micro(self.debt_micro)
+    debt = MicroMoney("debt_micro")
 
     @property
     def debt_left_micro(self):
         return self.debt_micro - self.debt_paid_micro - self.debt_ended_micro
 
-    @property
-    def debt_left(self):
-        return from_micro(self.debt_left_micro)
+    debt_left = MicroMoney("debt_left_micro")
 
     @property
     def is_holding(self):
@@ -312,9 +304,7 @@ class DisputedTopUp(models.Model):
     def __str__(self):
         return f"Top-up {self.topup_id} in dispute #{self.dispute_id}"
 
-    @property
-    def amount(self):
-        return from_micro(self.amount_micro)
+    amount = MicroMoney("amount_micro")
 
 
 class FileKind(models.TextChoices):
@@ -395,9 +385,7 @@ class RightsHolderPayout(ConcurrentTransitionMixin, models.Model):
     def __str__(self):
         return f"Payout {self.out_request_no}"
 
-    @property
-    def amount(self):
-        return from_micro(self.amount_micro)
+    amount = MicroMoney("amount_micro")
 
     @transition(
         state,

@@ -20,7 +20,7 @@ from django.utils.translation import gettext_lazy as _
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
 from accounts.crypto import private_storage
-from billing.micro import from_micro
+from billing.micro import MicroMoney
 from core.forms import ReasonForm
 
 
@@ -156,9 +156,7 @@ class InvoiceRequest(ConcurrentTransitionMixin, models.Model):
     def __str__(self):
         return f"Invoice request #{self.pk}"
 
-    @property
-    def amount(self):
-        return from_micro(self.amount_micro)
+    amount = MicroMoney("amount_micro")
 
     @property
     def holds_amount(self):

@@ -17,7 +17,7 @@ from django.utils.translation import gettext_lazy as _
 from django_fsm import RETURN_VALUE, ConcurrentTransitionMixin, FSMField, transition
 
 from accounts.crypto import ALLOWED_EXTENSIONS, private_storage
-from billing.micro import from_micro
+from billing.micro import MicroMoney
 from billing.models import Channel
 from core.forms import ReasonForm
 
@@ -127,17 +127,11 @@ class RefundRequest(ConcurrentTransitionMixin, models.Model):
     def __str__(self):
         return f"Refund request #{self.pk}"
 
-    @property
-    def held(self):
-        return from_micro(self.held_micro)
+    held = MicroMoney("held_micro")
 
-    @property
-    def arrears(self):
-        return from_micro(self.arrears_micro)
+    arrears = MicroMoney("arrears_micro")
 
-    @property
-    def refunded(self):
-        return from_micro(self.refunded_micro)
+    refunded = MicroMoney("refunded_micro")
 
     @property
     def is_open(self):
@@ -305,13 +299,9 @@ class RefundLine(models.Model):
     def __str__(self):
         return f"Refund line {self.out_request_no}"
 
-    @property
-    def held(self):
-        return from_micro(self.held_micro)
+    held = MicroMoney("held_micro")
 
-    @property
-    def refunded(self):
-        return from_micro(self.refunded_micro)
+    refunded = MicroMoney("refunded_micro")
 
 
 class RefundProof(models.Model):
