@@ -145,6 +145,19 @@ class WorkflowAdminMixin(FSMAdminMixin):
         return True
 
 
+class ReadOnlyInline(admin.TabularInline):
+    """Rows a case shows but staff never add, edit or delete there (lines, files, payouts)."""
+
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(AuditRecord)
 class AuditRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("at", "content_type", "object_id", "action", "from_state", "to_state", "actor")

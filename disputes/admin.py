@@ -23,7 +23,7 @@ from django.utils.html import format_html, format_html_join
 from accounts.identity import mask_name
 from billing.micro import from_micro
 from billing.models import LedgerTransaction
-from core.admin import AuditRecordInline, WorkflowAdminMixin
+from core.admin import AuditRecordInline, ReadOnlyInline, WorkflowAdminMixin
 
 from .models import (
     DEBT_STATES,
@@ -43,18 +43,7 @@ def _money(micro):
     return f"{from_micro(micro).amount:.2f}"
 
 
-class _ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-
-class DisputedTopUpInline(_ReadOnlyInline):
+class DisputedTopUpInline(ReadOnlyInline):
     model = DisputedTopUp
     fields = ("topup", "order", "channel", "paid", "disputed", "payer", "payer_account")
     readonly_fields = fields
@@ -85,7 +74,7 @@ class DisputedTopUpInline(_ReadOnlyInline):
         return value[:3] + "***" + value[-4:] if len(value) > 7 else "***"
 
 
-class DisputeFileInline(_ReadOnlyInline):
+class DisputeFileInline(ReadOnlyInline):
     model = DisputeFile
     fields = ("uploaded_at", "kind", "uploaded_by", "content_type", "note", "open")
     readonly_fields = fields
@@ -104,7 +93,7 @@ class DisputeFileInline(_ReadOnlyInline):
         return format_html('<a href="{}">Open (audited)</a>', url)
 
 
-class PayoutInline(_ReadOnlyInline):
+class PayoutInline(ReadOnlyInline):
     model = RightsHolderPayout
     fields = ("out_request_no", "source", "channel", "amount", "state", "reference", "paid_at")
     readonly_fields = fields
@@ -115,7 +104,7 @@ class PayoutInline(_ReadOnlyInline):
         return _money(obj.amount_micro)
 
 
-class CollectionInline(_ReadOnlyInline):
+class CollectionInline(ReadOnlyInline):
     model = DebtCollection
     fields = ("created_at", "txn_id", "amount")
     readonly_fields = fields

@@ -22,7 +22,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
-from core.admin import AuditRecordInline, WorkflowAdminMixin
+from core.admin import AuditRecordInline, ReadOnlyInline, WorkflowAdminMixin
 from core.workflow import perform_transition
 
 from .models import InvoiceFile, InvoiceProof, InvoiceRequest, InvoiceState
@@ -39,18 +39,7 @@ def _money(micro):
     return f"{from_micro(micro).amount:.2f}"
 
 
-class _ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-
-class InvoiceFileInline(_ReadOnlyInline):
+class InvoiceFileInline(ReadOnlyInline):
     model = InvoiceFile
     fields = ("kind", "size", "sha256", "uploaded_by", "uploaded_at", "open")
     readonly_fields = fields
@@ -69,7 +58,7 @@ class InvoiceFileInline(_ReadOnlyInline):
         return super().get_queryset(request).select_related("uploaded_by")
 
 
-class InvoiceProofInline(_ReadOnlyInline):
+class InvoiceProofInline(ReadOnlyInline):
     model = InvoiceProof
     fields = ("uploaded_at", "uploaded_by", "content_type", "open")
     readonly_fields = fields

@@ -19,25 +19,14 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 
-from core.admin import AuditRecordInline, ReadOnlyAdminMixin, WorkflowAdminMixin
+from core.admin import AuditRecordInline, ReadOnlyAdminMixin, ReadOnlyInline, WorkflowAdminMixin
 
 from .models import OPEN_STATES, PayoutAttempt, RefundLine, RefundProof, RefundRequest, RefundState
 from .selectors import refund_preview
 from .services.filing import PROOF_PERM, read_proof
 
 
-class _ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-
-class RefundLineInline(_ReadOnlyInline):
+class RefundLineInline(ReadOnlyInline):
     model = RefundLine
     fields = (
         "lot",
@@ -86,13 +75,13 @@ class RefundLineInline(_ReadOnlyInline):
         return _money(obj.released_micro)
 
 
-class PayoutAttemptInline(_ReadOnlyInline):
+class PayoutAttemptInline(ReadOnlyInline):
     model = PayoutAttempt
     fields = ("at", "line", "operation", "outcome", "code", "sub_code", "message", "sent", "answer")
     readonly_fields = fields
 
 
-class RefundProofInline(_ReadOnlyInline):
+class RefundProofInline(ReadOnlyInline):
     model = RefundProof
     fields = ("uploaded_at", "uploaded_by", "content_type", "open")
     readonly_fields = fields
