@@ -10,6 +10,8 @@ from django.contrib.admin.utils import (
 from django.contrib.contenttypes.admin import GenericTabularInline
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
 from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils.html import format_html
 from django_fsm.admin import FSMAdminMixin
 
 from .models import AuditRecord
@@ -156,6 +158,31 @@ class ReadOnlyInline(admin.TabularInline):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+class ProtectedFileInline(ReadOnlyInline):
+    """Encrypted files of a case: a link to the audited download view for staff holding
+    `file_permission`, the words "received (encrypted)" for everyone else.
+
+    Set `file_permission`, `file_url_name` (an admin URL taking the case id and the file
+    id) and `case_field` (the file's foreign key to its case)."""
+
+    file_permission = ""
+    file_url_name = ""
+    case_field = "request"
+    file_link_text = "Open (audited)"
+
+    def get_queryset(self, request):
+        self._request = request
+        return super().get_queryset(request).select_related("uploaded_by")
+
+    @admin.display(description="File")
+    def open(self, obj):
+        request = getattr(self, "_request", None)
+        if request is None or not request.user.has_perm(self.file_permission):
+            return "received (encrypted)"
+        url = reverse(self.file_url_name, args=[getattr(obj, f"{self.case_field}_id"), obj.pk])
+        return format_html('<a href="{}">{}</a>', url, self.file_link_text)
 
 
 @admin.register(AuditRecord)

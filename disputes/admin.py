@@ -23,7 +23,7 @@ from django.utils.html import format_html, format_html_join
 from accounts.identity import mask_name
 from billing.micro import from_micro
 from billing.models import LedgerTransaction
-from core.admin import AuditRecordInline, ReadOnlyInline, WorkflowAdminMixin
+from core.admin import AuditRecordInline, ProtectedFileInline, ReadOnlyInline, WorkflowAdminMixin
 
 from .models import (
     DEBT_STATES,
@@ -74,23 +74,14 @@ class DisputedTopUpInline(ReadOnlyInline):
         return value[:3] + "***" + value[-4:] if len(value) > 7 else "***"
 
 
-class DisputeFileInline(ReadOnlyInline):
+class DisputeFileInline(ProtectedFileInline):
     model = DisputeFile
     fields = ("uploaded_at", "kind", "uploaded_by", "content_type", "note", "open")
     readonly_fields = fields
     verbose_name_plural = "Evidence and proof files (encrypted; opening needs the permission)"
-
-    def get_queryset(self, request):
-        self._request = request
-        return super().get_queryset(request).select_related("uploaded_by")
-
-    @admin.display(description="File")
-    def open(self, obj):
-        request = getattr(self, "_request", None)
-        if request is None or not request.user.has_perm(FILE_PERM):
-            return "received (encrypted)"
-        url = reverse("admin:disputes_dispute_file", args=[obj.dispute_id, obj.pk])
-        return format_html('<a href="{}">Open (audited)</a>', url)
+    file_permission = FILE_PERM
+    file_url_name = "admin:disputes_dispute_file"
+    case_field = "dispute"
 
 
 class PayoutInline(ReadOnlyInline):

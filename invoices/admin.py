@@ -22,7 +22,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
-from core.admin import AuditRecordInline, ReadOnlyInline, WorkflowAdminMixin
+from core.admin import AuditRecordInline, ProtectedFileInline, WorkflowAdminMixin
 from core.workflow import perform_transition
 
 from .models import InvoiceFile, InvoiceProof, InvoiceRequest, InvoiceState
@@ -39,42 +39,23 @@ def _money(micro):
     return f"{from_micro(micro).amount:.2f}"
 
 
-class InvoiceFileInline(ReadOnlyInline):
+class InvoiceFileInline(ProtectedFileInline):
     model = InvoiceFile
     fields = ("kind", "size", "sha256", "uploaded_by", "uploaded_at", "open")
     readonly_fields = fields
     verbose_name_plural = "Issued invoice files (encrypted; downloading needs the file permission)"
-
-    @admin.display(description="File")
-    def open(self, obj):
-        request = getattr(self, "_request", None)
-        if request is None or not request.user.has_perm(FILE_PERM):
-            return "stored (encrypted)"
-        url = reverse("admin:invoices_invoicerequest_file", args=[obj.request_id, obj.pk])
-        return format_html('<a href="{}">Download (audited)</a>', url)
-
-    def get_queryset(self, request):
-        self._request = request
-        return super().get_queryset(request).select_related("uploaded_by")
+    file_permission = FILE_PERM
+    file_url_name = "admin:invoices_invoicerequest_file"
+    file_link_text = "Download (audited)"
 
 
-class InvoiceProofInline(ReadOnlyInline):
+class InvoiceProofInline(ProtectedFileInline):
     model = InvoiceProof
     fields = ("uploaded_at", "uploaded_by", "content_type", "open")
     readonly_fields = fields
     verbose_name_plural = "Title proof files (encrypted; opening one needs the proof permission)"
-
-    @admin.display(description="File")
-    def open(self, obj):
-        request = getattr(self, "_request", None)
-        if request is None or not request.user.has_perm(PROOF_PERM):
-            return "received (encrypted)"
-        url = reverse("admin:invoices_invoicerequest_proof", args=[obj.request_id, obj.pk])
-        return format_html('<a href="{}">Open (audited)</a>', url)
-
-    def get_queryset(self, request):
-        self._request = request
-        return super().get_queryset(request).select_related("uploaded_by")
+    file_permission = PROOF_PERM
+    file_url_name = "admin:invoices_invoicerequest_proof"
 
 
 class IssueForm(forms.Form):

@@ -13,13 +13,19 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
-from django.urls import path, reverse
+from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 
-from core.admin import AuditRecordInline, ReadOnlyAdminMixin, ReadOnlyInline, WorkflowAdminMixin
+from core.admin import (
+    AuditRecordInline,
+    ProtectedFileInline,
+    ReadOnlyAdminMixin,
+    ReadOnlyInline,
+    WorkflowAdminMixin,
+)
 
 from .models import OPEN_STATES, PayoutAttempt, RefundLine, RefundProof, RefundRequest, RefundState
 from .selectors import refund_preview
@@ -81,23 +87,13 @@ class PayoutAttemptInline(ReadOnlyInline):
     readonly_fields = fields
 
 
-class RefundProofInline(ReadOnlyInline):
+class RefundProofInline(ProtectedFileInline):
     model = RefundProof
     fields = ("uploaded_at", "uploaded_by", "content_type", "open")
     readonly_fields = fields
     verbose_name_plural = "Proof files (encrypted; opening one needs the proof permission)"
-
-    @admin.display(description="File")
-    def open(self, obj):
-        request = getattr(self, "_request", None)
-        if request is None or not request.user.has_perm(PROOF_PERM):
-            return "received (encrypted)"
-        url = reverse("admin:refunds_refundrequest_proof", args=[obj.request_id, obj.pk])
-        return format_html('<a href="{}">Open (audited)</a>', url)
-
-    def get_queryset(self, request):
-        self._request = request
-        return super().get_queryset(request).select_related("uploaded_by")
+    file_permission = PROOF_PERM
+    file_url_name = "admin:refunds_refundrequest_proof"
 
 
 def _money(micro):
