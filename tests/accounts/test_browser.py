@@ -80,7 +80,7 @@ def test_api_key_created_shown_once_and_revoked(page):
     secret = page.locator("[data-testid=fresh-secret]").inner_text().strip()
     key = ApiKey.objects.get(account__user=user)
     assert secret.startswith(key.prefix)
-    page.reload()
+    page.goto("/api-keys/")  # the list again (a GET): the secret is gone for good
     assert page.locator("[data-testid=fresh-secret]").count() == 0
     assert secret not in page.content()
     page.on("dialog", lambda dialog: dialog.accept())
