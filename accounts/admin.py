@@ -6,6 +6,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.timesince import timesince
+from django.utils.translation import gettext_lazy as _
 
 from core.admin import AuditRecordInline, ReadOnlyAdminMixin, WorkflowAdminMixin
 from core.forms import ReasonForm
@@ -33,7 +34,7 @@ class BalanceAccountInline(admin.StackedInline):
     readonly_fields = fields
     show_change_link = True
 
-    @admin.display(description="Low-balance threshold")
+    @admin.display(description=_("Low-balance threshold"))
     def threshold(self, obj):
         # a MoneyField left empty would print "None"
         return obj.low_balance_threshold if obj.low_balance_threshold is not None else "—"
@@ -51,7 +52,7 @@ class VerificationInline(admin.TabularInline):
     readonly_fields = fields
     ordering = ("-created_at",)
 
-    @admin.display(description="ID number / credit code")
+    @admin.display(description=_("ID number / credit code"))
     def masked_number(self, obj):
         return obj.masked_number
 
@@ -166,7 +167,7 @@ class VerificationAdmin(WorkflowAdminMixin, admin.ModelAdmin):
             return fields
         return [f for f in fields if f not in self.identity_only_fields]
 
-    @admin.display(description="Waiting")
+    @admin.display(description=_("Waiting"))
     def waiting(self, obj):
         if obj.state != VerificationState.SUBMITTED or obj.submitted_at is None:
             return "—"
@@ -186,26 +187,26 @@ class VerificationAdmin(WorkflowAdminMixin, admin.ModelAdmin):
         rows.append(("Other accounts on this identity", shown or "none"))
         return rows
 
-    @admin.display(description="Name")
+    @admin.display(description=_("Name"))
     def masked_name(self, obj):
         return obj.masked_name
 
-    @admin.display(description="ID number / credit code")
+    @admin.display(description=_("ID number / credit code"))
     def masked_number(self, obj):
         return obj.masked_number
 
-    @admin.display(description="Legal representative")
+    @admin.display(description=_("Legal representative"))
     def masked_representative(self, obj):
         return obj.masked_representative if obj.kind == VerificationKind.ENTERPRISE else "—"
 
-    @admin.display(description="Check character", ordering="check_digit_warning")
+    @admin.display(description=_("Check character"), ordering="check_digit_warning")
     def check_result(self, obj):
         # Words, the right way round: a green tick on "warning = yes" read as all clear.
         if obj.kind != VerificationKind.ENTERPRISE:
             return "—"
         return "⚠ fails GB 32100" if obj.check_digit_warning else "passes"
 
-    @admin.display(description="Credit code check character")
+    @admin.display(description=_("Credit code check character"))
     def check_character(self, obj):
         # Shown as words, not a red/green boolean: a failing code is a warning to CS,
         # not a refusal (R-ACC-2), and individuals have no credit code at all.
@@ -215,13 +216,13 @@ class VerificationAdmin(WorkflowAdminMixin, admin.ModelAdmin):
             return "FAILS the GB 32100 check: verify the code against the licence by hand"
         return "passes the GB 32100 check"
 
-    @admin.display(description="Business licence")
+    @admin.display(description=_("Business licence"))
     def licence(self, obj):
         if not obj.licence_file:
             return "—"
         return "received (encrypted; download needs the identity permission)"
 
-    @admin.display(description="16-18 own-income exception")
+    @admin.display(description=_("16-18 own-income exception"))
     def capacity_exception(self, obj):
         if not obj.has_capacity_exception:
             return "—"
@@ -259,7 +260,7 @@ class VerificationAdmin(WorkflowAdminMixin, admin.ModelAdmin):
         if request.user.has_perm("accounts.view_identity_document"):
             links.append(
                 {
-                    "label": "Show full identity data",
+                    "label": _("Show full identity data"),
                     "url": reverse("admin:accounts_verification_identity", args=[obj.pk]),
                 }
             )
@@ -282,7 +283,7 @@ class VerificationAdmin(WorkflowAdminMixin, admin.ModelAdmin):
         ):
             links.append(
                 {
-                    "label": "Record own-income exception",
+                    "label": _("Record own-income exception"),
                     "url": reverse("admin:accounts_verification_capacity", args=[obj.pk]),
                 }
             )
@@ -368,7 +369,7 @@ class ApiKeyAdmin(WorkflowAdminMixin, admin.ModelAdmin):
     readonly_fields = fields
     inlines = [AuditRecordInline]
 
-    @admin.display(description="Owner", ordering="account__user__email")
+    @admin.display(description=_("Owner"), ordering="account__user__email")
     def owner(self, obj):
         return obj.account.user
 
@@ -423,7 +424,7 @@ class AgreementVersionAdmin(WorkflowAdminMixin, admin.ModelAdmin):
 
         return super().get_queryset(request).annotate(_acceptances=Count("acceptances"))
 
-    @admin.display(description="Acceptances", ordering="_acceptances")
+    @admin.display(description=_("Acceptances"), ordering="_acceptances")
     def acceptance_count(self, obj):
         return obj._acceptances
 

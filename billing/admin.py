@@ -95,11 +95,11 @@ class AccountSearch:
 class AccountColumns:
     """Columns shared by the ledger lists: the owner's email and the cached remaining."""
 
-    @admin.display(description="User", ordering="account__user__email")
+    @admin.display(description=_("User"), ordering="account__user__email")
     def account_email(self, obj):
         return obj.account.user.email if obj.account_id else "—"
 
-    @admin.display(description="Remaining", ordering="remaining_micro")
+    @admin.display(description=_("Remaining"), ordering="remaining_micro")
     def remaining_exact(self, obj):
         return money_html(obj.remaining_micro)
 
@@ -128,7 +128,7 @@ class PostingInline(admin.TabularInline):
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("ledger_account")
 
-    @admin.display(description="Amount")
+    @admin.display(description=_("Amount"))
     def amount_exact(self, obj):
         return money_html(obj.amount_micro)
 
@@ -169,7 +169,7 @@ class PostingAdmin(LargeTableAdminMixin, ReadOnlyAdmin):
     def grant_link(self, obj):
         return admin_link("grant", obj.grant_id, f"#{obj.grant_id}")
 
-    @admin.display(description="Amount", ordering="amount_micro")
+    @admin.display(description=_("Amount"), ordering="amount_micro")
     def amount_exact(self, obj):
         return money_html(obj.amount_micro)
 
@@ -206,7 +206,7 @@ class LedgerTransactionAdmin(LargeTableAdminMixin, AccountSearch, AccountColumns
 
 
 @admin.action(
-    description="Reconcile the ledger of the selected accounts (cache == postings)",
+    description=_("Reconcile the ledger of the selected accounts (cache == postings)"),
     permissions=["reconcile"],  # offered only to holders of billing.reconcile_ledger
 )
 def reconcile_selected(modeladmin, request, queryset):
@@ -273,17 +273,17 @@ class LedgerAccountAdmin(LargeTableAdminMixin, AccountSearch, ReadOnlyAdmin):  #
         )
         return redirect(reverse("admin:billing_ledgeraccount_change", args=[account.pk]))
 
-    @admin.display(description="User", ordering="owner__user__email")
+    @admin.display(description=_("User"), ordering="owner__user__email")
     def owner_email(self, obj):
         return obj.owner.user.email if obj.owner_id else "— platform —"
 
-    @admin.display(description="Cached balance")
+    @admin.display(description=_("Cached balance"))
     def cached_balance(self, obj):
         if obj.owner_id is None:
             return "not cached (summed from postings)"
         return money_html(obj.balance_micro)
 
-    @admin.display(description="Sum of postings")
+    @admin.display(description=_("Sum of postings"))
     def ledger_balance(self, obj):
         """On request only: the sum reads every posting of the account (see sum_view)."""
         url = reverse("admin:billing_ledgeraccount_sum", args=[obj.pk])
@@ -335,7 +335,7 @@ class LotAdmin(LargeTableAdminMixin, AccountSearch, AccountColumns, ReadOnlyAdmi
     )
     readonly_fields = fields
 
-    @admin.display(description="On hold", ordering="held_micro")
+    @admin.display(description=_("On hold"), ordering="held_micro")
     def held_exact(self, obj):
         return money_html(obj.held_micro)
 
@@ -344,7 +344,7 @@ class LotAdmin(LargeTableAdminMixin, AccountSearch, AccountColumns, ReadOnlyAdmi
         return postings_link("lot", obj.pk)
 
 
-@admin.action(description="Void the selected grants (asks for a reason)")
+@admin.action(description=_("Void the selected grants (asks for a reason)"))
 def void_selected(modeladmin, request, queryset):
     """Staff take back unused free funds through the service (audited, idempotent)."""
     if not request.user.has_perm("billing.void_grant"):
@@ -477,22 +477,22 @@ class ChargeAdmin(LargeTableAdminMixin, AccountSearch, AccountColumns, ReadOnlyA
     )
     readonly_fields = fields
 
-    @admin.display(description="Amount", ordering="amount_micro")
+    @admin.display(description=_("Amount"), ordering="amount_micro")
     def amount_exact(self, obj):
         return money_html(obj.amount_micro)
 
-    @admin.display(description="Arrears")
+    @admin.display(description=_("Arrears"))
     def arrears_exact(self, obj):
         return money_html(obj.arrears_micro)
 
-    @admin.display(description="From trial")
+    @admin.display(description=_("From trial"))
     def trial_exact(self, obj):
         return money_html(obj.trial_micro)
 
-    @admin.display(description="From discount")
+    @admin.display(description=_("From discount"))
     def discount_exact(self, obj):
         return money_html(obj.discount_micro)
 
-    @admin.display(description="From cash")
+    @admin.display(description=_("From cash"))
     def cash_exact(self, obj):
         return money_html(obj.cash_micro)

@@ -12,6 +12,7 @@ from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, Validat
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
 from django_fsm.admin import FSMAdminMixin
 
 from .models import AuditRecord
@@ -45,7 +46,7 @@ class AuditRecordInline(GenericTabularInline):
     fields = ("at", "action", "from_state", "to_state", "actor", "reason", "details")
     readonly_fields = fields
     ordering = ("-at", "-id")
-    verbose_name_plural = "History"
+    verbose_name_plural = _("History")
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -176,7 +177,7 @@ class ProtectedFileInline(ReadOnlyInline):
         self._request = request
         return super().get_queryset(request).select_related("uploaded_by")
 
-    @admin.display(description="File")
+    @admin.display(description=_("File"))
     def open(self, obj):
         request = getattr(self, "_request", None)
         if request is None or not request.user.has_perm(self.file_permission):
@@ -208,7 +209,7 @@ def _csv_cell(value):
     return text
 
 
-@admin.action(description="Export selected rows as CSV")
+@admin.action(description=_("Export selected rows as CSV"))
 def export_as_csv(modeladmin, request, queryset):
     """CSV export for finance (R-ADM-3): the list's own columns, as staff see them.
 

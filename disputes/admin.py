@@ -19,6 +19,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext_lazy as _
 
 from accounts.identity import mask_name
 from billing.micro import from_micro
@@ -47,28 +48,28 @@ class DisputedTopUpInline(ReadOnlyInline):
     model = DisputedTopUp
     fields = ("topup", "order", "channel", "paid", "disputed", "payer", "payer_account")
     readonly_fields = fields
-    verbose_name_plural = "Disputed top-ups"
+    verbose_name_plural = _("Disputed top-ups")
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("topup", "lot")
 
-    @admin.display(description="Order / trade")
+    @admin.display(description=_("Order / trade"))
     def order(self, obj):
         return f"{obj.topup.out_trade_no} / {obj.topup.trade_no or '—'}"
 
-    @admin.display(description="Paid")
+    @admin.display(description=_("Paid"))
     def paid(self, obj):
         return f"{obj.lot.amount.amount:.2f}"
 
-    @admin.display(description="Disputed")
+    @admin.display(description=_("Disputed"))
     def disputed(self, obj):
         return _money(obj.amount_micro)
 
-    @admin.display(description="Payer")
+    @admin.display(description=_("Payer"))
     def payer(self, obj):
         return mask_name(obj.topup.payer_name)
 
-    @admin.display(description="Payer account")
+    @admin.display(description=_("Payer account"))
     def payer_account(self, obj):
         value = obj.topup.payer_account or ""
         return value[:3] + "***" + value[-4:] if len(value) > 7 else "***"
@@ -78,7 +79,7 @@ class DisputeFileInline(ProtectedFileInline):
     model = DisputeFile
     fields = ("uploaded_at", "kind", "uploaded_by", "content_type", "note", "open")
     readonly_fields = fields
-    verbose_name_plural = "Evidence and proof files (encrypted; opening needs the permission)"
+    verbose_name_plural = _("Evidence and proof files (encrypted; opening needs the permission)")
     file_permission = FILE_PERM
     file_url_name = "admin:disputes_dispute_file"
     case_field = "dispute"
@@ -88,9 +89,9 @@ class PayoutInline(ReadOnlyInline):
     model = RightsHolderPayout
     fields = ("out_request_no", "source", "channel", "amount", "state", "reference", "paid_at")
     readonly_fields = fields
-    verbose_name_plural = "Payouts to the rights holder"
+    verbose_name_plural = _("Payouts to the rights holder")
 
-    @admin.display(description="Amount")
+    @admin.display(description=_("Amount"))
     def amount(self, obj):
         return _money(obj.amount_micro)
 
@@ -99,9 +100,9 @@ class CollectionInline(ReadOnlyInline):
     model = DebtCollection
     fields = ("created_at", "txn_id", "amount")
     readonly_fields = fields
-    verbose_name_plural = "Debt paid by top-ups"
+    verbose_name_plural = _("Debt paid by top-ups")
 
-    @admin.display(description="Amount")
+    @admin.display(description=_("Amount"))
     def amount(self, obj):
         return _money(obj.amount_micro)
 
@@ -184,7 +185,7 @@ class _DisputeAdminBase(WorkflowAdminMixin, admin.ModelAdmin):
         evidence = Count("files", filter=Q(files__kind=FileKind.EVIDENCE))
         return super().get_queryset(request).annotate(clock=_clock(), evidence_files=evidence)
 
-    @admin.display(description="Evidence files", ordering="evidence_files")
+    @admin.display(description=_("Evidence files"), ordering="evidence_files")
     def evidence_count(self, obj):
         return obj.evidence_files
 
@@ -194,32 +195,32 @@ class _DisputeAdminBase(WorkflowAdminMixin, admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    @admin.display(description="User", ordering="account__user__email")
+    @admin.display(description=_("User"), ordering="account__user__email")
     def user_email(self, obj):
         return obj.account.user.email
 
-    @admin.display(description="Days left", ordering="clock")
+    @admin.display(description=_("Days left"), ordering="clock")
     def days_left(self, obj):
         left = obj.days_left()
         return "—" if left is None else left
 
-    @admin.display(description="Disputed")
+    @admin.display(description=_("Disputed"))
     def disputed(self, obj):
         return _money(obj.disputed_micro)
 
-    @admin.display(description="Refunded at the deadline")
+    @admin.display(description=_("Refunded at the deadline"))
     def refunded(self, obj):
         return _money(obj.refunded_micro)
 
-    @admin.display(description="Debt")
+    @admin.display(description=_("Debt"))
     def debt_amount(self, obj):
         return _money(obj.debt_micro)
 
-    @admin.display(description="Debt left")
+    @admin.display(description=_("Debt left"))
     def debt_left(self, obj):
         return _money(obj.debt_left_micro)
 
-    @admin.display(description="Rights holder (masked)")
+    @admin.display(description=_("Rights holder (masked)"))
     def rights_holder(self, obj):
         contact = obj.rights_holder_contact or ""
         return (
@@ -228,12 +229,12 @@ class _DisputeAdminBase(WorkflowAdminMixin, admin.ModelAdmin):
             else mask_name(obj.rights_holder_name)
         )
 
-    @admin.display(description="Payer account (masked)")
+    @admin.display(description=_("Payer account (masked)"))
     def payer(self, obj):
         value = obj.payer_account or ""
         return value[:3] + "***" + value[-4:] if len(value) > 7 else "***"
 
-    @admin.display(description="Locks (account standing; keys this dispute locked)")
+    @admin.display(description=_("Locks (account standing; keys this dispute locked)"))
     def locks(self, obj):
         from accounts.models import ApiKey
 
@@ -246,7 +247,7 @@ class _DisputeAdminBase(WorkflowAdminMixin, admin.ModelAdmin):
             rows or "none",
         )
 
-    @admin.display(description="Ledger effects")
+    @admin.display(description=_("Ledger effects"))
     def ledger_effects(self, obj):
         keys = [f"dispute-refund:{obj.pk}", f"debt-ended:{obj.pk}"] + [
             f"dispute-paid:{p}" for p in obj.payouts.values_list("out_request_no", flat=True)
@@ -276,7 +277,7 @@ class _DisputeAdminBase(WorkflowAdminMixin, admin.ModelAdmin):
             or "—"
         )
 
-    @admin.display(description="Attach a file")
+    @admin.display(description=_("Attach a file"))
     def proof_link(self, obj):
         if not obj.is_holding:
             return "—"
@@ -459,7 +460,7 @@ class RightsHolderPayoutAdmin(WorkflowAdminMixin, admin.ModelAdmin):
     fields = readonly_fields
     inlines = [AuditRecordInline]
 
-    @admin.display(description="Amount")
+    @admin.display(description=_("Amount"))
     def amount(self, obj):
         return _money(obj.amount_micro)
 

@@ -178,7 +178,7 @@ class Dispute(ConcurrentTransitionMixin, models.Model):
         source=DisputeState.OPEN,
         target=DisputeState.CLEARED,
         permission="disputes.review_dispute_evidence",
-        custom={"label": "Accept evidence (clear)"},
+        custom={"label": _("Accept evidence (clear)")},
     )
     def accept_evidence(self, decided_by=None):
         self.decided_by = decided_by
@@ -190,7 +190,7 @@ class Dispute(ConcurrentTransitionMixin, models.Model):
         source=DisputeState.OPEN,
         target=DisputeState.OPEN,
         permission="disputes.review_dispute_evidence",
-        custom={"label": "Reject evidence", "form": RejectEvidenceForm},
+        custom={"label": _("Reject evidence"), "form": RejectEvidenceForm},
     )
     def reject_evidence(self, decided_by=None, evidence_rejection=""):
         if not evidence_rejection.strip():
@@ -203,7 +203,7 @@ class Dispute(ConcurrentTransitionMixin, models.Model):
         source=DisputeState.OPEN,
         target=DisputeState.CLEARED,
         permission="disputes.record_dispute_withdrawal",
-        custom={"label": "Rights holder withdrew the claim"},
+        custom={"label": _("Rights holder withdrew the claim")},
     )
     def withdraw(self, decided_by=None):
         self.decided_by = decided_by
@@ -255,7 +255,10 @@ class Dispute(ConcurrentTransitionMixin, models.Model):
         source=list(DEBT_STATES),
         target=DisputeState.SETTLED,
         permission="disputes.end_dispute_debt",
-        custom={"label": "Debt waived by the rights holder (proof attached)", "form": DebtEndForm},
+        custom={
+            "label": _("Debt waived by the rights holder (proof attached)"),
+            "form": DebtEndForm,
+        },
     )
     def waive_debt(self, ended_micro=0):
         self.debt_ended_micro += ended_micro
@@ -268,7 +271,10 @@ class Dispute(ConcurrentTransitionMixin, models.Model):
         source=list(DEBT_STATES),
         target=DisputeState.SETTLED,
         permission="disputes.end_dispute_debt",
-        custom={"label": "Debt repaid to the rights holder directly (proof)", "form": DebtEndForm},
+        custom={
+            "label": _("Debt repaid to the rights holder directly (proof)"),
+            "form": DebtEndForm,
+        },
     )
     def record_direct_repayment(self, ended_micro=0):
         self.debt_ended_micro += ended_micro
@@ -392,7 +398,7 @@ class RightsHolderPayout(ConcurrentTransitionMixin, models.Model):
         source=[PayoutState.PENDING, PayoutState.FAILED],
         target=PayoutState.PAID,
         permission="disputes.pay_dispute",
-        custom={"label": "Record bank transfer", "form": TransferForm},
+        custom={"label": _("Record bank transfer"), "form": TransferForm},
     )
     def record_transfer(self, bank_reference="", transferred_on=None, paid_by=None):
         self.reference = bank_reference.strip()[:100]

@@ -21,6 +21,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
+from django.utils.translation import gettext_lazy as _
 
 from core.admin import AuditRecordInline, ProtectedFileInline, WorkflowAdminMixin
 from core.workflow import perform_transition
@@ -43,7 +44,9 @@ class InvoiceFileInline(ProtectedFileInline):
     model = InvoiceFile
     fields = ("kind", "size", "sha256", "uploaded_by", "uploaded_at", "open")
     readonly_fields = fields
-    verbose_name_plural = "Issued invoice files (encrypted; downloading needs the file permission)"
+    verbose_name_plural = _(
+        "Issued invoice files (encrypted; downloading needs the file permission)"
+    )
     file_permission = FILE_PERM
     file_url_name = "admin:invoices_invoicerequest_file"
     file_link_text = "Download (audited)"
@@ -53,7 +56,7 @@ class InvoiceProofInline(ProtectedFileInline):
     model = InvoiceProof
     fields = ("uploaded_at", "uploaded_by", "content_type", "open")
     readonly_fields = fields
-    verbose_name_plural = "Title proof files (encrypted; opening one needs the proof permission)"
+    verbose_name_plural = _("Title proof files (encrypted; opening one needs the proof permission)")
     file_permission = PROOF_PERM
     file_url_name = "admin:invoices_invoicerequest_proof"
 
@@ -141,26 +144,26 @@ class InvoiceRequestAdmin(WorkflowAdminMixin, admin.ModelAdmin):
     )
     fields = readonly_fields
 
-    @admin.display(description="User", ordering="account__user__email")
+    @admin.display(description=_("User"), ordering="account__user__email")
     def user_email(self, obj):
         return obj.account.user.email
 
-    @admin.display(description="Amount (CNY)", ordering="amount_micro")
+    @admin.display(description=_("Amount (CNY)"), ordering="amount_micro")
     def amount_cny(self, obj):
         return _money(obj.amount_micro)
 
-    @admin.display(description="Consumption covered")
+    @admin.display(description=_("Consumption covered"))
     def covers(self, obj):
         if not obj.covers_from:
             return "—"
         start, end = f"{obj.covers_from:%Y-%m}", f"{obj.covers_to:%Y-%m}"
         return start if start == end else f"{start} – {end}"
 
-    @admin.display(description="Waiting")
+    @admin.display(description=_("Waiting"))
     def waiting(self, obj):
         return timesince(obj.created_at) if obj.state == InvoiceState.SUBMITTED else "—"
 
-    @admin.display(description="Account now (R-INV-1): consumption by month")
+    @admin.display(description=_("Account now (R-INV-1): consumption by month"))
     def consumption(self, obj):
         figures = invoiceable_for(obj.account)
         body = format_html_join(
@@ -180,7 +183,7 @@ class InvoiceRequestAdmin(WorkflowAdminMixin, admin.ModelAdmin):
             _money(figures.invoiceable_micro),
         )
 
-    @admin.display(description="Read from the invoice XML")
+    @admin.display(description=_("Read from the invoice XML"))
     def xml_read(self, obj):
         if not obj.xml_fields:
             return "—"
@@ -204,7 +207,7 @@ class InvoiceRequestAdmin(WorkflowAdminMixin, admin.ModelAdmin):
         ):
             extra_context["workflow_links"] = [
                 {
-                    "label": "Issue (upload the tax platform's files)",
+                    "label": _("Issue (upload the tax platform's files)"),
                     "url": reverse("admin:invoices_invoicerequest_issue", args=[obj.pk]),
                 }
             ]

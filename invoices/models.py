@@ -169,7 +169,7 @@ class InvoiceRequest(ConcurrentTransitionMixin, models.Model):
         source=InvoiceState.SUBMITTED,
         target=InvoiceState.ISSUED,
         permission="invoices.issue_invoicerequest",
-        custom={"label": "Issue", "admin": False},
+        custom={"label": _("Issue"), "admin": False},
     )
     def issue(self, issuer=None, invoice_number="", issued_on=None, xml_fields=None):
         self.issuer = issuer
@@ -183,7 +183,7 @@ class InvoiceRequest(ConcurrentTransitionMixin, models.Model):
         source=InvoiceState.SUBMITTED,
         target=InvoiceState.REJECTED,
         permission="invoices.reject_invoicerequest",
-        custom={"label": "Reject", "form": RejectInvoiceForm},
+        custom={"label": _("Reject"), "form": RejectInvoiceForm},
     )
     def reject(self, decision_reason=""):
         if not decision_reason.strip():
@@ -196,7 +196,7 @@ class InvoiceRequest(ConcurrentTransitionMixin, models.Model):
         source=InvoiceState.ISSUED,
         target=InvoiceState.REVERSED,
         permission="invoices.reverse_invoicerequest",
-        custom={"label": "Reverse (red-letter)", "form": ReverseInvoiceForm},
+        custom={"label": _("Reverse (red-letter)"), "form": ReverseInvoiceForm},
     )
     def reverse(self, red_letter_reason="", red_letter_number=""):
         if red_letter_reason not in RedLetterReason.values:

@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
 
 from . import services
 from .models import EmailOptOut, Notice
@@ -31,7 +32,9 @@ class NoticeAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    @admin.action(description="Retry delivery of failed / given-up notices", permissions=["change"])
+    @admin.action(
+        description=_("Retry delivery of failed / given-up notices"), permissions=["change"]
+    )
     def send_again(self, request, queryset):
         count = services.retry_now(queryset.values_list("id", flat=True))
         self.message_user(request, f"{count} notice(s) will be sent at the next delivery run.")

@@ -2,6 +2,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.urls import path, reverse
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
 from core.admin import AuditRecordInline, ReadOnlyAdminMixin, WorkflowAdminMixin
@@ -74,7 +75,7 @@ class JobRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         self._run(request, name)
         return redirect(reverse("admin:ops_jobrun_changelist"))
 
-    @admin.action(description="Run these jobs again now", permissions=["run"])
+    @admin.action(description=_("Run these jobs again now"), permissions=["run"])
     def run_again(self, request, queryset):
         for name in sorted(set(queryset.values_list("job", flat=True))):
             self._run(request, name)
@@ -106,7 +107,7 @@ class StaffAlertAdmin(WorkflowAdminMixin, admin.ModelAdmin):
     inlines = [AuditRecordInline]
     actions = ["acknowledge_selected"]
 
-    @admin.display(description="Message")
+    @admin.display(description=_("Message"))
     def short_message(self, obj):
         return obj.message[:120]
 
@@ -116,7 +117,7 @@ class StaffAlertAdmin(WorkflowAdminMixin, admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    @admin.action(description="Acknowledge selected alerts", permissions=["acknowledge"])
+    @admin.action(description=_("Acknowledge selected alerts"), permissions=["acknowledge"])
     def acknowledge_selected(self, request, queryset):
         done = 0
         for alert in queryset.filter(status=AlertStatus.OPEN):

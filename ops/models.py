@@ -112,7 +112,7 @@ class StaffAlert(models.Model):
         source=AlertStatus.OPEN,
         target=AlertStatus.ACKNOWLEDGED,
         permission="ops.acknowledge_staffalert",
-        custom={"label": "Acknowledge"},
+        custom={"label": _("Acknowledge")},
     )
     def acknowledge(self, by=None):
         from django.utils import timezone

@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
+from django.utils.translation import gettext_lazy as _
 
 from core.admin import (
     AuditRecordInline,
@@ -55,28 +56,28 @@ class RefundLineInline(ReadOnlyInline):
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("lot__topup")
 
-    @admin.display(description="Top-up order / trade")
+    @admin.display(description=_("Top-up order / trade"))
     def trade(self, obj):
         topup = getattr(obj.lot, "topup", None)
         return f"{topup.out_trade_no} / {topup.trade_no or '—'}" if topup else "—"
 
-    @admin.display(description="Asked")
+    @admin.display(description=_("Asked"))
     def asked(self, obj):
         return _money(obj.asked_micro)
 
-    @admin.display(description="Arrears settled")
+    @admin.display(description=_("Arrears settled"))
     def arrears(self, obj):
         return _money(obj.arrears_micro + obj.late_arrears_micro)
 
-    @admin.display(description="Held")
+    @admin.display(description=_("Held"))
     def held_amount(self, obj):
         return _money(obj.held_micro)
 
-    @admin.display(description="Refunded")
+    @admin.display(description=_("Refunded"))
     def refunded_amount(self, obj):
         return _money(obj.refunded_micro)
 
-    @admin.display(description="Back to cash")
+    @admin.display(description=_("Back to cash"))
     def released(self, obj):
         return _money(obj.released_micro)
 
@@ -91,7 +92,7 @@ class RefundProofInline(ProtectedFileInline):
     model = RefundProof
     fields = ("uploaded_at", "uploaded_by", "content_type", "open")
     readonly_fields = fields
-    verbose_name_plural = "Proof files (encrypted; opening one needs the proof permission)"
+    verbose_name_plural = _("Proof files (encrypted; opening one needs the proof permission)")
     file_permission = PROOF_PERM
     file_url_name = "admin:refunds_refundrequest_proof"
 
@@ -116,7 +117,7 @@ class AgeFilter(admin.SimpleListFilter):
         return queryset
 
 
-@admin.action(description="Export paid refunds (per lot) as CSV", permissions=["view"])
+@admin.action(description=_("Export paid refunds (per lot) as CSV"), permissions=["view"])
 def export_paid_refunds(modeladmin, request, queryset):
     """Finance's export: one row per paid line of the selected paid requests."""
 
@@ -227,33 +228,33 @@ class RefundRequestAdmin(WorkflowAdminMixin, admin.ModelAdmin):
         queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
         return queryset, True if search_term else may_have_duplicates
 
-    @admin.display(description="User", ordering="account__user__email")
+    @admin.display(description=_("User"), ordering="account__user__email")
     def user_email(self, obj):
         return obj.account.user.email
 
-    @admin.display(description="Held")
+    @admin.display(description=_("Held"))
     def held_amount(self, obj):
         return _money(obj.held_micro)
 
-    @admin.display(description="Arrears settled first")
+    @admin.display(description=_("Arrears settled first"))
     def arrears_amount(self, obj):
         return _money(obj.arrears_micro)
 
-    @admin.display(description="Refunded")
+    @admin.display(description=_("Refunded"))
     def refunded_amount(self, obj):
         return _money(obj.refunded_micro)
 
-    @admin.display(description="Amount asked")
+    @admin.display(description=_("Amount asked"))
     def requested(self, obj):
         return "all refundable" if obj.requested_micro is None else _money(obj.requested_micro)
 
-    @admin.display(description="Waiting")
+    @admin.display(description=_("Waiting"))
     def waiting(self, obj):
         if obj.state not in (*OPEN_STATES, RefundState.APPROVED, RefundState.PAYOUT_FAILED):
             return "—"
         return timesince(obj.created_at)
 
-    @admin.display(description="Preview now (R-REF-2: lots still refundable)")
+    @admin.display(description=_("Preview now (R-REF-2: lots still refundable)"))
     def preview(self, obj):
         preview = refund_preview(obj.account)
         head = mark_safe(  # noqa: S308 (a constant)

@@ -144,7 +144,7 @@ class RefundRequest(ConcurrentTransitionMixin, models.Model):
         source=RefundState.SUBMITTED,
         target=RefundState.UNDER_REVIEW,
         permission="refunds.review_refundrequest",
-        custom={"label": "Take for review"},
+        custom={"label": _("Take for review")},
     )
     def take(self, reviewer=None):
         self.reviewer = reviewer
@@ -155,7 +155,7 @@ class RefundRequest(ConcurrentTransitionMixin, models.Model):
         source=RefundState.UNDER_REVIEW,
         target=RefundState.APPROVED,
         permission="refunds.approve_refundrequest",
-        custom={"label": "Approve (finance)"},
+        custom={"label": _("Approve (finance)")},
     )
     def approve(self, approver=None):
         self.approver = approver
@@ -166,7 +166,7 @@ class RefundRequest(ConcurrentTransitionMixin, models.Model):
         source=[RefundState.SUBMITTED, RefundState.UNDER_REVIEW],
         target=RefundState.REJECTED,
         permission="refunds.reject_refundrequest",
-        custom={"label": "Reject", "form": RejectRefundForm},
+        custom={"label": _("Reject"), "form": RejectRefundForm},
     )
     def reject(self, decision_reason=""):
         if not decision_reason.strip():
@@ -179,7 +179,7 @@ class RefundRequest(ConcurrentTransitionMixin, models.Model):
         source=[RefundState.SUBMITTED, RefundState.UNDER_REVIEW],
         target=RefundState.CANCELLED,
         permission=_owner_or_agent,
-        custom={"label": "Cancel (user's wish)"},
+        custom={"label": _("Cancel (user's wish)")},
     )
     def cancel(self):
         self.closed_at = timezone.now()
@@ -189,7 +189,7 @@ class RefundRequest(ConcurrentTransitionMixin, models.Model):
         source=RefundState.APPROVED,
         target=RefundState.PAYING,
         permission="refunds.pay_refundrequest",
-        custom={"label": "Start payout"},
+        custom={"label": _("Start payout")},
     )
     def start_payout(self):
         pass
@@ -199,7 +199,7 @@ class RefundRequest(ConcurrentTransitionMixin, models.Model):
         source=[RefundState.PAYING, RefundState.PAYOUT_FAILED],
         target=RETURN_VALUE(RefundState.PAYING, RefundState.PAID),
         permission="refunds.pay_refundrequest",
-        custom={"label": "Record bank transfer", "form": "refunds.forms.TransferForm"},
+        custom={"label": _("Record bank transfer"), "form": "refunds.forms.TransferForm"},
     )
     def record_transfer(self, all_paid=False):
         if all_paid:
@@ -212,7 +212,7 @@ class RefundRequest(ConcurrentTransitionMixin, models.Model):
         source=RefundState.PAYOUT_FAILED,
         target=RefundState.PAYING,
         permission="refunds.pay_refundrequest",
-        custom={"label": "Retry payout"},
+        custom={"label": _("Retry payout")},
     )
     def retry_payout(self):
         self.payout_failure = ""

@@ -4,6 +4,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
 
 from accounts.selectors import user_by_email
 from core.admin import AuditRecordInline, WorkflowAdminMixin
@@ -99,7 +100,7 @@ class TopUpAdmin(LargeTableAdminMixin, WorkflowAdminMixin, admin.ModelAdmin):
     )
     fields = readonly_fields
 
-    @admin.display(description="User", ordering="account__user__email")
+    @admin.display(description=_("User"), ordering="account__user__email")
     def user_email(self, obj):
         return obj.account.user.email
 
@@ -250,21 +251,21 @@ class PromotionAdmin(ReasonedChangeAdminMixin, WorkflowAdminMixin, admin.ModelAd
     def is_fsm_transition_visible(self, transition):
         return True
 
-    @admin.display(description="Benefit")
+    @admin.display(description=_("Benefit"))
     def benefit(self, obj):
         if obj.benefit_type == "fixed":
             return f"{obj.benefit_amount}"
         return f"{obj.benefit_percent}% (cap {obj.benefit_cap})"
 
-    @admin.display(description="Used / total")
+    @admin.display(description=_("Used / total"))
     def quantity(self, obj):
         return f"{obj.used_quantity} / {obj.total_quantity or '∞'}"
 
-    @admin.display(description="Redemptions", ordering="redemption_count")
+    @admin.display(description=_("Redemptions"), ordering="redemption_count")
     def redemptions(self, obj):
         return obj.redemption_count
 
-    @admin.display(description="Voided")
+    @admin.display(description=_("Voided"))
     def voided(self, obj):
         return obj.voided_count
 
@@ -322,7 +323,7 @@ class TrialAwardAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     readonly_fields = ("identity_hash", "account", "amount", "grant", "created_at")
 
-    @admin.display(description="Grant")
+    @admin.display(description=_("Grant"))
     def grant_link(self, obj):
         if not obj.grant_id:
             return "-"
@@ -354,11 +355,11 @@ class GrantValidityAdmin(admin.ModelAdmin):
     list_select_related = ("account__user",)
     date_hierarchy = "created_at"
 
-    @admin.display(description="Amount")
+    @admin.display(description=_("Amount"))
     def amount_display(self, obj):
         return obj.amount
 
-    @admin.display(description="Remaining")
+    @admin.display(description=_("Remaining"))
     def remaining_display(self, obj):
         return obj.remaining
 

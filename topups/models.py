@@ -193,7 +193,7 @@ class TopUp(ConcurrentTransitionMixin, models.Model):
         source=TopUpState.CREATED,
         target=TopUpState.PAID,
         permission="topups.confirm_remittance",
-        custom={"label": "Confirm remittance", "form": "topups.forms.RemittanceForm"},
+        custom={"label": _("Confirm remittance"), "form": "topups.forms.RemittanceForm"},
     )
     def confirm_remittance(
         self,
@@ -256,7 +256,7 @@ class TopUp(ConcurrentTransitionMixin, models.Model):
         source=TopUpState.REVIEW,
         target=TopUpState.APPROVAL,
         permission="topups.resolve_review",
-        custom={"label": "Propose crediting the received amount"},
+        custom={"label": _("Propose crediting the received amount")},
     )
     def credit_received(self, proposer=None):
         """Finance propose to credit what actually came; a second approver decides (R-ADM-4)."""
@@ -268,7 +268,7 @@ class TopUp(ConcurrentTransitionMixin, models.Model):
         source=TopUpState.APPROVAL,
         target=TopUpState.PAID,
         permission="topups.resolve_review",
-        custom={"label": "Approve the credit (second approver)"},
+        custom={"label": _("Approve the credit (second approver)")},
     )
     def approve_credit(self, approver=None):
         """The second finance approver: never the proposer, never the beneficiary."""
@@ -281,7 +281,7 @@ class TopUp(ConcurrentTransitionMixin, models.Model):
         source=TopUpState.APPROVAL,
         target=TopUpState.REVIEW,
         permission="topups.resolve_review",
-        custom={"label": "Decline the credit (back to review)"},
+        custom={"label": _("Decline the credit (back to review)")},
     )
     def decline_credit(self):
         """The second approver declines: the case returns to review (credit it another
@@ -295,7 +295,7 @@ class TopUp(ConcurrentTransitionMixin, models.Model):
         source=TopUpState.REVIEW,
         target=TopUpState.RETURNED,
         permission="topups.resolve_review",
-        custom={"label": "Return the money to the payer"},
+        custom={"label": _("Return the money to the payer")},
     )
     def return_to_payer(self):
         self.closed_at = timezone.now()
@@ -305,7 +305,7 @@ class TopUp(ConcurrentTransitionMixin, models.Model):
         source=TopUpState.CREATED,
         target=TopUpState.CANCELLED,
         permission=_is_owner_or_staff,
-        custom={"label": "Cancel order"},
+        custom={"label": _("Cancel order")},
     )
     def cancel(self):
         self.closed_at = timezone.now()
@@ -513,7 +513,7 @@ class Promotion(ConcurrentTransitionMixin, models.Model):
         source=PromotionState.ACTIVE,
         target=PromotionState.ENDED,
         permission="topups.end_promotion",
-        custom={"label": "End promotion", "admin": False},
+        custom={"label": _("End promotion"), "admin": False},
     )
     def end(self):
         self.ended_at = timezone.now()
@@ -560,7 +560,7 @@ class TrialSettings(models.Model):
 
     class Meta:
         verbose_name = "trial settings"
-        verbose_name_plural = "trial settings"
+        verbose_name_plural = _("trial settings")
         permissions = [("change_grant_validity", "Can extend or shorten a grant's validity")]
 
     def __str__(self):
@@ -624,4 +624,4 @@ class GrantValidity(Grant):
     class Meta:
         proxy = True
         verbose_name = "grant validity"
-        verbose_name_plural = "grant validity"
+        verbose_name_plural = _("grant validity")
