@@ -60,6 +60,11 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField(default=False)
     date_joined = models.DateTimeField(default=timezone.now)
+    # When the user proved they read mail at this address (issue 13). Until then the
+    # account may log in and look, but not act (top up, create keys, file refunds or
+    # invoices, submit a verification). Users created by staff, by createsuperuser or a
+    # script are vouched for (the default); the public sign-up creates them unverified.
+    email_verified_at = models.DateTimeField(null=True, blank=True, default=timezone.now)
 
     objects = UserManager()
 
@@ -78,6 +83,10 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def get_short_name(self):
         return self.display_name or self.email
+
+    @property
+    def email_verified(self):
+        return self.email_verified_at is not None
 
 
 class Standing(models.TextChoices):

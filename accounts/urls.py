@@ -13,6 +13,8 @@ urlpatterns = [
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("verify-email/resend/", views.resend_email_verification, name="resend_email_verification"),
+    path("verify-email/<str:token>/", views.verify_email, name="verify_email"),
     path("verification/", views.verification_status, name="verification"),
     path("verification/<int:pk>/", views.verification_detail, name="verification_detail"),
     path("verification/new/<str:kind>/", views.verification_submit, name="verification_submit"),

@@ -40,11 +40,61 @@ def signup(request):
             request,
             _(
                 "Your balance account is ready if this address was new: log in with your "
-                "email and password. If you already had an account with it, log in to that one."
+                "email and password, and open the link we sent to verify the address before "
+                "you top up. If you already had an account with it, log in to that one."
             ),
         )
         return redirect(settings.LOGIN_URL)
     return render(request, "accounts/signup.html", {"form": form})
+
+
+# ---------------------------------------------------------------- email verification (issue 13)
+@require_http_methods(["GET"])
+def verify_email(request, token):
+    """The link from the verification email: marks the address verified (idempotent).
+
+    An expired, forged or damaged link changes nothing and says so, with a button
+    to ask for a new link."""
+    try:
+        services.verify_email(token)
+    except ValidationError as exc:
+        response = render(
+            request,
+            "accounts/email_verification.html",
+            {"state": "failed", "error": exc.messages[0], "code": exc.error_list[0].code},
+            status=400,
+        )
+    else:
+        response = render(request, "accounts/email_verification.html", {"state": "verified"})
+    add_never_cache_headers(response)
+    return response
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def resend_email_verification(request):
+    """Send a new verification link to the logged-in user's address (rate-limited)."""
+    status = 200
+    if request.method == "POST":
+        try:
+            services.resend_email_verification(request.user)
+        except ValidationError as exc:
+            code = exc.error_list[0].code
+            if code == "already_verified":
+                messages.info(request, exc.messages[0])
+                return redirect("home")
+            messages.error(request, exc.messages[0])
+            status = 429
+        else:
+            messages.success(
+                request,
+                _("A new link is on its way to %(email)s.") % {"email": request.user.email},
+            )
+            return redirect("accounts:resend_email_verification")
+    elif request.user.email_verified_at is not None:
+        messages.info(request, _("Your email address is already verified."))
+        return redirect("home")
+    return render(request, "accounts/email_verification.html", {"state": "resend"}, status=status)
 
 
 def _add_errors(form, exc):
@@ -110,7 +160,16 @@ def verification_submit(request, kind):
 def api_keys(request):
     form = ApiKeyForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        key, raw = services.create_api_key(request.user, name=form.cleaned_data["name"])
+        try:
+            key, raw = services.create_api_key(request.user, name=form.cleaned_data["name"])
+        except ValidationError as exc:
+            _add_errors(form, exc)
+            return render(
+                request,
+                "accounts/api_keys.html",
+                {"form": form, "keys": list(selectors.api_keys_of(request.user)), "fresh": None},
+                status=400,
+            )
         # Shown once, in this answer only: never stored anywhere (not in the session table),
         # and the answer itself may not be cached.
         response = render(

@@ -41,6 +41,15 @@ def _local(at):
 
 def attention_for(account, summary, verification) -> list[Attention]:
     items = []
+    if account.user.email_verified_at is None:  # issue 13: first, nothing works without it
+        items.append(
+            Attention(
+                "action",
+                _("Verify your email address: open the link we sent you before you can act."),
+                reverse("accounts:resend_email_verification"),
+                _("Send me a new link"),
+            )
+        )
     if verification is None or verification.state == VerificationState.REJECTED:
         items.append(
             Attention(

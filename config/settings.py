@@ -261,6 +261,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = int(env("DATA_UPLOAD_MAX_MEMORY_SIZE", str(10 * 10
 
 # Business settings (agreement-derived defaults; staff-editable ones live in the DB)
 IDENTITY_MAX_ACCOUNTS = int(env("IDENTITY_MAX_ACCOUNTS", "1"))
+# Issue 13: how long the link that verifies a new account's email address stays valid.
+EMAIL_VERIFICATION_MAX_AGE_HOURS = int(env("EMAIL_VERIFICATION_MAX_AGE_HOURS", "48"))
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = True

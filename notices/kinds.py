@@ -85,3 +85,6 @@ register("dispute_settled", _("Dispute settled: account unlocked"), required=Tru
 register("invoice_issued", _("Invoice issued (with the electronic invoice)"), required=True)
 register("invoice_rejected", _("Invoice request not accepted"), required=True)
 register("invoice_reversed", _("Invoice reversed (red-letter)"), required=True)
+
+# Email verification (issue 13): the link a new account opens before it can act.
+register("email_verification", _("Verify your email address"), required=True)

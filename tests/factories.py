@@ -2,6 +2,7 @@ from decimal import Decimal
 
 import factory
 from django.contrib.auth.models import Permission
+from django.utils import timezone
 from djmoney.money import Money
 
 from accounts.models import User
@@ -20,6 +21,9 @@ class UserFactory(factory.django.DjangoModelFactory):
 
     email = factory.Sequence(lambda n: f"user{n}@example.com")
     phone = factory.Sequence(lambda n: f"1380000{n:04d}")
+    # Verified by default, so tests mean what they meant before issue 13; pass
+    # email_verified_at=None for a freshly signed-up (unverified) user.
+    email_verified_at = factory.LazyFunction(timezone.now)
 
     @classmethod
     def _create(cls, model_class, *args, **kwargs):

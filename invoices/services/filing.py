@@ -17,6 +17,7 @@ from accounts.crypto import CONTENT_TYPES, validate_upload
 from accounts.identity import parse_credit_code
 from accounts.models import VerificationKind
 from accounts.selectors import approved_verification, lock_standings
+from accounts.services import refuse_unverified_email
 from billing.micro import from_micro, to_micro
 from core.money import parse_amount
 from core.workflow import record_audit
@@ -177,6 +178,7 @@ def submit_invoice(
     unknown = set(special) - set(SPECIAL_FIELDS)
     if unknown:
         raise TypeError(f"unexpected fields {sorted(unknown)}")
+    refuse_unverified_email(user)  # issue 13: an unverified address may not act
     amount_micro = to_micro(parse_amount(amount))
     if amount_micro < to_micro(min_amount()):
         raise ValidationError(

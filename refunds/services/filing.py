@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils.translation import gettext as _
 
 from accounts.crypto import CONTENT_TYPES, validate_upload
+from accounts.services import refuse_unverified_email
 from billing.micro import FEN_MICRO, to_micro
 from billing.services import refund_holds
 from billing.services.engine import lock_buckets
@@ -83,6 +84,7 @@ def submit_refund(
     requested = None
     if amount not in (None, ""):
         requested = to_micro(parse_amount(amount))
+    refuse_unverified_email(user)  # issue 13: an unverified address may not act
     uploads = _check_uploads(proofs)
     account = user.balance_account
     with transaction.atomic():

@@ -1,4 +1,5 @@
-"""Whether a user may top up now (R-TOP-1 with R-ACC-2/3/7/8): the one place it is checked.
+"""Whether a user may top up now (R-TOP-1 with R-ACC-2/3/7/8, and the verified email address
+of issue 13): the one place it is checked.
 
 The top-up page lists these problems to the user; orders.start_topup refuses on any.
 """
@@ -62,6 +63,13 @@ def check_preconditions(user, *, amount=None, currency="CNY", at=None):
     at = at or timezone.now()
     problems = []
     account = user.balance_account
+    if user.email_verified_at is None:
+        problems.append(
+            Problem(
+                "email_not_verified",
+                _("Verify your email address first: open the link we sent you to top up."),
+            )
+        )
     verification = approved_verification(user)
     if verification is None:
         problems.append(
