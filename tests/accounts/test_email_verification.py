@@ -293,3 +293,25 @@ def test_opening_the_link_lets_the_user_act(fresh, fresh_client):
     fresh.refresh_from_db()
     key, raw = services.create_api_key(fresh, name="k")
     assert key.pk and raw
+
+
+def test_the_verification_pages_and_notice_speak_chinese(client):
+    """Issue 13 / R-ADM-6: the notice, the link's pages, the home item and the top-up
+    refusal are in Chinese for a Chinese user."""
+    user = UserFactory(email_verified_at=None, language="zh-hans", phone="")
+    notice = Notice.objects.get(user=user, kind="email_verification")
+    assert "验证" in notice.subject and "小时内打开" in notice.body
+    zh = {"HTTP_ACCEPT_LANGUAGE": "zh-CN"}
+    page = client.get("/verify-email/forged/", **zh).content.decode()
+    assert "此链接无效" in page and "重新发送链接" in page and "未做任何更改" in page
+    client.force_login(user)
+    page = client.get(reverse("accounts:resend_email_verification"), **zh).content.decode()
+    assert "我们已向" in page
+    page = client.get(reverse("home"), **zh).content.decode()
+    assert "请验证您的邮箱地址" in page
+    page = client.get(reverse("topups:start"), **zh).content.decode()
+    assert "请先验证您的邮箱地址" in page
+    resp = client.post(reverse("accounts:api_keys"), {"name": "k"}, **zh)
+    assert "请先验证您的邮箱地址" in resp.content.decode()
+    page = client.get(_link_of(user), **zh).content.decode()
+    assert "您的邮箱地址已验证" in page
