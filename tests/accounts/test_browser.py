@@ -1,5 +1,6 @@
 """Key user and staff flows in a real browser (Playwright + Debian's Chromium)."""
 
+import re
 from datetime import date
 
 import pytest
@@ -31,6 +32,12 @@ def test_signup_verify_and_cs_approves(page, browser, live_server):
     page.fill("input[name=password]", "Xy9!long-pass-word")
     page.click("form [type=submit]")
     page.wait_for_url(f"{live_server.url}/")
+    # issue 13: the address is verified by the link mailed at sign-up before anything else
+    from notices.models import Notice
+
+    body = Notice.objects.get(user__email="newcomer@example.com", kind="email_verification").body
+    page.goto(re.search(r"/verify-email/[^/\s]+/", body).group(0))
+    page.goto("/")
     page.click("nav >> text=Verification")
     page.click("text=As an individual")
     number = make_resident_id(date(1991, 4, 12), sequence=42)

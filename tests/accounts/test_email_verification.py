@@ -315,3 +315,27 @@ def test_the_verification_pages_and_notice_speak_chinese(client):
     assert "请先验证您的邮箱地址" in resp.content.decode()
     page = client.get(_link_of(user), **zh).content.decode()
     assert "您的邮箱地址已验证" in page
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_browser_sign_up_open_the_link_and_the_top_up_page_stops_refusing(page, live_server):
+    """Issue 13: sign up, see the top-up page refuse, open the link from the recorded
+    email, and the top-up page no longer asks for it."""
+    page.goto("/signup/")
+    page.fill("input[name=email]", "linked@example.com")
+    page.fill("input[name=password]", "Xy9!long-pass-word")
+    page.click("form.card button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/login/")
+    page.fill("input[name=username]", "linked@example.com")
+    page.fill("input[name=password]", "Xy9!long-pass-word")
+    page.click("form [type=submit]")
+    page.wait_for_url(f"{live_server.url}/")
+    page.goto("/topups/")
+    assert page.locator(".problem-email_not_verified").count() == 1
+    user = User.objects.get(email="linked@example.com")
+    page.goto(_link_of(user))
+    assert page.locator("#email-verified").count() == 1
+    page.goto("/topups/")
+    assert page.locator(".problem-email_not_verified").count() == 0
+    assert page.locator(".problem-not_verified").count() == 1  # the real-name step is next
