@@ -189,6 +189,53 @@ def test_users_made_by_staff_scripts_and_factories_are_verified():
     assert services.register_user(email="pub@example.com", password="x").email_verified_at is None
 
 
+def test_demo_users_are_verified():
+    """Issue 13: seed_demo's users (the user, the applicants, staff, the superuser) act."""
+    from accounts import demo
+
+    context = {"logins": [], "notes": []}
+    demo.seed(context)
+    emails = [email for _, email, _ in context["logins"]]
+    assert emails and not User.objects.filter(email__in=emails, email_verified_at=None).exists()
+
+
+def test_a_user_added_by_staff_in_the_admin_is_verified(client):
+    """Issue 13: staff vouch for the address of a user they add."""
+    admin = User.objects.create_superuser("boss@example.com", "x")
+    client.force_login(admin)
+    resp = client.post(
+        "/admin/accounts/user/add/",
+        {
+            "email": "added@example.com",
+            "phone": "",
+            "password1": "Xy9!long-pass-word",
+            "password2": "Xy9!long-pass-word",
+            "usable_password": "true",
+            **{
+                f"{prefix}-{field}": "0"
+                for prefix in ("balance_account", "verifications")
+                for field in ("TOTAL_FORMS", "INITIAL_FORMS")
+            },
+        },
+    )
+    assert resp.status_code == 302, resp.content.decode()[:2000]
+    assert User.objects.get(email="added@example.com").email_verified_at is not None
+
+
+def test_the_migration_marks_existing_users_verified_when_they_joined():
+    """Issue 13: users from before the rule count as verified at their date_joined."""
+    from importlib import import_module
+
+    from django.apps import apps
+
+    migration = import_module("accounts.migrations.0006_email_verified_at")
+    joined = timezone.now() - timedelta(days=400)
+    old = UserFactory(email_verified_at=None, date_joined=joined)
+    migration.mark_existing_verified(apps, None)
+    old.refresh_from_db()
+    assert old.email_verified_at == joined
+
+
 # ---------------------------------------------------------------- an unverified user may not act
 def test_unverified_user_can_log_in_and_see_pages(fresh_client):
     """Issue 13: the account can look around; home shows 'verify your email' first."""
