@@ -381,6 +381,9 @@ if PRODUCTION:
     _problem = _checks.token_problem(GATEWAY_SERVICE_TOKEN)
     if _problem:
         raise ImproperlyConfigured(_problem)
+    # Emailed links (email verification) and Alipay's return address are built on it.
+    if not PORTAL_BASE_URL.startswith("https://"):
+        raise ImproperlyConfigured("PORTAL_BASE_URL must be the portal's https:// address")
 # Gateway token failures per client address and window before it gets 429 (and an alert).
 GATEWAY_AUTH_FAILURE_LIMIT = int(env("GATEWAY_AUTH_FAILURE_LIMIT", "20"))
 GATEWAY_AUTH_WINDOW_SECONDS = int(env("GATEWAY_AUTH_WINDOW_SECONDS", "60"))

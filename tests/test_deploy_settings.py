@@ -17,6 +17,7 @@ def test_check_deploy_is_clean_with_production_settings(tmp_path):
         "IDENTITY_HASH_KEY": "identity-key-for-the-check",
         "GATEWAY_SERVICE_TOKEN": "Zq3v8Jr-2kP9xW4mT7yB1nC6hD0sF5gL_aE8uR2tY4iO",
         "ALIPAY_SELLER_ID": "2088123412341234",
+        "PORTAL_BASE_URL": "https://portal.example.com",
         "PORTAL_VAR_DIR": str(tmp_path),
     }
     result = subprocess.run(

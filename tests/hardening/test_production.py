@@ -29,6 +29,7 @@ def production_env(tmp_path, **extra):
         IDENTITY_HASH_KEY="identity-key-for-the-check",
         GATEWAY_SERVICE_TOKEN=GOOD_TOKEN,
         ALIPAY_SELLER_ID="2088123412341234",
+        PORTAL_BASE_URL="https://portal.example.com",
         PORTAL_VAR_DIR=str(tmp_path),
     )
     env.update(extra)
@@ -103,6 +104,18 @@ def test_production_refuses_a_der_sandbox_public_key(tmp_path):
     result = check(production_env(tmp_path, ALIPAY_PUBLIC_KEY_PATH=str(path)))
     assert result.returncode != 0
     assert "sandbox key" in result.stderr
+
+
+def test_production_requires_the_portal_https_address(tmp_path):
+    """Issue 13: emailed verification links need the portal's public https address."""
+    for value in (None, "http://portal.example.com"):
+        env = production_env(tmp_path)
+        if value is None:
+            del env["PORTAL_BASE_URL"]
+        else:
+            env["PORTAL_BASE_URL"] = value
+        result = check(env)
+        assert result.returncode != 0 and "PORTAL_BASE_URL" in result.stderr
 
 
 def test_production_requires_the_seller_id(tmp_path):

@@ -15,6 +15,7 @@ PROD = {
     "IDENTITY_HASH_KEY": "identity-key-for-the-check",
     "GATEWAY_SERVICE_TOKEN": "Zq3v8Jr-2kP9xW4mT7yB1nC6hD0sF5gL_aE8uR2tY4iO",
     "ALIPAY_SELLER_ID": "2088123412341234",
+    "PORTAL_BASE_URL": "https://portal.example.com",
 }
 
 
