@@ -30,11 +30,11 @@ from .engine import (
     LedgerError,
     Leg,
     lock_buckets,
-    payable_to_channel,
     replayed,
     run_idempotent,
     write,
 )
+from .payables import payable_to_channel
 
 FEN = 10_000  # micro-units in one fen
 

@@ -18,12 +18,12 @@ from .engine import (
     LedgerError,
     Leg,
     lock_buckets,
-    payable_to_channel,
     replayed,
     run_idempotent,
     write,
 )
 from .engine import positive_micro as _positive_micro
+from .payables import payable_to_channel
 
 # ---------------------------------------------------------------- refund holds
 

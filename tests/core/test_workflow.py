@@ -133,12 +133,12 @@ def test_admin_shows_the_services_refusal(client, cs, monkeypatch):
     """R-ADM-1: a rule the service enforces (four eyes, say) reaches staff as a message."""
     from django.core.exceptions import ValidationError
 
-    import accounts.services
+    import accounts.services.standing
 
     def refuse(*args, **kwargs):
         raise ValidationError("A second person must approve this.", code="four_eyes")
 
-    monkeypatch.setattr(accounts.services, "change_standing", refuse)
+    monkeypatch.setattr(accounts.services.standing, "change_standing", refuse)
     account = UserFactory().balance_account
     client.force_login(cs)
     response = client.post(
