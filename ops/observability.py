@@ -102,21 +102,26 @@ def _count_gateway(endpoint, response, started):
     GATEWAY_LATENCY.labels(endpoint).observe(time.perf_counter() - started)
 
 
-def metrics_view(request):
-    """Prometheus text format. Open in development; in production a bearer token
-    (METRICS_TOKEN) or a staff login."""
+def may_read_internals(request) -> bool:
+    """Metrics and the health checks' details: open in development; in production a
+    bearer token (METRICS_TOKEN) or a staff login."""
     import hmac
 
+    if getattr(settings, "METRICS_PUBLIC", False):
+        return True
+    expected = getattr(settings, "METRICS_TOKEN", "")
+    header = request.headers.get("Authorization", "")
+    given = header[7:] if header.lower().startswith("bearer ") else ""
+    if expected and given and hmac.compare_digest(given.encode(), expected.encode()):
+        return True
+    user = getattr(request, "user", None)
+    return bool(user is not None and user.is_active and user.is_staff)
+
+
+def metrics_view(request):
+    """Prometheus text format, for those who may read the internals."""
     from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-    expected = getattr(settings, "METRICS_TOKEN", "")
-    if not getattr(settings, "METRICS_PUBLIC", False):
-        header = request.headers.get("Authorization", "")
-        given = header[7:] if header.lower().startswith("bearer ") else ""
-        token_ok = bool(expected and given) and hmac.compare_digest(
-            given.encode(), expected.encode()
-        )
-        user = getattr(request, "user", None)
-        if not (token_ok or (user is not None and user.is_active and user.is_staff)):
-            return JsonResponse({"code": "unauthorized", "message": "Token required."}, status=401)
+    if not may_read_internals(request):
+        return JsonResponse({"code": "unauthorized", "message": "Token required."}, status=401)
     return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)

@@ -105,3 +105,20 @@ def test_logs_are_json_with_request_id_and_no_personal_data():
     assert "example.com" not in line["message"] and "13812345678" not in line["message"]
     assert "11010519491231002X" not in line["message"] and "sk-abcdefghijkl" not in line["message"]
     assert redact("amount 12.50 for account 42") == "amount 12.50 for account 42"
+
+
+def test_readiness_tells_strangers_only_the_status(client, settings):
+    """Issue 13: in production the probes answer everyone, but which check failed (and
+    why) is only for staff or the metrics token."""
+    from tests.factories import StaffFactory
+
+    settings.METRICS_PUBLIC = False
+    settings.METRICS_TOKEN = "t" * 40
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
+    resp = client.get("/ops/health/ready/")
+    assert resp.status_code == 503
+    assert json.loads(resp.content) == {"status": "unavailable"}
+    resp = client.get("/ops/health/ready/", HTTP_AUTHORIZATION="Bearer " + "t" * 40)
+    assert resp.status_code == 503 and "broker" in resp.content.decode().lower()
+    client.force_login(StaffFactory())
+    assert "broker" in client.get("/ops/health/ready/").content.decode().lower()
