@@ -8,6 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import ApiKey, ApiKeyState, BalanceAccount, Standing
+from accounts.services import refuse_own_case
 from billing.micro import from_micro
 from core.workflow import apply_transition
 from notices.services import send_notice
@@ -106,3 +107,9 @@ def key_hold(key):
             account_id=key.account_id, state__in=HOLDING_STATES
         ).values_list("locked_key_ids", flat=True)
     )
+
+
+def refuse_own_dispute(dispute, actor, what="decide a dispute"):
+    """R-ADM-4: staff never decide, settle or pay a dispute of their own account."""
+    owner = Dispute.objects.filter(pk=dispute.pk).values_list("account__user_id", flat=True)
+    refuse_own_case(owner.first(), actor, what)

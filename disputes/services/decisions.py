@@ -14,7 +14,7 @@ from billing.services import dispute_funds
 from core.workflow import WorkflowError, apply_transition, transition_map
 
 from ..models import DEBT_STATES, Dispute, DisputeDebt, FileKind
-from ._common import lock_dispute, money_text, release, tell
+from ._common import lock_dispute, money_text, refuse_own_dispute, release, tell
 
 
 def _close(locked, name, *, actor, reason, kind, how, **kwargs):
@@ -27,6 +27,7 @@ def _close(locked, name, *, actor, reason, kind, how, **kwargs):
 def accept_evidence(dispute, *, actor, reason="", **form_data):
     """A risk officer accepts the evidence of consent: cleared, account and keys unlocked
     unless another lock, freeze or suspension still holds them."""
+    refuse_own_dispute(dispute, actor)
     with transaction.atomic():
         locked = lock_dispute(dispute)
         if not locked.files.filter(kind=FileKind.EVIDENCE).exists():
@@ -47,6 +48,7 @@ def accept_evidence(dispute, *, actor, reason="", **form_data):
 def reject_evidence(dispute, *, actor, reason="", evidence_rejection="", **form_data):
     """A risk officer rejects the evidence with a reason the user reads; the dispute
     stays open with its deadline."""
+    refuse_own_dispute(dispute, actor)
     why = (evidence_rejection or reason or "").strip()
     with transaction.atomic():
         locked = apply_transition(
@@ -65,6 +67,7 @@ def reject_evidence(dispute, *, actor, reason="", evidence_rejection="", **form_
 
 def withdraw(dispute, *, actor, reason="", **form_data):
     """CS record that the rights holder withdrew the claim: cleared (R-DIS-2)."""
+    refuse_own_dispute(dispute, actor)
     if not (reason or "").strip():
         raise ValidationError(_("Say how the withdrawal reached us."), code="reason_required")
     with transaction.atomic():
@@ -82,6 +85,7 @@ def withdraw(dispute, *, actor, reason="", **form_data):
 
 
 def _end_debt(dispute, name, *, actor, reason, how):
+    refuse_own_dispute(dispute, actor, "end a dispute debt")
     if not (reason or "").strip():
         raise ValidationError(_("A reason is required."), code="reason_required")
     with transaction.atomic():

@@ -11,6 +11,7 @@ from django.utils.translation import gettext as _
 
 from accounts.crypto import CONTENT_TYPES, validate_upload
 from accounts.models import ApiKey, ApiKeyState, BalanceAccount, Standing
+from accounts.services import refuse_own_case
 from billing.micro import to_micro
 from core.money import parse_amount
 from core.workflow import WorkflowError, apply_transition, record_audit
@@ -106,6 +107,7 @@ def open_dispute(
                 _("The disputed amount is more than the top-ups' cash."), code="above_cash"
             )
         account = BalanceAccount.objects.select_for_update().get(pk=accounts.pop())
+        refuse_own_case(account.user_id, actor, "open a dispute")
         dispute = Dispute(
             account=account,
             reported_by=reported_by.strip()[:200],

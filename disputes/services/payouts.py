@@ -26,6 +26,7 @@ from billing.services import dispute_funds
 from core.workflow import apply_transition, record_audit, transition_map
 
 from ..models import PayoutState, RightsHolderPayout
+from ._common import refuse_own_dispute
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ def _pay(payout, channel, *, actor=None, memo=""):
 def record_transfer(payout, *, actor, reason="", bank_reference="", transferred_on=None, **_):
     """Finance paid the rights holder by bank transfer (bank top-ups, or an Alipay
     refund the channel refused): reference and date recorded, money out of payable."""
+    refuse_own_dispute(payout.dispute, actor, "pay a dispute")
     if not (bank_reference or "").strip() or transferred_on is None:
         raise ValidationError(
             "The transfer's bank reference and date are required.", code="required"
