@@ -418,15 +418,15 @@ def validate_upload(upload):
     return ext
 
 
-def _document_name(prefix, filename):
+def document_name(prefix, filename):
     """Random file names: the user's own file name may itself be personal data."""
     ext = filename.rsplit(".", 1)[-1].lower() if "." in filename else "bin"
     return f"{prefix}/{uuid.uuid4().hex}.{ALLOWED_EXTENSIONS.get(ext, 'bin')}.enc"
 
 
 def licence_upload_to(instance, filename):
-    return _document_name("licences", filename)
+    return document_name("licences", filename)
 
 
 def evidence_upload_to(instance, filename):
-    return _document_name("evidence", filename)
+    return document_name("evidence", filename)

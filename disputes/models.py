@@ -8,8 +8,6 @@ top-ups pay first. Money is integer micro-units like the ledger (whole fen here)
 it moves only through billing.services.dispute_funds and billing.services.ledger.
 """
 
-import uuid
-
 from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -19,7 +17,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_fsm import RETURN_VALUE, ConcurrentTransitionMixin, FSMField, transition
 
-from accounts.crypto import ALLOWED_EXTENSIONS, EncryptedTextField, private_storage
+from accounts.crypto import EncryptedTextField, document_name, private_storage
 from billing.micro import MicroMoney, from_micro
 from billing.models import Channel
 from core.forms import ReasonForm
@@ -66,9 +64,7 @@ class DebtEndForm(ReasonForm):
 
 
 def document_upload_to(instance, filename):
-    """Random names: the user's own file name may itself be personal data."""
-    ext = filename.rsplit(".", 1)[-1].lower() if "." in filename else "bin"
-    return f"dispute-files/{uuid.uuid4().hex}.{ALLOWED_EXTENSIONS.get(ext, 'bin')}.enc"
+    return document_name("dispute-files", filename)
 
 
 class Dispute(ConcurrentTransitionMixin, models.Model):
@@ -261,10 +257,7 @@ class Dispute(ConcurrentTransitionMixin, models.Model):
         },
     )
     def waive_debt(self, ended_micro=0):
-        self.debt_ended_micro += ended_micro
-        self.debt_end = DebtEnd.WAIVED
-        self.closed_at = timezone.now()
-        self.outcome = "debt waived by the rights holder"
+        self._end_debt(ended_micro, DebtEnd.WAIVED, "debt waived by the rights holder")
 
     @transition(
         state,
@@ -277,10 +270,15 @@ class Dispute(ConcurrentTransitionMixin, models.Model):
         },
     )
     def record_direct_repayment(self, ended_micro=0):
+        self._end_debt(
+            ended_micro, DebtEnd.REPAID_DIRECTLY, "debt repaid to the rights holder directly"
+        )
+
+    def _end_debt(self, ended_micro, how, outcome):
         self.debt_ended_micro += ended_micro
-        self.debt_end = DebtEnd.REPAID_DIRECTLY
+        self.debt_end = how
         self.closed_at = timezone.now()
-        self.outcome = "debt repaid to the rights holder directly"
+        self.outcome = outcome
 
 
 class DisputeDebt(Dispute):

@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
-from accounts.crypto import private_storage
+from accounts.crypto import document_name, private_storage
 from billing.micro import MicroMoney
 from core.forms import ReasonForm
 
@@ -79,8 +79,7 @@ def _encrypted_name(prefix, ext):
 
 
 def proof_upload_to(instance, filename):
-    ext = filename.rsplit(".", 1)[-1].lower() if "." in filename else "bin"
-    return _encrypted_name("invoice-proofs", {"jpeg": "jpg"}.get(ext, ext)[:4])
+    return document_name("invoice-proofs", filename)
 
 
 def invoice_upload_to(instance, filename):

@@ -6,8 +6,6 @@ fen (R-LED-3), so every `*_micro` here is a multiple of 10,000. The money itself
 moves only in the ledger (billing.services.ledger); these rows say why and for whom.
 """
 
-import uuid
-
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -16,7 +14,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_fsm import RETURN_VALUE, ConcurrentTransitionMixin, FSMField, transition
 
-from accounts.crypto import ALLOWED_EXTENSIONS, private_storage
+from accounts.crypto import document_name, private_storage
 from billing.micro import MicroMoney
 from billing.models import Channel
 from core.forms import ReasonForm
@@ -65,9 +63,7 @@ class RejectRefundForm(ReasonForm):
 
 
 def proof_upload_to(instance, filename):
-    """Random names: the user's own file name may itself be personal data."""
-    ext = filename.rsplit(".", 1)[-1].lower() if "." in filename else "bin"
-    return f"refund-proofs/{uuid.uuid4().hex}.{ALLOWED_EXTENSIONS.get(ext, 'bin')}.enc"
+    return document_name("refund-proofs", filename)
 
 
 class RefundRequest(ConcurrentTransitionMixin, models.Model):
