@@ -1,7 +1,5 @@
 """Chinese first (R-ADM-6): the language switcher, the saved choice, `<html lang>`."""
 
-from pathlib import Path
-
 import pytest
 from django.urls import reverse
 
@@ -104,14 +102,17 @@ def test_every_page_says_which_time_zone_its_times_are_in(client, user):
     assert "Asia/Shanghai, UTC+8" in page
 
 
-def test_a_new_user_reads_chinese_unless_they_choose_otherwise():
-    """R-ADM-6: Chinese first: a user created without a language choice gets zh-hans."""
+def test_a_new_user_reads_chinese_unless_they_choose_otherwise(monkeypatch):
+    """R-ADM-6: Chinese first: a user created without a language choice gets zh-hans,
+    and their notices come in Chinese."""
     from accounts.models import User
+    from notices.models import Notice
+    from notices.services import send_notice
 
-    field = User._meta.get_field("language")
-    migrations_default = field.deconstruct()[3].get("default")
-    assert migrations_default in ("zh-hans", "en")  # the fixture may patch it for the test
-    import accounts.models as models_module
-
-    source = Path(models_module.__file__).read_text()
-    assert 'default="zh-hans"' in source
+    monkeypatch.undo()  # drop the suite's English default for this test
+    user = User.objects.create_user(email="new-zh@example.com", password="Qx7!vB9#kLm2")
+    assert user.language == "zh-hans"
+    send_notice(
+        user=user, kind="refund_paid", context={"request": 1, "amount": "1.00"}, dedupe_key="zh-1"
+    )
+    assert any("\u4e00" <= ch <= "\u9fff" for ch in Notice.objects.get(user=user).subject)
