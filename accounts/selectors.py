@@ -147,7 +147,7 @@ def gateway_keys(raw_keys) -> dict:
         return {by_hash[row[0]]: tuple(row[1:]) for row in cur.fetchall()}
 
 
-def lock_standings(account_ids) -> dict[int, str]:
+def lock_standings(account_ids, *, skip_locked=False) -> dict[int, str]:
     """Lock these balance accounts' rows in ascending id order and return
     {account id: standing}, in ONE query. Must run inside a transaction.
 
@@ -173,6 +173,8 @@ def lock_standings(account_ids) -> dict[int, str]:
         raise TransactionManagementError("lock_standings() must run inside a transaction.")
     where, params = _ids_in("id", ids)
     lock = " FOR NO KEY UPDATE" if connection.vendor == "postgresql" else ""
+    if lock and skip_locked:  # the usage settler: rows another mover holds wait for its next chunk
+        lock += " SKIP LOCKED"
     sql = f"SELECT id, standing FROM {BalanceAccount._meta.db_table} WHERE {where} ORDER BY id"  # noqa: S608
     with connection.cursor() as cur:
         cur.execute(sql + lock, params)

@@ -12,6 +12,7 @@ import functools
 import hmac
 import json
 import re
+from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
@@ -28,10 +29,11 @@ from pydantic import BaseModel
 
 from core.money import parse_amount
 
-from .micro import from_micro, micro_str, to_micro
+from .micro import micro_str, to_micro
+from .selectors import charge_for
 from .services.authorization import REFUSAL_MESSAGES, authorize, resolve_api_keys
-from .services.charging import UsageEvent, charge_usage, charge_usage_batch
 from .services.engine import LedgerError
+from .services.metering import UsageEvent, record_usage
 
 
 def batch_limit() -> int:
@@ -262,6 +264,9 @@ class UsageIn(BaseModel):
     amount: Decimal | str = Field(..., description="CNY, > 0, at most 6 decimal places.")
     currency: str = "CNY"
     account_id: int | None = None
+    occurred_at: datetime | None = Field(
+        None, description="When the call happened (ISO 8601 with offset); default: received."
+    )
 
 
 class SplitOut(Schema):
@@ -273,11 +278,25 @@ class SplitOut(Schema):
 
 class UsageOut(Schema):
     request_id: str
-    status: str = Field(..., description="charged, or replayed (first result, nothing moved)")
+    status: str = Field(..., description="accepted, or replayed (the first event's answer)")
     amount: str
     currency: str = "CNY"
-    split: SplitOut
-    sources: list[dict]
+
+
+class UsageStateOut(Schema):
+    request_id: str
+    state: str = Field(..., description="pending (metered, not charged yet) or settled")
+    amount: str
+    currency: str = "CNY"
+    model: str
+    received_at: str
+    occurred_at: str | None = None
+    settled_at: str | None = None
+    transaction_id: int | None = None
+    split: SplitOut | None = Field(None, description="Once settled: how much each bucket paid.")
+    sources: list[dict] = Field(
+        default_factory=list, description="Once settled: each grant and lot drawn on."
+    )
 
 
 class BatchIn(BaseModel):
@@ -287,15 +306,14 @@ class BatchIn(BaseModel):
 class BatchItemOut(Schema):
     index: int
     request_id: str
-    status: str = Field(..., description="charged, replayed or error")
+    status: str = Field(..., description="accepted, replayed or error")
     code: str | None = None
     message: str | None = None
     amount: str | None = None
-    split: SplitOut | None = None
 
 
 class BatchOut(Schema):
-    charged: int
+    accepted: int
     replayed: int
     errors: int
     results: list[BatchItemOut]
@@ -308,19 +326,27 @@ def _money_str(micro: int) -> str:
     return micro_str(micro)
 
 
-def _charge_out(charge) -> dict:
+def _state_out(charge) -> dict:
+    settled = charge.transaction_id is not None
     return {
         "request_id": charge.request_id,
-        "status": "replayed" if getattr(charge, "replayed", False) else "charged",
+        "state": "settled" if settled else "pending",
         "amount": _money_str(charge.amount_micro),
         "currency": "CNY",
+        "model": charge.model,
+        "received_at": charge.created_at.isoformat(),
+        "occurred_at": charge.occurred_at.isoformat() if charge.occurred_at else None,
+        "settled_at": charge.settled_at.isoformat() if charge.settled_at else None,
+        "transaction_id": charge.transaction_id,
         "split": {
             "trial": _money_str(charge.trial_micro),
             "discount": _money_str(charge.discount_micro),
             "cash": _money_str(charge.cash_micro),
             "arrears": _money_str(charge.arrears_micro),
-        },
-        "sources": charge.split,
+        }
+        if settled
+        else None,
+        "sources": charge.split if settled else [],
     }
 
 
@@ -383,6 +409,19 @@ def authorize_key(request: HttpRequest, payload: AuthorizeIn):
     }
 
 
+_STATUS = {"request_id_conflict": 409, "retry": 503}
+
+
+def _event_for(ev: UsageIn, keys) -> UsageEvent:
+    """Parse one event or raise _Refused with its stable code."""
+    _check_text(ev)
+    micro = _parse_usage_amount(ev)
+    key = _key_for(ev, keys)
+    if ev.occurred_at is not None and ev.occurred_at.tzinfo is None:
+        raise _Refused(400, "invalid_occurred_at", "occurred_at needs a UTC offset.")
+    return UsageEvent(ev.request_id, key, ev.model, micro, ev.occurred_at)
+
+
 @api.post(
     "/usage",
     response={
@@ -396,22 +435,22 @@ def authorize_key(request: HttpRequest, payload: AuthorizeIn):
     },
 )
 def report_usage(request: HttpRequest, payload: UsageIn):
-    """Charge one call. Replaying a request id returns the first result and moves nothing."""
-    _check_text(payload)
-    micro = _parse_usage_amount(payload)
-    key = _key_for(payload, resolve_api_keys([payload.api_key]))
-    try:
-        charge = charge_usage(
-            key, from_micro(micro), request_id=payload.request_id, model=payload.model
-        )
-    except LedgerError as exc:
-        status = 409 if exc.code == "request_id_conflict" else 400
-        if exc.code in REFUSAL_MESSAGES:  # key or account may not consume (R-ACC-6/8)
-            status = 403
-        if exc.code == "retry":  # still deadlocked after the retries: nothing was charged
-            status = 503
-        raise _Refused(status, exc.code, exc.messages[0])
-    return JsonResponse(_charge_out(charge))
+    """Meter one call: `accepted` once the event is stored (settled against the balance
+    seconds later), `replayed` for a request id seen before with the same key and
+    amount, 409 `request_id_conflict` otherwise. Nothing is stored when refused."""
+    event = _event_for(payload, resolve_api_keys([payload.api_key]))
+    (result,) = record_usage([event])
+    if result.status == "error":
+        status = 403 if result.code in REFUSAL_MESSAGES else _STATUS.get(result.code, 400)
+        raise _Refused(status, result.code, result.message)
+    return JsonResponse(
+        {
+            "request_id": result.request_id,
+            "status": result.status,
+            "amount": _money_str(result.micro),
+            "currency": "CNY",
+        }
+    )
 
 
 @api.post(
@@ -419,8 +458,9 @@ def report_usage(request: HttpRequest, payload: UsageIn):
     response={200: BatchOut, 400: ErrorOut, 401: ErrorOut, 413: ErrorOut, 503: ErrorOut},
 )
 def report_usage_batch(request: HttpRequest, payload: BatchIn):
-    """Charge many calls (up to GATEWAY_BATCH_LIMIT, default 5,000) with set-based work.
-    One result per event, in order; a bad event gets its own error and the others go on."""
+    """Meter many calls (up to GATEWAY_BATCH_LIMIT, default 5,000) with one INSERT and one
+    commit. One result per event, in order; a bad event gets its own error and the
+    others are stored."""
     limit = batch_limit()
     if len(payload.events) > limit:
         raise _Refused(413, "batch_too_large", f"At most {limit} events per batch.")
@@ -431,9 +471,7 @@ def report_usage_batch(request: HttpRequest, payload: BatchIn):
     good, positions = [], []
     for i, ev in enumerate(payload.events):
         try:
-            _check_text(ev)
-            micro = _parse_usage_amount(ev)
-            key = _key_for(ev, keys)
+            good.append(_event_for(ev, keys))
         except _Refused as exc:
             results[i] = {
                 "index": i,
@@ -443,40 +481,37 @@ def report_usage_batch(request: HttpRequest, payload: BatchIn):
                 "message": exc.message,
             }
             continue
-        good.append(UsageEvent(ev.request_id, key, ev.model, micro))
         positions.append(i)
     if good:
         try:
-            charges = charge_usage_batch(good)
+            recorded = record_usage(good)
         except LedgerError as exc:
-            status = {"request_id_conflict": 409, "retry": 503}.get(exc.code, 400)
-            raise _Refused(status, exc.code, exc.messages[0])
-        for i, charge in zip(positions, charges, strict=True):
-            if charge.error:
-                code, message = charge.error
-                results[i] = {
-                    "index": i,
-                    "request_id": charge.request_id,
-                    "status": "error",
-                    "code": code,
-                    "message": message,
-                }
-                continue
-            out = _charge_out(charge)
-            results[i] = {
-                "index": i,
-                "request_id": charge.request_id,
-                "status": out["status"],
-                "amount": out["amount"],
-                "split": out["split"],
-            }
+            raise _Refused(_STATUS.get(exc.code, 400), exc.code, exc.messages[0])
+        for i, r in zip(positions, recorded, strict=True):
+            item = {"index": i, "request_id": r.request_id, "status": r.status}
+            if r.status == "error":
+                item.update(code=r.code, message=r.message)
+            else:
+                item["amount"] = _money_str(r.micro)
+            results[i] = item
     statuses = [r["status"] for r in results]
     # rendered directly: the schema above documents it; validating 1,000 items again costs
     return JsonResponse(
         {
-            "charged": statuses.count("charged"),
+            "accepted": statuses.count("accepted"),
             "replayed": statuses.count("replayed"),
             "errors": statuses.count("error"),
             "results": results,
         }
     )
+
+
+@api.get("/usage/{path:request_id}", response={200: UsageStateOut, 401: ErrorOut, 404: ErrorOut})
+def usage_state(request: HttpRequest, request_id: str):
+    """An event's state: pending, or settled with what paid for it (each bucket, and
+    each grant and lot drawn on). Registered after `usage/batch`, which it would
+    otherwise shadow; the path converter lets a request id hold a slash."""
+    charge = charge_for(request_id)
+    if charge is None:
+        raise _Refused(404, "unknown_request_id", "No usage event has this request id.")
+    return JsonResponse(_state_out(charge))

@@ -23,8 +23,8 @@ DEMO_EXPIRY_MINUTES = 3
 def seed_activity(context):
     from accounts.services import set_low_balance_threshold
 
-    from .services.charging import charge_usage
     from .services.ledger import grant_funds
+    from .services.settlement import charge_usage
 
     user = context.get("users", {}).get("user")
     if user is None:

@@ -55,3 +55,22 @@ def grant_expiry_reminders(now, batch_size):
 def grant_expired_notices(now, batch_size):
     """R-NOT-1 / R-TOP-5: one 'trial_expired' notice per expired grant."""
     return grant_notices.send_expired_notices(now=now, limit=batch_size)
+
+
+@job(
+    "settle_usage",
+    schedule=60,
+    batch_size=5000,  # events per chunk
+    max_batches=1,  # one call keeps settling for USAGE_SETTLER_SECONDS
+    lease_seconds=120,
+    description="Settle metered usage against balances, continuously (seconds behind).",
+)
+def settle_usage(now, batch_size):
+    """R-USE-5: chunk after chunk of pending usage events; beat starts a run a minute
+    and each run keeps going for settings.USAGE_SETTLER_SECONDS, so settlement is
+    seconds behind ingestion. Returns the events settled."""
+    from django.conf import settings
+
+    from .services.settlement import run_settler
+
+    return run_settler(seconds=settings.USAGE_SETTLER_SECONDS, chunk=batch_size)

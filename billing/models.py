@@ -385,10 +385,15 @@ class Posting(models.Model):
 
 
 class Charge(models.Model):
-    """One charged API call (R-USE-1) and where its money came from (R-USE-2).
+    """One metered API call (a usage event, R-USE-1) and, once settled, where its
+    money came from (R-USE-2, R-USE-5).
 
-    `split` lists each grant and lot drawn on; `arrears_micro` is the part no
-    bucket covered (R-USE-3). The unique request id makes replays harmless (R-LED-5).
+    Ingestion stores the event pending (`transaction` empty, every part zero); the
+    settler fills the parts, `split` (each grant and lot drawn on) and the ledger
+    transaction it was settled in (one per account per chunk, so several events share
+    one). `arrears_micro` is the part no bucket covered (R-USE-3). The unique request
+    id makes replays harmless (R-LED-5). `created_at` is when the portal received the
+    event: the order events are settled in, and what a grant's expiry is compared with.
     """
 
     id = models.BigAutoField(primary_key=True)
@@ -416,23 +421,58 @@ class Charge(models.Model):
     cash_micro = models.BigIntegerField(default=0)
     arrears_micro = models.BigIntegerField(default=0)
     split = models.JSONField(default=list)
-    transaction = models.OneToOneField(
-        LedgerTransaction, on_delete=models.PROTECT, related_name="charge", db_constraint=False
+    transaction = models.ForeignKey(
+        LedgerTransaction,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="charges",
+        db_constraint=False,
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField("received at", auto_now_add=True)
+    occurred_at = models.DateTimeField(
+        "occurred at",
+        null=True,
+        blank=True,
+        help_text="When the call happened, as the gateway says.",
+    )
+    settled_at = models.DateTimeField("settled at", null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]
-        indexes = [models.Index(fields=["account", "-id"], name="billing_charge_account_id")]
+        indexes = [
+            models.Index(fields=["account", "-id"], name="billing_charge_account_id"),
+            # Only pending rows are in these two (an entry is added at ingestion and never
+            # again: a settled row fails the condition), so they stay seconds of traffic big.
+            models.Index(
+                fields=["id"], condition=Q(transaction__isnull=True), name="billing_charge_pending"
+            ),
+            models.Index(
+                fields=["account"],
+                include=["amount_micro"],
+                condition=Q(transaction__isnull=True),
+                name="billing_charge_pending_acct",
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["request_id"], name="billing_charge_request_id_unique"),
             models.CheckConstraint(condition=Q(amount_micro__gt=0), name="charge_positive"),
             models.CheckConstraint(
-                condition=Q(
-                    amount_micro=models.F("trial_micro")
-                    + models.F("discount_micro")
-                    + models.F("cash_micro")
-                    + models.F("arrears_micro")
+                condition=(
+                    Q(
+                        transaction__isnull=True,
+                        trial_micro=0,
+                        discount_micro=0,
+                        cash_micro=0,
+                        arrears_micro=0,
+                    )
+                    | Q(
+                        transaction__isnull=False,
+                        amount_micro=models.F("trial_micro")
+                        + models.F("discount_micro")
+                        + models.F("cash_micro")
+                        + models.F("arrears_micro"),
+                    )
                 ),
                 name="charge_split_adds_up",
             ),
@@ -440,6 +480,10 @@ class Charge(models.Model):
 
     def __str__(self):
         return f"Charge {self.request_id}"
+
+    @property
+    def settled(self) -> bool:
+        return self.transaction_id is not None
 
     amount = MicroMoney("amount_micro")
 

@@ -385,6 +385,13 @@ if PRODUCTION:
     if not PORTAL_BASE_URL.startswith("https://"):
         raise ImproperlyConfigured("PORTAL_BASE_URL must be the portal's https:// address")
 # Gateway token failures per client address and window before it gets 429 (and an alert).
+# Metered usage (R-USE-5): the settler takes chunks of at most USAGE_SETTLE_CHUNK pending
+# events; each run of the settle_usage job keeps settling for USAGE_SETTLER_SECONDS
+# (beat starts one a minute), pausing USAGE_SETTLE_IDLE seconds when nothing is pending.
+USAGE_SETTLE_CHUNK = int(env("USAGE_SETTLE_CHUNK", "5000"))
+USAGE_SETTLER_SECONDS = float(env("USAGE_SETTLER_SECONDS", "55"))
+USAGE_SETTLE_IDLE = float(env("USAGE_SETTLE_IDLE", "0.05"))
+
 GATEWAY_AUTH_FAILURE_LIMIT = int(env("GATEWAY_AUTH_FAILURE_LIMIT", "20"))
 GATEWAY_AUTH_WINDOW_SECONDS = int(env("GATEWAY_AUTH_WINDOW_SECONDS", "60"))
 # Gateway docs and schema: open in development, service token or staff login in production.

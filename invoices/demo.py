@@ -12,7 +12,7 @@ from djmoney.money import Money
 def seed_activity(context):
     from billing.models import Charge
     from billing.selectors import balance_summary
-    from billing.services.charging import charge_usage
+    from billing.services.settlement import charge_usage
 
     from .models import InvoiceRequest
     from .services.filing import submit_invoice

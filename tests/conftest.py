@@ -110,6 +110,13 @@ def _fast_password_hasher(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def _settler_drains_and_stops(settings):
+    """A settle_usage job run in a test settles what is pending and returns, instead of
+    staying on for a minute as the continuous settler does."""
+    settings.USAGE_SETTLER_SECONDS = 0
+
+
 @pytest.fixture
 def user(db):
     """A plain user (no phone, so no SMS) with their balance account."""

@@ -9,7 +9,7 @@ from axe_playwright_python.sync_playwright import Axe
 from django.conf import settings
 from django.urls import reverse
 
-from billing.services.charging import charge_usage
+from billing.services.settlement import charge_usage
 from tests.factories import PASSWORD, cny
 from tests.refunds.conftest import alipay_topup
 from tests.refunds.conftest import ready_user as ready_user  # the fixture

@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from accounts.agreement_text import DEMO_AGREEMENT_BODY_EN, DEMO_AGREEMENT_BODY_ZH
-from billing.services.charging import charge_usage
+from billing.services.settlement import charge_usage
 from billing.services.ledger import credit_lot, grant_funds
 from tests.factories import cny
 

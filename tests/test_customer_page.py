@@ -4,7 +4,7 @@ data masked, staff-only, a bounded number of queries."""
 import pytest
 from django.urls import reverse
 
-from billing.services.charging import charge_usage
+from billing.services.settlement import charge_usage
 from tests.factories import StaffFactory, UserFactory, cny, grant
 from tests.refunds.conftest import alipay_topup
 from tests.refunds.conftest import ready_user as ready_user  # the fixture

@@ -7,7 +7,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from billing.services.charging import charge_usage
+from billing.services.settlement import charge_usage
 from billing.services.ledger import credit_lot, grant_funds
 from tests.disputes.conftest import _private_media as _private_media
 from tests.disputes.conftest import clerk as clerk

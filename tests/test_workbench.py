@@ -4,7 +4,7 @@ the filtered queue; only the queues a staff member may open; bounded queries."""
 import pytest
 from django.urls import reverse
 
-from billing.services.charging import charge_usage
+from billing.services.settlement import charge_usage
 from tests.accounts.conftest import submit_individual
 from tests.factories import StaffFactory, UserFactory, cny, grant
 from tests.refunds.conftest import alipay_topup

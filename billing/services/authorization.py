@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Sum
+from django.db import connection
 from django.utils import timezone
 from djmoney.money import Money
 
@@ -19,7 +19,6 @@ from accounts.selectors import gateway_keys
 from accounts.services import mark_api_key_used
 
 from ..micro import from_micro, to_micro
-from ..models import Grant, GrantState, LedgerAccount
 from .engine import LedgerError
 
 STANDING_CODES = {
@@ -81,36 +80,58 @@ class Authorization:
     available: Money
 
 
+# One round trip for the money side of an answer: the spendable buckets and arrears (the
+# cached balances), grants past their expiry that the sweep has not ended yet (dead
+# money, R-USE-6), and the usage received but not settled yet (R-USE-5; the partial
+# index billing_charge_pending_acct holds only pending rows, so this reads seconds of
+# traffic, not the account's history).
+_FIGURES = """
+SELECT
+  (SELECT COALESCE(SUM(balance_micro), 0) FROM billing_ledgeraccount
+    WHERE owner_id = %(a)s AND kind IN ('cash', 'trial', 'discount')),
+  (SELECT COALESCE(SUM(balance_micro), 0) FROM billing_ledgeraccount
+    WHERE owner_id = %(a)s AND kind = 'arrears'),
+  (SELECT COALESCE(SUM(remaining_micro), 0) FROM billing_grant
+    WHERE account_id = %(a)s AND state = 'active' AND remaining_micro > 0
+      AND expires_at <= %(now)s),
+  (SELECT COALESCE(SUM(amount_micro), 0) FROM billing_charge
+    WHERE account_id = %(a)s AND transaction_id IS NULL)
+"""
+
+
+def money_figures(account_id, now=None) -> tuple[int, int, int]:
+    """(spendable, arrears, unsettled) in micro-units for one account, one query:
+    spendable excludes grants past their expiry, arrears is what the account owes,
+    unsettled is the usage received and not settled yet."""
+    params = {
+        "a": account_id,
+        "now": connection.ops.adapt_datetimefield_value(now or timezone.now()),
+    }
+    with connection.cursor() as cur:
+        cur.execute(_FIGURES, params)
+        spendable, arrears, dead, unsettled = cur.fetchone()
+    return int(spendable) - int(dead), -int(arrears), int(unsettled)
+
+
 def authorize(api_key) -> Authorization:
     """May this key call a model now? Refusal codes are stable (R-USE-1).
 
-    Takes a KeyRef (from resolve_api_keys) or an accounts.ApiKey; None is an unknown key.
+    Standing and key state come from the query that resolved the key, at request time
+    (never cached: a lock, freeze, suspension or revocation is refused from its commit,
+    R-USE-6). The amount is available minus unsettled usage, so it lags at most by
+    what is in flight. Takes a KeyRef (from resolve_api_keys) or an accounts.ApiKey;
+    None is an unknown key.
     """
     if api_key is None:
         return Authorization(False, "unknown_api_key", from_micro(0))
     mark_api_key_used(api_key.pk)
     standing = api_key.standing if isinstance(api_key, KeyRef) else api_key.account.standing
-    rows = dict(
-        LedgerAccount.objects.filter(owner_id=api_key.account_id).values_list(
-            "kind", "balance_micro"
-        )
-    )
-    # a grant past its expiry is dead whether or not the expiry job has swept it yet
-    dead = (
-        Grant.objects.filter(
-            account_id=api_key.account_id,
-            state=GrantState.ACTIVE,
-            remaining_micro__gt=0,
-            expires_at__lte=timezone.now(),
-        ).aggregate(total=Sum("remaining_micro"))["total"]
-        or 0
-    )
-    spendable = rows.get("cash", 0) + rows.get("trial", 0) + rows.get("discount", 0) - dead
-    arrears = -rows.get("arrears", 0)
-    available = from_micro(max(0, spendable - arrears))
+    spendable, arrears, unsettled = money_figures(api_key.account_id)
+    left = spendable - arrears - unsettled
+    available = from_micro(max(0, left))
     code = consumption_refusal(api_key.state, standing)
     if code is None and arrears > 0:
         code = "arrears"
-    if code is None and spendable - arrears <= 0:
+    if code is None and left <= 0:
         code = "insufficient_balance"
     return Authorization(code is None, code or "ok", available)

@@ -153,18 +153,28 @@ def _select_buckets(owner_ids):
         return [BucketRow(*row) for row in cur.fetchall()]
 
 
-def lock_buckets(owner_ids) -> dict[int, Buckets]:
+def lock_buckets(owner_ids, *, settle=True, skip_locked=False) -> dict[int, Buckets]:
     """Take the locks of a movement for these balance accounts, in the lock order:
     first the balance account rows (ascending id; their standing is read under that
     lock, see accounts.selectors.lock_standings), then SELECT … FOR UPDATE of their
     bucket rows (ascending id). Lots and grants are read after this returns.
 
-    Missing bucket rows are created first (once per account, ever).
+    Then, unless `settle=False`, the accounts' pending usage is settled in the same
+    transaction (billing.services.settlement, R-USE-5): every movement sees balances
+    that include every event received so far, and a grant pays for the events received
+    before its expiry. This is the one place that rule lives.
+
+    `skip_locked` (the settler) leaves out accounts another transaction holds. Missing
+    bucket rows are created first (once per account, ever).
     """
     owner_ids = sorted(set(owner_ids))
     if not owner_ids:
         return {}
-    standings = lock_standings(owner_ids)
+    standings = lock_standings(owner_ids, skip_locked=skip_locked)
+    if skip_locked:
+        owner_ids = sorted(standings)
+        if not owner_ids:
+            return {}
     rows = _select_buckets(owner_ids)
     if len(rows) < len(owner_ids) * len(USER_BUCKETS):
         have = {(r.owner_id, r.kind) for r in rows}
@@ -181,7 +191,13 @@ def lock_buckets(owner_ids) -> dict[int, Buckets]:
     grouped = defaultdict(list)
     for row in rows:
         grouped[row.owner_id].append(row)
-    return {o: Buckets(o, grouped[o], standings.get(o)) for o in owner_ids}
+    locked = {o: Buckets(o, grouped[o], standings.get(o)) for o in owner_ids}
+    if settle:
+        # imported here: settlement plans with charging's functions, which import this module
+        from .settlement import settle_locked
+
+        settle_locked(locked)
+    return locked
 
 
 def check_balanced(entry: Entry):

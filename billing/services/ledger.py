@@ -231,6 +231,29 @@ def expire_grant(grant: Grant, *, now=None) -> LedgerTransaction | None:
     return txn
 
 
+def _settle_before_expiry(due, due_params, limit):
+    """A grant pays for every event received before its expiry (R-USE-5): settle the
+    pending usage of the accounts whose grants are about to be swept first (their own
+    transaction; the sweep itself locks bucket rows only). Settlement plans each event
+    with the grants that had not expired when it was received, so an event received
+    after the expiry is not paid by the grant even if it settles before the sweep."""
+    from django.db import connection
+
+    from .settlement import settle_accounts
+
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT DISTINCT d.account_id FROM (SELECT account_id FROM billing_grant"  # noqa: S608
+            f" WHERE {due} ORDER BY expires_at, id LIMIT %s) d WHERE EXISTS (SELECT 1"
+            " FROM billing_charge c WHERE c.account_id = d.account_id"
+            " AND c.transaction_id IS NULL)",
+            [*due_params, limit],
+        )
+        owners = [row[0] for row in cur.fetchall()]
+    if owners:
+        settle_accounts(owners)
+
+
 def expire_due_grants(*, now=None, limit: int = 5000) -> int:
     """Expire up to `limit` due grants, set-based: one ledger transaction per grant,
     written with a constant number of statements. Accounts busy in another
@@ -248,6 +271,7 @@ def expire_due_grants(*, now=None, limit: int = 5000) -> int:
     now = now or timezone.now()
     due = "state = %s AND remaining_micro > 0 AND expires_at <= %s"
     due_params = [GrantState.ACTIVE, now]
+    _settle_before_expiry(due, due_params, limit)
     lock = " FOR UPDATE OF la SKIP LOCKED" if connection.vendor == "postgresql" else ""
     with transaction.atomic(), connection.cursor() as cur:
         # Lock the bucket row of each of the soonest due grants: only the grant's own

@@ -31,7 +31,7 @@ def _connect():
 
 @pytest.fixture
 def app_role(account, api_key):
-    from billing.services.charging import charge_usage
+    from billing.services.settlement import charge_usage
     from billing.services.ledger import credit_lot
     from tests.factories import cny
 
@@ -88,7 +88,7 @@ def test_the_portal_charges_and_reconciles_as_its_role(app_role):
     script = (
         "from decimal import Decimal\n"
         "from accounts.models import ApiKey\n"
-        "from billing.services.charging import charge_usage\n"
+        "from billing.services.settlement import charge_usage\n"
         "from billing.services.reconcile import reconcile_all\n"
         "key = ApiKey.objects.get()\n"
         "c = charge_usage(key, Decimal('0.5'), request_id='as-role', model='m')\n"

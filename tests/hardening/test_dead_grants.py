@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from billing.models import Grant, LedgerAccount, LedgerTransaction, TxnKind
 from billing.services.authorization import authorize
-from billing.services.charging import charge_usage
+from billing.services.settlement import charge_usage
 from billing.services.ledger import (
     credit_lot,
     expire_grant,

@@ -5,7 +5,7 @@ import pytest
 from django.db import connection
 
 from billing.models import Charge, LedgerAccount
-from billing.services.charging import charge_usage
+from billing.services.settlement import charge_usage
 from billing.services.ledger import credit_lot
 from billing.services.reconcile import reconcile, reconcile_all
 from tests.factories import UserFactory, cny

@@ -2,7 +2,7 @@
 
 import pytest
 
-from billing.services.charging import charge_usage
+from billing.services.settlement import charge_usage
 from billing.services.ledger import credit_lot, grant_funds
 from tests.factories import PASSWORD, UserFactory
 

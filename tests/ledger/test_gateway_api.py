@@ -12,7 +12,7 @@ import pytest
 
 from accounts.services import change_standing, create_api_key
 from billing.models import Charge, Posting
-from billing.services.charging import charge_usage
+from billing.services.settlement import charge_usage
 from billing.services.ledger import credit_lot
 from core.workflow import apply_transition
 from tests.factories import UserFactory

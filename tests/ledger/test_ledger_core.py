@@ -17,7 +17,7 @@ from billing.models import (
     Posting,
     TxnKind,
 )
-from billing.services.charging import charge_usage
+from billing.services.settlement import charge_usage
 from billing.services.ledger import (
     credit_lot,
     expire_due_grants,

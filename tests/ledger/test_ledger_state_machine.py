@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from billing.models import LedgerAccount, LedgerTransaction, Lot, Posting
-from billing.services.charging import charge_usage
+from billing.services.settlement import charge_usage
 from billing.services.ledger import (
     credit_lot,
     expire_due_grants,

@@ -13,7 +13,7 @@ from django.utils import timezone
 from accounts.services import create_api_key
 from billing.micro import from_micro
 from billing.selectors import STATEMENT_PAGE, daily_history
-from billing.services.charging import charge_usage
+from billing.services.settlement import charge_usage
 from billing.services.ledger import credit_lot, grant_funds
 from core.money import yuan
 from tests.factories import UserFactory

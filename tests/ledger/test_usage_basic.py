@@ -4,7 +4,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from billing.models import Charge, Posting
-from billing.services.charging import charge_usage
+from billing.services.settlement import charge_usage
 from billing.services.ledger import credit_lot, grant_funds
 
 from .conftest import assert_reconciled, cny, later, summary

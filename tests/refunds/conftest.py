@@ -130,7 +130,7 @@ def trial_for(account, amount):
 
 
 def consume(account, amount):
-    from billing.services.charging import charge_usage
+    from billing.services.settlement import charge_usage
 
     return charge_usage(account, cny(amount), request_id=f"use-{next(_seq)}", model="m")
 

@@ -6,7 +6,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from billing.models import Charge, Lot
-from billing.services.charging import charge_usage
+from billing.services.settlement import charge_usage
 from refunds.models import RefundRequest, RefundState
 from refunds.services.decisions import approve_refund, reject_refund, take_for_review
 from refunds.services.filing import submit_refund

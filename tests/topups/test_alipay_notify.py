@@ -197,7 +197,7 @@ def test_concurrent_duplicate_notifications_credit_once(ready_user):
 def test_arrears_are_paid_first_from_the_top_up(client, ready_user, account):
     """R-TOP-1 (with R-USE-3): a top-up pays arrears first; the postings show it."""
     from billing.models import Posting
-    from billing.services.charging import charge_usage
+    from billing.services.settlement import charge_usage
 
     charge_usage(account, cny("3.50"), request_id="req-arrears-1", model="m-1")
     assert balance(ready_user)["arrears"] == cny("3.50")

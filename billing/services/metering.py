@@ -1,0 +1,163 @@
+"""Metering: storing the gateway's usage events (R-USE-1, R-USE-5).
+
+Recording an event takes no balance locks and writes no postings: one set-based
+INSERT of every event of a request and one commit, however many events there are.
+The settler (billing.services.settlement) charges them seconds later.
+
+Still refused at ingestion, storing nothing: a locked or revoked key and an account
+that may not consume (R-ACC-6, R-ACC-8; both read in the same query that resolved
+the key, at request time, never cached). A request id seen before answers
+`replayed` with the first event when the amount and key match, and
+`request_id_conflict` otherwise (R-LED-5).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from ..models import Charge
+from .authorization import REFUSAL_MESSAGES, KeyRef, consumption_refusal
+from .engine import in_texts, retry_transaction
+
+CONFLICT = ("request_id_conflict", "This request id was already used for another call.")
+
+
+@dataclass
+class UsageEvent:
+    """One call as the gateway reports it (already parsed: amount in micro-units)."""
+
+    request_id: str
+    api_key: KeyRef
+    model: str
+    micro: int
+    occurred_at: object = None  # aware datetime or None
+
+
+@dataclass
+class Recorded:
+    """What ingestion answers for one event."""
+
+    request_id: str
+    status: str  # accepted, replayed or error
+    micro: int = 0
+    code: str | None = None
+    message: str | None = None
+
+
+def record_usage(events: list[UsageEvent]) -> list[Recorded]:
+    """Store the events (one INSERT, one commit) and answer one Recorded per event, in
+    order. Duplicates within the request answer like replays of the first."""
+    if not events:
+        return []
+
+    def run():
+        with transaction.atomic(durable=True):
+            return _record(events)
+
+    return retry_transaction(run, label="usage_ingest")
+
+
+def _record(events):
+    now = timezone.now()
+    results: list[Recorded | None] = [None] * len(events)
+    fresh = []
+    for i, ev in enumerate(events):
+        refusal = consumption_refusal(ev.api_key.state, ev.api_key.standing)
+        if refusal:
+            results[i] = Recorded(
+                ev.request_id, "error", code=refusal, message=REFUSAL_MESSAGES[refusal]
+            )
+        else:
+            fresh.append(i)
+    inserted = _insert([events[i] for i in fresh], now) if fresh else set()
+    # every event not inserted now: a replay, a conflict, or (refused) a replay of an
+    # event stored before the key or account was stopped, which still answers as first
+    first_seen: dict[str, int] = {}
+    lookup = set()
+    for i in fresh:
+        rid = events[i].request_id
+        if rid in inserted and rid not in first_seen:
+            first_seen[rid] = i
+            results[i] = Recorded(rid, "accepted", events[i].micro)
+        else:
+            lookup.add(rid)
+    lookup.update(events[i].request_id for i, r in enumerate(results) if r and r.status == "error")
+    stored = _stored(lookup) if lookup else {}
+    for i, ev in enumerate(events):
+        if results[i] is not None and results[i].status == "accepted":
+            continue
+        prior = stored.get(ev.request_id)
+        if prior is None:
+            if results[i] is None:  # cannot happen: not inserted means it exists
+                results[i] = Recorded(ev.request_id, "error", code="retry", message="Please retry.")
+            continue
+        key_id, micro = prior
+        if key_id == ev.api_key.pk and micro == ev.micro:
+            results[i] = Recorded(ev.request_id, "replayed", micro)
+        elif results[i] is None:
+            results[i] = Recorded(ev.request_id, "error", code=CONFLICT[0], message=CONFLICT[1])
+    return results
+
+
+def _stored(request_ids) -> dict[str, tuple[int, int]]:
+    where, params = in_texts("request_id", request_ids)
+    with connection.cursor() as cur:
+        cur.execute(
+            f"SELECT request_id, api_key_id, amount_micro FROM billing_charge WHERE {where}",  # noqa: S608
+            params,
+        )
+        return {rid: (key, micro) for rid, key, micro in cur.fetchall()}
+
+
+_PG_INSERT = """
+INSERT INTO billing_charge
+       (request_id, account_id, api_key_id, model, amount_micro, trial_micro, discount_micro,
+        cash_micro, arrears_micro, split, created_at, occurred_at)
+SELECT e.rid, e.account, e.key, e.model, e.amount, 0, 0, 0, 0, '[]'::jsonb, %(now)s,
+       COALESCE(e.occurred, %(now)s)
+  FROM json_to_recordset(%(events)s::json)
+       AS e(rid text, account bigint, key bigint, model text, amount bigint, occurred timestamptz)
+ON CONFLICT (request_id) DO NOTHING
+RETURNING request_id
+"""
+
+
+def _insert(events, now) -> set[str]:
+    """Insert the events that are new; returns the request ids inserted."""
+    if connection.vendor == "postgresql":
+        rows = [
+            {
+                "rid": ev.request_id,
+                "account": ev.api_key.account_id,
+                "key": ev.api_key.pk,
+                "model": ev.model,
+                "amount": ev.micro,
+                "occurred": ev.occurred_at.isoformat() if ev.occurred_at else None,
+            }
+            for ev in events
+        ]
+        with connection.cursor() as cur:
+            cur.execute(_PG_INSERT, {"now": now, "events": json.dumps(rows)})
+            return {row[0] for row in cur.fetchall()}
+    before = _stored({ev.request_id for ev in events})
+    seen, rows = set(before), []
+    for ev in events:
+        if ev.request_id in seen:
+            continue
+        seen.add(ev.request_id)
+        rows.append(
+            Charge(
+                request_id=ev.request_id,
+                account_id=ev.api_key.account_id,
+                api_key_id=ev.api_key.pk,
+                model=ev.model,
+                amount_micro=ev.micro,
+                occurred_at=ev.occurred_at or now,
+            )
+        )
+    Charge.objects.bulk_create(rows)  # SQLite: writers are serialised (IMMEDIATE)
+    return {row.request_id for row in rows}

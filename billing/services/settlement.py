@@ -1,0 +1,356 @@
+"""Settling metered usage against the ledger (R-USE-5, R-USE-2, R-USE-3, R-USE-4).
+
+Ingestion (billing.services.metering) stores each API call as a pending `Charge`
+with no locks and no postings. Settlement turns pending events into money:
+
+- it holds the accounts' locks in the ledger's lock order (balance account rows,
+  then bucket rows; `engine.lock_buckets`), so for any one account only one
+  settlement runs at a time, and it reads the pending events *after* taking them
+  (READ COMMITTED: a new snapshot per statement), so an event a concurrent
+  settler has just settled is seen as settled and never taken twice;
+- per account it applies R-USE-2 to the events in the order they were received
+  (id order), each event with the grants that had not expired when it was
+  received, and writes ONE ledger transaction for the account: a posting per grant
+  and lot drawn on, arrears for what nothing covered (R-USE-3), revenue for the
+  total; every event row gets its parts, its split and that transaction in the
+  same database transaction (a settler killed midway leaves everything pending);
+- low-balance and service-stopped notices fire once per crossing (R-USE-4).
+
+Two callers: the settler (`settle_chunk`, run continuously by `run_settler`: the
+Celery job, `manage.py settle_usage` and the admin's Run-now) takes bounded chunks
+of the oldest pending events and skips accounts another transaction holds; and
+every other money movement, through `lock_buckets`, settles the pending usage of
+the accounts it locks before it reads a balance (R-USE-5: exact figures for
+refunds, top-ups paying arrears, disputes, invoices and purchases).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from ..micro import from_micro, to_micro
+from ..models import TxnKind
+from .charging import as_datetime, load_sources, notify_crossings, plan_deduction
+from .engine import (
+    Buckets,
+    Entry,
+    LedgerError,
+    Leg,
+    in_ids,
+    lock_buckets,
+    retry_transaction,
+    write_rows,
+)
+
+
+def chunk_size() -> int:
+    """The most events one settler chunk takes (settings.USAGE_SETTLE_CHUNK)."""
+    return int(getattr(settings, "USAGE_SETTLE_CHUNK", 5000))
+
+
+class PendingEvent:
+    __slots__ = ("pk", "account_id", "request_id", "micro", "received_at")
+
+    def __init__(self, pk, account_id, request_id, micro, received_at):
+        self.pk, self.account_id, self.request_id, self.micro = pk, account_id, request_id, micro
+        self.received_at = as_datetime(received_at)
+
+
+def _pending(owner_ids, limit=None) -> list[PendingEvent]:
+    """The pending events of these accounts, oldest first (at most `limit`)."""
+    where, params = in_ids("account_id", owner_ids)
+    sql = (
+        "SELECT id, account_id, request_id, amount_micro, created_at FROM billing_charge"  # noqa: S608
+        f" WHERE {where} AND transaction_id IS NULL ORDER BY id"
+    )
+    if limit:
+        sql += " LIMIT %s"
+        params = [*params, int(limit)]
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        return [PendingEvent(*row) for row in cur.fetchall()]
+
+
+def _thresholds(owner_ids) -> dict[int, int | None]:
+    """{account id: low-balance threshold in micro-units, or None}, one query."""
+    from accounts.models import BalanceAccount
+
+    ids = list(owner_ids)
+    if not ids:
+        return {}
+    return {
+        pk: to_micro(t) if t is not None else None
+        for pk, t in BalanceAccount.objects.filter(pk__in=ids).values_list(
+            "pk", "low_balance_threshold"
+        )
+    }
+
+
+def settle_locked(locked: dict[int, Buckets], *, limit=None, now=None) -> int:
+    """Settle the pending usage of accounts whose locks this transaction holds (all of
+    it, or the oldest `limit` events). Returns how many events were settled. Moves the
+    in-memory buckets to match, so the caller goes on with exact balances."""
+    if not locked:
+        return 0
+    events = _pending(list(locked), limit)
+    if not events:
+        return 0
+    now = now or timezone.now()
+    by_owner: dict[int, list[PendingEvent]] = defaultdict(list)
+    for ev in events:
+        by_owner[ev.account_id].append(ev)
+    owners = sorted(by_owner)
+    earliest = min(ev.received_at for ev in events)
+    sources = load_sources({o: locked[o] for o in owners}, earliest)
+    before = {o: locked[o].available_micro for o in owners}
+    entries, rows = [], []
+    for owner in owners:
+        total: dict[tuple, int] = defaultdict(int)
+        buckets = locked[owner]
+        for ev in by_owner[owner]:
+            legs, split, parts = plan_deduction(
+                ev.micro, sources[owner], buckets, at=ev.received_at
+            )
+            for leg in legs:
+                total[(leg.ledger_account_id, leg.bucket, leg.lot_id, leg.grant_id)] += leg.micro
+            rows.append((ev, len(entries), parts, split))
+        legs = [
+            Leg(la, bucket, micro, lot, grant) for (la, bucket, lot, grant), micro in total.items()
+        ]
+        count = len(by_owner[owner])
+        memo = f"usage: {count} event{'s' if count != 1 else ''}"
+        entries.append(Entry(TxnKind.USAGE, owner, legs, None, memo))
+    txn_ids = write_rows(entries, now=now)
+    _mark_settled(rows, txn_ids, now)
+    thresholds = _thresholds(o for o in owners if locked[o].available_micro < before[o])
+    for owner in thresholds:
+        notify_crossings(
+            owner,
+            thresholds[owner],
+            before[owner],
+            locked[owner].available_micro,
+            by_owner[owner][0].request_id,
+        )
+    return len(events)
+
+
+def _mark_settled(rows, txn_ids, now):
+    """Give every settled event its parts, split and ledger transaction. Only pending
+    rows are touched; a count that differs means an event was settled elsewhere, and
+    the whole settlement rolls back (it cannot happen under the account locks)."""
+    values = [
+        {
+            "id": ev.pk,
+            "txn": txn_ids[i],
+            "trial": parts["trial"],
+            "discount": parts["discount"],
+            "cash": parts["cash"],
+            "arrears": parts["arrears"],
+            "split": split,
+        }
+        for ev, i, parts, split in rows
+    ]
+    with connection.cursor() as cur:
+        if connection.vendor == "postgresql":
+            cur.execute(
+                """
+                UPDATE billing_charge c SET transaction_id = v.txn, settled_at = %s,
+                       trial_micro = v.trial, discount_micro = v.discount, cash_micro = v.cash,
+                       arrears_micro = v.arrears, split = v.split
+                  FROM json_to_recordset(%s::json) AS v(id bigint, txn bigint, trial bigint,
+                       discount bigint, cash bigint, arrears bigint, split jsonb)
+                 WHERE c.id = v.id AND c.transaction_id IS NULL
+                """,
+                [now, json.dumps(values)],
+            )
+            changed = cur.rowcount
+        else:
+            changed = 0
+            for v in values:
+                cur.execute(
+                    "UPDATE billing_charge SET transaction_id = %s, settled_at = %s,"
+                    " trial_micro = %s, discount_micro = %s, cash_micro = %s,"
+                    " arrears_micro = %s, split = %s WHERE id = %s AND transaction_id IS NULL",
+                    [
+                        v["txn"],
+                        connection.ops.adapt_datetimefield_value(now),
+                        v["trial"],
+                        v["discount"],
+                        v["cash"],
+                        v["arrears"],
+                        json.dumps(v["split"]),
+                        v["id"],
+                    ],
+                )
+                changed += cur.rowcount
+    if changed != len(values):
+        raise LedgerError("A usage event was settled twice; nothing was settled.", code="retry")
+
+
+# ---------------------------------------------------------------- the settler
+
+
+def settle_chunk(limit=None, *, now=None) -> int:
+    """One settler step: the oldest pending events (at most `limit`), grouped by
+    account, settled in one database transaction. Accounts another transaction holds
+    are skipped (their events wait for the next chunk), so settlers never queue on
+    each other or on a refund. Returns how many events were settled."""
+    limit = limit or chunk_size()
+
+    def run():
+        with transaction.atomic(durable=True):
+            with connection.cursor() as cur:
+                cur.execute(
+                    "SELECT DISTINCT account_id FROM (SELECT account_id FROM billing_charge"
+                    " WHERE transaction_id IS NULL ORDER BY id LIMIT %s) AS oldest",
+                    [limit],
+                )
+                owners = [row[0] for row in cur.fetchall()]
+            if not owners:
+                return 0
+            locked = lock_buckets(owners, settle=False, skip_locked=True)
+            return settle_locked(locked, limit=limit, now=now)
+
+    return retry_transaction(run, label="settle")
+
+
+def settle_accounts(owner_ids) -> int:
+    """Settle all pending usage of these accounts now, in its own transaction (waits for
+    their locks). For readers that need exact figures without moving money, and for the
+    grant expiry sweep, which locks bucket rows only."""
+    owner_ids = sorted(set(owner_ids))
+    if not owner_ids or not has_pending(owner_ids):
+        return 0
+
+    def run():
+        with transaction.atomic(durable=not connection.in_atomic_block):
+            locked = lock_buckets(owner_ids, settle=False)
+            return settle_locked(locked)
+
+    if connection.in_atomic_block:
+        return run()
+    return retry_transaction(run, label="settle")
+
+
+def has_pending(owner_ids) -> bool:
+    where, params = in_ids("account_id", owner_ids)
+    with connection.cursor() as cur:
+        cur.execute(
+            f"SELECT 1 FROM billing_charge WHERE {where} AND transaction_id IS NULL LIMIT 1",  # noqa: S608
+            params,
+        )
+        return cur.fetchone() is not None
+
+
+def run_settler(*, seconds=0.0, chunk=None, idle_sleep=None, stop=None) -> int:
+    """Settle chunk after chunk. With `seconds=0` until nothing is pending; otherwise
+    keep going for that long, pausing `idle_sleep` when there is nothing to do (the
+    continuous settler: settlement seconds behind ingestion, not minutes). Returns the
+    number of events settled."""
+    idle = (
+        idle_sleep
+        if idle_sleep is not None
+        else float(getattr(settings, "USAGE_SETTLE_IDLE", 0.05))
+    )
+    deadline = time.monotonic() + seconds
+    total = 0
+    while True:
+        done = settle_chunk(chunk)
+        total += done
+        if stop is not None and stop():
+            return total
+        if done:
+            continue
+        if time.monotonic() >= deadline:
+            return total
+        time.sleep(idle)
+
+
+def pending_summary() -> dict:
+    """How much is waiting: events, amount, and the age of the oldest (for the admin,
+    metrics and health)."""
+    from django.db.models import Count, Min, Sum
+
+    from ..models import Charge
+
+    row = Charge.objects.filter(transaction__isnull=True).aggregate(
+        events=Count("id"), micro=Sum("amount_micro"), oldest=Min("created_at")
+    )
+    age = (timezone.now() - row["oldest"]).total_seconds() if row["oldest"] else 0.0
+    return {"events": row["events"], "amount": from_micro(row["micro"] or 0), "oldest_age": age}
+
+
+# ---------------------------------------------------------------- one call, settled at once
+
+
+def _check_ids(request_id, model):
+    if not isinstance(request_id, str) or not request_id.strip() or len(request_id) > 200:
+        raise LedgerError("request_id must be 1–200 characters.", code="invalid_request_id")
+    if not isinstance(model, str) or not model.strip() or len(model) > 100:
+        raise LedgerError("model must be 1–100 characters.", code="invalid_model")
+
+
+def _payer(api_key_or_account):
+    """(api key id or None, balance account id, key state or None)."""
+    x = api_key_or_account
+    if hasattr(x, "account_id") and (hasattr(x, "secret_hash") or hasattr(x, "threshold_micro")):
+        return x.pk, x.account_id, x.state  # accounts.ApiKey or a KeyRef
+    return None, x.pk, None  # a BalanceAccount
+
+
+def charge_usage(api_key_or_account, amount, *, request_id: str, model: str, durable=True):
+    """Meter one call and settle it at once, in one transaction: the one-by-one way of
+    charging that chunked settlement must equal (R-USE-5). The gateway API does not use
+    it (it records and lets the settler charge); demo data, staff tools and tests do.
+
+    Under the account's locks: a replay returns the first Charge (`.replayed = True`;
+    another account, key or amount is `request_id_conflict`); a locked or revoked key
+    or an account that may not consume is refused with the stable codes (R-ACC-6,
+    R-ACC-8); otherwise the event is stored and every pending event of the account,
+    this one last, is settled in order (R-USE-2, R-USE-3, R-USE-4)."""
+    from ..models import Charge
+    from .authorization import consumption_refusal, refuse
+    from .engine import positive_micro
+
+    micro = positive_micro(amount)
+    _check_ids(request_id, model)
+    key_id, account_id, key_state = _payer(api_key_or_account)
+
+    def run():
+        with transaction.atomic(durable=durable):
+            locked = lock_buckets([account_id], settle=False)
+            prior = Charge.objects.filter(request_id=request_id).first()
+            if prior is None:
+                refusal = consumption_refusal(key_state, locked[account_id].standing)
+                if refusal:
+                    refuse(refusal)
+                prior = Charge.objects.create(
+                    request_id=request_id,
+                    account_id=account_id,
+                    api_key_id=key_id,
+                    model=model,
+                    amount_micro=micro,
+                )
+                prior.replayed = False
+            else:
+                if (prior.account_id, prior.api_key_id, prior.amount_micro) != (
+                    account_id,
+                    key_id,
+                    micro,
+                ):
+                    raise LedgerError(
+                        "This request id was already used for another call.",
+                        code="request_id_conflict",
+                    )
+                prior.replayed = True
+            settle_locked(locked)
+            prior.refresh_from_db()
+            return prior
+
+    return retry_transaction(run, label="usage") if durable else run()
