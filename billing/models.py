@@ -245,6 +245,7 @@ class TxnKind(models.TextChoices):
     DISPUTE_REFUND = "dispute_refund", _("Dispute: deadline refund to the rights holder")
     DEBT_ENDED = "debt_ended", _("Dispute debt waived or repaid directly")
     DISPUTE_PAYOUT = "dispute_payout", _("Dispute: paid to the rights holder")
+    USAGE_CREDIT = "usage_credit", _("Usage credited back")
 
 
 class LedgerTransaction(models.Model):
@@ -440,6 +441,10 @@ class Charge(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        permissions = [
+            ("settle_usage", "Can settle pending usage now"),
+            ("credit_back_usage", "Can credit back one usage event"),
+        ]
         indexes = [
             models.Index(fields=["account", "-id"], name="billing_charge_account_id"),
             # Only pending rows are in these two (an entry is added at ingestion and never

@@ -11,6 +11,12 @@ _READ = [
 
 STAFF_PERMISSIONS = {
     "cs_agent": _READ,
-    "finance_approver": [*_READ, "billing.reconcile_ledger"],
+    # settling pending usage now moves no money of its own; crediting back an event does
+    "finance_approver": [
+        *_READ,
+        "billing.reconcile_ledger",
+        "billing.settle_usage",
+        "billing.credit_back_usage",
+    ],
     "risk_officer": [*_READ, "billing.void_grant"],
 }
