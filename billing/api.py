@@ -439,7 +439,10 @@ def report_usage(request: HttpRequest, payload: UsageIn):
     seconds later), `replayed` for a request id seen before with the same key and
     amount, 409 `request_id_conflict` otherwise. Nothing is stored when refused."""
     event = _event_for(payload, resolve_api_keys([payload.api_key]))
-    (result,) = record_usage([event])
+    try:
+        (result,) = record_usage([event])
+    except LedgerError as exc:  # still aborted after the retries: nothing was stored
+        raise _Refused(_STATUS.get(exc.code, 400), exc.code, exc.messages[0])
     if result.status == "error":
         status = 403 if result.code in REFUSAL_MESSAGES else _STATUS.get(result.code, 400)
         raise _Refused(status, result.code, result.message)
