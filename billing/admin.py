@@ -1,6 +1,7 @@
 """Ledger admin: read-only views of the books (money only moves through services)."""
 
 import time
+from decimal import Decimal
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
@@ -10,9 +11,11 @@ from django.http import Http404
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
-from django.utils.translation import gettext
+from django.utils.decorators import method_decorator
+from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.http import require_POST
 
 from core.admin import AuditRecordInline
 from core.admin_paging import LargeTableAdminMixin
@@ -23,6 +26,8 @@ from .micro import from_micro
 from .models import Charge, Grant, LedgerAccount, LedgerTransaction, Lot, Posting
 from .services.ledger import void_grant
 from .services.reconcile import reconcile, reconcile_all
+from .services.usage_credits import PERMISSION as CREDIT_PERMISSION
+from .services.usage_credits import credit_back_usage, credit_for
 
 
 def money_html(micro):
@@ -443,8 +448,65 @@ class RecentModelFilter(admin.SimpleListFilter):
         return queryset
 
 
+class SettlementStateFilter(admin.SimpleListFilter):
+    """Pending or settled (R-USE-5). Pending is `transaction IS NULL`, exactly the
+    condition of the partial index billing_charge_pending: the newest-first page of
+    pending events walks that small index, never the settled history."""
+
+    title = _("state")
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [("pending", _("Pending")), ("settled", _("Settled"))]
+
+    def queryset(self, request, queryset):
+        if self.value() == "pending":
+            return queryset.filter(transaction__isnull=True)
+        if self.value() == "settled":
+            return queryset.filter(transaction__isnull=False)
+        return queryset
+
+
+def split_html(split):
+    """Each grant and lot that paid an event, linked to its admin page, with its part."""
+    if not split:
+        return "—"
+    names = {
+        "trial": gettext("Trial funds"),
+        "discount": gettext("Discount"),
+        "cash": gettext("Cash"),
+        "arrears": gettext("Arrears"),
+    }
+    parts = []
+    for item in split:
+        if item.get("lot"):
+            source = admin_link("lot", item["lot"], gettext("lot #%(id)s") % {"id": item["lot"]})
+        elif item.get("grant"):
+            source = admin_link(
+                "grant", item["grant"], gettext("grant #%(id)s") % {"id": item["grant"]}
+            )
+        else:
+            source = ""
+        amount = Decimal(item["amount"])
+        parts.append(
+            format_html(
+                '<li>{} {} <span title="{} CNY">{}</span></li>',
+                names.get(item["bucket"], item["bucket"]),
+                source,
+                amount,
+                display(amount),
+            )
+        )
+    return format_html("<ul>{}</ul>", format_html_join("", "{}", ((p,) for p in parts)))
+
+
 @admin.register(Charge)
 class ChargeAdmin(LargeTableAdminMixin, AccountSearch, AccountColumns, ReadOnlyAdmin):
+    """One row per usage event (R-USE-1, R-USE-5): pending until the settler gives it its
+    parts, split and ledger transaction. The list shows the pending backlog and, to
+    holders of billing.settle_usage, a Run-now that settles it at once; the page of a
+    settled event offers holders of billing.credit_back_usage a credit-back."""
+
     list_display = (
         "id",
         "created_at",
@@ -452,30 +514,158 @@ class ChargeAdmin(LargeTableAdminMixin, AccountSearch, AccountColumns, ReadOnlyA
         "account_email",
         "model",
         "amount_exact",
+        "state_shown",
         "arrears_exact",
     )
-    list_filter = (RecentModelFilter, ("created_at", admin.DateFieldListFilter))
+    list_filter = (
+        SettlementStateFilter,
+        RecentModelFilter,
+        ("created_at", admin.DateFieldListFilter),
+    )
     search_fields = ("request_id",)  # shows the box; AccountSearch does the work
     search_help_text = _("An email, a request id or a charge id.")
     key_fields = ("request_id",)
     list_select_related = ("account__user",)
     ordering = ("-id",)
     sortable_by = ("id",)
+    change_list_template = "admin/billing/charge/change_list.html"
+    change_form_template = "admin/billing/charge/change_form.html"
+    inlines = [AuditRecordInline]
     fields = (
         "request_id",
         "account",
         "api_key",
         "model",
         "amount_exact",
+        "state_shown",
+        "occurred_at",
+        "created_at",
+        "settled_at",
         "trial_exact",
         "discount_exact",
         "cash_exact",
         "arrears_exact",
-        "split",
-        "transaction",
-        "created_at",
+        "paid_by",
+        "transaction_link",
+        "credit_link",
     )
     readonly_fields = fields
+
+    def get_urls(self):
+        return [
+            path(
+                "settle/",
+                self.admin_site.admin_view(self.settle_view),
+                name="billing_charge_settle",
+            ),
+            path(
+                "<path:object_id>/credit-back/",
+                self.admin_site.admin_view(self.credit_back_view),
+                name="billing_charge_credit_back",
+            ),
+            *super().get_urls(),
+        ]
+
+    def changelist_view(self, request, extra_context=None):
+        from .services.settlement import pending_summary
+
+        extra = {
+            # one COUNT/SUM over the pending rows only (the partial index)
+            "pending": pending_summary(),
+            "can_settle": request.user.has_perm("billing.settle_usage"),
+            **(extra_context or {}),
+        }
+        return super().changelist_view(request, extra_context=extra)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra = {
+            "can_credit_back": request.user.has_perm(CREDIT_PERMISSION),
+            **(extra_context or {}),
+        }
+        return super().change_view(request, object_id, form_url, extra_context=extra)
+
+    @method_decorator(require_POST)
+    def settle_view(self, request):
+        """Run-now: settle every pending event (run_settler with seconds=0 drains the
+        backlog and stops). POST with the CSRF token; billing.settle_usage only."""
+        from .services.settlement import run_settler
+
+        if not request.user.has_perm("billing.settle_usage"):
+            raise PermissionDenied
+        settled = run_settler(seconds=0)
+        self.message_user(
+            request,
+            ngettext(
+                "Settled %(count)d pending usage event.",
+                "Settled %(count)d pending usage events.",
+                settled,
+            )
+            % {"count": settled},
+            messages.SUCCESS,
+        )
+        return redirect(reverse("admin:billing_charge_changelist"))
+
+    def credit_back_view(self, request, object_id):
+        """Credit back one settled event: a reason form, then the service (audited,
+        keyed per event, R-ADM-2, R-LED-5)."""
+        if not request.user.has_perm(CREDIT_PERMISSION):
+            raise PermissionDenied
+        charge = self.get_object(request, object_id)
+        if charge is None:
+            raise Http404
+        page = reverse("admin:billing_charge_change", args=[charge.pk])
+        form = ReasonForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                txn = credit_back_usage(
+                    charge, actor=request.user, reason=form.cleaned_data["reason"]
+                )
+            except ValidationError as exc:
+                self.message_user(request, "; ".join(exc.messages), messages.ERROR)
+                return redirect(page)
+            if txn.replayed:
+                text = gettext("This event was already credited back in transaction #%(txn)s.")
+                level = messages.WARNING
+            else:
+                text = gettext("Credited back in transaction #%(txn)s.")
+                level = messages.SUCCESS
+            self.message_user(request, text % {"txn": txn.pk}, level)
+            return redirect(page)
+        return TemplateResponse(
+            request,
+            "admin/billing/charge/credit_back.html",
+            {
+                **self.admin_site.each_context(request),
+                "charge": charge,
+                "paid_by": split_html(charge.split),
+                "credit": credit_for(charge),
+                "form": form,
+                "opts": self.model._meta,
+                "title": gettext("Credit back usage event %(request)s")
+                % {"request": charge.request_id},
+            },
+        )
+
+    @admin.display(description=_("State"))
+    def state_shown(self, obj):
+        if obj.transaction_id is None:
+            return format_html('<span class="usage-pending">{}</span>', gettext("Pending"))
+        return format_html('<span class="usage-settled">{}</span>', gettext("Settled"))
+
+    @admin.display(description=_("Paid by"))
+    def paid_by(self, obj):
+        return split_html(obj.split)
+
+    @admin.display(description=_("Ledger transaction"))
+    def transaction_link(self, obj):
+        return admin_link("ledgertransaction", obj.transaction_id, f"#{obj.transaction_id}")
+
+    @admin.display(description=_("Credited back"))
+    def credit_link(self, obj):
+        credit = credit_for(obj)
+        if credit is None:
+            return gettext("No")
+        return admin_link("ledgertransaction", credit.pk, f"#{credit.pk}")
 
     @admin.display(description=_("Amount"), ordering="amount_micro")
     def amount_exact(self, obj):

@@ -9,9 +9,10 @@ from django.urls import reverse
 from billing import selectors
 from billing.models import LedgerAccount, Lot
 from billing.services.authorization import resolve_api_keys
-from billing.services.charging import UsageEvent, charge_usage, charge_usage_batch
 from billing.services.ledger import credit_lot, grant_funds
+from billing.services.metering import UsageEvent, record_usage
 from billing.services.reconcile import reconcile, reconcile_all
+from billing.services.settlement import charge_usage, settle_chunk
 from tests.factories import PASSWORD, StaffFactory, UserFactory, grant
 
 from .conftest import cny, later
@@ -110,8 +111,10 @@ def test_reconcile_all_is_set_based(db, django_assert_max_num_queries):
 
 
 def test_batch_is_set_based(db, django_assert_max_num_queries):
-    """R-USE-1: a batch costs a fixed number of statements, whatever its size."""
+    """R-USE-1 / R-USE-5: recording a batch and settling it each cost a fixed number of
+    statements, whatever the number of events and accounts."""
     from accounts.services import create_api_key
+    from billing.models import Charge
 
     raws = []
     for i in range(25):
@@ -120,11 +123,17 @@ def test_batch_is_set_based(db, django_assert_max_num_queries):
         raws.append(create_api_key(user, name="k")[1])
     keys = resolve_api_keys(raws)
     events = [UsageEvent(f"ev{i}", keys[raws[i % 25]], "m", 10_000) for i in range(300)]
-    # PostgreSQL: lock, replays, lots, one write, release. SQLite splits bulk inserts
-    # by its variable limit, still far below one round-trip per event.
+    # one INSERT and one replay lookup in one transaction (SQLite splits the insert by its
+    # variable limit, still far below one round trip per event)
     with django_assert_max_num_queries(8 if connection.vendor == "postgresql" else 40):
-        charges = charge_usage_batch(events)
-    assert len(charges) == 300 and all(not c.replayed for c in charges)
+        recorded = record_usage(events)
+    assert [r.status for r in recorded] == ["accepted"] * 300
+    # one chunk: the accounts' locks, the pending events, lots, one write, one update
+    # (SQLite updates event by event: that backend has no set-based path)
+    with django_assert_max_num_queries(14 if connection.vendor == "postgresql" else 340):
+        assert settle_chunk(1000) == 300
+    assert not Charge.objects.filter(transaction__isnull=True).exists()
+    assert reconcile_all().ok
 
 
 def test_selectors_query_counts(account, django_assert_num_queries):
