@@ -32,9 +32,9 @@ class Drift:
             return f"usage transaction #{self.object_id} has no charge row (request id lost)"
         if self.what == "charge_vs_postings":
             return (
-                f"charge #{self.object_id} (account {self.account_id}): amount "
-                f"{from_micro(self.cached).amount} but its postings take "
-                f"{from_micro(self.ledger).amount}, or its split differs from them"
+                f"usage transaction #{self.object_id} (account {self.account_id}): its "
+                f"events charge {from_micro(self.cached).amount} but its postings take "
+                f"{from_micro(self.ledger).amount}, or their parts differ from them"
             )
         if self.what == "transaction":
             total = from_micro(self.ledger).amount
@@ -121,7 +121,7 @@ _DANGLING_CHARGES = """
 SELECT c.id FROM billing_charge c
   LEFT JOIN billing_ledgertransaction t ON t.id = c.transaction_id
   LEFT JOIN accounts_balanceaccount a ON a.id = c.account_id
- WHERE {filter} AND (t.id IS NULL OR a.id IS NULL)
+ WHERE {filter} AND ((c.transaction_id IS NOT NULL AND t.id IS NULL) OR a.id IS NULL)
  LIMIT 1000
 """
 _DANGLING_TXNS = """
@@ -133,8 +133,8 @@ SELECT t.id FROM billing_ledgertransaction t
 
 # Cross-checks between tables (issue 13): an account's cash bucket is the sum of its lots'
 # remaining money, its trial and discount buckets the sum of those grants' remaining money;
-# every charge's split is exactly its transaction's postings; no usage transaction lost
-# its charge row (the request id that would make a replay safe).
+# every usage transaction's postings are exactly its events' parts; no usage transaction
+# lost its charge rows (the request ids that make a replay safe).
 _BUCKET_VS_PARTS = """
 SELECT la.id, la.owner_id, la.balance_micro, COALESCE(x.s, 0)
   FROM billing_ledgeraccount la
@@ -143,24 +143,29 @@ SELECT la.id, la.owner_id, la.balance_micro, COALESCE(x.s, 0)
          ON x.account_id = la.owner_id AND x.kind = la.kind
  WHERE la.kind IN ({kinds}) AND {filter} AND la.balance_micro <> COALESCE(x.s, 0)
 """
+# A usage transaction settles one account's events of one chunk (R-USE-5): the events'
+# parts, summed, are exactly its postings per bucket, and their amounts its revenue.
 _CHARGE_VS_POSTINGS = """
-SELECT c.id, c.account_id, c.amount_micro,
-       -(COALESCE(p.t, 0) + COALESCE(p.d, 0) + COALESCE(p.c, 0) + COALESCE(p.a, 0))
-  FROM billing_charge c
+SELECT t.id, t.account_id, COALESCE(c.amount, 0), COALESCE(p.r, 0)
+  FROM billing_ledgertransaction t
+  LEFT JOIN (SELECT transaction_id, SUM(trial_micro) AS t, SUM(discount_micro) AS d,
+                    SUM(cash_micro) AS c, SUM(arrears_micro) AS a, SUM(amount_micro) AS amount
+               FROM billing_charge WHERE transaction_id IN (
+                 SELECT id FROM billing_ledgertransaction t WHERE {filter} AND t.kind = 'usage')
+              GROUP BY transaction_id) c ON c.transaction_id = t.id
   LEFT JOIN (SELECT transaction_id,
                     SUM(CASE WHEN bucket = 'trial' THEN amount_micro ELSE 0 END) AS t,
                     SUM(CASE WHEN bucket = 'discount' THEN amount_micro ELSE 0 END) AS d,
                     SUM(CASE WHEN bucket = 'cash' THEN amount_micro ELSE 0 END) AS c,
                     SUM(CASE WHEN bucket = 'arrears' THEN amount_micro ELSE 0 END) AS a,
                     SUM(CASE WHEN bucket = 'revenue' THEN amount_micro ELSE 0 END) AS r
-               FROM billing_posting
-              WHERE transaction_id IN (SELECT transaction_id FROM billing_charge c WHERE {filter})
-              GROUP BY transaction_id) p ON p.transaction_id = c.transaction_id
- WHERE {filter} AND (
-       COALESCE(p.t, 0) <> -c.trial_micro OR COALESCE(p.d, 0) <> -c.discount_micro
-    OR COALESCE(p.c, 0) <> -c.cash_micro OR COALESCE(p.a, 0) <> -c.arrears_micro
-    OR COALESCE(p.r, 0) <> c.amount_micro
-    OR c.trial_micro + c.discount_micro + c.cash_micro + c.arrears_micro <> c.amount_micro)
+               FROM billing_posting WHERE transaction_id IN (
+                 SELECT id FROM billing_ledgertransaction t WHERE {filter} AND t.kind = 'usage')
+              GROUP BY transaction_id) p ON p.transaction_id = t.id
+ WHERE {filter} AND t.kind = 'usage' AND c.transaction_id IS NOT NULL AND (
+       COALESCE(p.t, 0) <> -c.t OR COALESCE(p.d, 0) <> -c.d
+    OR COALESCE(p.c, 0) <> -c.c OR COALESCE(p.a, 0) <> -c.a
+    OR COALESCE(p.r, 0) <> c.amount OR c.t + c.d + c.c + c.a <> c.amount)
 """
 _USAGE_WITHOUT_CHARGE = """
 SELECT t.id FROM billing_ledgertransaction t
@@ -175,12 +180,12 @@ def _cross_checks(report, *, account=None, lo=None, hi=None, table_range=None):
     if account is not None:
         args = [account, account]
         owner, parts = "la.owner_id = %s", "account_id = %s"
-        charge, txn = "c.account_id = %s", "t.account_id = %s"
-        charge_args, txn_args = [account, account], [account]
+        txn = "t.account_id = %s"
+        txn_args = [account]
     else:
         args = [lo, hi, lo, hi]
         owner, parts = "la.owner_id BETWEEN %s AND %s", "account_id BETWEEN %s AND %s"
-        charge = txn = None
+        txn = None
     for table, kind_col, group, kinds, what in (
         ("billing_lot", "'cash'", "account_id", "'cash'", "cash_vs_lots"),
         ("billing_grant", "kind", "account_id, kind", "'trial', 'discount'", "grants_vs_bucket"),
@@ -192,7 +197,7 @@ def _cross_checks(report, *, account=None, lo=None, hi=None, table_range=None):
             report.drifts.append(Drift(what, row[0], row[1], row[2], row[3]))
     if account is None:
         return
-    for row in _run(_CHARGE_VS_POSTINGS.format(filter=charge), charge_args):
+    for row in _run(_CHARGE_VS_POSTINGS.format(filter=txn), txn_args * 3):
         report.drifts.append(Drift("charge_vs_postings", row[0], row[1], row[2], row[3]))
     _dangling(report, _USAGE_WITHOUT_CHARGE.format(filter=txn), "usage_without_charge", txn_args)
 
@@ -292,9 +297,9 @@ def reconcile_all(batch_size: int = 200_000, *, alert: bool = False) -> Reconcil
         _dangling(report, sql, "dangling_transaction", [lo, hi])
     for lo, hi in _ranges("accounts_balanceaccount", batch_size):
         _cross_checks(report, lo=lo, hi=hi)
-    rng_c = "c.id BETWEEN %s AND %s"
-    for lo, hi in _ranges("billing_charge", batch_size):
-        for row in _run(_CHARGE_VS_POSTINGS.format(filter=rng_c), [lo, hi, lo, hi]):
+    for lo, hi in _ranges("billing_ledgertransaction", batch_size):
+        sql = _CHARGE_VS_POSTINGS.format(filter=rng.format(col="t.id"))
+        for row in _run(sql, [lo, hi] * 3):
             report.drifts.append(Drift("charge_vs_postings", row[0], row[1], row[2], row[3]))
     for lo, hi in _ranges("billing_ledgertransaction", batch_size):
         sql = _USAGE_WITHOUT_CHARGE.format(filter=rng.format(col="t.id"))

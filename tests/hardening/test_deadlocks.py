@@ -1,5 +1,7 @@
-"""Failures heal by themselves: a deadlock or serialization failure in a gateway call is
-retried, never a 500 (issue 13; billing/README.md "Lock order")."""
+"""Failures heal by themselves: a deadlock or serialization failure in a gateway call or
+in the usage settler is retried, never a 500 (issue 13; billing/README.md "Lock order").
+Since metering (issue 14) ingestion takes no locks, so the ledger's lock contention is
+the settler's: it skips accounts another transaction holds."""
 
 import threading
 import time
@@ -13,7 +15,7 @@ from django.test import Client
 from django.utils import timezone
 
 from billing.models import Charge
-from billing.services import charging
+from billing.services import metering, settlement
 from billing.services.engine import is_retryable
 from billing.services.ledger import credit_lot, grant_funds, void_grant
 from billing.services.reconcile import reconcile
@@ -39,10 +41,10 @@ def test_retryable_errors_are_recognised():
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("path", ["usage", "usage/batch"])
-def test_a_deadlock_victim_is_retried_and_charges_once(client, funded, path):
-    """Issue 13: the first attempt is chosen as a deadlock victim; the call is run again
-    and answers 200, with exactly one charge."""
-    real = charging._charge_batch if path == "usage/batch" else charging.lock_buckets
+def test_a_deadlock_victim_is_retried_and_stores_once(client, funded, path):
+    """Issue 13 / R-USE-1: the first attempt to store the event is chosen as a deadlock
+    victim; the call is run again and answers 200, with exactly one event."""
+    real = metering._insert
     calls = {"n": 0}
 
     def flaky(*args, **kwargs):
@@ -51,10 +53,9 @@ def test_a_deadlock_victim_is_retried_and_charges_once(client, funded, path):
             raise _deadlock()
         return real(*args, **kwargs)
 
-    target = "_charge_batch" if path == "usage/batch" else "lock_buckets"
     event = {"request_id": "dl-1", "api_key": funded.raw, "model": "m", "amount": "1.5"}
     body = {"events": [event]} if path == "usage/batch" else event
-    with mock.patch.object(charging, target, side_effect=flaky):
+    with mock.patch.object(metering, "_insert", side_effect=flaky):
         status, answer = post(client, path, body)
     assert status == 200, answer
     assert calls["n"] == 2
@@ -62,14 +63,38 @@ def test_a_deadlock_victim_is_retried_and_charges_once(client, funded, path):
 
 
 @pytest.mark.django_db
+def test_a_settler_deadlock_victim_is_retried_and_settles_once(client, funded):
+    """Issue 13 / R-USE-5: a settler chunk chosen as a deadlock victim is rolled back whole
+    and run again: the event is settled once and the ledger reconciles."""
+    post(
+        client, "usage", {"request_id": "dl-s", "api_key": funded.raw, "model": "m", "amount": "2"}
+    )
+    real = settlement.settle_locked
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise _deadlock()
+        return real(*args, **kwargs)
+
+    with mock.patch.object(settlement, "settle_locked", side_effect=flaky):
+        assert settlement.settle_chunk() == 1
+    assert calls["n"] == 2
+    charge = Charge.objects.get(request_id="dl-s")
+    assert charge.transaction_id and charge.cash_micro == 2_000_000
+    assert reconcile().ok
+
+
+@pytest.mark.django_db
 def test_a_call_deadlocked_every_time_answers_503_retry(client, funded):
     """Issue 13: when every attempt is a victim the gateway answers 503 `retry` (JSON),
-    charges nothing, and never a 500."""
+    stores nothing, and never a 500."""
 
     def always(*args, **kwargs):
         raise _deadlock()
 
-    with mock.patch.object(charging, "lock_buckets", side_effect=always):
+    with mock.patch.object(metering, "_insert", side_effect=always):
         status, answer = post(
             client,
             "usage",
@@ -81,11 +106,12 @@ def test_a_call_deadlocked_every_time_answers_503_retry(client, funded):
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_a_real_deadlock_against_a_batch_is_retried(settings):
-    """Issue 13 on PostgreSQL: another transaction takes two accounts' rows in the wrong
-    order while a gateway batch charges both: a real deadlock. Whichever side PostgreSQL
-    picks as the victim, the gateway answers 200 (running its transaction again when it is
-    the victim), both events are charged once and the ledger reconciles."""
+def test_the_settler_passes_over_an_account_another_transaction_holds(settings):
+    """Issue 13 / R-USE-5 on PostgreSQL: another transaction holds one account's row (in
+    any order) while events of two accounts are pending. The settler does not wait for it
+    and cannot deadlock with it: it settles the free account and skips the held one (SKIP
+    LOCKED); once the holder commits, the next chunk settles the rest. Each event is settled
+    once and the ledger reconciles."""
     from accounts.models import BalanceAccount
     from accounts.services import create_api_key
 
@@ -96,65 +122,55 @@ def test_a_real_deadlock_against_a_batch_is_retried(settings):
     for n, acc in enumerate(accounts):
         credit_lot(acc, cny("10"), channel="alipay", idempotency_key=f"f{n}")
         keys.append(create_api_key(acc.user, name="k")[1])
+    events = [
+        {"request_id": f"x-{i}", "api_key": k, "model": "m", "amount": "1"}
+        for i, k in enumerate(keys)
+    ]
+    status, body = post(Client(), "usage/batch", {"events": events})
+    assert status == 200 and body["accepted"] == 2
     low, high = accounts
-    holder_has_high, batch_waiting = threading.Event(), threading.Event()
-    outcome = {}
+    holding, release, outcome = threading.Event(), threading.Event(), {}
 
-    def wrong_order():
+    def holder():
         try:
             with transaction.atomic():
                 BalanceAccount.objects.select_for_update().get(pk=high.pk)
-                holder_has_high.set()
-                batch_waiting.wait(20)
-                time.sleep(0.3)
-                BalanceAccount.objects.select_for_update().get(pk=low.pk)
-                outcome["holder"] = "committed"
-        except OperationalError as exc:
-            outcome["holder"] = f"aborted {exc.__cause__.sqlstate}"
+                holding.set()
+                release.wait(20)
         finally:
             connection.close()
 
-    def batch():
+    def settler():
         try:
-            events = [
-                {"request_id": f"x-{i}", "api_key": k, "model": "m", "amount": "1"}
-                for i, k in enumerate(keys)
-            ]
-            outcome["batch"] = post(Client(), "usage/batch", {"events": events})
+            started = time.monotonic()
+            outcome["settled"] = settlement.settle_chunk()
+            outcome["seconds"] = time.monotonic() - started
         finally:
             connection.close()
 
-    holder = threading.Thread(target=wrong_order)
-    holder.start()
-    assert holder_has_high.wait(20)
-    worker = threading.Thread(target=batch)
+    held = threading.Thread(target=holder)
+    held.start()
+    assert holding.wait(20)
+    worker = threading.Thread(target=settler)
     worker.start()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not batch_waiting.is_set():
-        with connection.cursor() as cur:
-            cur.execute(
-                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database()"
-                " AND wait_event_type = 'Lock'"
-            )
-            if cur.fetchone()[0]:
-                batch_waiting.set()
-        time.sleep(0.02)
-    holder.join(30)
-    worker.join(30)
-    status, body = outcome["batch"]
-    assert status == 200, body
-    assert body["charged"] == 2
-    assert outcome["holder"] in {"committed", "aborted 40P01"}  # a deadlock did happen
-    assert Charge.objects.count() == 2
+    worker.join(20)
+    assert outcome["settled"] == 1 and outcome["seconds"] < 5  # did not wait on the holder
+    assert Charge.objects.get(account_id=low.pk).transaction_id is not None
+    assert Charge.objects.get(account_id=high.pk).transaction_id is None
+    release.set()
+    held.join(20)
+    assert settlement.settle_chunk() == 1
+    assert Charge.objects.filter(transaction__isnull=True).count() == 0
     assert reconcile().ok
 
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_voiding_grants_while_batches_charge_them_never_fails(settings):
-    """Issue 13 on PostgreSQL: staff void promotion grants while gateway batches charge the
-    same accounts (drawing on those grants). Every batch answers 200, every void succeeds,
-    and the ledger reconciles: void_grant and charging take locks in the one order."""
+    """Issue 13 / R-USE-5 on PostgreSQL: staff void promotion grants while gateway batches
+    are metered and a settler charges the same accounts (drawing on those grants). Every
+    batch answers 200, every void succeeds, every event is settled once, and the ledger
+    reconciles: void_grant and settlement take locks in the one order."""
     from accounts.services import create_api_key
 
     settings.GATEWAY_SERVICE_TOKEN = TOKEN
@@ -198,16 +214,22 @@ def test_voiding_grants_while_batches_charge_them_never_fails(settings):
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=voider)] + [
-        threading.Thread(target=charger, args=(t,)) for t in range(2)
-    ]
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=voider),
+        threading.Thread(target=_settler, args=(stop, errors)),
+    ] + [threading.Thread(target=charger, args=(t,)) for t in range(2)]
     for t in threads:
         t.start()
-    for t in threads:
+    for t in threads[2:] + threads[:1]:
         t.join(120)
+    stop.set()
+    threads[1].join(60)
+    settlement.run_settler(seconds=0)
     assert not errors, errors
     assert statuses == [200] * 20
     assert Charge.objects.count() == 20 * 6
+    assert not Charge.objects.filter(transaction__isnull=True).exists()
     assert reconcile().ok
 
 
@@ -216,8 +238,8 @@ def test_voiding_grants_while_batches_charge_them_never_fails(settings):
 def test_ending_a_promotion_while_batches_charge_its_grants(settings):
     """Issue 13 on PostgreSQL (the drill's deadlock): staff end a promotion and void its
     benefits in small batches while two gateway batches charge the same accounts, events
-    in the opposite account order. No 500, no error, every batch charged, every benefit
-    voided or spent, the ledger reconciles."""
+    in the opposite account order, and a settler charges them. No 500, no error, every
+    event settled once, every benefit voided or spent, the ledger reconciles."""
     from accounts.services import create_api_key
     from tests.topups.conftest import accept, make_agreement, verify
     from tests.topups.test_promotions import pay, promo
@@ -261,15 +283,33 @@ def test_ending_a_promotion_while_batches_charge_its_grants(settings):
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=ender_thread)] + [
-        threading.Thread(target=charger, args=(t,)) for t in range(2)
-    ]
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=ender_thread),
+        threading.Thread(target=_settler, args=(stop, errors)),
+    ] + [threading.Thread(target=charger, args=(t,)) for t in range(2)]
     for t in threads:
         t.start()
-    for t in threads:
+    for t in threads[2:] + threads[:1]:
         t.join(180)
+    stop.set()
+    threads[1].join(60)
+    settlement.run_settler(seconds=0)
     assert not errors, errors
     assert statuses == [200] * 16
     assert Charge.objects.count() == 16 * 6
+    assert not Charge.objects.filter(transaction__isnull=True).exists()
     assert PromotionRedemption.objects.filter(voided_at__isnull=True).count() == 0
     assert reconcile().ok
+
+
+def _settler(stop, errors):
+    """A continuous settler in a thread until `stop` is set."""
+    try:
+        while not stop.is_set():
+            if not settlement.settle_chunk(limit=50):
+                time.sleep(0.01)
+    except Exception as exc:  # noqa: BLE001 - reported by the test
+        errors.append(exc)
+    finally:
+        connection.close()

@@ -12,8 +12,8 @@ import pytest
 
 from accounts.services import change_standing, create_api_key
 from billing.models import Charge, Posting
-from billing.services.settlement import charge_usage
 from billing.services.ledger import credit_lot
+from billing.services.settlement import charge_usage, run_settler
 from core.workflow import apply_transition
 from tests.factories import UserFactory
 
@@ -53,6 +53,18 @@ def usage(key, request_id="r-1", amount="1.5", **extra):
 
 def nothing_moved(before_postings):
     return Posting.objects.count() == before_postings
+
+
+def settle():
+    """What the continuous settler does a moment later (R-USE-5)."""
+    return run_settler(seconds=0)
+
+
+def get_state(client, request_id, token=TOKEN):
+    response = client.get(
+        f"/api/v1/gateway/usage/{request_id}", HTTP_AUTHORIZATION=f"Bearer {token}"
+    )
+    return response.status_code, response.json()
 
 
 @live
@@ -109,19 +121,49 @@ def test_authorize_unknown_and_foreign_key(gw, funded):
     assert (body["allowed"], body["code"]) == (False, "foreign_api_key")
 
 
-def test_usage_charges_and_shows_split(gw, account, funded):
-    """R-USE-1/R-USE-2: usage charges the call; the response shows the per-bucket split."""
+def test_usage_is_metered_then_settled_with_its_split(gw, client, account, funded):
+    """R-USE-1/R-USE-5/R-USE-2: usage answers `accepted` once the event is stored, with no
+    posting and no balance moved; the settler then charges it, and the event's state shows
+    settled with the per-bucket split and the lot that paid."""
+    postings = Posting.objects.count()
     status, body = gw("usage", usage(funded, amount="1.234567"))
     assert status == 200
-    assert body["status"] == "charged" and body["amount"] == "1.234567"
-    assert body["split"] == {
+    assert body == {
+        "request_id": "r-1",
+        "status": "accepted",
+        "amount": "1.234567",
+        "currency": "CNY",
+    }
+    assert nothing_moved(postings) and summary(account)["cash"] == 10
+    status, state = get_state(client, "r-1")
+    assert status == 200 and state["state"] == "pending" and state["split"] is None
+    _, auth = gw("authorize", {"api_key": funded.raw})
+    assert auth["available"] == "8.765433"  # available minus unsettled (R-USE-6)
+
+    assert settle() == 1
+    assert summary(account)["cash"] == cny("8.765433").amount
+    status, state = get_state(client, "r-1")
+    assert status == 200 and state["state"] == "settled"
+    assert state["split"] == {
         "trial": "0.000000",
         "discount": "0.000000",
         "cash": "1.234567",
         "arrears": "0.000000",
     }
-    assert body["sources"][0]["bucket"] == "cash"
-    assert summary(account)["cash"] == cny("8.765433").amount
+    assert state["sources"][0]["bucket"] == "cash" and state["sources"][0]["lot"]
+    assert state["transaction_id"] == Charge.objects.get().transaction_id
+    _, auth = gw("authorize", {"api_key": funded.raw})
+    assert auth["available"] == "8.765433"  # the same figure once settled
+
+
+def test_usage_state_of_an_unknown_request_id(gw, client, funded):
+    """R-USE-1: the state of a request id never stored is 404 unknown_request_id; the
+    endpoint needs the service token like the others."""
+    status, body = get_state(client, "never-sent")
+    assert (status, body["code"]) == (404, "unknown_request_id")
+    gw("usage", usage(funded, "r-9"))
+    status, body = get_state(client, "r-9", token="wrong")
+    assert (status, body["code"]) == (401, "unauthorized")
 
 
 @live
@@ -133,13 +175,27 @@ def test_usage_accepts_json_number_without_float_rounding(live_server, account, 
 
 
 def test_usage_replay_returns_first_result_and_moves_nothing(gw, account, funded):
-    """R-LED-5: replaying a request id returns the first result and moves nothing."""
+    """R-LED-5/R-USE-1: replaying a request id answers `replayed` with the first event's
+    amount and stores nothing; the same request id with another amount or another key is
+    409 request_id_conflict, before and after settlement."""
     _, first = gw("usage", usage(funded, "same"))
-    count = Posting.objects.count()
-    status, again = gw("usage", usage(funded, "same", amount="9"))
+    status, again = gw("usage", usage(funded, "same"))
     assert status == 200 and again["status"] == "replayed"
-    assert again["amount"] == first["amount"] and again["split"] == first["split"]
-    assert nothing_moved(count) and Charge.objects.count() == 1
+    assert again["amount"] == first["amount"] == "1.500000"
+    status, body = gw("usage", usage(funded, "same", amount="9"))
+    assert (status, body["code"]) == (409, "request_id_conflict")
+    other_key, other_raw = create_api_key(account.user, name="second")
+    status, body = gw("usage", {**usage(funded, "same"), "api_key": other_raw})
+    assert (status, body["code"]) == (409, "request_id_conflict")
+    assert Charge.objects.count() == 1
+    settle()
+    count = Posting.objects.count()
+    status, again = gw("usage", usage(funded, "same"))
+    assert (status, again["status"]) == (200, "replayed")
+    status, body = gw("usage", usage(funded, "same", amount="1.4"))
+    assert (status, body["code"]) == (409, "request_id_conflict")
+    settle()
+    assert nothing_moved(count) and summary(account)["cash"] == cny("8.5").amount
 
 
 @pytest.mark.parametrize(
@@ -195,7 +251,8 @@ def test_malformed_json_and_wrong_shape(live_server, funded):
 @live
 def test_batch_one_result_per_event(live_server, account, funded):
     """R-USE-1: a batch of 1,000 events gets one result per event; bad events get their own
-    error code, duplicates inside the batch replay, good events are charged."""
+    error code, duplicates inside the batch replay, good events are stored (R-USE-5: and
+    charged by the settler)."""
     events = [usage(funded, f"b-{i}", amount="0.001") for i in range(1000)]
     events[10]["amount"] = "0.0000001"
     events[11]["api_key"] = "sk-unknown"
@@ -204,17 +261,19 @@ def test_batch_one_result_per_event(live_server, account, funded):
     assert status == 200
     assert len(body["results"]) == 1000
     assert [r["index"] for r in body["results"]] == list(range(1000))
-    assert (body["charged"], body["replayed"], body["errors"]) == (997, 1, 2)
+    assert (body["accepted"], body["replayed"], body["errors"]) == (997, 1, 2)
     assert body["results"][10]["code"] == "too_many_decimals"
     assert body["results"][11]["code"] == "unknown_api_key"
     assert body["results"][12]["status"] == "replayed"
     assert Charge.objects.count() == 997
+    assert summary(account)["cash"] == 10  # metered, not settled yet
+    assert settle() == 997
     assert summary(account)["cash"] == cny("9.003").amount
     # the whole batch again: every event replays, nothing moves
     count = Posting.objects.count()
     _, again = call(live_server.url, "usage/batch", {"events": events})
-    assert (again["charged"], again["replayed"], again["errors"]) == (0, 998, 2)
-    assert nothing_moved(count)
+    assert (again["accepted"], again["replayed"], again["errors"]) == (0, 998, 2)
+    assert settle() == 0 and nothing_moved(count)
 
 
 def test_batch_over_the_limit(gw, funded, settings):
@@ -230,7 +289,7 @@ def test_batch_over_the_limit(gw, funded, settings):
 def test_batch_limit_is_the_gateway_batch_limit_setting(gw, account, funded, settings):
     """R-USE-1: the batch size limit is settings.GATEWAY_BATCH_LIMIT (default 5,000): one
     event over it is refused as a whole (413 batch_too_large) and nothing is stored; a
-    batch of exactly the limit is charged."""
+    batch of exactly the limit is stored."""
     from billing import api
     from billing.models import LedgerTransaction
 
@@ -245,7 +304,8 @@ def test_batch_limit_is_the_gateway_batch_limit_setting(gw, account, funded, set
     assert not Charge.objects.exists() and summary(account)["cash"] == 10
 
     status, out = gw("usage/batch", {"events": events[:3]})
-    assert status == 200 and (out["charged"], out["errors"]) == (3, 0)
+    assert status == 200 and (out["accepted"], out["errors"]) == (3, 0)
+    settle()
     assert Charge.objects.count() == 3 and summary(account)["cash"] == cny("9.25").amount
 
 
@@ -260,12 +320,13 @@ def test_openapi_served(live_server):
         "/api/v1/gateway/authorize",
         "/api/v1/gateway/usage",
         "/api/v1/gateway/usage/batch",
+        "/api/v1/gateway/usage/{request_id}",
     } <= set(doc["paths"])
 
 
 def test_batch_request_id_of_another_account_is_a_per_event_error(gw, account, funded):
-    """R-LED-5: a request id already charged to another account is refused for that event
-    only; the rest of the batch is charged."""
+    """R-LED-5: a request id already used by another account is refused for that event
+    only; the rest of the batch is stored and charged."""
     other = UserFactory()
     key2, raw2 = create_api_key(other, name="k2")
     credit_lot(other.balance_account, cny("5"), channel="alipay", idempotency_key="o")
@@ -273,17 +334,20 @@ def test_batch_request_id_of_another_account_is_a_per_event_error(gw, account, f
     events = [usage(funded, "taken", amount="0.5"), usage(funded, "fresh", amount="0.5")]
     status, body = gw("usage/batch", {"events": events})
     assert status == 200
-    assert [r["status"] for r in body["results"]] == ["error", "charged"]
+    assert [r["status"] for r in body["results"]] == ["error", "accepted"]
     assert body["results"][0]["code"] == "request_id_conflict"
+    settle()
     assert summary(account)["cash"] == cny("9.5").amount
     assert summary(other.balance_account)["cash"] == 4
 
 
 def test_locked_key_and_frozen_account_are_refused_when_charging(gw, account, funded):
-    """R-ACC-6 / R-ACC-8: usage for a locked key or a frozen account is refused (403 with
-    a stable code) and moves nothing; a replay of an earlier charge still answers."""
+    """R-ACC-6 / R-ACC-8: usage for a locked key or a frozen account is refused at
+    ingestion (403 with a stable code) and stores nothing; a replay of an earlier event
+    still answers."""
     status, first = gw("usage", usage(funded, "before-lock"))
-    assert status == 200 and first["status"] == "charged"
+    assert status == 200 and first["status"] == "accepted"
+    settle()
     before = Posting.objects.count()
 
     apply_transition(funded, "lock", reason="risk")
@@ -302,6 +366,7 @@ def test_locked_key_and_frozen_account_are_refused_when_charging(gw, account, fu
         "error",
         "account_frozen",
     )
+    settle()
     assert nothing_moved(before)
     assert not Charge.objects.filter(
         request_id__in=["after-lock", "while-frozen", "batch-frozen"]

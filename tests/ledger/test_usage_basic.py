@@ -4,8 +4,8 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from billing.models import Charge, Posting
-from billing.services.settlement import charge_usage
 from billing.services.ledger import credit_lot, grant_funds
+from billing.services.settlement import charge_usage
 
 from .conftest import assert_reconciled, cny, later, summary
 
@@ -63,12 +63,18 @@ def test_postpaid_overdraft_becomes_arrears_and_top_up_pays_it_first(account):
 
 
 def test_replayed_request_id_moves_nothing(account):
-    """R-LED-5: a replayed usage request id returns the first charge and moves nothing."""
+    """R-LED-5: a replayed usage request id returns the first charge and moves nothing;
+    the same request id with another amount is a conflict (R-USE-1) and moves nothing."""
+    from billing.services.engine import LedgerError
+
     credit_lot(account, cny("5"), channel="alipay", idempotency_key="L")
     first = charge_usage(account, cny("1.234567"), request_id="rq", model="m")
     count = Posting.objects.count()
-    again = charge_usage(account, cny("9"), request_id="rq", model="other")
+    again = charge_usage(account, cny("1.234567"), request_id="rq", model="other")
     assert again.pk == first.pk and again.replayed and not first.replayed
+    with pytest.raises(LedgerError) as refused:
+        charge_usage(account, cny("9"), request_id="rq", model="m")
+    assert refused.value.code == "request_id_conflict"
     assert Posting.objects.count() == count and Charge.objects.count() == 1
     assert summary(account)["cash"] == cny("3.765433").amount
 
