@@ -1,7 +1,7 @@
 """Filing an invoice request (R-INV-1, R-INV-3) and its title proof files.
 
 The amount is reserved at submission: the request is written under the balance
-account's row lock (the ledger's lock order, step 1: accounts.selectors.lock_standings),
+account's row lock (the ledger's lock order through billing.services.engine.lock_buckets),
 and the invoiceable amount is computed inside that lock, so two requests of one
 account are serialised and never invoice the same consumed cash.
 """
@@ -16,9 +16,10 @@ from django.utils.translation import gettext as _
 from accounts.crypto import CONTENT_TYPES, validate_upload
 from accounts.identity import parse_credit_code
 from accounts.models import VerificationKind
-from accounts.selectors import approved_verification, lock_standings
+from accounts.selectors import approved_verification
 from accounts.services import refuse_unverified_email
 from billing.micro import from_micro, to_micro
+from billing.services.engine import lock_buckets
 from core.money import parse_amount
 from core.workflow import record_audit
 
@@ -196,9 +197,10 @@ def submit_invoice(
     )
     account = user.balance_account
     with transaction.atomic():
-        # the lock order's first step: the balance account row, its standing read under it;
-        # a second request of this account waits here until this one commits
-        standing = lock_standings([account.pk])[account.pk]
+        # the lock order: the balance account row (its standing read under it), then its
+        # buckets, which settles the account's pending usage first (R-USE-5) so the
+        # consumed cash below is exact; a second request of this account waits here
+        standing = lock_buckets([account.pk])[account.pk].standing
         refuse_standing(standing)
         figures = invoiceable_for(account)
         if amount_micro > figures.invoiceable_micro:

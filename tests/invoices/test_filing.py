@@ -354,3 +354,26 @@ def test_submission_moves_no_money(person, clerk):
     submit_invoice(person, amount="10.00")
     assert Posting.objects.count() == before
     assert not Posting.objects.filter(transaction__kind=TxnKind.HOLD).exists()
+
+
+@pytest.mark.django_db
+def test_pending_usage_is_settled_before_the_invoiceable_check_r_use_5(person, clerk):
+    """R-USE-5 / R-INV-1: usage metered but not settled yet is settled when a request is
+    submitted, so it counts as consumed cash: the request for all of it is accepted, and
+    the event is settled with the cash lot that paid."""
+    from accounts.services import create_api_key
+    from billing.models import Charge
+    from billing.services.authorization import resolve_api_keys
+    from billing.services.metering import UsageEvent, record_usage
+
+    bank_topup(person, "100.00", clerk)
+    _key, raw = create_api_key(person, name="k")
+    ref = resolve_api_keys([raw])[raw]
+    (result,) = record_usage([UsageEvent("inv-pending", ref, "m", 40_000_000)])
+    assert result.status == "accepted"
+    assert invoiceable(person) == 0  # the page's figure: settled usage only
+    request = submit_invoice(person, amount="40.00")
+    assert request.amount.amount == Decimal("40.00")
+    event = Charge.objects.get(request_id="inv-pending")
+    assert event.transaction_id is not None and event.cash_micro == 40_000_000
+    assert invoiceable(person) == 0
