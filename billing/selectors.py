@@ -3,12 +3,12 @@
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 
-from django.db.models import Sum
-from django.db.models.functions import TruncDate
+from django.db.models import Count, Exists, F, OuterRef, Sum, Window
+from django.db.models.functions import RowNumber, TruncDate
 from django.utils import timezone
 
 from .micro import from_micro
-from .models import Charge, Grant, LedgerAccount, LedgerTransaction, Lot, Posting
+from .models import Charge, Grant, LedgerAccount, LedgerTransaction, Lot, Posting, TxnKind
 
 
 def bucket_micro(account) -> dict[str, int]:
@@ -18,14 +18,20 @@ def bucket_micro(account) -> dict[str, int]:
 
 
 def balance_summary(account, *, buckets=None) -> dict:
-    """Money per bucket from the cached balances (one query).
+    """Money per bucket from the cached balances, and what the user may spend now.
 
-    available = cash + trial + discount − arrears, never below zero. Expired
-    grants not yet swept by the expiry job still count until they are.
+    `available` is what `authorize` answers (billing.services.authorization.money_figures,
+    one query): cash + trial + discount, less grants past their expiry that the sweep
+    has not ended yet, less arrears, less `pending` (usage received and not settled yet,
+    R-USE-5, R-USE-6); never below zero. `buckets` (own_buckets' rows) spares the bucket
+    query when the page already read them.
     """
+    from .services.authorization import money_figures
+
     rows = dict(buckets.values()) if buckets is not None else bucket_micro(account)
     cash, trial, discount = rows.get("cash", 0), rows.get("trial", 0), rows.get("discount", 0)
     arrears = -rows.get("arrears", 0)
+    spendable, owed, pending = money_figures(account.pk)
     return {
         "cash": from_micro(cash),
         "trial": from_micro(trial),
@@ -34,8 +40,26 @@ def balance_summary(account, *, buckets=None) -> dict:
         "arrears": from_micro(arrears),
         # owed to a rights holder after a dispute's deadline refund fell short (R-DIS-3)
         "dispute_debt": from_micro(-rows.get("dispute_debt", 0)),
-        "available": from_micro(max(0, cash + trial + discount - arrears)),
+        "pending": from_micro(pending),
+        "available": from_micro(max(0, spendable - owed - pending)),
     }
+
+
+def credited(charge_ids) -> dict[int, int]:
+    """{event id: the transaction that credited it back} for these events, one query."""
+    from .services.usage_credits import credits_for
+
+    return credits_for(charge_ids)
+
+
+def pending_events(account, limit=10):
+    """The latest usage events of the account not settled yet (the partial index
+    billing_charge_pending_acct holds only those)."""
+    return list(
+        Charge.objects.filter(account_id=account.pk, transaction__isnull=True)
+        .select_related("api_key")
+        .order_by("-id")[:limit]
+    )
 
 
 def lots_for(account):
@@ -75,15 +99,32 @@ STATEMENT_PAGE = 50
 SPENDABLE = ("cash", "trial", "discount")
 
 
+EVENTS_PER_LINE = 5  # events shown under one usage line; the rest behind a link
+EVENTS_PAGE = 100
+
+
 @dataclass
 class StatementLine:
-    """One ledger transaction as the user sees it: what it did to each of their buckets."""
+    """One ledger transaction as the user sees it: what it did to each of their buckets
+    and, for usage, the events it settled (R-USE-5: one transaction per account per
+    settler chunk, so one line may hold many events; the first EVENTS_PER_LINE are here,
+    `event_count` says how many there are)."""
 
     transaction: LedgerTransaction
     buckets: dict = field(default_factory=dict)  # bucket kind → micro moved
-    charge: Charge | None = None
+    events: list = field(default_factory=list)
+    event_count: int = 0
     lot_ids: list = field(default_factory=list)
     grant_ids: list = field(default_factory=list)
+
+    @property
+    def charge(self) -> Charge | None:
+        """The event, when the line settled exactly one."""
+        return self.events[0] if self.event_count == 1 and self.events else None
+
+    @property
+    def more_events(self) -> int:
+        return max(0, self.event_count - len(self.events))
 
     @property
     def available_micro(self) -> int:
@@ -94,6 +135,63 @@ class StatementLine:
     def other_buckets(self) -> list[tuple[str, int]]:
         """Moves on buckets that are not spendable (hold, arrears, dispute debt)."""
         return [(k, v) for k, v in self.buckets.items() if k not in SPENDABLE and v]
+
+
+def paid_by(split) -> list[dict]:
+    """An event's split as rows for pages: bucket, the lot or grant id, amount (Money)."""
+    from decimal import Decimal
+
+    from djmoney.money import Money
+
+    from core.money import CNY
+
+    return [
+        {
+            "bucket": item["bucket"],
+            "lot": item.get("lot"),
+            "grant": item.get("grant"),
+            "amount": Money(Decimal(item["amount"]), CNY),
+        }
+        for item in split or ()
+    ]
+
+
+def _key_events(account, api_key):
+    events = Charge.objects.filter(account_id=account.pk)
+    if api_key is not None:
+        events = events.filter(api_key_id=api_key.pk)
+    return events
+
+
+def _attach_events(lines: dict, account, api_key, cap=EVENTS_PER_LINE):
+    """The first `cap` events of each usage line and how many it has, in ONE query
+    (a window per transaction), and which of them were credited back (one more)."""
+    usage = [pk for pk, line in lines.items() if line.transaction.kind == TxnKind.USAGE]
+    if not usage:
+        return
+    ranked = (
+        _key_events(account, api_key)
+        .filter(transaction_id__in=usage)
+        .select_related("api_key")
+        .annotate(
+            rank=Window(RowNumber(), partition_by=[F("transaction_id")], order_by=F("id").asc()),
+            total=Window(Count("id"), partition_by=[F("transaction_id")]),
+        )
+        .filter(rank__lte=cap)
+        .order_by("transaction_id", "id")
+    )
+    shown = []
+    for event in ranked:
+        line = lines[event.transaction_id]
+        line.events.append(event)
+        line.event_count = event.total
+        shown.append(event)
+    from .services.usage_credits import credits_for
+
+    credited = credits_for([e.pk for e in shown])
+    for event in shown:
+        event.credit_id = credited.get(event.pk)
+        event.paid = paid_by(event.split)
 
 
 def own_buckets(account) -> dict[int, tuple[str, int]]:
@@ -129,7 +227,11 @@ def statement(
     if until is not None:
         txns = txns.filter(created_at__lt=until)
     if api_key is not None:
-        txns = txns.filter(charge__api_key_id=api_key.pk)
+        # usage lines holding at least one event of that key (a line holds many events;
+        # EXISTS, not a join, so a line is never listed twice)
+        txns = txns.filter(
+            Exists(Charge.objects.filter(transaction_id=OuterRef("pk"), api_key_id=api_key.pk))
+        )
     if before:
         txns = txns.filter(id__lt=before)
     page = list(txns.order_by("-id")[: limit + 1])
@@ -148,9 +250,44 @@ def statement(
             line.lot_ids.append(lot_id)
         if grant_id and grant_id not in line.grant_ids:
             line.grant_ids.append(grant_id)
-    for charge in Charge.objects.filter(transaction_id__in=list(lines)).select_related("api_key"):
-        lines[charge.transaction_id].charge = charge
+    _attach_events(lines, account, api_key)
     return list(lines.values()), next_before
+
+
+def line_events(account, txn_id, *, api_key=None, after=None, limit=EVENTS_PAGE):
+    """One usage line's events (the user's own only), oldest first, keyset paged by id,
+    and the cursor of the next page: the "N more" of a statement line. None when the
+    transaction is not one of this account's usage lines."""
+    txn = LedgerTransaction.objects.filter(
+        pk=txn_id, account_id=account.pk, kind=TxnKind.USAGE
+    ).first()
+    if txn is None:
+        return None, [], None
+    events = _key_events(account, api_key).filter(transaction_id=txn.pk)
+    if after:
+        events = events.filter(id__gt=after)
+    page = list(events.select_related("api_key").order_by("id")[: limit + 1])
+    next_after = page[limit - 1].pk if len(page) > limit else None
+    page = page[:limit]
+    from .services.usage_credits import credits_for
+
+    credited = credits_for([e.pk for e in page])
+    for event in page:
+        event.credit_id = credited.get(event.pk)
+        event.paid = paid_by(event.split)
+    return txn, page, next_after
+
+
+def events_of(account, txn_ids, *, api_key=None):
+    """Every event of these usage lines, newest line first and in id order within a line,
+    read lazily in chunks (the CSV export streams them)."""
+    return (
+        _key_events(account, api_key)
+        .filter(transaction_id__in=list(txn_ids))
+        .select_related("api_key")
+        .order_by("-transaction_id", "id")
+        .iterator(chunk_size=2000)
+    )
 
 
 def daily_history(account, days: int, today, *, buckets=None):

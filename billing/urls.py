@@ -7,4 +7,5 @@ app_name = "billing"
 urlpatterns = [
     path("", views.balance, name="balance"),
     path("statement.csv", views.statement_csv, name="statement_csv"),
+    path("usage/<int:txn_id>/", views.usage_events, name="usage_events"),
 ]

@@ -1,8 +1,9 @@
 import csv
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import StreamingHttpResponse
+from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -70,9 +71,16 @@ def balance(request):
     next_query = request.GET.copy()
     if next_before:
         next_query["before"] = next_before
+    summary = selectors.balance_summary(account, buckets=buckets)
+    line_query = {}
+    if statement_form.is_valid() and statement_form.cleaned_data.get("api_key"):
+        line_query["api_key"] = statement_form.cleaned_data["api_key"].pk
     context = {
         "account": account,
-        "summary": selectors.balance_summary(account, buckets=buckets),
+        "summary": summary,
+        # the latest events not settled yet (a query only when there are any)
+        "pending_events": selectors.pending_events(account) if summary["pending"] else [],
+        "line_query": urlencode(line_query),
         "lots": list(selectors.lots_for(account)[:50]),
         "grants": list(selectors.grants_for(account)[:50]),
         "chart": history_svg(history),
@@ -92,7 +100,27 @@ class _Echo:
         return value
 
 
+def _paid_text(split):
+    """An event's split for the CSV: "trial grant #3 0.500000; cash lot #7 1.000000"."""
+    out = []
+    for part in selectors.paid_by(split):
+        source = ""
+        if part["lot"]:
+            source = f" lot #{part['lot']}"
+        elif part["grant"]:
+            source = f" grant #{part['grant']}"
+        out.append(f"{part['bucket']}{source} {part['amount'].amount:.6f}")
+    return "; ".join(out)
+
+
+def _exact(micro):
+    return f"{from_micro(micro).amount:.6f}"
+
+
 def _csv_rows(account, filters):
+    """One row per movement; a usage line (one settlement of many events, R-USE-5) is
+    written as one row per event, with that event's own parts, so the rows still add up
+    to every bucket's movement exactly."""
     header = [
         _("Time (Asia/Shanghai)"),
         _("Kind"),
@@ -105,28 +133,94 @@ def _csv_rows(account, filters):
         _("API key"),
         _("Model"),
         _("Memo"),
+        _("Transaction"),
+        _("Received (Asia/Shanghai)"),
+        _("Paid from"),
     ]
     yield header
     before = None
     while True:
         lines, before = selectors.statement(account, before=before, limit=CSV_CHUNK, **filters)
+        usage = [line.transaction.pk for line in lines if line.transaction.kind == TxnKind.USAGE]
+        events = iter(selectors.events_of(account, usage, api_key=filters.get("api_key")))
+        event = next(events, None)
         for line in lines:
-            txn, charge = line.transaction, line.charge
-            yield [
-                timezone.localtime(txn.created_at).isoformat(),
-                txn.get_kind_display(),
-                f"{from_micro(line.available_micro).amount:.6f}",
-                f"{from_micro(line.buckets.get('cash', 0)).amount:.6f}",
-                f"{from_micro(line.buckets.get('trial', 0)).amount:.6f}",
-                f"{from_micro(line.buckets.get('discount', 0)).amount:.6f}",
-                "; ".join(f"{k} {yuan(from_micro(v).amount, 6)}" for k, v in line.other_buckets),
-                charge.request_id if charge else "",
-                charge.api_key.prefix if charge and charge.api_key else "",
-                charge.model if charge else "",
-                txn.memo,
-            ]
+            txn = line.transaction
+            when = timezone.localtime(txn.created_at).isoformat()
+            if txn.kind != TxnKind.USAGE:
+                yield [
+                    when,
+                    txn.get_kind_display(),
+                    _exact(line.available_micro),
+                    _exact(line.buckets.get("cash", 0)),
+                    _exact(line.buckets.get("trial", 0)),
+                    _exact(line.buckets.get("discount", 0)),
+                    "; ".join(
+                        f"{k} {yuan(from_micro(v).amount, 6)}" for k, v in line.other_buckets
+                    ),
+                    "",
+                    "",
+                    "",
+                    txn.memo,
+                    txn.pk,
+                    "",
+                    "",
+                ]
+                continue
+            # events come newest line first, in id order within a line: the lines' order
+            while event is not None and event.transaction_id == txn.pk:
+                spent = event.trial_micro + event.discount_micro + event.cash_micro
+                yield [
+                    when,
+                    txn.get_kind_display(),
+                    _exact(-spent),
+                    _exact(-event.cash_micro),
+                    _exact(-event.trial_micro),
+                    _exact(-event.discount_micro),
+                    f"arrears {yuan(from_micro(-event.arrears_micro).amount, 6)}"
+                    if event.arrears_micro
+                    else "",
+                    event.request_id,
+                    event.api_key.prefix if event.api_key else "",
+                    event.model,
+                    txn.memo,
+                    txn.pk,
+                    timezone.localtime(event.created_at).isoformat(),
+                    _paid_text(event.split),
+                ]
+                event = next(events, None)
         if before is None:
             return
+
+
+@login_required
+@require_GET
+def usage_events(request, txn_id):
+    """Every event one usage line of the statement settled (its "N more"), oldest first,
+    paged by id; the user's own lines only (another's is a 404)."""
+    account = request.user.balance_account
+    form = _statement_form(request, account)
+    api_key = form.cleaned_data.get("api_key") if form.is_bound and form.is_valid() else None
+    try:
+        after = int(request.GET.get("after") or 0)
+    except ValueError:
+        after = 0
+    txn, events, next_after = selectors.line_events(account, txn_id, api_key=api_key, after=after)
+    if txn is None:
+        raise Http404
+    next_query = request.GET.copy()
+    if next_after:
+        next_query["after"] = next_after
+    return render(
+        request,
+        "billing/usage_events.html",
+        {
+            "txn": txn,
+            "events": events,
+            "api_key": api_key,
+            "next_query": next_query.urlencode() if next_after else "",
+        },
+    )
 
 
 @login_required

@@ -46,6 +46,10 @@ def customer_context(user):
     rows = {}
     for name, queryset in sections.items():
         rows[name] = [(obj, _admin_url(obj)) for obj in queryset[:RECENT]]
+    # each event's state: pending, settled, credited back (one query for the credits)
+    credited = billing.credited([obj.pk for obj, _url in rows["charges"]])
+    for obj, _url in rows["charges"]:
+        obj.credit_id = credited.get(obj.pk)
     return {
         "customer": user,
         "account": account,

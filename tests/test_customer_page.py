@@ -25,6 +25,33 @@ def test_cs_see_a_customer_whole_with_links(client, ready_user):
     assert reverse("admin:topups_topup_change", args=[topup.pk]) in page
     assert reverse("admin:billing_lot_change", args=[topup.lot_id]) in page
     assert "c360" in page and "¥28.00" in page
+    assert '<td class="event-state">Settled' in page
+
+
+def test_recent_events_show_pending_settled_and_credited_back(client, ready_user):
+    """R-USE-5 / issue 14: the customer page shows each recent event's state: pending
+    until settled, then settled, and whether staff credited it back."""
+    from accounts.services import create_api_key
+    from billing.models import Charge
+    from billing.services.authorization import resolve_api_keys
+    from billing.services.metering import UsageEvent, record_usage
+    from billing.services.usage_credits import credit_back_usage
+
+    alipay_topup(ready_user, cny("30"))
+    _key, raw = create_api_key(ready_user, name="k")
+    charge_usage(ready_user.balance_account, cny("1"), request_id="c360-s0", model="m")
+    settled = charge_usage(ready_user.balance_account, cny("1"), request_id="c360-s", model="m")
+    staff = grant(StaffFactory(), *CS, "billing.credit_back_usage")
+    credit_back_usage(Charge.objects.get(pk=settled.pk), actor=staff, reason="outage")
+    record_usage([UsageEvent("c360-pending", resolve_api_keys([raw])[raw], "m", 10_000)])
+    client.force_login(staff)
+    page = client.get(reverse("admin:customer", args=[ready_user.pk])).content.decode()
+    states = page.split('class="event-state">')[1:]
+    cells = [state.split("</td>")[0] for state in states]
+    assert len(cells) == 3  # newest first
+    assert cells[0] == "Pending"
+    assert cells[1].startswith("Settled") and "credited back" in cells[1]
+    assert cells[2].startswith("Settled") and "credited back" not in cells[2]
     verification = ready_user.verifications.first()
     assert verification.id_number not in page  # masked, never in full
     assert verification.masked_number in page
@@ -47,6 +74,7 @@ def test_the_page_costs_the_same_queries_for_a_busy_customer(
     """One query per section, whatever the customer has."""
     client.force_login(grant(StaffFactory(), *CS))
     url = reverse("admin:customer", args=[ready_user.pk])
+    charge_usage(ready_user.balance_account, cny("1"), request_id="first", model="m")
     with django_assert_max_num_queries(40) as before:
         client.get(url)
     for n in range(5):

@@ -182,7 +182,9 @@ def credit_back_usage(charge: Charge, *, actor, reason: str) -> LedgerTransactio
                         fresh.account_id,
                         _legs(fresh, buckets, now),
                         idempotency_key=key,
-                        memo=f"credit back {fresh.request_id}: {reason}"[:200],
+                        # the user reads the memo on their statement; the reason stays
+                        # with staff (the audit record)
+                        memo=f"credit back {fresh.request_id}"[:200],
                         actor_id=actor.pk,
                     )
                 ]
