@@ -3,8 +3,16 @@
 
 A money movement for an account locks the balance account row first and decides on
 the standing it reads under that lock; a freeze (core.workflow.apply_transition)
-locks the same row FOR UPDATE. So a charge either commits before the freeze takes
-its lock, or waits for the freeze and is refused with `account_frozen`.
+locks the same row FOR UPDATE. So a one-by-one charge (settlement.charge_usage) or a
+purchase either commits before the freeze takes its lock, or waits for the freeze and
+is refused with `account_frozen`.
+
+The gateway's ingestion (metering.record_usage) takes no locks (R-USE-1, R-USE-5): it
+decides on the key state and standing read with the key, at request time, so it is
+refused from the moment a freeze commits (R-USE-6) and accepts while a freeze is still
+uncommitted. An event accepted is usage that happened: the settler charges it even if
+the account is frozen by the time it settles (settlement applies no standing rule; the
+freeze stops new usage, not the bill for past usage).
 """
 
 import threading
@@ -17,12 +25,14 @@ from accounts.models import BalanceAccount
 from accounts.services import change_standing
 from billing.models import Charge, LedgerTransaction, Posting
 from billing.services.authorization import resolve_api_keys
-from billing.services.charging import UsageEvent, charge_usage, charge_usage_batch
 from billing.services.engine import LedgerError
 from billing.services.ledger import credit_lot
+from billing.services.metering import UsageEvent, record_usage
 from billing.services.purchases import purchase_package
+from billing.services.settlement import charge_usage, run_settler
 
-from .conftest import assert_reconciled, cny, run_threads, summary
+from .conftest import cny, run_threads, summary
+from .settlement_checks import assert_books_exact
 
 
 def _waiting_on_locks() -> int:
@@ -48,10 +58,15 @@ def _until(predicate, timeout=20.0):
 @pytest.mark.django_db(transaction=True)
 def test_charges_wait_for_an_open_freeze_then_are_refused(account, api_key):
     """R-ACC-8 / R-LED-6: while a freeze is in flight (its transaction holds the balance
-    account row), single charges, a batch and a prepaid purchase that all read the
-    account as active beforehand block on that row instead of charging; when the
-    freeze commits they re-read the standing under the lock and are refused with
-    account_frozen. Nothing moves: no charge, no posting, balances unchanged."""
+    account row), one-by-one charges and a prepaid purchase that all read the account as
+    active beforehand block on that row instead of charging; when the freeze commits
+    they re-read the standing under the lock and are refused with account_frozen, and
+    nothing they would have moved moves.
+
+    R-USE-1 / R-USE-6: ingestion meanwhile takes no lock: an event reported while the
+    freeze is uncommitted is accepted at once (the standing it reads is still active),
+    one reported after the commit is refused with account_frozen. The accepted event is
+    usage that happened before the freeze: the settler charges it, frozen or not."""
     credit_lot(account, cny("50"), channel="alipay", idempotency_key="L")
     stale_key = resolve_api_keys([api_key.raw])[api_key.raw]  # read before the freeze
     stale_account = BalanceAccount.objects.get(pk=account.pk)
@@ -73,16 +88,12 @@ def test_charges_wait_for_an_open_freeze_then_are_refused(account, api_key):
     freezer = threading.Thread(target=freeze_and_hold)
     freezer.start()
     assert held.wait(30)
-    outcomes = [None] * 6
+    outcomes = [None] * 5
 
     def attempt(i):
         try:
             if i < 4:
                 charge_usage(stale_key, cny("1.25"), request_id=f"c{i}", model="m")
-            elif i == 4:
-                (row,) = charge_usage_batch([UsageEvent("b0", stale_key, "m", 1_250_000)])
-                outcomes[i] = row.error[0] if row.error else "charged"
-                return
             else:
                 purchase_package(stale_account, cny("5"), idempotency_key="p", description="pkg")
             outcomes[i] = "charged"
@@ -91,42 +102,56 @@ def test_charges_wait_for_an_open_freeze_then_are_refused(account, api_key):
         finally:
             connection.close()
 
-    workers = [threading.Thread(target=attempt, args=(i,)) for i in range(6)]
+    workers = [threading.Thread(target=attempt, args=(i,)) for i in range(5)]
     try:
         for w in workers:
             w.start()
         # every attempt is blocked on the account row the freeze holds, none has finished
-        assert _until(lambda: _waiting_on_locks() >= 6), "charges did not wait for the freeze"
-        assert outcomes == [None] * 6
+        assert _until(lambda: _waiting_on_locks() >= 5), "charges did not wait for the freeze"
+        assert outcomes == [None] * 5
         assert not Charge.objects.exists()
+        # ingestion does not wait: the freeze is not committed, the standing read is active
+        fresh = resolve_api_keys([api_key.raw])[api_key.raw]
+        (during,) = record_usage([UsageEvent("during", fresh, "m", 1_250_000)])
+        assert during.status == "accepted"
     finally:
         release.set()
         freezer.join(30)
         for w in workers:
             w.join(30)
-    assert outcomes == ["account_frozen"] * 6
-    assert not Charge.objects.exists()
+    assert outcomes == ["account_frozen"] * 5
+    (after,) = record_usage(
+        [UsageEvent("after", resolve_api_keys([api_key.raw])[api_key.raw], "m", 1)]
+    )
+    assert (after.status, after.code) == ("error", "account_frozen")
+    assert list(Charge.objects.values_list("request_id", flat=True)) == ["during"]
     assert (Posting.objects.count(), LedgerTransaction.objects.count()) == (postings, txns)
-    assert summary(account)["cash"] == 50
+
+    assert run_settler(seconds=0) == 1  # the usage before the freeze is billed
     account.refresh_from_db()
     assert account.standing == "frozen"
-    assert_reconciled()
+    assert summary(account)["cash"] == cny("48.75").amount
+    assert assert_books_exact() == 1
 
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_no_charge_commits_after_a_racing_freeze(account, api_key):
-    """R-ACC-8 / R-LED-6: a burst of concurrent charges (single calls and batches, each
-    resolving the key as the gateway does) races a freeze. Every charge that committed
-    was written before the freeze took the account row (its created_at precedes the
-    freeze's standing_changed_at and audit record); every attempt after it is refused
-    with account_frozen; the money charged is exactly what left the balance."""
+def test_no_usage_is_taken_after_a_racing_freeze_commits(account, api_key):
+    """R-ACC-8 / R-LED-6 / R-USE-6: a burst of one-by-one charges and of ingestion
+    (single events and batches, each resolving the key as the gateway does) races a
+    freeze. Every one-by-one charge that committed was written before the freeze took the
+    account row (its created_at precedes the freeze's standing_changed_at and audit
+    record); no ingestion request that started after the freeze committed was accepted
+    (each batch all or nothing: one standing per request); every attempt after it is
+    refused with account_frozen; everything accepted is settled and the money charged is
+    exactly what left the balance."""
     from django.contrib.contenttypes.models import ContentType
 
     from core.models import AuditRecord
 
     credit_lot(account, cny("100"), channel="alipay", idempotency_key="L")
     started = threading.Event()
+    frozen_at = []  # monotonic time the freeze had committed by
 
     def work(i):
         if i == 0:  # the freeze, once the burst is under way
@@ -134,46 +159,61 @@ def test_no_charge_commits_after_a_racing_freeze(account, api_key):
             change_standing(
                 account, "freeze", reason="order", authority="Court", document_number="8"
             )
+            frozen_at.append(time.monotonic())
             return "froze"
-        charged = 0
+        charged, late = 0, []
         for n in range(400):
+            begun = time.monotonic()
             key = resolve_api_keys([api_key.raw])[api_key.raw]
             try:
                 if i % 3 == 0:
                     events = [UsageEvent(f"b{i}-{n}-{j}", key, "m", 10_000) for j in range(5)]
-                    rows = charge_usage_batch(events)
-                    codes = {r.error[0] for r in rows if r.error}
+                    rows = record_usage(events)
+                    codes = {r.code for r in rows if r.status == "error"}
                     if codes:
-                        assert codes == {"account_frozen"} and len(codes) == 1
-                        assert all(r.error for r in rows)  # the whole batch saw one standing
-                        return ("refused", charged)
+                        assert codes == {"account_frozen"}
+                        assert all(r.status == "error" for r in rows)  # one standing a batch
+                        return ("refused", charged, late)
                     charged += 5
+                    late.append(begun)
+                elif i % 3 == 1:
+                    (row,) = record_usage([UsageEvent(f"s{i}-{n}", key, "m", 10_000)])
+                    if row.status == "error":
+                        assert row.code == "account_frozen", row.code
+                        return ("refused", charged, late)
+                    charged += 1
+                    late.append(begun)
                 else:
-                    charge_usage(key, cny("0.01"), request_id=f"s{i}-{n}", model="m")
+                    charge_usage(key, cny("0.01"), request_id=f"c{i}-{n}", model="m")
                     charged += 1
             except LedgerError as exc:
                 assert exc.code == "account_frozen", exc.code
-                return ("refused", charged)
+                return ("refused", charged, late)
             if charged >= 5:
                 started.set()
-        return ("ran out", charged)
+        return ("ran out", charged, late)
 
     results, errors = run_threads(7, work)
     assert not errors, errors
     assert results[0] == "froze"
     assert all(r[0] == "refused" for r in results[1:]), results  # everyone met the freeze
+    # no ingestion request begun after the freeze had committed was accepted
+    assert all(begun < frozen_at[0] for r in results[1:] for begun in r[2])
     total = sum(r[1] for r in results[1:])
     assert Charge.objects.count() == total > 0
 
     account.refresh_from_db()
     assert account.standing == "frozen"
-    frozen_at = account.standing_changed_at
     audit = AuditRecord.objects.get(
         content_type=ContentType.objects.get_for_model(BalanceAccount),
         object_id=str(account.pk),
         action="freeze",
     )
-    last_charge = Charge.objects.order_by("-created_at").first().created_at
-    assert last_charge < frozen_at <= audit.at
+    one_by_one = Charge.objects.filter(request_id__startswith="c").order_by("-created_at")
+    assert one_by_one.exists()
+    assert one_by_one.first().created_at < account.standing_changed_at <= audit.at
+
+    run_settler(seconds=0)  # accepted before the freeze: billed, frozen or not
+    assert not Charge.objects.filter(transaction__isnull=True).exists()
     assert summary(account)["cash"] == cny("100").amount - total * cny("0.01").amount
-    assert_reconciled()
+    assert_books_exact()
