@@ -170,9 +170,19 @@ def test_batch_expiry_takes_only_the_unused_part_one_transaction_per_grant(accou
 
 
 def test_balance_summary_keys(account):
-    """R-LED-3: balance_summary returns Money for every bucket and available."""
+    """R-LED-3: balance_summary returns Money for every bucket, the pending (unsettled)
+    usage and available."""
     s = summary(account)
-    assert set(s) == {"cash", "trial", "discount", "hold", "arrears", "dispute_debt", "available"}
+    assert set(s) == {
+        "cash",
+        "trial",
+        "discount",
+        "hold",
+        "arrears",
+        "dispute_debt",
+        "pending",
+        "available",
+    }
     assert all(v == 0 for v in s.values())
 
 
