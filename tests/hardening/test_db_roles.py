@@ -31,8 +31,8 @@ def _connect():
 
 @pytest.fixture
 def app_role(account, api_key):
-    from billing.services.settlement import charge_usage
     from billing.services.ledger import credit_lot
+    from billing.services.settlement import charge_usage
     from tests.factories import cny
 
     credit_lot(account, cny("5"), channel="alipay", idempotency_key="L")

@@ -8,7 +8,6 @@ from django.utils import timezone
 
 from billing.models import Grant, LedgerAccount, LedgerTransaction, TxnKind
 from billing.services.authorization import authorize
-from billing.services.settlement import charge_usage
 from billing.services.ledger import (
     credit_lot,
     expire_grant,
@@ -17,6 +16,7 @@ from billing.services.ledger import (
     void_grant,
 )
 from billing.services.reconcile import reconcile
+from billing.services.settlement import charge_usage
 from tests.factories import cny
 
 pytestmark = pytest.mark.django_db

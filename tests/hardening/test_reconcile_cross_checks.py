@@ -5,9 +5,9 @@ import pytest
 from django.db import connection
 
 from billing.models import Charge, LedgerAccount
-from billing.services.settlement import charge_usage
 from billing.services.ledger import credit_lot
 from billing.services.reconcile import reconcile, reconcile_all
+from billing.services.settlement import charge_usage
 from tests.factories import UserFactory, cny
 
 pytestmark = pytest.mark.django_db
