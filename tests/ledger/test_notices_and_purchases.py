@@ -1,4 +1,7 @@
-"""Low-balance notices (R-USE-4) and prepaid purchases (R-USE-3)."""
+"""Low-balance notices (R-USE-4) and prepaid purchases (R-USE-3).
+
+Charges here go one by one (settlement.charge_usage: meter and settle at once); the
+notices of chunked settlement are in test_settlement_notices.py."""
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -6,9 +9,10 @@ from django.core.exceptions import ValidationError
 from accounts.services import set_low_balance_threshold
 from billing.models import Posting
 from billing.services.authorization import resolve_api_keys
-from billing.services.charging import UsageEvent, charge_usage, charge_usage_batch
 from billing.services.ledger import credit_lot, grant_funds
+from billing.services.metering import UsageEvent, record_usage
 from billing.services.purchases import InsufficientBalance, purchase_package
+from billing.services.settlement import charge_usage, run_settler
 from notices.models import Notice
 
 from .conftest import assert_reconciled, cny, later, summary
@@ -29,7 +33,7 @@ def test_low_balance_notice_once_per_crossing(user, account):
     charge_usage(account, cny("1"), request_id="c", model="m")  # 3.00: still below
     charge_usage(account, cny("1"), request_id="d", model="m")
     assert kinds(user) == ["low_balance"]
-    charge_usage(account, cny("1"), request_id="b", model="m")  # replay: nothing new
+    charge_usage(account, cny("2"), request_id="b", model="m")  # replay: nothing new
     assert kinds(user) == ["low_balance"]
     credit_lot(account, cny("10"), channel="alipay", idempotency_key="L2")  # 12.00
     charge_usage(account, cny("8"), request_id="e", model="m")  # 4.00: crossed again
@@ -46,12 +50,15 @@ def test_service_stopped_notice_when_balance_runs_out(user, account):
     assert kinds(user) == ["service_stopped"]
 
 
-def test_batch_sends_one_notice_per_crossing(user, account, api_key):
-    """R-USE-4: a batch of many calls crossing the threshold sends one notice."""
+def test_a_batch_settled_at_once_sends_one_notice_per_crossing(user, account, api_key):
+    """R-USE-4: a batch of many calls, metered and then settled in one chunk, crossing
+    the threshold sends one notice (none at ingestion: nothing moved yet)."""
     set_low_balance_threshold(account, cny("2.00"))
     credit_lot(account, cny("3"), channel="alipay", idempotency_key="L")
     ref = resolve_api_keys([api_key.raw])[api_key.raw]
-    charge_usage_batch([UsageEvent(f"e{i}", ref, "m", 100_000) for i in range(20)])
+    record_usage([UsageEvent(f"e{i}", ref, "m", 100_000) for i in range(20)])
+    assert kinds(user) == []
+    assert run_settler(seconds=0) == 20
     assert kinds(user) == ["low_balance"]
     assert summary(account)["cash"] == 1
 
