@@ -234,7 +234,8 @@ def expire_grant(grant: Grant, *, now=None) -> LedgerTransaction | None:
 def _settle_before_expiry(due, due_params, limit):
     """A grant pays for every event received before its expiry (R-USE-5): settle the
     pending usage of the accounts whose grants are about to be swept first (their own
-    transaction; the sweep itself locks bucket rows only). Settlement plans each event
+    transaction, skipping accounts another transaction holds, so the sweep never
+    waits; the sweep itself locks bucket rows only). Settlement plans each event
     with the grants that had not expired when it was received, so an event received
     after the expiry is not paid by the grant even if it settles before the sweep."""
     from django.db import connection
@@ -251,7 +252,7 @@ def _settle_before_expiry(due, due_params, limit):
         )
         owners = [row[0] for row in cur.fetchall()]
     if owners:
-        settle_accounts(owners)
+        settle_accounts(owners, skip_locked=True)
 
 
 def expire_due_grants(*, now=None, limit: int = 5000) -> int:
@@ -272,6 +273,14 @@ def expire_due_grants(*, now=None, limit: int = 5000) -> int:
     due = "state = %s AND remaining_micro > 0 AND expires_at <= %s"
     due_params = [GrantState.ACTIVE, now]
     _settle_before_expiry(due, due_params, limit)
+    # A grant is swept only once every event received before its expiry is settled
+    # (R-USE-5): an account the settlement above skipped (busy) keeps its grant until
+    # a later run, instead of the sweep waiting for it.
+    due += (
+        " AND NOT EXISTS (SELECT 1 FROM billing_charge c"
+        " WHERE c.account_id = billing_grant.account_id AND c.transaction_id IS NULL"
+        " AND c.created_at < billing_grant.expires_at)"
+    )
     lock = " FOR UPDATE OF la SKIP LOCKED" if connection.vendor == "postgresql" else ""
     with transaction.atomic(), connection.cursor() as cur:
         # Lock the bucket row of each of the soonest due grants: only the grant's own

@@ -220,17 +220,18 @@ def settle_chunk(limit=None, *, now=None) -> int:
     return retry_transaction(run, label="settle")
 
 
-def settle_accounts(owner_ids) -> int:
-    """Settle all pending usage of these accounts now, in its own transaction (waits for
-    their locks). For readers that need exact figures without moving money, and for the
-    grant expiry sweep, which locks bucket rows only."""
+def settle_accounts(owner_ids, *, skip_locked=False) -> int:
+    """Settle all pending usage of these accounts now, in its own transaction (waiting for
+    their locks, or with `skip_locked` leaving out accounts another transaction holds).
+    For readers that need exact figures without moving money, and for the grant expiry
+    sweep, which locks bucket rows only."""
     owner_ids = sorted(set(owner_ids))
     if not owner_ids or not has_pending(owner_ids):
         return 0
 
     def run():
         with transaction.atomic(durable=not connection.in_atomic_block):
-            locked = lock_buckets(owner_ids, settle=False)
+            locked = lock_buckets(owner_ids, settle=False, skip_locked=skip_locked)
             return settle_locked(locked)
 
     if connection.in_atomic_block:

@@ -99,7 +99,8 @@ def test_ingestion_and_settlement_racing_one_account_never_overspend(account, ap
     s = summary(account)
     assert s["cash"] == 0 and s["arrears"] == Decimal("0.03") * 220 - Decimal("5.00")
     assert sum(c.cash_micro for c in Charge.objects.all()) == 5_000_000
-    assert assert_books_exact() > 20  # one transaction per charge_usage, and the chunks
+    # one transaction per charge_usage, plus the chunks that found events still pending
+    assert assert_books_exact() >= 20
 
 
 def test_concurrent_top_up_replays_make_one_lot(account):
@@ -197,12 +198,6 @@ def test_expiry_skips_accounts_busy_in_another_transaction(account):
     assert_reconciled()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="billing.services.ledger._settle_before_expiry calls settle_accounts, which waits"
-    " for the account's locks (no SKIP LOCKED): the sweep waits for a busy account that has"
-    " pending usage instead of skipping it",
-)
 def test_expiry_does_not_wait_for_a_busy_account_with_pending_usage(account, api_key):
     """R-LED-6 / R-USE-5: the expiry sweep never waits on a transaction in flight, also
     when the busy account has pending usage to settle before its grant expires: that
