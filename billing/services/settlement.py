@@ -204,16 +204,18 @@ def settle_chunk(limit=None, *, now=None) -> int:
     limit = limit or chunk_size()
 
     def run():
+        # read before the transaction: an idle poll opens none (on SQLite a transaction
+        # would take the database's write lock)
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT DISTINCT account_id FROM (SELECT account_id FROM billing_charge"
+                " WHERE transaction_id IS NULL ORDER BY id LIMIT %s) AS oldest",
+                [limit],
+            )
+            owners = [row[0] for row in cur.fetchall()]
+        if not owners:
+            return 0
         with transaction.atomic(durable=True):
-            with connection.cursor() as cur:
-                cur.execute(
-                    "SELECT DISTINCT account_id FROM (SELECT account_id FROM billing_charge"
-                    " WHERE transaction_id IS NULL ORDER BY id LIMIT %s) AS oldest",
-                    [limit],
-                )
-                owners = [row[0] for row in cur.fetchall()]
-            if not owners:
-                return 0
             locked = lock_buckets(owners, settle=False, skip_locked=True)
             return settle_locked(locked, limit=limit, now=now)
 
