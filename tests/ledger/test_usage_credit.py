@@ -196,3 +196,37 @@ def test_other_users_events_stay_theirs(account, finance):
     credit_back_usage(mine, actor=finance, reason="x")
     assert summary(account)["available"] == cny("2").amount
     assert summary(other)["available"] == cny("1").amount
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_concurrent_credit_backs_move_the_money_once():
+    """R-LED-5 / R-LED-6: two staff crediting back the same event at the same moment:
+    one transaction, both get it, the balance moves once."""
+    from .conftest import run_threads
+
+    account = UserFactory().balance_account
+    staff = [
+        grant(StaffFactory(), "billing.view_charge", "billing.credit_back_usage") for _ in range(2)
+    ]
+    credit_lot(account, cny("5"), channel="alipay", idempotency_key="race-lot")
+    charge = charge_usage(account, cny("2"), request_id="race", model="m")
+    results, errors = run_threads(
+        2, lambda i: credit_back_usage(charge, actor=staff[i], reason=f"race {i}").pk
+    )
+    assert not errors and len(set(results)) == 1
+    assert LedgerTransaction.objects.filter(kind="usage_credit").count() == 1
+    assert summary(account)["cash"] == cny("5").amount
+    assert_reconciled(account)
+
+
+@pytest.mark.postgres
+def test_pending_filter_is_served_by_the_partial_index(account):
+    """R-USE-5: the admin's pending filter (transaction IS NULL, newest first) matches
+    the partial index billing_charge_pending, so it never walks the settled history."""
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("SET LOCAL enable_seqscan = off")
+    plan = Charge.objects.filter(transaction__isnull=True).order_by("-id")[:50].explain()
+    assert "billing_charge_pending" in plan
