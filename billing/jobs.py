@@ -61,16 +61,18 @@ def grant_expired_notices(now, batch_size):
     "settle_usage",
     schedule=60,
     batch_size=5000,  # events per chunk
-    max_batches=1,  # one call keeps settling for USAGE_SETTLER_SECONDS
-    lease_seconds=120,
-    description="Settle metered usage against balances, continuously (seconds behind).",
+    max_batches=1000,
+    description="Settle pending metered usage; restart the continuous settler if it died.",
 )
 def settle_usage(now, batch_size):
-    """R-USE-5: chunk after chunk of pending usage events; beat starts a run a minute
-    and each run keeps going for settings.USAGE_SETTLER_SECONDS, so settlement is
-    seconds behind ingestion. Returns the events settled."""
-    from django.conf import settings
+    """R-USE-5: the watchdog of the continuous settler (billing.tasks): settles one chunk
+    of what is pending per batch (the runner calls again until a chunk comes back short)
+    and queues the continuous settler when its chain is not alive. Returns the events
+    settled."""
+    from .services.settlement import settle_chunk
+    from .tasks import start_chain
 
-    from .services.settlement import run_settler
-
-    return run_settler(seconds=settings.USAGE_SETTLER_SECONDS, chunk=batch_size)
+    settled = settle_chunk(batch_size)
+    if settled < batch_size:
+        start_chain()
+    return settled
