@@ -202,12 +202,22 @@ class LedgerTransactionAdmin(LargeTableAdminMixin, AccountSearch, AccountColumns
         "actor",
         "created_at",
         "posting_list",
+        "event_list",
     )
     readonly_fields = fields
 
     @admin.display(description=_("Posting list"))
     def posting_list(self, obj):
         return postings_link("transaction", obj.pk)
+
+    @admin.display(description=_("Usage events"))
+    def event_list(self, obj):
+        """A usage transaction settles many events (one per account per settler chunk):
+        the event list filtered to it (Charge.transaction is indexed)."""
+        if obj.kind != "usage":
+            return "—"
+        url = reverse("admin:billing_charge_changelist") + f"?transaction__id__exact={obj.pk}"
+        return format_html('<a href="{}">{}</a>', url, gettext("Events settled here"))
 
 
 @admin.action(

@@ -120,6 +120,21 @@ def test_event_page_shows_times_parts_and_links_to_what_paid(client, finance, ac
     assert 'id="credit-back"' in body
 
 
+def test_a_usage_transaction_links_the_events_it_settled(admin_client, account, api_key):
+    """R-USE-5: one usage transaction settles several events; its page links the event
+    list filtered to it, which shows exactly those events."""
+    from billing.services.settlement import run_settler
+
+    credit_lot(account, cny("5"), channel="alipay", idempotency_key="lot")
+    _record(api_key, "t-1", "t-2")
+    run_settler(seconds=0)
+    txn = Charge.objects.get(request_id="t-1").transaction_id
+    page = admin_client.get(reverse("admin:billing_ledgertransaction_change", args=[txn]))
+    link = reverse(LIST) + f"?transaction__id__exact={txn}"
+    assert link in page.content.decode()
+    assert _ids(admin_client.get(link)) == {"t-1", "t-2"}
+
+
 def test_credit_back_from_the_admin_asks_a_reason_and_links_the_credit(
     client, admin_client, finance, account
 ):
