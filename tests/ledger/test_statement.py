@@ -312,3 +312,31 @@ def test_a_credited_back_event_is_marked_on_the_statement(signed_in, user, accou
     assert page.count('class="credited"') == 1 and _rows_kind(page, "usage_credit") == 1
     assert "outage" not in page  # the reason stays with staff
     assert '<span class="money" title="¥1.000000">¥1.00</span>' in page
+
+
+def test_events_page_and_csv_cost_the_same_queries_for_more_events(
+    signed_in, user, account, django_assert_max_num_queries
+):
+    """No N+1: a line's events page and the CSV export run a fixed number of queries
+    whether the lines hold 2 events or 40."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    _key, raw = create_api_key(user, name="k")
+    credit_lot(account, cny("50"), channel="alipay", idempotency_key="n1-lot")
+
+    def measure(prefix, n):
+        _meter([raw], [(f"{prefix}-{i}", raw, 10_000) for i in range(n)])
+        _settle()
+        txn = Charge.objects.get(request_id=f"{prefix}-0").transaction_id
+        with CaptureQueriesContext(connection) as page:
+            assert signed_in.get(reverse("billing:usage_events", args=[txn])).status_code == 200
+        with CaptureQueriesContext(connection) as export:
+            response = signed_in.get(reverse("billing:statement_csv"))
+            rows = b"".join(response.streaming_content).decode().splitlines()
+        return len(page.captured_queries), len(export.captured_queries), len(rows)
+
+    small = measure("small", 2)
+    large = measure("large", 40)
+    assert large[:2] == small[:2]
+    assert large[2] == small[2] + 40  # one row per event
