@@ -7,6 +7,7 @@ class BillingConfig(AppConfig):
     verbose_name = "Billing and ledger"
 
     def ready(self):
+        from . import metrics  # noqa: F401 - registers the metering gauges
         from .chart import on_post_migrate
 
         post_migrate.connect(on_post_migrate, sender=self, dispatch_uid="billing_chart")
