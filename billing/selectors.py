@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 
+from django.db import connection
 from django.db.models import Count, Exists, F, OuterRef, Sum, Window
 from django.db.models.functions import RowNumber, TruncDate
 from django.utils import timezone
@@ -163,33 +164,63 @@ def _key_events(account, api_key):
     return events
 
 
-def _attach_events(lines: dict, account, api_key, cap=EVENTS_PER_LINE):
-    """The first `cap` events of each usage line and how many it has, in ONE query
-    (a window per transaction), and which of them were credited back (one more)."""
-    usage = [pk for pk, line in lines.items() if line.transaction.kind == TxnKind.USAGE]
-    if not usage:
-        return
-    ranked = (
+def _first_events(account, txn_ids, api_key, cap) -> list[tuple[int, int]]:
+    """(event id, how many events its line has) for the first `cap` events of each line.
+
+    PostgreSQL: per line one probe of the transaction index for `cap` events and one
+    index-only count (LATERAL): a line of 5,000 events costs a count, not 5,000 rows
+    read. Without an ORDER BY: the index on transaction_id alone cannot give the lowest
+    ids without reading and sorting every event of the line (measured 0.86 s for 50
+    lines of 1,000 events, against 25 ms), so these are the first the index holds
+    (in practice the earliest; they are shown in id order, and the line's own page
+    lists every event in id order). The transaction ids come from the account's own
+    statement, and a settlement transaction holds only its account's events.
+    Elsewhere a window over the lines' events."""
+    if connection.vendor == "postgresql":
+        key = " AND api_key_id = %s" if api_key is not None else ""
+        keys = [api_key.pk] if api_key is not None else []
+        sql = (
+            "SELECT c.id, n.total FROM unnest(%s::bigint[]) AS t(id)"  # noqa: S608 (constant)
+            " CROSS JOIN LATERAL (SELECT id FROM billing_charge"
+            f" WHERE transaction_id = t.id{key} LIMIT %s) c"
+            " CROSS JOIN LATERAL (SELECT COUNT(*) AS total FROM billing_charge"
+            f" WHERE transaction_id = t.id{key}) n"
+        )
+        ids = "{" + ",".join(str(int(pk)) for pk in txn_ids) + "}"
+        with connection.cursor() as cur:
+            cur.execute(sql, [ids, *keys, cap, *keys])
+            return cur.fetchall()
+    return list(
         _key_events(account, api_key)
-        .filter(transaction_id__in=usage)
-        .select_related("api_key")
+        .filter(transaction_id__in=txn_ids)
         .annotate(
             rank=Window(RowNumber(), partition_by=[F("transaction_id")], order_by=F("id").asc()),
             total=Window(Count("id"), partition_by=[F("transaction_id")]),
         )
         .filter(rank__lte=cap)
-        .order_by("transaction_id", "id")
+        .values_list("id", "total")
     )
-    shown = []
-    for event in ranked:
-        line = lines[event.transaction_id]
-        line.events.append(event)
-        line.event_count = event.total
-        shown.append(event)
+
+
+def _attach_events(lines: dict, account, api_key, cap=EVENTS_PER_LINE):
+    """The first `cap` events of each usage line and how many it has (two queries
+    whatever the lines hold), and which of them were credited back (one more)."""
+    usage = [pk for pk, line in lines.items() if line.transaction.kind == TxnKind.USAGE]
+    if not usage:
+        return
+    totals = dict(_first_events(account, usage, api_key, cap))
+    if not totals:
+        return
+    shown = list(
+        Charge.objects.filter(pk__in=list(totals)).select_related("api_key").order_by("id")
+    )
     from .services.usage_credits import credits_for
 
     credited = credits_for([e.pk for e in shown])
     for event in shown:
+        line = lines[event.transaction_id]
+        line.events.append(event)
+        line.event_count = totals[event.pk]
         event.credit_id = credited.get(event.pk)
         event.paid = paid_by(event.split)
 

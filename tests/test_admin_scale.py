@@ -15,8 +15,8 @@ from django.urls import reverse
 
 from billing.chart import platform_account_id
 from billing.models import AccountKind, Charge, LedgerAccount, Posting
-from billing.services.settlement import charge_usage
 from billing.services.ledger import credit_lot, grant_funds
+from billing.services.settlement import charge_usage
 from core.admin_paging import ApproxCount, LargeTableAdminMixin, LargeTablePaginator
 from tests.factories import UserFactory, cny
 

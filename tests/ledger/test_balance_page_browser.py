@@ -2,8 +2,8 @@
 
 import pytest
 
-from billing.services.settlement import charge_usage
 from billing.services.ledger import credit_lot, grant_funds
+from billing.services.settlement import charge_usage
 from tests.factories import PASSWORD, UserFactory
 
 from .conftest import cny, later

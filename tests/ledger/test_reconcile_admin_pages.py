@@ -160,7 +160,7 @@ def test_balance_page_shows_buckets_rounded_with_exact_title(
     charge_usage(account, cny("1.234567"), request_id="r1", model="gpt-x")
     charge_usage(account, cny("0.000005"), request_id="r2", model="gpt-x")
     client.login(email=user.email, password=PASSWORD)
-    with django_assert_max_num_queries(15):  # fixed: see tests/ledger/test_statement.py
+    with django_assert_max_num_queries(16):  # fixed: see tests/ledger/test_statement.py
         resp = client.get(reverse("billing:balance"))
     html = resp.content.decode()
     assert resp.status_code == 200

@@ -35,9 +35,10 @@ def signed_in(client, user):
 
 
 # session, user, language, notices, buckets, money figures, the page of lines, their
-# postings, their events (one window query), which events were credited back, lots,
-# grants, the chart's two sums, keys: the same however many lines and events
-BALANCE_PAGE_QUERIES = 15
+# postings, their first events (ids and counts, then the rows), which events were
+# credited back, lots, grants, the chart's two sums, keys: the same however many lines
+# and events
+BALANCE_PAGE_QUERIES = 16
 
 
 def _rows(response):
