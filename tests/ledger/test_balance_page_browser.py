@@ -77,3 +77,66 @@ def test_admin_void_grant_flow_in_browser(page):
     assert "Voided 1 grant" in page.locator(".messagelist").inner_text()
     assert Grant.objects.get(pk=g.pk).state == "voided"
     assert reconcile(owner.balance_account).ok
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("language,locale", [("zh-hans", "zh-CN"), ("en", "en-US")])
+def test_events_of_a_line_and_pending_calls_on_a_phone(browser, live_server, language, locale):
+    """R-USE-5 / R-ADM-6: a settlement of many calls shows its first calls and a link to
+    the rest, pending calls are listed and taken off available; both pages pass axe-core
+    and fit a 390 px screen, in Chinese and in English."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    from accounts.services import create_api_key
+    from billing.selectors import EVENTS_PER_LINE
+    from billing.services.authorization import resolve_api_keys
+    from billing.services.metering import UsageEvent, record_usage
+    from billing.services.settlement import run_settler
+
+    user = UserFactory(language=language)
+    account = user.balance_account
+    credit_lot(account, cny("20.00"), channel="alipay", idempotency_key="L")
+    _key, raw = create_api_key(user, name="phone")
+    ref = resolve_api_keys([raw])[raw]
+    record_usage([UsageEvent(f"line-{n}", ref, "qwen-max", 100_000) for n in range(8)])
+    run_settler(seconds=0)
+    record_usage([UsageEvent(f"wait-{n}", ref, "qwen-max", 500_000) for n in range(2)])
+
+    context = browser.new_context(
+        base_url=live_server.url, locale=locale, viewport={"width": 390, "height": 844}
+    )
+    page = context.new_page()
+    page.set_default_timeout(15000)
+    axe = Axe()
+    try:
+        page.goto("/login/?next=/billing/")
+        page.fill("input[name=username]", user.email)
+        page.fill("input[name=password]", PASSWORD)
+        page.click("main form [type=submit]")
+        page.wait_for_url("**/billing/")
+        # 20 − 0.80 settled − 1.00 pending
+        assert page.locator("#available .money").get_attribute("title") == "¥18.200000"
+        assert page.locator("#pending-events .pending-event").count() == 2
+        assert page.locator("#statement li.event").count() == EVENTS_PER_LINE
+        pages = {"balance-events": page.url}
+        page.click("#statement a.more-events")
+        page.wait_for_selector("#line-events")
+        assert page.locator("#line-events li.event").count() == 8
+        pages["line-events"] = page.url
+        problems = []
+        for name, url in pages.items():
+            page.goto(url)
+            serious = [
+                v
+                for v in axe.run(page).response["violations"]
+                if v["impact"] in {"serious", "critical"}
+            ]
+            if serious:
+                problems.append(f"{name} [{language}]: {[v['id'] for v in serious]}")
+            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            if overflow > 1:
+                problems.append(f"{name} [{language}]: scrolls sideways by {overflow}px")
+        assert not problems, problems
+    finally:
+        context.close()
