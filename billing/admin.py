@@ -510,6 +510,9 @@ def split_html(split):
     return format_html("<ul>{}</ul>", format_html_join("", "{}", ((p,) for p in parts)))
 
 
+RUN_NOW_SECONDS = 10
+
+
 @admin.register(Charge)
 class ChargeAdmin(LargeTableAdminMixin, AccountSearch, AccountColumns, ReadOnlyAdmin):
     """One row per usage event (R-USE-1, R-USE-5): pending until the settler gives it its
@@ -602,7 +605,10 @@ class ChargeAdmin(LargeTableAdminMixin, AccountSearch, AccountColumns, ReadOnlyA
 
         if not request.user.has_perm("billing.settle_usage"):
             raise PermissionDenied
-        settled = run_settler(seconds=0)
+        # drain the backlog, but never hold the request longer than RUN_NOW_SECONDS: while
+        # the gateway keeps sending, "until nothing is pending" might never come
+        deadline = time.monotonic() + RUN_NOW_SECONDS
+        settled = run_settler(seconds=0, stop=lambda: time.monotonic() > deadline)
         self.message_user(
             request,
             ngettext(

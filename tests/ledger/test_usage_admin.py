@@ -213,3 +213,18 @@ def test_charge_list_queries_do_not_grow(client, finance, account, django_assert
         charge_usage(account, cny("0.1"), request_id=f"b-{n}", model="m")
     with django_assert_max_num_queries(charge_list_queries()):
         assert client.get(reverse(LIST), {"state": "settled"}).status_code == 200
+
+
+def test_run_now_stops_at_its_time_limit(client, finance, account, api_key, monkeypatch):
+    """A Run-now holds the request at most RUN_NOW_SECONDS (ingestion may never let the
+    backlog reach zero): past the limit it stops after the chunk in hand and reports it."""
+    from billing import admin as billing_admin
+
+    credit_lot(account, cny("5"), channel="alipay", idempotency_key="lot")
+    _record(api_key, "p-1", "p-2")
+    monkeypatch.setattr(billing_admin, "RUN_NOW_SECONDS", -1)
+    monkeypatch.setattr("billing.services.settlement.chunk_size", lambda: 1)
+    client.force_login(finance)
+    response = client.post(reverse("admin:billing_charge_settle"), follow=True)
+    assert "Settled 1 pending usage event." in response.content.decode()
+    assert Charge.objects.filter(transaction__isnull=True).count() == 1
