@@ -29,9 +29,10 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from ..micro import from_micro, to_micro
@@ -263,16 +264,41 @@ def run_settler(*, seconds=0.0, chunk=None, idle_sleep=None, stop=None) -> int:
     )
     deadline = time.monotonic() + seconds
     total = 0
-    while True:
-        done = settle_chunk(chunk)
-        total += done
-        if stop is not None and stop():
-            return total
-        if done:
-            continue
-        if time.monotonic() >= deadline:
-            return total
-        time.sleep(idle)
+    with _index_scans():
+        while True:
+            done = settle_chunk(chunk)
+            total += done
+            if stop is not None and stop():
+                return total
+            if done:
+                continue
+            if time.monotonic() >= deadline:
+                return total
+            time.sleep(idle)
+
+
+@contextmanager
+def _index_scans():
+    """PostgreSQL: no bitmap scans on the settler's connection while it runs.
+
+    The pending indexes keep an entry for every event settled since the last VACUUM. A
+    bitmap scan visits the table for each of them on every step (an idle poll took
+    250 ms with 600,000 settled entries); an index scan marks them dead the first time
+    and skips them afterwards (3 ms). Reset at the end: a Celery worker's connection
+    serves other jobs too. Inside a transaction (tests) nothing is changed."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        yield
+        return
+    with connection.cursor() as cur:
+        cur.execute("SET enable_bitmapscan = off")
+    try:
+        yield
+    finally:
+        try:
+            with connection.cursor() as cur:
+                cur.execute("RESET enable_bitmapscan")
+        except DatabaseError:  # the connection broke meanwhile: the setting went with it
+            pass
 
 
 def pending_summary() -> dict:
