@@ -16,7 +16,7 @@ from djmoney.money import Money
 
 from accounts.models import ApiKeyState, Standing
 from accounts.selectors import gateway_keys
-from accounts.services import mark_api_key_used
+from accounts.services import API_KEY_USE_GRANULARITY, mark_api_key_used
 
 from ..micro import from_micro, to_micro
 from .engine import LedgerError
@@ -99,16 +99,32 @@ SELECT
 """
 
 
-def money_figures(account_id, now=None) -> tuple[int, int, int]:
+# authorize on PostgreSQL: the key's last use is stamped in the same round trip as the
+# figures are read (accounts.services.mark_api_key_used's rule: at most once a minute),
+# and that commit does not wait for the WAL flush: a last-used time lost in a crash is
+# harmless, and a flush per answer would bound authorize by the disk's fsync rate.
+_MARK_USED = """
+WITH used AS (
+    UPDATE accounts_apikey SET last_used_at = %(now)s
+     WHERE id = %(k)s AND (last_used_at IS NULL OR last_used_at < %(since)s)
+    RETURNING set_config('synchronous_commit', 'off', true)
+)
+"""
+
+
+def money_figures(account_id, now=None, *, mark_key_id=None) -> tuple[int, int, int]:
     """(spendable, arrears, unsettled) in micro-units for one account, one query:
     spendable excludes grants past their expiry, arrears is what the account owes,
-    unsettled is the usage received and not settled yet."""
-    params = {
-        "a": account_id,
-        "now": connection.ops.adapt_datetimefield_value(now or timezone.now()),
-    }
+    unsettled is the usage received and not settled yet. With `mark_key_id`
+    (PostgreSQL, outside a transaction) the same statement records that key's use."""
+    now = now or timezone.now()
+    params = {"a": account_id, "now": connection.ops.adapt_datetimefield_value(now)}
+    sql = _FIGURES
+    if mark_key_id is not None:
+        params.update(k=mark_key_id, since=now - API_KEY_USE_GRANULARITY)
+        sql = _MARK_USED + _FIGURES
     with connection.cursor() as cur:
-        cur.execute(_FIGURES, params)
+        cur.execute(sql, params)
         spendable, arrears, dead, unsettled = cur.fetchone()
     return int(spendable) - int(dead), -int(arrears), int(unsettled)
 
@@ -124,9 +140,12 @@ def authorize(api_key) -> Authorization:
     """
     if api_key is None:
         return Authorization(False, "unknown_api_key", from_micro(0))
-    mark_api_key_used(api_key.pk)
     standing = api_key.standing if isinstance(api_key, KeyRef) else api_key.account.standing
-    spendable, arrears, unsettled = money_figures(api_key.account_id)
+    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+        spendable, arrears, unsettled = money_figures(api_key.account_id, mark_key_id=api_key.pk)
+    else:
+        mark_api_key_used(api_key.pk)
+        spendable, arrears, unsettled = money_figures(api_key.account_id)
     left = spendable - arrears - unsettled
     available = from_micro(max(0, left))
     code = consumption_refusal(api_key.state, standing)
