@@ -2,7 +2,7 @@
 set-based, SKIP LOCKED) against a plain UPDATE of the same grant rows.
 
 Target (README, "Benchmarks"): within 5× the time of the plain UPDATE. Runs on the bench
-accounts of bench_ledger with BENCH_GRANTS due grants (default 50,000).
+accounts of bench/seed.py with BENCH_GRANTS due grants (default 50,000).
 """
 
 from __future__ import annotations
@@ -66,9 +66,9 @@ def _seed_due_grants(n):
 
 
 def run():
-    from bench_ledger import seed as seed_accounts
     from django.db import connection, transaction
     from django.utils import timezone
+    from seed import seed as seed_accounts
 
     from billing.models import Grant
     from billing.services.ledger import expire_due_grants

@@ -1,4 +1,4 @@
-"""Shared benchmark plumbing: pgbench baseline, a gunicorn server, timing helpers."""
+"""Shared benchmark plumbing: pgbench baseline, a web server, timing helpers."""
 
 from __future__ import annotations
 
@@ -74,14 +74,71 @@ def pgbench_tps(seconds=12, clients=8) -> float:
     return _pgbench_cache["tps"]
 
 
-class Gunicorn:
-    """gunicorn serving the project on 127.0.0.1:8101 for the duration of a `with`."""
+SERVER_KINDS = ("sync", "gthread", "granian")
 
-    def __init__(self, workers=6, extra_env=None, threads=1):
-        self.workers = workers
-        self.threads = threads
+
+class WebServer:
+    """The project served on 127.0.0.1:8101 for the duration of a `with`.
+
+    kind: `sync` (gunicorn sync workers: one request at a time, the connection closed
+    after each), `gthread` (gunicorn threads with keep-alive) or `granian` (Rust HTTP
+    server, WSGI interface, keep-alive; only if the package is installed)."""
+
+    def __init__(self, kind="sync", workers=6, threads=1, extra_env=None):
+        if kind not in SERVER_KINDS:
+            raise ValueError(f"server kind {kind!r}: one of {SERVER_KINDS}")
+        self.kind, self.workers, self.threads = kind, workers, threads
         self.extra_env = extra_env or {}
         self.proc = None
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def label(self):
+        if self.kind == "sync":
+            return f"gunicorn sync x{self.workers}"
+        name = "gunicorn gthread" if self.kind == "gthread" else self.kind
+        return f"{name} x{self.workers}t{self.threads}"
+
+    def _argv(self):
+        bindir = Path(sys.executable).parent
+        if self.kind == "granian":
+            return [
+                str(bindir / "granian"),
+                "--interface",
+                "wsgi",
+                "config.wsgi:application",
+                "--host",
+                HOST,
+                "--port",
+                str(PORT),
+                "--workers",
+                str(self.workers),
+                "--blocking-threads",
+                str(self.threads),
+                "--backlog",
+                "256",
+                "--no-ws",
+                "--log-level",
+                "warning",
+            ]
+        argv = [
+            str(bindir / "gunicorn"),
+            "config.wsgi",
+            "-b",
+            f"{HOST}:{PORT}",
+            "-w",
+            str(self.workers),
+            "--preload",  # import Django once, before forking the workers
+            "--backlog",
+            "256",
+            "--log-level",
+            "warning",
+        ]
+        if self.kind == "gthread":
+            argv += ["-k", "gthread", "--threads", str(self.threads), "--keep-alive", "30"]
+        return argv
 
     def __enter__(self):
         try:
@@ -98,30 +155,7 @@ class Gunicorn:
             ALLOWED_HOSTS="127.0.0.1,localhost",
             **self.extra_env,
         )
-        gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-        self.proc = subprocess.Popen(
-            [
-                gunicorn,
-                "config.wsgi",
-                "-b",
-                f"{HOST}:{PORT}",
-                "-w",
-                str(self.workers),
-                "--preload",  # import Django once, before forking the workers
-                "--backlog",
-                "256",
-                *(
-                    ["-k", "gthread", "--threads", str(self.threads), "--keep-alive", "30"]
-                    if self.threads > 1
-                    else []
-                ),
-                "--log-level",
-                "warning",
-            ],
-            cwd=ROOT,
-            env=env,
-            start_new_session=True,
-        )
+        self.proc = subprocess.Popen(self._argv(), cwd=ROOT, env=env, start_new_session=True)
         deadline = time.time() + 30
         while time.time() < deadline:
             try:
@@ -129,10 +163,10 @@ class Gunicorn:
                 return self
             except OSError:
                 if self.proc.poll() is not None:
-                    raise RuntimeError("gunicorn exited during start-up")
+                    raise RuntimeError(f"{self.kind} server exited during start-up")
                 time.sleep(0.2)
         self.__exit__(None, None, None)
-        raise RuntimeError("gunicorn did not start")
+        raise RuntimeError(f"{self.kind} server did not start")
 
     def __exit__(self, *exc):
         if self.proc and self.proc.poll() is None:

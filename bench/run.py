@@ -1,9 +1,13 @@
 """Run every bench/bench_*.py (each has `run() -> list[dict]`) and print one table.
 
-Each row: benchmark, metric, value, target, ok. Exit status 1 if a row fails.
+Each row: benchmark, metric, value, target, ok; after the table, one line of JSON with
+the same figures ({benchmark: {metric: value}}; a row's `raw` figure when it has one).
+Exit status 1 if a row fails. Arguments pick benchmarks by name (`usage`, `admin`, …);
+`ledger` is the old name of `usage`.
 """
 
 import importlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -21,7 +25,8 @@ def main(argv):
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)  # the bench database may be fresh
-    only = set(argv)
+    aliases = {"ledger": "usage", "bench_ledger": "usage"}
+    only = {aliases.get(a, a) for a in argv}
     rows = []
     for path in sorted(HERE.glob("bench_*.py")):
         name = path.stem
@@ -30,7 +35,7 @@ def main(argv):
         print(f"== {name}", flush=True)
         module = importlib.import_module(name)
         rows += module.run()
-    widths = [28, 40, 18, 14, 4]
+    widths = [12, 44, 26, 10, 3]
     header = ["benchmark", "metric", "value", "target", "ok"]
     print()
     print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
@@ -47,6 +52,11 @@ def main(argv):
             {True: "yes", False: "NO", None: ""}[ok],
         ]
         print("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)))
+    figures: dict = {}
+    for row in rows:
+        figures.setdefault(row["bench"], {})[row["metric"]] = row.get("raw", row["value"])
+    print()
+    print(json.dumps(figures, default=str, ensure_ascii=False))
     return 1 if failed else 0
 
 

@@ -1,0 +1,876 @@
+"""Metering over real HTTP (issue 14, "Benchmarks"): every figure from one run on one
+database, next to `pgbench -N -c 8` on that database.
+
+Phases, in order (each with the CPU share of every process group, bench/cpu.py):
+  batch-zipf, batch-uniform  1,000-event batches over the 10,000 bench accounts
+                             (Zipf s=1.1 and uniform), no settler running: what
+                             ingestion alone can take;
+  drain                      one `manage.py settle_usage` settles that backlog (the
+                             settler's own speed, events/s);
+  single, authorize          8 clients, one event / one authorize per request, with
+                             one settler running as in production;
+  lag-1, lag-2               batch ingestion flat out (Zipf) plus prepaid accounts that
+                             run dry (a gateway that authorizes, then reports), with 1
+                             and then 2 settler processes (`manage.py settle_usage
+                             --seconds N`, started and connected before traffic, as a
+                             running Celery settler would be): lag from an event's commit
+                             (the client got `accepted`) to its settled_at, and the
+                             pending count sampled every 0.5 s;
+  lag-paced-R                the same at a steady R events/s (100-event batches; R =
+                             BENCH_LAG_RATE, default half the drain rate): the lag when
+                             settlement has the CPU to keep up;
+then the books: reconcile (cache == ledger, postings sum to zero), every event settled
+exactly once, settled usage == revenue and every part == its postings, to the micro.
+
+This machine's PostgreSQL runs with autovacuum off (a CI setting): the bench VACUUMs
+the tables settlement rewrites before each phase, as autovacuum would.
+
+Env: BENCH_SECONDS (12), BENCH_LAG_SECONDS (20), BENCH_BATCH_CLIENTS (3), BENCH_SERVER
+(sync | gthread | granian), BENCH_WORKERS, BENCH_THREADS, BENCH_SETTLERS ("1,2"),
+BENCH_LAG_RATE, BENCH_SETTINGS=lean (the lean-middleware experiment,
+bench/lean_settings.py), BENCH_PHASES (comma list, to run a subset while tuning).
+"""
+
+from __future__ import annotations
+
+import http.client
+import itertools
+import json
+import multiprocessing as mp
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+import uuid
+
+from common import HOST, PORT, ROOT, WebServer, database_url, percentile, pgbench_tps
+from cpu import CpuMeter, share_text
+from seed import N_ACCOUNTS, create_accounts, raw_key, seed
+
+SECONDS = float(os.environ.get("BENCH_SECONDS", "12"))
+LAG_SECONDS = float(os.environ.get("BENCH_LAG_SECONDS", "20"))
+CLIENTS = 8
+BATCH = 1000
+BATCH_CLIENTS = int(os.environ.get("BENCH_BATCH_CLIENTS", "3"))
+SERVER = os.environ.get("BENCH_SERVER", "sync")
+WORKERS = int(os.environ.get("BENCH_WORKERS", "8"))
+THREADS = int(os.environ.get("BENCH_THREADS", "1" if SERVER == "sync" else "4"))
+SETTLERS = [int(x) for x in os.environ.get("BENCH_SETTLERS", "1,2").split(",") if x]
+LAG_RATE = float(os.environ.get("BENCH_LAG_RATE", "0"))  # 0: half the settler's drain rate
+PACED_BATCH = 100
+LEAN = os.environ.get("BENCH_SETTINGS") == "lean"
+PHASES = set(filter(None, os.environ.get("BENCH_PHASES", "").split(",")))
+TOKEN = "bench-gateway-token"
+ZIPF_S = 1.1
+DRY_ACCOUNTS = 10
+DRY_CASH = "0.02"  # 5 events of DRY_AMOUNT, then the account is dry
+DRY_AMOUNT = "0.004000"
+DRY_AMOUNT_MICRO = 4000
+DRY_CLIENTS = 2  # two gateway processes on the same accounts: in-flight events overlap
+HEADERS = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
+_ACCEPTED = re.compile(rb'"accepted":\s*(\d+)')
+_ERRORS = re.compile(rb'"errors":\s*(\d+)')
+
+
+def _want(phase):
+    return not PHASES or phase in PHASES
+
+
+# ---------------------------------------------------------------- the client side
+
+
+class Http:
+    """One HTTP/1.1 connection, reused while the server keeps it open (a gateway's pool)."""
+
+    def __init__(self):
+        self.conn = None
+
+    def post(self, path, body: bytes):
+        for attempt in (0, 1):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection(HOST, PORT, timeout=120)
+            try:
+                self.conn.request("POST", path, body, HEADERS)
+                resp = self.conn.getresponse()
+                data = resp.read()
+            except (OSError, http.client.HTTPException):
+                self.conn.close()
+                self.conn = None
+                if attempt:
+                    raise
+                continue  # a kept-alive connection the server closed meanwhile
+            if resp.will_close:
+                self.conn.close()
+                self.conn = None
+            return resp.status, data
+        raise AssertionError("unreachable")
+
+
+def _zipf_picker(rnd):
+    """k events → account indices, Zipf(s) over the accounts (rank order shuffled once,
+    the same in every client, so the hot accounts are the same everywhere)."""
+    order = list(range(N_ACCOUNTS))
+    random.Random(42).shuffle(order)
+    cum, acc = [], 0.0
+    for rank in range(1, N_ACCOUNTS + 1):
+        acc += rank**-ZIPF_S
+        cum.append(acc)
+    return lambda k: rnd.choices(order, cum_weights=cum, k=k)
+
+
+def _batch_client(idx, cfg, deadline, out):
+    rnd = random.Random(hash((cfg["tag"], idx)))
+    if cfg["spread"] == "zipf":
+        pick = _zipf_picker(rnd)
+    else:
+        pick = lambda k: [rnd.randrange(N_ACCOUNTS) for _ in range(k)]  # noqa: E731
+    keys = [raw_key(i) for i in range(N_ACCOUNTS)]
+    http_ = Http()
+    events = errors = 0
+    latencies, stamps = [], []
+    size, pace = cfg.get("batch", BATCH), cfg.get("pace")  # pace: seconds between batches
+    due = time.time() + (pace * idx / BATCH_CLIENTS if pace else 0)
+    for n in itertools.count():
+        if pace:
+            time.sleep(max(0.0, due - time.time()))
+            due += pace
+        if time.time() >= deadline:
+            break
+        tag = f"{cfg['tag']}-{idx}-{n}"
+        body = (
+            '{"events":['
+            + ",".join(
+                f'{{"request_id":"{tag}.{j}","api_key":"{keys[a]}",'
+                f'"model":"bench-model","amount":"0.000123"}}'
+                for j, a in enumerate(pick(size))
+            )
+            + "]}"
+        ).encode()
+        t0 = time.perf_counter()
+        status, data = http_.post("/api/v1/gateway/usage/batch", body)
+        latencies.append(time.perf_counter() - t0)
+        if status != 200:
+            errors += size
+            continue
+        head = data[:200]
+        events += int(_ACCEPTED.search(head).group(1))
+        errors += int(_ERRORS.search(head).group(1))
+        stamps.append((tag, time.time()))
+    out.update(events=events, errors=errors, latencies=latencies, stamps=stamps)
+
+
+def _single_client(idx, cfg, deadline, out):
+    rnd = random.Random(hash((cfg["tag"], idx)))
+    http_ = Http()
+    latencies, stamps, errors = [], [], 0
+    for n in itertools.count():
+        if time.time() >= deadline:
+            break
+        tag = f"{cfg['tag']}-{idx}-{n}"
+        body = (
+            f'{{"request_id":"{tag}.0","api_key":"{raw_key(rnd.randrange(N_ACCOUNTS))}",'
+            f'"model":"bench-model","amount":"0.012345"}}'
+        ).encode()
+        t0 = time.perf_counter()
+        status, data = http_.post("/api/v1/gateway/usage", body)
+        latencies.append(time.perf_counter() - t0)
+        if status != 200 or b'"accepted"' not in data:
+            errors += 1
+        else:
+            stamps.append((tag, time.time()))
+    out.update(events=len(stamps), errors=errors, latencies=latencies, stamps=stamps)
+
+
+def _authorize_client(idx, cfg, deadline, out):
+    rnd = random.Random(idx)
+    bodies = [
+        json.dumps({"api_key": raw_key(rnd.randrange(N_ACCOUNTS))}).encode() for _ in range(500)
+    ]
+    http_ = Http()
+    latencies, errors = [], 0
+    for body in itertools.cycle(bodies):
+        if time.time() >= deadline:
+            break
+        t0 = time.perf_counter()
+        status, data = http_.post("/api/v1/gateway/authorize", body)
+        latencies.append(time.perf_counter() - t0)
+        if status != 200 or b'"allowed": true' not in data and b'"allowed":true' not in data:
+            errors += 1
+    out.update(events=len(latencies) - errors, errors=errors, latencies=latencies, stamps=[])
+
+
+def _dry_client(idx, cfg, deadline, out):
+    """A gateway serving prepaid accounts that run dry: authorize, then (if allowed)
+    report the call; the other dry client does the same on the same accounts."""
+    keys = cfg["dry_keys"]
+    http_ = Http()
+    reported = refused = errors = 0
+    stamps = []
+    auth = [json.dumps({"api_key": k}).encode() for k in keys]
+    for n in itertools.count():
+        if time.time() >= deadline:
+            break
+        k = (n + idx * 7) % len(keys)
+        status, data = http_.post("/api/v1/gateway/authorize", auth[k])
+        if b'"allowed": true' not in data and b'"allowed":true' not in data:
+            refused += 1
+            if refused % len(keys) == 0 and refused >= len(keys) * 3:
+                time.sleep(0.01)  # every account dry: do not spin
+            continue
+        tag = f"{cfg['tag']}-d{idx}-{n}"
+        body = (
+            f'{{"request_id":"{tag}.0","api_key":"{keys[k]}",'
+            f'"model":"bench-model","amount":"{DRY_AMOUNT}"}}'
+        ).encode()
+        status, data = http_.post("/api/v1/gateway/usage", body)
+        if status == 200 and b'"accepted"' in data:
+            reported += 1
+            stamps.append((tag, time.time()))
+        else:
+            errors += 1
+    out.update(events=reported, errors=errors, latencies=[], stamps=stamps, refused=refused)
+
+
+def _client_main(target, idx, cfg, deadline, queue):
+    out = {}
+    try:
+        target(idx, cfg, deadline, out)
+    except Exception as exc:  # noqa: BLE001 - a failed client must not hang the run
+        out = {"failed": repr(exc)}
+    queue.put(out)
+
+
+def _drive(meter, clients, seconds):
+    """Start client processes [(target, idx, cfg)] with one deadline; returns their
+    results and the elapsed wall time. Registers their pids with the CPU meter."""
+    import django.db
+
+    django.db.connections.close_all()  # no connection shared with forked children
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    start = time.time()
+    deadline = start + seconds
+    procs = [
+        ctx.Process(target=_client_main, args=(target, idx, cfg, deadline, queue))
+        for target, idx, cfg in clients
+    ]
+    for p in procs:
+        p.start()
+        meter.clients.add(p.pid)
+    return procs, queue, start
+
+
+def _collect(procs, queue, start, seconds):
+    results = [queue.get(timeout=seconds + 180) for _ in procs]
+    elapsed = time.time() - start
+    for p in procs:
+        p.join()
+    failed = [r["failed"] for r in results if "failed" in r]
+    if failed:
+        raise RuntimeError(f"bench client failed: {failed[0]}")
+    return results, elapsed
+
+
+def _run_clients(meter, clients, seconds):
+    procs, queue, start = _drive(meter, clients, seconds)
+    return _collect(procs, queue, start, seconds)
+
+
+# ---------------------------------------------------------------- settlers, lag, backlog
+
+
+def _settler_env():
+    env = dict(os.environ)
+    env["DATABASE_URL"] = _with_app(database_url(), "bench-settler")
+    env["DB_CONN_MAX_AGE"] = "600"
+    return env
+
+
+def _with_app(url, app):
+    return f"{url}{'&' if '?' in url else '?'}application_name={app}"
+
+
+def start_settler(meter, seconds):
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "settle_usage", "--seconds", str(seconds)],
+        cwd=ROOT,
+        env=_settler_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    meter.settlers.add(proc.pid)
+    return proc
+
+
+def ready_settlers(procs, timeout=90):
+    """Wait until every settler has connected (its Django start-up can take seconds on a
+    busy machine): a production settler is already running when traffic arrives."""
+    from django.db import connection
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = 'bench-settler'"
+            )
+            if cur.fetchone()[0] >= len(procs):
+                return
+        if any(p.poll() is not None for p in procs):
+            raise RuntimeError("a settler exited during start-up")
+        time.sleep(0.1)
+    raise RuntimeError("settlers did not start")
+
+
+def drain_then_stop(procs, timeout=900):
+    """Wait until nothing is pending, then stop the settlers (a settler stopped while
+    idle leaves nothing behind; one killed midway would roll back its chunk). Returns
+    the seconds it took to drain."""
+    t0 = time.time()
+    while pending_count() and time.time() - t0 < timeout:
+        time.sleep(0.1)
+    took = time.time() - t0
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        p.wait(30)
+    return took
+
+
+def wait_settlers(procs, timeout=900):
+    outs = []
+    for p in procs:
+        out, _ = p.communicate(timeout=timeout)
+        if p.returncode != 0:
+            raise RuntimeError(f"settler failed ({p.returncode}): {out[-2000:]}")
+        outs.append(out.strip().splitlines()[-1] if out.strip() else "")
+    return outs
+
+
+def pending_count():
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM billing_charge WHERE transaction_id IS NULL")
+        return cur.fetchone()[0]
+
+
+def lag_stats(stamps, prefix):
+    """p50/p99 seconds from each event's commit (its batch's `accepted` at the client)
+    to its settled_at, over every event whose request id starts with `prefix`, and how
+    many of them are still pending."""
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("CREATE TEMP TABLE IF NOT EXISTS bench_accepted (tag text, t float8)")
+        cur.execute("TRUNCATE bench_accepted")
+        with cur.copy("COPY bench_accepted (tag, t) FROM STDIN") as copy:
+            for row in stamps:
+                copy.write_row(row)
+        cur.execute("CREATE INDEX IF NOT EXISTS bench_accepted_tag ON bench_accepted (tag)")
+        cur.execute("ANALYZE bench_accepted")
+        cur.execute(
+            """
+            SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY lag),
+                   percentile_cont(0.99) WITHIN GROUP (ORDER BY lag),
+                   max(lag), count(*), count(*) FILTER (WHERE lag IS NULL)
+              FROM (SELECT extract(epoch FROM c.settled_at) - a.t AS lag
+                      FROM billing_charge c
+                      JOIN bench_accepted a ON a.tag = split_part(c.request_id, '.', 1)
+                     WHERE c.request_id LIKE %s) x
+            """,
+            [prefix + "%"],
+        )
+        p50, p99, worst, n, unsettled = cur.fetchone()
+    return p50, p99, worst, n, unsettled
+
+
+def backlog_trend(samples):
+    """(first, max, last, slope events/s by least squares) of [(t, pending)]."""
+    if len(samples) < 2:
+        return 0, 0, 0, 0.0
+    ts = [t for t, _ in samples]
+    ys = [y for _, y in samples]
+    mt, my = sum(ts) / len(ts), sum(ys) / len(ys)
+    var = sum((t - mt) ** 2 for t in ts) or 1.0
+    slope = sum((t - mt) * (y - my) for t, y in zip(ts, ys, strict=True)) / var
+    return ys[0], max(ys), ys[-1], slope
+
+
+# ---------------------------------------------------------------- the books
+
+
+def drift_rows():
+    from django.db import connection
+
+    from billing.services.reconcile import reconcile_all
+
+    t0 = time.perf_counter()
+    report = reconcile_all()
+    took = time.perf_counter() - t0
+    q = {}
+    with connection.cursor() as cur:
+
+        def one(name, sql):
+            cur.execute(sql)
+            q[name] = cur.fetchone()
+
+        one("pending", "SELECT COUNT(*) FROM billing_charge WHERE transaction_id IS NULL")
+        one(
+            "dup",
+            "SELECT COUNT(*) FROM (SELECT request_id FROM billing_charge GROUP BY request_id"
+            " HAVING COUNT(*) > 1) d",
+        )
+        # a settled event's transaction exists, is a usage transaction of its account
+        one(
+            "orphans",
+            "SELECT COUNT(*) FROM billing_charge c LEFT JOIN billing_ledgertransaction t"
+            " ON t.id = c.transaction_id WHERE c.transaction_id IS NOT NULL"
+            " AND (t.id IS NULL OR t.kind <> 'usage' OR t.account_id <> c.account_id"
+            " OR c.settled_at IS NULL)",
+        )
+        # each event's parts cover exactly its amount
+        one(
+            "parts",
+            "SELECT COUNT(*) FROM billing_charge WHERE transaction_id IS NOT NULL AND"
+            " trial_micro + discount_micro + cash_micro + arrears_micro <> amount_micro",
+        )
+        # per usage transaction: its events' amounts == its revenue, and each part ==
+        # what its postings took from that bucket (an event settled twice, or skipped,
+        # breaks one of these)
+        one(
+            "txn_mismatch",
+            """
+            WITH ev AS (
+                SELECT transaction_id AS id, SUM(amount_micro) a, SUM(trial_micro) tr,
+                       SUM(discount_micro) di, SUM(cash_micro) ca, SUM(arrears_micro) ar
+                  FROM billing_charge WHERE transaction_id IS NOT NULL GROUP BY 1),
+            po AS (
+                SELECT p.transaction_id AS id,
+                       SUM(p.amount_micro) FILTER (WHERE p.bucket = 'revenue') a,
+                       -SUM(p.amount_micro) FILTER (WHERE p.bucket = 'trial') tr,
+                       -SUM(p.amount_micro) FILTER (WHERE p.bucket = 'discount') di,
+                       -SUM(p.amount_micro) FILTER (WHERE p.bucket = 'cash') ca,
+                       -SUM(p.amount_micro) FILTER (WHERE p.bucket = 'arrears') ar
+                  FROM billing_posting p JOIN billing_ledgertransaction t
+                    ON t.id = p.transaction_id AND t.kind = 'usage' GROUP BY 1)
+            SELECT COUNT(*) FROM ev FULL JOIN po USING (id)
+             WHERE ev.a IS DISTINCT FROM po.a
+                OR ev.tr <> COALESCE(po.tr, 0) OR ev.di <> COALESCE(po.di, 0)
+                OR ev.ca <> COALESCE(po.ca, 0) OR ev.ar <> COALESCE(po.ar, 0)
+            """,
+        )
+        one(
+            "totals",
+            """
+            SELECT (SELECT COALESCE(SUM(amount_micro), 0) FROM billing_charge
+                     WHERE transaction_id IS NOT NULL),
+                   (SELECT COALESCE(SUM(p.amount_micro), 0) FROM billing_posting p
+                      JOIN billing_ledgertransaction t ON t.id = p.transaction_id
+                     WHERE t.kind = 'usage' AND p.bucket = 'revenue'),
+                   (SELECT COALESCE(SUM(arrears_micro), 0) FROM billing_charge),
+                   (SELECT COALESCE(-SUM(p.amount_micro), 0) FROM billing_posting p
+                      JOIN billing_ledgertransaction t ON t.id = p.transaction_id
+                     WHERE t.kind = 'usage' AND p.bucket = 'arrears'),
+                   (SELECT COUNT(*) FROM billing_charge),
+                   (SELECT COUNT(*) FROM billing_posting)
+            """,
+        )
+    settled, revenue, arrears_ev, arrears_po, events, postings = q["totals"]
+    return [
+        ("cache == ledger (reconcile findings)", len(report.drifts), "0", not report.drifts),
+        (
+            "sum of all postings (micro)",
+            report.postings_total_micro,
+            "0",
+            report.postings_total_micro == 0,
+        ),
+        ("pending after draining", q["pending"][0], "0", q["pending"][0] == 0),
+        ("request ids seen twice", q["dup"][0], "0", q["dup"][0] == 0),
+        ("settled events without their txn", q["orphans"][0], "0", q["orphans"][0] == 0),
+        ("events whose parts != amount", q["parts"][0], "0", q["parts"][0] == 0),
+        ("usage txns: events != postings", q["txn_mismatch"][0], "0", q["txn_mismatch"][0] == 0),
+        ("settled usage - revenue (micro)", settled - revenue, "0", settled == revenue),
+        (
+            "arrears parts - arrears postings",
+            arrears_ev - arrears_po,
+            "0",
+            arrears_ev == arrears_po,
+        ),
+        ("books checked", f"{events} events {postings} postings {took:.0f}s", "", None),
+    ]
+
+
+# ---------------------------------------------------------------- the run
+
+# The tables settlement rewrites: what autovacuum would keep clean in production.
+_CHURNED = (
+    "billing_charge",
+    "billing_ledgeraccount",
+    "billing_lot",
+    "billing_grant",
+    "accounts_apikey",
+    "accounts_balanceaccount",
+)
+
+
+def autovacuum_on() -> bool:
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("SHOW autovacuum")
+        return cur.fetchone()[0] == "on"
+
+
+def vacuum():
+    """VACUUM (ANALYZE) the tables settlement rewrites, between phases: this machine's
+    PostgreSQL runs with autovacuum off (a CI setting), and without it every phase would
+    pay for the dead rows of all phases before it."""
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute(f"VACUUM (ANALYZE) {', '.join(_CHURNED)}")
+
+
+def _pg_apps_reader():
+    """{backend pid: application_name}, on its own connection (the CPU meter's thread)."""
+    import psycopg
+
+    conn = None
+
+    def read():
+        nonlocal conn
+        if conn is None:
+            conn = psycopg.connect(_with_app(database_url(), "bench-meter"), autocommit=True)
+        return dict(conn.execute("SELECT pid, application_name FROM pg_stat_activity").fetchall())
+
+    return read
+
+
+def _seed_dry():
+    """Fresh prepaid accounts with DRY_CASH each (new ones per phase)."""
+    run_id = uuid.uuid4().hex[:9]  # the key prefix holds at most 16 characters
+    specs = [
+        (f"dry-{run_id}-{i}@bench-dry.local", f"sk-dry-{run_id}-{i:03d}", f"sk-d{run_id}{i:03d}")
+        for i in range(DRY_ACCOUNTS)
+    ]
+    ids = create_accounts(specs, DRY_CASH)
+    return ids, [k for _, k, _ in specs]
+
+
+def run():
+    import django.db
+
+    rows = []
+
+    def row(metric, value, target="", ok=None, key=None, raw=None):
+        """One table row; `raw` is the figure the JSON line carries (default: value)."""
+        out = {"bench": "usage", "metric": metric, "value": value, "target": target, "ok": ok}
+        if raw is not None:
+            out["raw"] = raw
+        rows.append(out)
+
+    os.environ["GATEWAY_SERVICE_TOKEN"] = TOKEN
+    t0 = time.time()
+    created = seed()
+    run_id = uuid.uuid4().hex[:8]
+    dry_ids = []
+    print(f"seeded {created} new accounts in {time.time() - t0:.1f}s", flush=True)
+    django.db.connections.close_all()
+    tps = pgbench_tps()
+    print(f"pgbench -N -c 8: {tps:.0f} tps", flush=True)
+    row("pgbench -N -c 8 tps", f"{tps:.0f}", key="pgbench_tps", raw=round(tps))
+    meter = CpuMeter(pg_apps=_pg_apps_reader())
+    server = WebServer(
+        SERVER,
+        workers=WORKERS,
+        threads=THREADS,
+        extra_env={
+            "GATEWAY_SERVICE_TOKEN": TOKEN,
+            "DATABASE_URL": _with_app(database_url(), "bench-web"),
+            # the lean-middleware experiment (bench/lean_settings.py)
+            **(
+                {
+                    "DJANGO_SETTINGS_MODULE": "lean_settings",
+                    "PYTHONPATH": str(ROOT / "bench") + os.pathsep + str(ROOT),
+                }
+                if LEAN
+                else {}
+            ),
+        },
+    )
+    row("server", server.label() + (" (lean middleware)" if LEAN else ""), key="server")
+    av = autovacuum_on()
+    row("autovacuum", "on" if av else "off: VACUUM between phases", raw=av)
+    cpu_rows = []
+
+    def phase_cpu(name):
+        cpu_rows.append((name, meter.share(name)))
+
+    try:
+        with server:
+            meter.web_master = server.pid
+            warm = {"tag": f"w-{run_id}", "spread": "uniform"}
+            _run_clients(meter, [(_single_client, i, warm) for i in range(CLIENTS)], 3)
+            _run_clients(meter, [(_authorize_client, i, warm) for i in range(CLIENTS)], 2)
+            _run_clients(meter, [(_batch_client, i, warm) for i in range(BATCH_CLIENTS)], 2)
+            import subprocess as _sp
+
+            _sp.run(
+                [sys.executable, "manage.py", "settle_usage"],
+                cwd=ROOT,
+                env=_settler_env(),
+                check=True,
+                capture_output=True,
+            )
+
+            for spread in ("zipf", "uniform"):
+                name = f"batch-{spread}"
+                if not _want(name):
+                    continue
+                cfg = {"tag": f"B{spread[0]}-{run_id}", "spread": spread}
+                vacuum()
+                meter.phase(name)
+                results, elapsed = _run_clients(
+                    meter, [(_batch_client, i, cfg) for i in range(BATCH_CLIENTS)], SECONDS
+                )
+                meter.stop()
+                events = sum(r["events"] for r in results)
+                errors = sum(r["errors"] for r in results)
+                lat = [x for r in results for x in r["latencies"]]
+                rate = events / elapsed
+                print(f"{name}: {rate:.0f} events/s", flush=True)
+                row(
+                    f"{name}: events/s ({BATCH_CLIENTS} clients)",
+                    f"{rate:.0f}",
+                    key=f"{name}_events_per_s",
+                    raw=round(rate),
+                )
+                row(
+                    f"{name}: ratio to pgbench",
+                    f"{rate / tps:.1f}",
+                    ">= 10",
+                    rate / tps >= 10,
+                    key=f"{name}_ratio",
+                    raw=round(rate / tps, 2),
+                )
+                row(
+                    f"{name}: p50/p99 ms per batch",
+                    f"{percentile(lat, 50) * 1000:.0f} / {percentile(lat, 99) * 1000:.0f}",
+                )
+                row(f"{name}: errors", errors, "0", errors == 0, key=f"{name}_errors")
+                phase_cpu(name)
+
+            drain_rate = 0
+            if _want("drain"):
+                backlog = pending_count()
+                django.db.connections.close_all()
+                meter.phase("drain")
+                t1 = time.time()
+                (out,) = wait_settlers([start_settler(meter, 0)])
+                took = time.time() - t1
+                meter.stop()
+                rate = drain_rate = backlog / took if took else 0
+                print(f"drain: {backlog} events in {took:.1f}s ({out})", flush=True)
+                row(
+                    "settler alone: events/s (drain)",
+                    f"{rate:.0f}",
+                    key="settler_drain_events_per_s",
+                    raw=round(rate),
+                )
+                phase_cpu("drain")
+
+            for name, target_fn, ratio_target, p99_target in (
+                ("single", _single_client, 0.3, 0.020),
+                ("authorize", _authorize_client, 0.5, 0.010),
+            ):
+                if not _want(name):
+                    continue
+                cfg = {"tag": f"{name[0].upper()}-{run_id}", "spread": "uniform"}
+                vacuum()
+                settler = start_settler(meter, 3600)
+                ready_settlers([settler])
+                meter.phase(name)
+                results, elapsed = _run_clients(
+                    meter, [(target_fn, i, cfg) for i in range(CLIENTS)], SECONDS
+                )
+                meter.stop()
+                drain_then_stop([settler])
+                lat = [x for r in results for x in r["latencies"]]
+                errors = sum(r["errors"] for r in results)
+                rate = sum(r["events"] for r in results) / elapsed
+                p50, p99 = percentile(lat, 50), percentile(lat, 99)
+                unit = "events/s" if name == "single" else "answers/s"
+                print(f"{name}: {rate:.0f} {unit} p99 {p99 * 1000:.1f} ms", flush=True)
+                row(
+                    f"{name}: {unit} (8 clients)",
+                    f"{rate:.0f}",
+                    key=f"{name}_per_s",
+                    raw=round(rate),
+                )
+                row(
+                    f"{name}: ratio to pgbench",
+                    f"{rate / tps:.2f}",
+                    f">= {ratio_target}",
+                    rate / tps >= ratio_target,
+                    key=f"{name}_ratio",
+                    raw=round(rate / tps, 3),
+                )
+                row(
+                    f"{name}: p50 ms",
+                    f"{p50 * 1000:.1f}",
+                    key=f"{name}_p50_ms",
+                    raw=round(p50 * 1000, 2),
+                )
+                row(
+                    f"{name}: p99 ms",
+                    f"{p99 * 1000:.1f}",
+                    f"<= {p99_target * 1000:.0f}",
+                    p99 <= p99_target,
+                    key=f"{name}_p99_ms",
+                    raw=round(p99 * 1000, 2),
+                )
+                row(f"{name}: errors", errors, "0", errors == 0, key=f"{name}_errors")
+                if name == "single":
+                    stamps = [s for r in results for s in r["stamps"]]
+                    s50, s99, _, _, _ = lag_stats(stamps, cfg["tag"] + "-")
+                    row(
+                        "single: settlement lag p50/p99 s",
+                        f"{s50:.2f} / {s99:.2f}",
+                        key="single_lag_p99_s",
+                        raw=round(s99, 3),
+                    )
+                phase_cpu(name)
+
+            lag_phases = [(f"lag-{n}", n, None) for n in SETTLERS]
+            rate = LAG_RATE or (round(drain_rate * 0.5, -2) if drain_rate else 2000)
+            lag_phases.append((f"lag-paced-{int(rate)}", 1, rate))
+            for name, n, paced in lag_phases:
+                if not _want(name.rsplit("-", 1)[0] if paced else name):
+                    continue
+                ids, dry_keys = _seed_dry()  # fresh prepaid accounts
+                dry_ids += ids
+                cfg = {"tag": f"L{len(dry_ids)}-{run_id}", "spread": "zipf", "dry_keys": dry_keys}
+                if paced:  # 100-event batches at `paced` events/s over the batch clients
+                    cfg.update(batch=PACED_BATCH, pace=PACED_BATCH * BATCH_CLIENTS / paced)
+                vacuum()
+                settlers = [start_settler(meter, 3600) for _ in range(n)]
+                ready_settlers(settlers)
+                django.db.connections.close_all()
+                meter.phase(name)
+                procs, queue, start = _drive(
+                    meter,
+                    [(_batch_client, i, cfg) for i in range(BATCH_CLIENTS)]
+                    + [(_dry_client, i, cfg) for i in range(DRY_CLIENTS)],
+                    LAG_SECONDS,
+                )
+                samples = []
+                while time.time() < start + LAG_SECONDS:
+                    samples.append((time.time() - start, pending_count()))
+                    time.sleep(0.5)
+                django.db.connections.close_all()
+                results, elapsed = _collect(procs, queue, start, LAG_SECONDS)
+                meter.phase(f"{name}-tail")
+                tail = drain_then_stop(settlers)
+                meter.stop()
+                events = sum(r["events"] for r in results)
+                rate = events / elapsed
+                stamps = [s for r in results for s in r["stamps"]]
+                p50, p99, worst, counted, unsettled = lag_stats(stamps, cfg["tag"] + "-")
+                first, peak, last, slope = backlog_trend(samples)
+                keeps_up = last <= rate * 2
+                print(
+                    f"{name}: {rate:.0f} ev/s lag p50 {p50:.2f} p99 {p99:.2f} "
+                    f"backlog {first}->{last} slope {slope:.0f}/s tail {tail:.1f}s",
+                    flush=True,
+                )
+                how = f"paced, {PACED_BATCH}/batch" if paced else "flat out"
+                row(
+                    f"{name}: ingestion events/s ({how}, {n} settler{'s' if n > 1 else ''})",
+                    f"{rate:.0f}",
+                    key=f"{name}_ingest_events_per_s",
+                    raw=round(rate),
+                )
+                row(f"{name}: lag p50 s", f"{p50:.2f}", key=f"{name}_lag_p50_s", raw=round(p50, 3))
+                row(
+                    f"{name}: lag p99 s",
+                    f"{p99:.2f}",
+                    "<= 2",
+                    p99 <= 2,
+                    key=f"{name}_lag_p99_s",
+                    raw=round(p99, 3),
+                )
+                row(
+                    f"{name}: lag max s",
+                    f"{worst:.2f}",
+                    key=f"{name}_lag_max_s",
+                    raw=round(worst, 3),
+                )
+                row(
+                    f"{name}: pending first/max/last",
+                    f"{first}/{peak}/{last}",
+                    key=f"{name}_pending",
+                    raw=[first, peak, last],
+                )
+                row(
+                    f"{name}: backlog growth ev/s",
+                    f"{slope:.0f}",
+                    "keeps up",
+                    keeps_up,
+                    key=f"{name}_backlog_slope",
+                    raw=round(slope),
+                )
+                row(
+                    f"{name}: drain after ingestion s",
+                    f"{tail:.1f}",
+                    key=f"{name}_tail_s",
+                    raw=round(tail, 1),
+                )
+                if unsettled:
+                    row(f"{name}: events not settled", unsettled, "0", False)
+                refused = sum(r.get("refused", 0) for r in results)
+                reported = sum(r["events"] for r in results if "refused" in r)
+                row(
+                    f"{name}: dry accounts: calls reported/refused",
+                    f"{reported}/{refused}",
+                    raw=[reported, refused],
+                )
+                phase_cpu(name)
+    finally:
+        meter.close()
+
+    from django.db import connection
+
+    wait_settlers([start_settler(meter, 0)])  # whatever is left, before the books
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT COALESCE(MAX(-balance_micro), 0), COUNT(*) FILTER (WHERE balance_micro < 0)"
+            " FROM billing_ledgeraccount WHERE kind = 'arrears' AND owner_id = ANY(%s)",
+            [dry_ids or [0]],
+        )
+        worst_arrears, in_arrears = cur.fetchone()
+    row(
+        "dry accounts: max arrears (CNY)",
+        f"{worst_arrears / 1e6:.6f}",
+        f"<= {DRY_AMOUNT}",
+        worst_arrears <= DRY_AMOUNT_MICRO,
+        key="max_arrears_micro",
+        raw=worst_arrears,
+    )
+    row(
+        "dry accounts in arrears",
+        f"{in_arrears} of {DRY_ACCOUNTS}",
+        key="dry_in_arrears",
+        raw=in_arrears,
+    )
+    for metric, value, target, ok in drift_rows():
+        row(metric, value, target, ok)
+    for name, shares in cpu_rows:
+        row(
+            f"cpu % of 2 cores: {name}",
+            share_text(shares),
+            raw={g: round(v * 100, 1) for g, v in shares.items()},
+        )
+    return rows
