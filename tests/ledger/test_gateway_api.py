@@ -395,3 +395,13 @@ def test_authorize_records_when_a_key_was_last_used(gw, funded):
     assert first is not None
     gw("authorize", {"api_key": funded.raw})
     assert ApiKey.objects.get(pk=funded.pk).last_used_at == first
+
+
+@pytest.mark.parametrize("path", ["usage/", "no-such-endpoint", "usage/batch/extra/"])
+def test_unknown_gateway_paths_answer_json_404(client, path):
+    """R-USE-1: errors are JSON with a stable code, also for a path that is no endpoint
+    (an empty request id included), never Django's HTML page."""
+    response = client.get(f"/api/v1/gateway/{path}", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json()["code"] in {"not_found", "unknown_request_id"}
