@@ -181,6 +181,46 @@ def test_settlers_at_once_with_ingestion_settle_every_event_exactly_once():
     assert assert_books_exact() > 40  # many chunks, one transaction per account per chunk
 
 
+def test_concurrent_ingestion_committing_out_of_order_is_settled_exactly_once():
+    """R-USE-5: three ingestion threads commit batches at once (their ids interleave, so
+    commits land out of id order) while two settlers run chunks. Every event is settled
+    exactly once (the chunks' counts add up, nothing left pending) and, since without
+    expiries the order of an account's events changes only which event paid with what,
+    every account's lots, grants and arrears equal the one-by-one reference of its
+    total usage; books exact."""
+    keyed = accounts_with_keys(30, seed=6)
+    batches = [random_events(keyed, 1500, prefix=f"c{t}", seed=10 + t) for t in range(3)]
+    ingested = [threading.Event() for _ in batches]
+
+    def work(i):
+        if i < 3:
+            try:
+                ingest(batches[i], size=100)
+            finally:
+                ingested[i].set()
+            return 0
+        rnd, settled = random.Random(i), 0
+        while True:
+            done = settle_chunk(rnd.choice([10, 60, 300]))
+            settled += done
+            if not done and all(e.is_set() for e in ingested):
+                return settled
+
+    results, errors = run_threads(5, work)
+    assert not errors, errors
+    settled = sum(results) + run_settler(seconds=0)
+    assert settled == Charge.objects.count() == 4500
+    for account, _key, sources in keyed:
+        total = sum(Charge.objects.filter(account=account).values_list("amount_micro", flat=True))
+        _parts, left = reference_parts([total], sources)
+        have = [g.remaining_micro for g in Grant.objects.filter(account=account).order_by("id")] + [
+            lot.remaining_micro for lot in Lot.objects.filter(account=account).order_by("id")
+        ]
+        assert have == left, account.pk
+        assert summary(account)["arrears"] * 1_000_000 == _parts[0][3]
+    assert_books_exact()
+
+
 def _database_url():
     db = connection.settings_dict
     auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
