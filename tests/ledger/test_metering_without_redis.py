@@ -187,3 +187,28 @@ def test_the_forgiving_cache_is_a_plain_redis_cache_when_redis_is_up(settings):
     assert cache.get(key) == 2
     cache.delete(key)
     assert cache.get(key, "gone") == "gone"
+
+
+def test_a_grant_past_its_expiry_does_not_count_swept_or_not(dead_redis, gw, account, api_key):
+    """R-USE-6: authorize counts only money that can pay: a trial grant past its expiry
+    is left out before the sweep has ended it, and after; pending usage is subtracted."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from billing.services.ledger import expire_due_grants, grant_funds
+
+    grant_funds(
+        account,
+        cny("5"),
+        kind="trial",
+        expires_at=timezone.now() - timedelta(seconds=1),
+        idempotency_key="T",
+    )
+    credit_lot(account, cny("1.00"), channel="alipay", idempotency_key="L")
+    assert gw("usage", usage(api_key, "r1", "0.25"))[0] == 200
+    assert summary(account)["trial"] == 5  # not swept yet
+    assert gw("authorize", {"api_key": api_key.raw})[1]["available"] == "0.750000"
+    expire_due_grants()
+    assert summary(account)["trial"] == 0
+    assert gw("authorize", {"api_key": api_key.raw})[1]["available"] == "0.750000"
