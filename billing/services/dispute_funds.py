@@ -16,7 +16,7 @@ user's `dispute_debt` bucket (≤ 0) is that same amount owed by the user. Trial
 discount money are never touched.
 
 Each function is one database transaction, idempotent on its key (R-LED-5, R-DIS-4),
-and takes the ledger's lock order through `lock_buckets`.
+and takes the ledger's lock order through `settlement.lock_and_settle`.
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ from .engine import (
     Entry,
     LedgerError,
     Leg,
-    lock_buckets,
     replayed,
     run_idempotent,
     write,
 )
 from .payables import payable_to_channel
+from .settlement import lock_and_settle
 
 FEN = 10_000  # micro-units in one fen
 
@@ -73,7 +73,7 @@ def refund_dispute(
 
     def run():
         with transaction.atomic():
-            buckets = lock_buckets([account.pk])[account.pk]
+            buckets = lock_and_settle([account.pk])[account.pk]
             preferred = [int(i) for i in prefer_lot_ids]
             lots = list(
                 Lot.objects.filter(account_id=account.pk, remaining_micro__gt=0).order_by(
@@ -142,7 +142,7 @@ def end_dispute_debt(
 
     def run():
         with transaction.atomic():
-            buckets = lock_buckets([account.pk])[account.pk]
+            buckets = lock_and_settle([account.pk])[account.pk]
             if -buckets.micro("dispute_debt") < micro:
                 raise LedgerError("The debt left is less than this amount.", code="no_such_debt")
             (txn,) = write(

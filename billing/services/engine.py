@@ -153,19 +153,17 @@ def _select_buckets(owner_ids):
         return [BucketRow(*row) for row in cur.fetchall()]
 
 
-def lock_buckets(owner_ids, *, settle=True, skip_locked=False) -> dict[int, Buckets]:
+def lock_buckets(owner_ids, *, skip_locked=False) -> dict[int, Buckets]:
     """Take the locks of a movement for these balance accounts, in the lock order:
     first the balance account rows (ascending id; their standing is read under that
     lock, see accounts.selectors.lock_standings), then SELECT … FOR UPDATE of their
     bucket rows (ascending id). Lots and grants are read after this returns.
 
-    Then, unless `settle=False`, the accounts' pending usage is settled in the same
-    transaction (billing.services.settlement, R-USE-5): every movement sees balances
-    that include every event received so far, and a grant pays for the events received
-    before its expiry. This is the one place that rule lives.
-
-    `skip_locked` (the settler) leaves out accounts another transaction holds. Missing
-    bucket rows are created first (once per account, ever).
+    Only the locks: a service that moves money takes them through
+    `billing.services.settlement.lock_and_settle`, which also settles the accounts'
+    pending usage first (R-USE-5); `tests/test_layers.py` keeps every other service
+    from calling this directly. `skip_locked` (the settler) leaves out accounts another
+    transaction holds. Missing bucket rows are created first (once per account, ever).
     """
     owner_ids = sorted(set(owner_ids))
     if not owner_ids:
@@ -191,13 +189,7 @@ def lock_buckets(owner_ids, *, settle=True, skip_locked=False) -> dict[int, Buck
     grouped = defaultdict(list)
     for row in rows:
         grouped[row.owner_id].append(row)
-    locked = {o: Buckets(o, grouped[o], standings.get(o)) for o in owner_ids}
-    if settle:
-        # imported here: settlement plans with charging's functions, which import this module
-        from .settlement import settle_locked
-
-        settle_locked(locked)
-    return locked
+    return {o: Buckets(o, grouped[o], standings.get(o)) for o in owner_ids}
 
 
 def check_balanced(entry: Entry):

@@ -6,7 +6,7 @@ Each function is one database transaction and idempotent on its key: a replay
 returns the first result and moves nothing (R-LED-5). They are called inside the
 caller's transaction (a top-up's payment, a refund's decision, a promotion's end)
 and use a plain atomic block so they commit together with the caller's change.
-Every one of them takes its locks through `lock_buckets`, in the ledger's lock
+Every one of them takes its locks through `settlement.lock_and_settle`, in the ledger's lock
 order (billing/README.md, "Lock order"); `expire_due_grants` locks bucket rows only
 (SKIP LOCKED), see there.
 
@@ -37,13 +37,13 @@ from .engine import (
     Entry,
     LedgerError,
     Leg,
-    lock_buckets,
     replayed,
     run_idempotent,
     write,
     write_rows,
 )
 from .engine import positive_micro as _positive_micro
+from .settlement import lock_and_settle
 
 __all__ = [
     "LedgerError",
@@ -84,7 +84,7 @@ def credit_lot(
 
     def run():
         with transaction.atomic():
-            buckets = lock_buckets([account.pk])[account.pk]
+            buckets = lock_and_settle([account.pk])[account.pk]
             lot = Lot.objects.create(
                 account_id=account.pk,
                 channel=channel,
@@ -153,7 +153,7 @@ def grant_funds(
 
     def run():
         with transaction.atomic():
-            buckets = lock_buckets([account.pk])[account.pk]
+            buckets = lock_and_settle([account.pk])[account.pk]
             grant = Grant.objects.create(
                 account_id=account.pk,
                 kind=kind,
@@ -216,7 +216,7 @@ def expire_grant(grant: Grant, *, now=None) -> LedgerTransaction | None:
     None when there is nothing to do (not due, already ended, nothing left)."""
     now = now or timezone.now()
     with transaction.atomic():
-        buckets = lock_buckets([grant.account_id])[grant.account_id]
+        buckets = lock_and_settle([grant.account_id])[grant.account_id]
         fresh = Grant.objects.get(pk=grant.pk)
         if (
             fresh.state != GrantState.ACTIVE
@@ -405,7 +405,7 @@ def set_grant_expiry(grant: Grant, expires_at, *, actor=None, reason="") -> tupl
                 code="own_case",
             )
     with transaction.atomic():
-        lock_buckets([grant.account_id])
+        lock_and_settle([grant.account_id])
         locked = Grant.objects.select_for_update().select_related("account__user").get(pk=grant.pk)
         if locked.state != GrantState.ACTIVE or locked.remaining_micro <= 0:
             raise LedgerError("Only an active grant with funds left can change.", code="state")
@@ -430,7 +430,7 @@ def void_grant(grant: Grant, *, reason: str, actor=None) -> LedgerTransaction | 
     if not (reason or "").strip():
         raise LedgerError("A reason is required to void a grant.", code="reason_required")
     with transaction.atomic():
-        buckets = lock_buckets([grant.account_id])[grant.account_id]
+        buckets = lock_and_settle([grant.account_id])[grant.account_id]
         fresh = Grant.objects.get(pk=grant.pk)
         if fresh.state in (GrantState.EXPIRED, GrantState.VOIDED):
             return (
@@ -483,7 +483,7 @@ def reverse_transaction(txn: LedgerTransaction, *, reason: str, actor=None) -> L
     def run():
         with transaction.atomic():
             if txn.account_id:
-                buckets = lock_buckets([txn.account_id])[txn.account_id]
+                buckets = lock_and_settle([txn.account_id])[txn.account_id]
             postings = list(txn.postings.all())
             legs = [
                 Leg(

@@ -5,7 +5,8 @@ from django.db import transaction
 
 from ..chart import platform_account_id
 from ..models import AccountKind, Channel
-from .engine import Entry, LedgerError, Leg, lock_buckets, replayed, run_idempotent, write
+from .engine import Entry, LedgerError, Leg, replayed, run_idempotent, write
+from .settlement import lock_and_settle
 
 
 def payable_to_channel(
@@ -20,7 +21,7 @@ def payable_to_channel(
 
     def run():
         with transaction.atomic():
-            lock_buckets([account.pk])
+            lock_and_settle([account.pk])
             legs = [
                 Leg(platform_account_id(payable), str(payable), -micro),
                 Leg(platform_account_id(AccountKind.CLEARING, channel), "clearing", micro),

@@ -8,7 +8,8 @@ from django.utils import timezone
 from ..models import LedgerTransaction, TxnKind
 from .authorization import STANDING_CODES, consumption_refusal
 from .charging import load_sources, notify_crossings, plan_deduction, threshold_micro
-from .engine import Entry, LedgerError, lock_buckets, positive_micro, write
+from .engine import Entry, LedgerError, positive_micro, write
+from .settlement import lock_and_settle
 
 
 class InsufficientBalance(LedgerError):
@@ -38,7 +39,7 @@ def purchase_package(
         raise _may_not_buy(account.standing)
     try:
         with transaction.atomic():
-            buckets = lock_buckets([account.pk])[account.pk]
+            buckets = lock_and_settle([account.pk])[account.pk]
             if consumption_refusal(None, buckets.standing):
                 raise _may_not_buy(buckets.standing)
             sources = load_sources({account.pk: buckets}, timezone.now())[account.pk]

@@ -3,7 +3,7 @@ refund is reviewed, released on rejection or cancellation, paid out to refunds p
 on approval, and refunds payable paid to the channel once the money has left.
 
 Each function is one database transaction, idempotent on its key (R-LED-5), and takes
-the ledger's lock order through `lock_buckets` (billing/README.md, "Lock order").
+the ledger's lock order through `settlement.lock_and_settle` (billing/README.md, "Lock order").
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from .engine import (
     Entry,
     LedgerError,
     Leg,
-    lock_buckets,
     replayed,
     run_idempotent,
     write,
 )
 from .engine import positive_micro as _positive_micro
 from .payables import payable_to_channel
+from .settlement import lock_and_settle
 
 # ---------------------------------------------------------------- refund holds
 
@@ -34,7 +34,7 @@ def _lot_move(lot, amount, *, kind, key, legs_for, check, memo, after=None):
 
     def run():
         with transaction.atomic():
-            buckets = lock_buckets([lot.account_id])[lot.account_id]
+            buckets = lock_and_settle([lot.account_id])[lot.account_id]
             fresh = Lot.objects.get(pk=lot.pk)
             check(fresh, micro)
             (txn,) = write(
@@ -128,7 +128,7 @@ def pay_out_refund_hold(
 # ---------------------------------------------------------------- refunds (R-REF-3 … R-REF-6)
 # The refunds app moves a whole request at once: every lot of it in ONE ledger
 # transaction, arrears settled from the refund first. Each function is one database
-# transaction, idempotent on its key, and takes the lock order through lock_buckets
+# transaction, idempotent on its key, and takes the lock order through lock_and_settle
 # (balance account row, bucket rows) before it reads the lots.
 
 
@@ -168,7 +168,7 @@ def hold_lots_for_refund(account, amounts: dict, *, idempotency_key: str) -> dic
 
     def run():
         with transaction.atomic():
-            buckets = lock_buckets([account.pk])[account.pk]
+            buckets = lock_and_settle([account.pk])[account.pk]
             lots = _locked_lots(account.pk, list(micros))
             owed = buckets.arrears_micro
             legs, held, arrears = [], {}, {}
@@ -227,7 +227,7 @@ def pay_out_refund_holds(
 
     def run():
         with transaction.atomic():
-            buckets = lock_buckets([account.pk])[account.pk]
+            buckets = lock_and_settle([account.pk])[account.pk]
             lots = _locked_lots(account.pk, list(payouts))
             owed = buckets.arrears_micro
             legs, payable = [], 0

@@ -93,6 +93,17 @@ def _thresholds(owner_ids) -> dict[int, int | None]:
     }
 
 
+def lock_and_settle(owner_ids) -> dict[int, Buckets]:
+    """The locks of every money movement on balance accounts (the lock order:
+    `engine.lock_buckets`), then the accounts' pending usage settled in the same
+    transaction (R-USE-5): the movement sees balances that include every event received
+    so far, and a grant pays for the events received before its expiry. The one place
+    this rule lives; returns the locked buckets, moved to match."""
+    locked = lock_buckets(owner_ids)
+    settle_locked(locked)
+    return locked
+
+
 def settle_locked(locked: dict[int, Buckets], *, limit=None, now=None) -> int:
     """Settle the pending usage of accounts whose locks this transaction holds (all of
     it, or the oldest `limit` events). Returns how many events were settled. Moves the
@@ -217,7 +228,7 @@ def settle_chunk(limit=None, *, now=None) -> int:
         if not owners:
             return 0
         with transaction.atomic(durable=True):
-            locked = lock_buckets(owners, settle=False, skip_locked=True)
+            locked = lock_buckets(owners, skip_locked=True)
             return settle_locked(locked, limit=limit, now=now)
 
     return retry_transaction(run, label="settle")
@@ -234,7 +245,7 @@ def settle_accounts(owner_ids, *, skip_locked=False) -> int:
 
     def run():
         with transaction.atomic(durable=not connection.in_atomic_block):
-            locked = lock_buckets(owner_ids, settle=False, skip_locked=skip_locked)
+            locked = lock_buckets(owner_ids, skip_locked=skip_locked)
             return settle_locked(locked)
 
     if connection.in_atomic_block:
@@ -353,7 +364,7 @@ def charge_usage(api_key_or_account, amount, *, request_id: str, model: str, dur
 
     def run():
         with transaction.atomic(durable=durable):
-            locked = lock_buckets([account_id], settle=False)
+            locked = lock_buckets([account_id])
             prior = Charge.objects.filter(request_id=request_id).first()
             if prior is None:
                 refusal = consumption_refusal(key_state, locked[account_id].standing)

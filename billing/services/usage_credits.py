@@ -38,7 +38,8 @@ from ..models import (
     Posting,
     TxnKind,
 )
-from .engine import Entry, LedgerError, Leg, lock_buckets, replayed, run_idempotent, write
+from .engine import Entry, LedgerError, Leg, replayed, run_idempotent, write
+from .settlement import lock_and_settle
 
 PERMISSION = "billing.credit_back_usage"
 
@@ -172,7 +173,7 @@ def credit_back_usage(charge: Charge, *, actor, reason: str) -> LedgerTransactio
     def run():
         with transaction.atomic():
             # the lock order; the account's pending usage is settled first (exact balances)
-            buckets = lock_buckets([charge.account_id])[charge.account_id]
+            buckets = lock_and_settle([charge.account_id])[charge.account_id]
             fresh = Charge.objects.get(pk=charge.pk)
             now = timezone.now()
             (txn,) = write(

@@ -1,7 +1,7 @@
 """Filing an invoice request (R-INV-1, R-INV-3) and its title proof files.
 
 The amount is reserved at submission: the request is written under the balance
-account's row lock (the ledger's lock order through billing.services.engine.lock_buckets),
+account's row lock (the ledger's lock order through billing.services.settlement.lock_and_settle),
 and the invoiceable amount is computed inside that lock, so two requests of one
 account are serialised and never invoice the same consumed cash.
 """
@@ -19,7 +19,7 @@ from accounts.models import VerificationKind
 from accounts.selectors import approved_verification
 from accounts.services import refuse_unverified_email
 from billing.micro import from_micro, to_micro
-from billing.services.engine import lock_buckets
+from billing.services.settlement import lock_and_settle
 from core.money import parse_amount
 from core.workflow import record_audit
 
@@ -200,7 +200,7 @@ def submit_invoice(
         # the lock order: the balance account row (its standing read under it), then its
         # buckets, which settles the account's pending usage first (R-USE-5) so the
         # consumed cash below is exact; a second request of this account waits here
-        standing = lock_buckets([account.pk])[account.pk].standing
+        standing = lock_and_settle([account.pk])[account.pk].standing
         refuse_standing(standing)
         figures = invoiceable_for(account)
         if amount_micro > figures.invoiceable_micro:

@@ -12,7 +12,7 @@ from django.db import transaction
 from billing.micro import FEN_MICRO
 from billing.models import Grant, GrantKind, GrantState, TxnKind
 from billing.services import ledger, refund_holds
-from billing.services.engine import lock_buckets
+from billing.services.settlement import lock_and_settle
 from core.workflow import WorkflowError, apply_transition
 
 from ..models import RefundLine, RefundRequest
@@ -69,7 +69,7 @@ def approve_refund(request, *, actor, reason="", **form_data):
             RefundLine.objects.select_for_update(of=("self",)).filter(request=locked).order_by("id")
         )
         account = locked.account
-        buckets = lock_buckets([account.pk])[account.pk]
+        buckets = lock_and_settle([account.pk])[account.pk]
         refuse_standing(buckets.standing)
         used_now = discount_used_by_lot([line.lot_id for line in lines])
         payouts = {}

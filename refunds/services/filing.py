@@ -16,7 +16,7 @@ from accounts.crypto import CONTENT_TYPES, validate_upload
 from accounts.services import refuse_unverified_email
 from billing.micro import FEN_MICRO, to_micro
 from billing.services import refund_holds
-from billing.services.engine import lock_buckets
+from billing.services.settlement import lock_and_settle
 from core.money import parse_amount
 from core.workflow import record_audit
 
@@ -89,7 +89,7 @@ def submit_refund(
     account = user.balance_account
     with transaction.atomic():
         # the lock order: the balance account row, then its buckets (standing read under it)
-        buckets = lock_buckets([account.pk])[account.pk]
+        buckets = lock_and_settle([account.pk])[account.pk]
         refuse_standing(buckets.standing)
         preview = refund_preview(account)
         if preview.net_micro <= 0:

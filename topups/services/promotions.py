@@ -12,7 +12,7 @@ from django.utils import timezone
 from accounts.models import BalanceAccount
 from accounts.selectors import approved_verification
 from billing.services import ledger
-from billing.services.engine import lock_buckets
+from billing.services.settlement import lock_and_settle
 from core.workflow import WorkflowError, apply_transition, record_setting_change, transition_map
 from notices.services import send_notice
 
@@ -169,7 +169,7 @@ def _void_batch(promotion, *, actor, reason, batch_size):
         )
         # The lock order (billing/README.md): every account of the batch at once, by id,
         # before any grant is voided, so two voiding runs cannot deadlock.
-        lock_buckets([r.account_id for r in batch])
+        lock_and_settle([r.account_id for r in batch])
         for redemption in batch:
             txn = ledger.void_grant(redemption.grant, reason=reason, actor=actor)
             redemption.voided_at = now
