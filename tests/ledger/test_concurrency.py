@@ -225,7 +225,7 @@ def test_expiry_does_not_wait_for_a_busy_account_with_pending_usage(account, api
     def hold_lock():
         try:
             with transaction.atomic():
-                lock_buckets([account.pk], settle=False)
+                lock_buckets([account.pk])
                 held.set()
                 release.wait(30)
         finally:

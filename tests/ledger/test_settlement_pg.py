@@ -482,7 +482,7 @@ def _hold_accounts(owner_ids, held, release):
 
     try:
         with transaction.atomic():
-            lock_buckets(owner_ids, settle=False)
+            lock_buckets(owner_ids)
             held.set()
             release.wait(30)
     finally:
