@@ -33,6 +33,19 @@ def _deadlock():
             return exc
 
 
+def _victim_once(real):
+    """`real`, except that its first call is chosen as a deadlock victim; and the count."""
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise _deadlock()
+        return real(*args, **kwargs)
+
+    return flaky, calls
+
+
 def test_retryable_errors_are_recognised():
     """Issue 13: deadlock (40P01) and serialization failure (40001) are retried, others not."""
     assert is_retryable(_deadlock())
@@ -44,15 +57,7 @@ def test_retryable_errors_are_recognised():
 def test_a_deadlock_victim_is_retried_and_stores_once(client, funded, path):
     """Issue 13 / R-USE-1: the first attempt to store the event is chosen as a deadlock
     victim; the call is run again and answers 200, with exactly one event."""
-    real = metering._insert
-    calls = {"n": 0}
-
-    def flaky(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise _deadlock()
-        return real(*args, **kwargs)
-
+    flaky, calls = _victim_once(metering._insert)
     event = {"request_id": "dl-1", "api_key": funded.raw, "model": "m", "amount": "1.5"}
     body = {"events": [event]} if path == "usage/batch" else event
     with mock.patch.object(metering, "_insert", side_effect=flaky):
@@ -69,14 +74,7 @@ def test_a_settler_deadlock_victim_is_retried_and_settles_once(client, funded):
     post(
         client, "usage", {"request_id": "dl-s", "api_key": funded.raw, "model": "m", "amount": "2"}
     )
-    real = settlement.settle_locked
-    calls = {"n": 0}
-
-    def flaky(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise _deadlock()
-        return real(*args, **kwargs)
+    flaky, calls = _victim_once(settlement.settle_locked)
 
     with mock.patch.object(settlement, "settle_locked", side_effect=flaky):
         assert settlement.settle_chunk() == 1
