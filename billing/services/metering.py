@@ -113,13 +113,23 @@ def _stored(request_ids) -> dict[str, tuple[int, int]]:
         return {rid: (key, micro) for rid, key, micro in cur.fetchall()}
 
 
+# Every event is stamped as received by the database clock *after* the statement holds
+# the ingestion gate in shared mode (any number of ingestions at once, no waiting on each
+# other). The grant expiry sweep takes the gate exclusively for an instant before it
+# looks for pending usage (billing.services.ledger): every ingestion stamped before that
+# instant has committed by then, and every later one is stamped after it, so no event
+# received before a grant's expiry can commit after the sweep passed it by (R-USE-5).
+INGEST_GATE = 1_456_117_001  # the advisory lock's key
+
 _PG_INSERT = """
+WITH gate AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared(%(gate)s)),
+     received AS MATERIALIZED (SELECT clock_timestamp() AS at FROM gate)
 INSERT INTO billing_charge
        (request_id, account_id, api_key_id, model, amount_micro, trial_micro, discount_micro,
         cash_micro, arrears_micro, split, created_at, occurred_at)
-SELECT e.rid, e.account, e.key, e.model, e.amount, 0, 0, 0, 0, '[]'::jsonb, %(now)s,
-       COALESCE(e.occurred, %(now)s)
-  FROM json_to_recordset(%(events)s::json)
+SELECT e.rid, e.account, e.key, e.model, e.amount, 0, 0, 0, 0, '[]'::jsonb, received.at,
+       COALESCE(e.occurred, received.at)
+  FROM received, json_to_recordset(%(events)s::json)
        AS e(rid text, account bigint, key bigint, model text, amount bigint, occurred timestamptz)
 ON CONFLICT (request_id) DO NOTHING
 RETURNING request_id
@@ -141,7 +151,7 @@ def _insert(events, now) -> set[str]:
             for ev in events
         ]
         with connection.cursor() as cur:
-            cur.execute(_PG_INSERT, {"now": now, "events": json.dumps(rows)})
+            cur.execute(_PG_INSERT, {"gate": INGEST_GATE, "events": json.dumps(rows)})
             return {row[0] for row in cur.fetchall()}
     before = _stored({ev.request_id for ev in events})
     seen, rows = set(before), []

@@ -208,27 +208,53 @@ def _mark_settled(rows, txn_ids, now):
 # ---------------------------------------------------------------- the settler
 
 
+_OLDEST = (
+    "SELECT DISTINCT account_id FROM (SELECT account_id FROM billing_charge"
+    " WHERE transaction_id IS NULL{skip} ORDER BY id LIMIT %s) AS oldest"
+)
+_SKIP_ROUNDS = 3  # how many times a chunk looks past accounts another transaction holds
+
+
+def _oldest_owners(limit, passed) -> list[int]:
+    """The accounts of the oldest pending events, leaving out `passed` ones."""
+    sql, params = _OLDEST.format(skip=""), [limit]
+    if passed:
+        where, extra = in_ids("account_id", passed)
+        sql, params = _OLDEST.format(skip=f" AND NOT ({where})"), [*extra, limit]
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        return [row[0] for row in cur.fetchall()]
+
+
 def settle_chunk(limit=None, *, now=None) -> int:
     """One settler step: the oldest pending events (at most `limit`), grouped by
     account, settled in one database transaction. Accounts another transaction holds
     are skipped (their events wait for the next chunk), so settlers never queue on
-    each other or on a refund. Returns how many events were settled."""
+    each other or on a refund; the chunk then looks past them (a few rounds), so one
+    busy account with a backlog does not hold back everyone else's events. Returns how
+    many events were settled."""
     limit = limit or chunk_size()
 
     def run():
         # read before the transaction: an idle poll opens none (on SQLite a transaction
         # would take the database's write lock)
-        with connection.cursor() as cur:
-            cur.execute(
-                "SELECT DISTINCT account_id FROM (SELECT account_id FROM billing_charge"
-                " WHERE transaction_id IS NULL ORDER BY id LIMIT %s) AS oldest",
-                [limit],
-            )
-            owners = [row[0] for row in cur.fetchall()]
+        owners = _oldest_owners(limit, [])
         if not owners:
             return 0
         with transaction.atomic(durable=True):
-            locked = lock_buckets(owners, skip_locked=True)
+            locked, passed = {}, []
+            for _round in range(_SKIP_ROUNDS):
+                got = lock_buckets(owners, skip_locked=True)
+                locked.update(got)
+                passed.extend(o for o in owners if o not in got)
+                if len(got) == len(owners):
+                    break
+                # Skipped rows need no lock-order care: SKIP LOCKED never waits on an
+                # account row, and a bucket row is only held by its account's holder
+                # or the expiry sweep, which never waits either.
+                owners = _oldest_owners(limit, [*passed, *locked])
+                if not owners:
+                    break
             return settle_locked(locked, limit=limit, now=now)
 
     return retry_transaction(run, label="settle")

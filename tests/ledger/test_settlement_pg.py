@@ -489,12 +489,6 @@ def _hold_accounts(owner_ids, held, release):
         connection.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="settle_chunk picks the accounts of the oldest `limit` pending events and skips"
-    " the held ones; when those are all held it settles nothing and the settler idles, so"
-    " one busy account with a backlog holds back every newer event of every other account",
-)
 def test_a_busy_account_does_not_hold_back_the_others(account, api_key):
     """R-USE-5 (balances seconds behind): while one account's locks are held by a
     transaction in flight and its 100 pending events are the oldest, the settler still
@@ -522,13 +516,6 @@ def test_a_busy_account_does_not_hold_back_the_others(account, api_key):
     assert_books_exact()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an event received before a grant's expiry whose ingestion commits after the"
-    " sweep ran is not paid by the grant: the sweep cannot see it (ledger.expire_due_grants"
-    " sweeps grants the moment they are due; a short grace after expiry would cover"
-    " ingestion transactions in flight)",
-)
 def test_an_event_in_flight_at_the_expiry_is_still_paid_by_the_grant(account, api_key):
     """R-USE-5: an event received (stamped) before a grant's expiry whose ingestion
     transaction is still open when the sweep runs one second after the expiry is paid by
