@@ -44,16 +44,20 @@ class Source:
 
 
 def as_datetime(value):
-    """A timestamp column read through a raw cursor: PostgreSQL gives an aware datetime,
-    SQLite the text Django stored (UTC)."""
-    if value is None or not isinstance(value, str):
-        return value
-    from datetime import UTC
+    """A timestamp column read through a raw cursor, as an aware datetime: PostgreSQL
+    gives one; SQLite gives a naive datetime (or the text) of the UTC value Django
+    stored."""
+    from datetime import UTC, datetime
 
-    from django.utils.dateparse import parse_datetime
+    if value is None:
+        return None
+    if isinstance(value, str):
+        from django.utils.dateparse import parse_datetime
 
-    parsed = parse_datetime(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        value = parse_datetime(value)
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
 
 
 def load_sources(buckets: dict[int, Buckets], now) -> dict[int, list[Source]]:

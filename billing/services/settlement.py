@@ -120,7 +120,11 @@ def settle_locked(locked: dict[int, Buckets], *, limit=None, now=None) -> int:
     owners = sorted(by_owner)
     earliest = min(ev.received_at for ev in events)
     sources = load_sources({o: locked[o] for o in owners}, earliest)
-    before = {o: locked[o].available_micro for o in owners}
+    # Crossings (R-USE-4) are judged on what can pay now, as authorize judges (R-USE-6):
+    # a grant past its expiry that the sweep has not ended yet is not money.
+    dead = _dead_grants([o for o in owners if _has_grants(locked[o])], now)
+    dead_loaded = {o: _dead_in(sources[o], now) for o in owners}
+    before = {o: _can_pay(locked[o], dead.get(o, 0)) for o in owners}
     entries, rows = [], []
     for owner in owners:
         total: dict[tuple, int] = defaultdict(int)
@@ -140,16 +144,48 @@ def settle_locked(locked: dict[int, Buckets], *, limit=None, now=None) -> int:
         entries.append(Entry(TxnKind.USAGE, owner, legs, None, memo))
     txn_ids = write_rows(entries, now=now)
     _mark_settled(rows, txn_ids, now)
-    thresholds = _thresholds(o for o in owners if locked[o].available_micro < before[o])
+    after = {
+        o: _can_pay(locked[o], dead.get(o, 0) - dead_loaded[o] + _dead_in(sources[o], now))
+        for o in owners
+    }
+    thresholds = _thresholds(o for o in owners if after[o] < before[o])
     for owner in thresholds:
         notify_crossings(
-            owner,
-            thresholds[owner],
-            before[owner],
-            locked[owner].available_micro,
-            by_owner[owner][0].request_id,
+            owner, thresholds[owner], before[owner], after[owner], by_owner[owner][0].request_id
         )
     return len(events)
+
+
+def _has_grants(buckets: Buckets) -> bool:
+    return buckets.micro("trial") > 0 or buckets.micro("discount") > 0
+
+
+def _can_pay(buckets: Buckets, dead_micro: int) -> int:
+    return max(0, buckets.spendable_micro - dead_micro - buckets.arrears_micro)
+
+
+def _dead_in(sources, now) -> int:
+    """What the loaded grants that have expired by `now` still hold."""
+    return sum(
+        s.remaining
+        for s in sources
+        if s.grant_id and s.expires_at is not None and s.expires_at <= now
+    )
+
+
+def _dead_grants(owner_ids, now) -> dict[int, int]:
+    """{account: what its grants past their expiry, not yet swept, still hold}."""
+    if not owner_ids:
+        return {}
+    where, params = in_ids("account_id", owner_ids)
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT account_id, SUM(remaining_micro) FROM billing_grant"  # noqa: S608
+            f" WHERE {where} AND state = 'active' AND remaining_micro > 0"
+            " AND expires_at <= %s GROUP BY account_id",
+            [*params, connection.ops.adapt_datetimefield_value(now)],
+        )
+        return {owner: int(total) for owner, total in cur.fetchall()}
 
 
 def _mark_settled(rows, txn_ids, now):

@@ -103,12 +103,6 @@ def test_notices_of_several_accounts_in_one_chunk(account, api_key):
     assert [kinds(u) for u in others] == [["low_balance"], ["low_balance"], []]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="settlement detects crossings on the buckets' available balance, which still"
-    " counts a grant past its expiry until the sweep ends it (authorize does not, R-USE-6);"
-    " the sweep sends no notice, so the user whose service stopped is never told",
-)
 def test_service_stopped_is_sent_when_only_an_expired_grant_is_left(user, account, api_key):
     """R-USE-4 / R-USE-6: a trial grant has expired (the sweep has not run yet) and usage
     received after its expiry uses up the cash: service stops (authorize refuses, the
