@@ -7,8 +7,8 @@ import pytest
 from django.utils import timezone
 
 from accounts.agreement_text import DEMO_AGREEMENT_BODY_EN, DEMO_AGREEMENT_BODY_ZH
-from billing.services.settlement import charge_usage
 from billing.services.ledger import credit_lot, grant_funds
+from billing.services.settlement import charge_usage
 from tests.factories import cny
 
 pytestmark = pytest.mark.django_db

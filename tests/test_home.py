@@ -7,8 +7,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from billing.services.settlement import charge_usage
 from billing.services.ledger import credit_lot, grant_funds
+from billing.services.settlement import charge_usage
 from tests.disputes.conftest import _private_media as _private_media
 from tests.disputes.conftest import clerk as clerk
 from tests.disputes.conftest import cs as cs  # the fixtures

@@ -17,7 +17,6 @@ from billing.models import (
     Posting,
     TxnKind,
 )
-from billing.services.settlement import charge_usage
 from billing.services.ledger import (
     credit_lot,
     expire_due_grants,
@@ -25,6 +24,7 @@ from billing.services.ledger import (
     grant_funds,
     void_grant,
 )
+from billing.services.settlement import charge_usage
 
 from .conftest import assert_reconciled, cny, later, summary
 

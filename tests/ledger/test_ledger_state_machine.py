@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from billing.models import LedgerAccount, LedgerTransaction, Lot, Posting
-from billing.services.settlement import charge_usage
 from billing.services.ledger import (
     credit_lot,
     expire_due_grants,
@@ -29,6 +28,7 @@ from billing.services.ledger import (
 )
 from billing.services.purchases import purchase_package
 from billing.services.refund_holds import hold_for_refund, release_refund_hold
+from billing.services.settlement import charge_usage
 from tests.factories import UserFactory
 
 from .conftest import cny

@@ -33,9 +33,9 @@ from hypothesis.stateful import (
 
 from billing.micro import to_micro
 from billing.models import Charge, Grant, LedgerAccount, Lot, Posting
-from billing.services.settlement import charge_usage
 from billing.services.ledger import credit_lot, grant_funds
 from billing.services.reconcile import reconcile
+from billing.services.settlement import charge_usage
 from refunds.models import OPEN_STATES, RefundLine, RefundRequest, RefundState
 from refunds.services.decisions import (
     approve_refund,
