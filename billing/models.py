@@ -429,6 +429,7 @@ class Charge(models.Model):
         blank=True,
         related_name="charges",
         db_constraint=False,
+        db_index=False,  # billing_charge_txn_id below: a settlement's events in id order
     )
     created_at = models.DateTimeField("received at", auto_now_add=True)
     occurred_at = models.DateTimeField(
@@ -447,6 +448,7 @@ class Charge(models.Model):
         ]
         indexes = [
             models.Index(fields=["account", "-id"], name="billing_charge_account_id"),
+            models.Index(fields=["transaction", "id"], name="billing_charge_txn_id"),
             # Only pending rows are in these two (an entry is added at ingestion and never
             # again: a settled row fails the condition), so they stay seconds of traffic big.
             models.Index(
