@@ -44,6 +44,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 
 from common import HOST, PORT, ROOT, WebServer, database_url, percentile, pgbench_tps
 from cpu import CpuMeter, share_text
@@ -64,6 +65,7 @@ SETTLERS = [int(x) for x in os.environ.get("BENCH_SETTLERS", "1,2").split(",") i
 LAG_RATE = float(os.environ.get("BENCH_LAG_RATE", "0"))  # 0: half the settler's drain rate
 PACED_BATCH = 100
 LEAN = os.environ.get("BENCH_SETTINGS") == "lean"
+SETTLER_NICE = int(os.environ.get("BENCH_SETTLER_NICE", "0"))  # experiment: e.g. -10
 PHASES = set(filter(None, os.environ.get("BENCH_PHASES", "").split(",")))
 TOKEN = "bench-gateway-token"
 ZIPF_S = 1.1
@@ -320,11 +322,26 @@ def ready_settlers(procs, timeout=90):
                 "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = 'bench-settler'"
             )
             if cur.fetchone()[0] >= len(procs):
+                if SETTLER_NICE:
+                    _renice_settlers(procs)
                 return
         if any(p.poll() is not None for p in procs):
             raise RuntimeError("a settler exited during start-up")
         time.sleep(0.1)
     raise RuntimeError("settlers did not start")
+
+
+def _renice_settlers(procs):
+    """The experiment BENCH_SETTLER_NICE=-N: settlers and their PostgreSQL backends get
+    scheduling priority over the web server (what a deployment can do with reserved
+    cores or priorities), so flat-out ingestion yields CPU to settlement."""
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("SELECT pid FROM pg_stat_activity WHERE application_name = 'bench-settler'")
+        backends = [row[0] for row in cur.fetchall()]
+    for pid in [p.pid for p in procs] + backends:
+        os.setpriority(os.PRIO_PROCESS, pid, SETTLER_NICE)
 
 
 def drain_then_stop(procs, timeout=900):
@@ -358,6 +375,29 @@ def pending_count():
     with connection.cursor() as cur:
         cur.execute("SELECT COUNT(*) FROM billing_charge WHERE transaction_id IS NULL")
         return cur.fetchone()[0]
+
+
+def sample_waits(counter):
+    """Count what the settlers' and web workers' backends are doing right now (state, or
+    the wait event when they wait): where a phase's time goes inside PostgreSQL."""
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT application_name, CASE WHEN state = 'active' THEN"
+            " COALESCE(wait_event_type || ':' || wait_event, 'on CPU') ELSE state END"
+            " FROM pg_stat_activity WHERE application_name IN ('bench-settler', 'bench-web')"
+        )
+        for app, what in cur.fetchall():
+            counter[(app, what)] += 1
+
+
+def wait_text(counter, app, top=4):
+    """'on CPU 40% idle 30% LWLock:WALWrite 20% …' for one application's backends."""
+    mine = {k[1]: v for k, v in counter.items() if k[0] == app}
+    total = sum(mine.values()) or 1
+    best = sorted(mine.items(), key=lambda kv: -kv[1])[:top]
+    return " ".join(f"{what} {n * 100 // total}%" for what, n in best)
 
 
 def lag_stats(stamps, prefix):
@@ -607,6 +647,8 @@ def run():
     row("server", server.label() + (" (lean middleware)" if LEAN else ""), key="server")
     av = autovacuum_on()
     row("autovacuum", "on" if av else "off: VACUUM between phases", raw=av)
+    if SETTLER_NICE:
+        row("settler priority (nice)", SETTLER_NICE, raw=SETTLER_NICE)
     cpu_rows = []
 
     def phase_cpu(name):
@@ -769,10 +811,13 @@ def run():
                     + [(_dry_client, i, cfg) for i in range(DRY_CLIENTS)],
                     LAG_SECONDS,
                 )
-                samples = []
+                samples, waits, next_count = [], Counter(), 0.0
                 while time.time() < start + LAG_SECONDS:
-                    samples.append((time.time() - start, pending_count()))
-                    time.sleep(0.5)
+                    if time.time() >= next_count:
+                        samples.append((time.time() - start, pending_count()))
+                        next_count = time.time() + 0.5
+                    sample_waits(waits)
+                    time.sleep(0.1)
                 django.db.connections.close_all()
                 results, elapsed = _collect(procs, queue, start, LAG_SECONDS)
                 meter.phase(f"{name}-tail")
@@ -833,6 +878,12 @@ def run():
                 )
                 if unsettled:
                     row(f"{name}: events not settled", unsettled, "0", False)
+                for app in ("bench-settler", "bench-web"):
+                    row(
+                        f"{name}: {app[6:]} backends' states",
+                        wait_text(waits, app),
+                        raw={k[1]: v for k, v in waits.items() if k[0] == app},
+                    )
                 refused = sum(r.get("refused", 0) for r in results)
                 reported = sum(r["events"] for r in results if "refused" in r)
                 row(
