@@ -13,4 +13,4 @@ def _no_such_endpoint(request, rest=""):
     return JsonResponse({"code": "not_found", "message": "No such gateway endpoint."}, status=404)
 
 
-urlpatterns = [path("", api.urls), re_path(r"^(?P<rest>.*)$", _no_such_endpoint)]
+urlpatterns = [path("", api.urls), re_path(r"^(?P<rest>[\s\S]*)$", _no_such_endpoint)]

@@ -397,7 +397,9 @@ def test_authorize_records_when_a_key_was_last_used(gw, funded):
     assert ApiKey.objects.get(pk=funded.pk).last_used_at == first
 
 
-@pytest.mark.parametrize("path", ["usage/", "no-such-endpoint", "usage/batch/extra/"])
+@pytest.mark.parametrize(
+    "path", ["usage/", "no-such-endpoint", "usage/batch/extra/", "usage/%0A", "usage/a%0Ab"]
+)
 def test_unknown_gateway_paths_answer_json_404(client, path):
     """R-USE-1: errors are JSON with a stable code, also for a path that is no endpoint
     (an empty request id included), never Django's HTML page."""
