@@ -870,6 +870,12 @@ def run():
                     key=f"{name}_backlog_slope",
                     raw=round(slope),
                 )
+                settled_rate = max(0.0, rate - slope)
+                row(
+                    f"{name}: settled during ingestion ev/s",
+                    f"{settled_rate:.0f}",
+                    raw=round(settled_rate),
+                )
                 row(
                     f"{name}: drain after ingestion s",
                     f"{tail:.1f}",
