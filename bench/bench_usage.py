@@ -925,8 +925,9 @@ def run():
         key="dry_in_arrears",
         raw=in_arrears,
     )
-    for metric, value, target, ok in drift_rows():
-        row(metric, value, target, ok)
+    if os.environ.get("BENCH_BOOKS", "1") != "0":  # 0: skip the books (comparison runs)
+        for metric, value, target, ok in drift_rows():
+            row(metric, value, target, ok)
     for name, shares in cpu_rows:
         row(
             f"cpu % of 2 cores: {name}",
