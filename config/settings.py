@@ -151,7 +151,20 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # PostgreSQL roles (README "PostgreSQL roles"): migrations run as the tables' owner, the
 # portal as an owner-less role set up by `manage.py setup_db_roles`, which may never
 # UPDATE, DELETE or TRUNCATE these append-only ledger tables.
-DB_APPEND_ONLY_TABLES = ["billing_posting", "billing_charge"]
+DB_APPEND_ONLY_TABLES = ["billing_posting"]
+# ...and may only UPDATE these columns of these tables, never DELETE or TRUNCATE: a usage
+# event is settled once (migration billing/0016 refuses any other change, for every role).
+DB_SETTLE_ONLY_COLUMNS = {
+    "billing_charge": [
+        "transaction_id",
+        "settled_at",
+        "trial_micro",
+        "discount_micro",
+        "cash_micro",
+        "arrears_micro",
+        "split",
+    ]
+}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"

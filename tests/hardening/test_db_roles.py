@@ -104,3 +104,19 @@ def test_the_portal_charges_and_reconciles_as_its_role(app_role):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "charged 500000 True" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE billing_charge SET cash_micro = cash_micro",  # settled: final
+        "UPDATE billing_charge SET transaction_id = NULL, cash_micro = 0, trial_micro = 0,"
+        " discount_micro = 0, arrears_micro = 0",  # unsettle
+    ],
+)
+def test_a_settled_usage_event_is_final_even_for_its_columns(app_role, statement):
+    """R-LED-2 / R-USE-5: the portal's role may write only the settlement's columns of a
+    usage event, and the trigger of migration billing/0016 refuses changing an event that
+    is already settled, for every role: an event is settled once."""
+    with _connect() as conn, pytest.raises(psycopg.errors.IntegrityConstraintViolation):
+        conn.execute(statement)

@@ -8,7 +8,8 @@ Run it as the OWNER of the tables (the role that runs `migrate`), after every mi
 
 The portal's own role (PORTAL_APP_DB_ROLE, default `portal_app`) owns nothing: it may
 read and write the tables the portal needs, but never UPDATE, DELETE or TRUNCATE the
-append-only ledger tables (settings.DB_APPEND_ONLY_TABLES: postings and charges), never
+append-only ledger tables (settings.DB_APPEND_ONLY_TABLES: postings; usage events only
+settled, settings.DB_SETTLE_ONLY_COLUMNS), never
 disable their triggers (only an owner may ALTER TABLE; `session_replication_role` needs a
 superuser), and never create or alter tables. Idempotent: grants are re-applied to every
 table and sequence, and default privileges cover tables the owner creates later.
@@ -92,6 +93,11 @@ class Command(BaseCommand):
             tables = list(getattr(settings, "DB_APPEND_ONLY_TABLES", []))
             for table in tables:
                 cur.execute(f"REVOKE UPDATE, DELETE, TRUNCATE ON {q(table)} FROM {role}")
+            settle_only = dict(getattr(settings, "DB_SETTLE_ONLY_COLUMNS", {}))
+            for table, columns in settle_only.items():
+                cur.execute(f"REVOKE UPDATE, DELETE, TRUNCATE ON {q(table)} FROM {role}")
+                cols = ", ".join(q(c) for c in columns)
+                cur.execute(f"GRANT UPDATE ({cols}) ON {q(table)} TO {role}")
             cur.execute(
                 "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tableowner = %s",
                 [app_role],
@@ -100,5 +106,7 @@ class Command(BaseCommand):
                 raise CommandError(f"{app_role} owns tables: it must own nothing.")
         self.stdout.write(
             f"Role {app_role}: may read and write the portal's tables in {database}; "
-            f"append-only (no UPDATE/DELETE/TRUNCATE): {', '.join(tables) or '-'}; owns nothing."
+            f"append-only (no UPDATE/DELETE/TRUNCATE): {', '.join(tables) or '-'}; "
+            f"settled once (UPDATE of the settlement's columns only): "
+            f"{', '.join(settle_only) or '-'}; owns nothing."
         )
