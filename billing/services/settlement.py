@@ -336,17 +336,24 @@ def run_settler(*, seconds=0.0, chunk=None, idle_sleep=None, stop=None) -> int:
         else float(getattr(settings, "USAGE_SETTLE_IDLE", 0.05))
     )
     deadline = time.monotonic() + seconds
+    limit = chunk or chunk_size()
     total = 0
     with _index_scans():
         while True:
-            done = settle_chunk(chunk)
+            done = settle_chunk(limit)
             total += done
             if stop is not None and stop():
                 return total
-            if done:
-                continue
+            if done >= limit:
+                continue  # a full chunk: more is waiting
             if time.monotonic() >= deadline:
+                if done:
+                    continue  # draining: on until nothing is pending
                 return total
+            # A part chunk means the backlog is settled: wait `idle` for the next events
+            # rather than settling them a few at a time (each chunk costs some ten
+            # statements and a commit whatever its size: a settler polling without a
+            # pause used a fifth of the 2 cores at 300 events/s). Lag: + `idle` at most.
             time.sleep(idle)
 
 
