@@ -709,6 +709,8 @@ def run():
                 phase_cpu(name)
 
             drain_rate = 0
+            if not _want("drain") and pending_count():
+                wait_settlers([start_settler(meter, 0)])  # no backlog into the next phases
             if _want("drain"):
                 backlog = pending_count()
                 django.db.connections.close_all()
