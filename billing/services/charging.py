@@ -15,7 +15,7 @@ from __future__ import annotations
 from django.db import connection
 
 from ..chart import platform_account_id
-from ..micro import from_micro, to_micro
+from ..micro import from_micro, micro_str, to_micro
 from ..models import AccountKind, GrantKind
 from .engine import (
     Buckets,
@@ -126,11 +126,11 @@ def plan_deduction(micro, sources, buckets: Buckets, at=None):
         )
         parts[src.bucket] += take
         ref = {"lot": src.lot_id} if src.lot_id else {"grant": src.grant_id}
-        split.append({"bucket": src.bucket, **ref, "amount": str(from_micro(take).amount)})
+        split.append({"bucket": src.bucket, **ref, "amount": micro_str(take)})
     if left:
         legs.append(Leg(buckets["arrears"].pk, "arrears", -left))
         parts["arrears"] = left
-        split.append({"bucket": "arrears", "amount": str(from_micro(left).amount)})
+        split.append({"bucket": "arrears", "amount": micro_str(left)})
     legs.append(Leg(platform_account_id(AccountKind.REVENUE), "revenue", micro))
     buckets.apply(legs)
     return legs, split, parts
