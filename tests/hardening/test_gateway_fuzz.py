@@ -41,6 +41,8 @@ def test_gateway_answers_every_generated_request_without_a_500(live_server, fund
                 suppress_health_check=list(HealthCheck),
             )
             def fuzz(case):
+                if any(ch.isspace() or ord(ch) < 32 for ch in case.formatted_path):
+                    return  # no valid request line: the HTTP server refuses it, not the portal
                 response = case.call(
                     base_url=live_server.url,
                     headers={"Authorization": f"Bearer {TOKEN}"},
