@@ -43,7 +43,7 @@ from .engine import (
     write_rows,
 )
 from .engine import positive_micro as _positive_micro
-from .settlement import lock_and_settle
+from .settlement import lock_and_settle, settle_before_expiry
 
 __all__ = [
     "LedgerError",
@@ -231,56 +231,6 @@ def expire_grant(grant: Grant, *, now=None) -> LedgerTransaction | None:
     return txn
 
 
-def _settle_before_expiry(due, due_params, limit) -> bool:
-    """A grant pays for every event received before its expiry (R-USE-5): settle the
-    pending usage of the accounts whose grants are about to be swept first (their own
-    transaction, skipping accounts another transaction holds, so the sweep never
-    waits; the sweep itself locks bucket rows only). Settlement plans each event
-    with the grants that had not expired when it was received, so an event received
-    after the expiry is not paid by the grant even if it settles before the sweep.
-
-    On PostgreSQL it first passes the ingestion gate (metering.INGEST_GATE): an instant
-    of the exclusive lock, so every ingestion stamped before now has committed and is
-    seen below. If ingestion holds the gate longer than USAGE_EXPIRY_GATE_WAIT, this run
-    sweeps nothing (False) and the next one tries again."""
-    from django.conf import settings
-    from django.db import OperationalError, connection
-
-    from .metering import INGEST_GATE
-    from .settlement import settle_accounts
-
-    with connection.cursor() as cur:
-        cur.execute(f"SELECT 1 FROM billing_grant WHERE {due} LIMIT 1", due_params)  # noqa: S608
-        if cur.fetchone() is None:
-            return True
-    if connection.vendor == "postgresql":
-        wait_ms = int(float(getattr(settings, "USAGE_EXPIRY_GATE_WAIT", 2)) * 1000)
-        try:
-            with transaction.atomic(), connection.cursor() as cur:
-                cur.execute(
-                    "SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, true)",
-                    [f"{wait_ms}ms"],
-                )
-                before = cur.fetchone()[0]
-                cur.execute("SELECT pg_advisory_xact_lock(%s)", [INGEST_GATE])
-                # as it was: inside a caller's transaction the setting would outlive this
-                cur.execute("SELECT set_config('lock_timeout', %s, true)", [before])
-        except OperationalError:  # lock_timeout: an ingestion still in flight
-            return False
-    with connection.cursor() as cur:
-        cur.execute(
-            "SELECT DISTINCT d.account_id FROM (SELECT account_id FROM billing_grant"  # noqa: S608
-            f" WHERE {due} ORDER BY expires_at, id LIMIT %s) d WHERE EXISTS (SELECT 1"
-            " FROM billing_charge c WHERE c.account_id = d.account_id"
-            " AND c.transaction_id IS NULL)",
-            [*due_params, limit],
-        )
-        owners = [row[0] for row in cur.fetchall()]
-    if owners:
-        settle_accounts(owners, skip_locked=True)
-    return True
-
-
 def expire_due_grants(*, now=None, limit: int = 5000) -> int:
     """Expire up to `limit` due grants, set-based: one ledger transaction per grant,
     written with a constant number of statements. Accounts busy in another
@@ -298,7 +248,7 @@ def expire_due_grants(*, now=None, limit: int = 5000) -> int:
     now = now or timezone.now()
     due = "state = %s AND remaining_micro > 0 AND expires_at <= %s"
     due_params = [GrantState.ACTIVE, now]
-    if not _settle_before_expiry(due, due_params, limit):
+    if not settle_before_expiry(due, due_params, limit):
         return 0
     # A grant is swept only once every event received before its expiry is settled
     # (R-USE-5): an account the settlement above skipped (busy) keeps its grant until
