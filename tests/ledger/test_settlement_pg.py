@@ -32,6 +32,7 @@ from billing.services.purchases import InsufficientBalance, purchase_package
 from billing.services.refund_holds import hold_for_refund
 from billing.services.settlement import run_settler, settle_chunk
 from tests.factories import UserFactory
+from tests.workers import database_url
 
 from .conftest import cny, run_threads, summary
 from .http import TOKEN, call
@@ -221,12 +222,6 @@ def test_concurrent_ingestion_committing_out_of_order_is_settled_exactly_once():
     assert_books_exact()
 
 
-def _database_url():
-    db = connection.settings_dict
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
 def _other_backends_in_a_transaction():
     with connection.cursor() as cur:
         cur.execute(
@@ -257,7 +252,7 @@ def test_a_settler_process_killed_midway_leaves_nothing_half_done(tmp_path):
     ingest(random_events(keyed, 20_000, prefix="k", seed=5), size=5000)
     env = dict(
         os.environ,
-        DATABASE_URL=_database_url(),
+        DATABASE_URL=database_url(),
         PORTAL_VAR_DIR=str(tmp_path),
     )
     log = open(tmp_path / "settler.log", "w")  # noqa: SIM115 - closed below

@@ -5,20 +5,17 @@ continuous settler's stretches; the gateway's events arrive over real HTTP befor
 while it runs, and end up settled seconds later, exactly once."""
 
 import os
-import subprocess
-import sys
 import time
 import uuid
 
 import pytest
-from django.conf import settings
 from django.db import connection
 
 from billing.models import Charge
 from billing.services.ledger import credit_lot
 from ops.framework import get_job
 from ops.models import JobRun
-from tests.ops.test_celery_worker import _database_url
+from tests.workers import celery_worker
 
 from .conftest import cny, summary
 from .http import TOKEN, call
@@ -36,45 +33,19 @@ DEFAULT_QUEUE = "celery"
 
 @pytest.fixture(scope="module")
 def worker(django_db_setup, django_db_blocker, tmp_path_factory):
-    """A `celery -A config worker` subprocess (as tests/ops/test_celery_worker.py starts
-    it) on its own queue and the default one, where the continuous settler queues its
-    next stretch; each stretch lasts SETTLER_SECONDS."""
+    """A `celery -A config worker` subprocess (tests/workers.py) on its own queue and the
+    default one, where the continuous settler queues its next stretch; each stretch
+    lasts SETTLER_SECONDS."""
     if connection.vendor != "postgresql" or not os.environ.get("REDIS_URL"):
         yield None  # the markers skip (or fail under PORTAL_REQUIRE_SERVICES) each test
         return
     tmp = tmp_path_factory.mktemp("settler-worker")
-    queue = f"test-{uuid.uuid4().hex[:8]}"
-    env = dict(
-        os.environ,
-        DATABASE_URL=_database_url(),
-        CELERY_BROKER_URL=os.environ["REDIS_URL"],
-        PORTAL_VAR_DIR=str(tmp),
-        EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
-        CELERY_TASK_ALWAYS_EAGER="0",
-        USAGE_SETTLER_SECONDS=str(SETTLER_SECONDS),
-        USAGE_SETTLE_IDLE="0.05",
-    )
-    log = open(tmp / "worker.log", "w")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo"]
-        + ["-Q", f"{queue},{DEFAULT_QUEUE}"]
-        + ["--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel=INFO"],
-        cwd=settings.BASE_DIR,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    process.queue, process.tmp = queue, tmp
+    queues = [f"test-{uuid.uuid4().hex[:8]}", DEFAULT_QUEUE]
+    env = {"USAGE_SETTLER_SECONDS": str(SETTLER_SECONDS), "USAGE_SETTLE_IDLE": "0.05"}
     try:
-        yield process
+        with celery_worker(tmp, queues, env=env, stop_timeout=SETTLER_SECONDS + 20) as process:
+            yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=SETTLER_SECONDS + 20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
         # the chain's next stretch, queued before the worker stopped, must not outlive us
         from django.core.cache import cache
 

@@ -5,15 +5,12 @@ One worker serves the module; each test queues a job's task and waits for its ef
 
 import datetime
 import os
-import subprocess
-import sys
 import time
 import uuid
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
@@ -21,18 +18,13 @@ from notices.models import Notice
 from ops.framework import get_job
 from ops.models import JobRun
 from tests.factories import UserFactory, agreement_notice
+from tests.workers import celery_worker
 
 pytestmark = [
     pytest.mark.redis,
     pytest.mark.postgres,
     pytest.mark.django_db(transaction=True),
 ]
-
-
-def _database_url():
-    db = connection.settings_dict
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 @pytest.fixture(scope="module")
@@ -42,35 +34,8 @@ def worker(django_db_setup, django_db_blocker, tmp_path_factory):
         yield None  # the markers skip (or fail under PORTAL_REQUIRE_SERVICES) each test
         return
     tmp = tmp_path_factory.mktemp("worker")
-    queue = f"test-{uuid.uuid4().hex[:8]}"
-    env = dict(
-        os.environ,
-        DATABASE_URL=_database_url(),
-        CELERY_BROKER_URL=os.environ["REDIS_URL"],
-        PORTAL_VAR_DIR=str(tmp),
-        EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
-        CELERY_TASK_ALWAYS_EAGER="0",
-    )
-    log = open(tmp / "worker.log", "w")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "-Q", queue]
-        + ["--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel=INFO"],
-        cwd=settings.BASE_DIR,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    process.queue, process.tmp = queue, tmp
-    try:
+    with celery_worker(tmp, [f"test-{uuid.uuid4().hex[:8]}"]) as process:
         yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 def run_through_worker(worker, job_name, done, timeout=60):
