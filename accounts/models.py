@@ -180,18 +180,12 @@ class BalanceAccount(ConcurrentTransitionMixin, models.Model):
     def __str__(self):
         return f"Balance account of {self.user}"
 
-    # What a standing allows (R-ACC-8): the one place other apps ask.
-    @property
-    def can_consume(self):
-        return self.standing == Standing.ACTIVE
+    def may(self, action) -> bool:
+        """What this account's standing allows (R-ACC-8), from the one table in
+        accounts.standing."""
+        from .standing import may
 
-    @property
-    def can_top_up(self):
-        return self.standing not in (Standing.FROZEN, Standing.TERMINATED)
-
-    @property
-    def can_refund(self):
-        return self.standing not in (Standing.FROZEN, Standing.TERMINATED)
+        return may(self.standing, action)
 
     def _changed(self):
         self.standing_changed_at = timezone.now()

@@ -52,9 +52,9 @@ def _reserve(table, n):
 
 
 def seeded():
-    from billing.models import Charge
+    from billing.models import UsageEvent
 
-    return Charge.objects.filter(request_id=f"adm-{N_CHARGES - 1}").exists()
+    return UsageEvent.objects.filter(request_id=f"adm-{N_CHARGES - 1}").exists()
 
 
 def seed():
@@ -183,7 +183,7 @@ def seed():
             ]
         )
     print(f"  buckets, lots, grants, top-ups: {time.time() - t0:.1f}s", flush=True)
-    done = _exec("SELECT count(*) FROM billing_charge WHERE request_id LIKE 'adm-%%'")[0][0]
+    done = _exec("SELECT count(*) FROM billing_usageevent WHERE request_id LIKE 'adm-%%'")[0][0]
     for lo in range(done - done % CHUNK, N_CHARGES, CHUNK):
         hi = min(N_CHARGES, lo + CHUNK)
         with transaction.atomic():
@@ -218,7 +218,7 @@ def seed():
                 params,
             )
             _exec(
-                f"""INSERT INTO billing_charge (request_id, model, amount_micro, trial_micro,
+                f"""INSERT INTO billing_usageevent (request_id, model, amount_micro, trial_micro,
                        discount_micro, cash_micro, arrears_micro, split, created_at, account_id,
                        transaction_id)
                 SELECT 'adm-' || i, (%(models)s::text[])[1 + i %% 5], 10000, 4000, 0, 6000, 0,
@@ -260,7 +260,7 @@ def seed():
             """
         )
     for table in (
-        "billing_charge",
+        "billing_usageevent",
         "billing_ledgertransaction",
         "billing_posting",
         "billing_lot",
@@ -290,7 +290,7 @@ def pages():
     from django.urls import reverse
 
     from billing.chart import platform_account_id
-    from billing.models import AccountKind, Charge, Grant, LedgerTransaction, Lot, Posting
+    from billing.models import AccountKind, Grant, LedgerTransaction, Lot, Posting, UsageEvent
     from topups.models import TopUp
 
     def cl(model, query="", app="billing"):
@@ -300,8 +300,8 @@ def pages():
         return reverse(f"admin:{app}_{model}_change", args=[pk])
 
     revenue = platform_account_id(AccountKind.REVENUE)
-    charge = Charge.objects.order_by("-id").first()
-    old_charge = Charge.objects.filter(request_id=f"adm-{N_CHARGES // 2}").first() or charge
+    charge = UsageEvent.objects.order_by("-id").first()
+    old_charge = UsageEvent.objects.filter(request_id=f"adm-{N_CHARGES // 2}").first() or charge
     txn = LedgerTransaction.objects.order_by("-id").first()
     posting = Posting.objects.order_by("-id").first()
     lot = Lot.objects.order_by("-id").first()
@@ -309,14 +309,14 @@ def pages():
     topup = TopUp.objects.order_by("-id").first()
     email = f"adm-{N_ACCOUNTS // 3}@{DOMAIN}"
     return [
-        ("charges list", cl("charge")),
-        ("charges page 100", cl("charge", "?p=100")),
-        ("charges page 1000", cl("charge", "?p=1000")),
-        ("charges: model filter", cl("charge", "?model=glm-4")),
-        ("charges: past 7 days", cl("charge", f"?created_at__gte={_days_ago(7)}")),
-        ("charges: search email", cl("charge", f"?q={email}")),
-        ("charges: search request id", cl("charge", f"?q={old_charge.request_id}")),
-        ("charge detail", ch("charge", old_charge.pk)),
+        ("charges list", cl("usageevent")),
+        ("charges page 100", cl("usageevent", "?p=100")),
+        ("charges page 1000", cl("usageevent", "?p=1000")),
+        ("charges: model filter", cl("usageevent", "?model=glm-4")),
+        ("charges: past 7 days", cl("usageevent", f"?created_at__gte={_days_ago(7)}")),
+        ("charges: search email", cl("usageevent", f"?q={email}")),
+        ("charges: search request id", cl("usageevent", f"?q={old_charge.request_id}")),
+        ("charge detail", ch("usageevent", old_charge.pk)),
         ("transactions list", cl("ledgertransaction")),
         ("transactions: kind=usage", cl("ledgertransaction", "?kind__exact=usage")),
         ("transactions: kind=top_up", cl("ledgertransaction", "?kind__exact=top_up")),
@@ -427,7 +427,7 @@ def run():
     fresh = seed()
     seeded_in = time.time() - t0
     ((charges, postings),) = _exec(
-        "SELECT (SELECT reltuples::bigint FROM pg_class WHERE relname = 'billing_charge'),"
+        "SELECT (SELECT reltuples::bigint FROM pg_class WHERE relname = 'billing_usageevent'),"
         " (SELECT reltuples::bigint FROM pg_class WHERE relname = 'billing_posting')"
     )
     rows = [

@@ -373,7 +373,7 @@ def pending_count():
     from django.db import connection
 
     with connection.cursor() as cur:
-        cur.execute("SELECT COUNT(*) FROM billing_charge WHERE transaction_id IS NULL")
+        cur.execute("SELECT COUNT(*) FROM billing_usageevent WHERE transaction_id IS NULL")
         return cur.fetchone()[0]
 
 
@@ -420,7 +420,7 @@ def lag_stats(stamps, prefix):
                    percentile_cont(0.99) WITHIN GROUP (ORDER BY lag),
                    max(lag), count(*), count(*) FILTER (WHERE lag IS NULL)
               FROM (SELECT extract(epoch FROM c.settled_at) - a.t AS lag
-                      FROM billing_charge c
+                      FROM billing_usageevent c
                       JOIN bench_accepted a ON a.tag = split_part(c.request_id, '.', 1)
                      WHERE c.request_id LIKE %s) x
             """,
@@ -460,16 +460,16 @@ def drift_rows():
             cur.execute(sql)
             q[name] = cur.fetchone()
 
-        one("pending", "SELECT COUNT(*) FROM billing_charge WHERE transaction_id IS NULL")
+        one("pending", "SELECT COUNT(*) FROM billing_usageevent WHERE transaction_id IS NULL")
         one(
             "dup",
-            "SELECT COUNT(*) FROM (SELECT request_id FROM billing_charge GROUP BY request_id"
+            "SELECT COUNT(*) FROM (SELECT request_id FROM billing_usageevent GROUP BY request_id"
             " HAVING COUNT(*) > 1) d",
         )
         # a settled event's transaction exists, is a usage transaction of its account
         one(
             "orphans",
-            "SELECT COUNT(*) FROM billing_charge c LEFT JOIN billing_ledgertransaction t"
+            "SELECT COUNT(*) FROM billing_usageevent c LEFT JOIN billing_ledgertransaction t"
             " ON t.id = c.transaction_id WHERE c.transaction_id IS NOT NULL"
             " AND (t.id IS NULL OR t.kind <> 'usage' OR t.account_id <> c.account_id"
             " OR c.settled_at IS NULL)",
@@ -477,7 +477,7 @@ def drift_rows():
         # each event's parts cover exactly its amount
         one(
             "parts",
-            "SELECT COUNT(*) FROM billing_charge WHERE transaction_id IS NOT NULL AND"
+            "SELECT COUNT(*) FROM billing_usageevent WHERE transaction_id IS NOT NULL AND"
             " trial_micro + discount_micro + cash_micro + arrears_micro <> amount_micro",
         )
         # per usage transaction: its events' amounts == its revenue, and each part ==
@@ -489,7 +489,7 @@ def drift_rows():
             WITH ev AS (
                 SELECT transaction_id AS id, SUM(amount_micro) a, SUM(trial_micro) tr,
                        SUM(discount_micro) di, SUM(cash_micro) ca, SUM(arrears_micro) ar
-                  FROM billing_charge WHERE transaction_id IS NOT NULL GROUP BY 1),
+                  FROM billing_usageevent WHERE transaction_id IS NOT NULL GROUP BY 1),
             po AS (
                 SELECT p.transaction_id AS id,
                        SUM(p.amount_micro) FILTER (WHERE p.bucket = 'revenue') a,
@@ -508,16 +508,16 @@ def drift_rows():
         one(
             "totals",
             """
-            SELECT (SELECT COALESCE(SUM(amount_micro), 0) FROM billing_charge
+            SELECT (SELECT COALESCE(SUM(amount_micro), 0) FROM billing_usageevent
                      WHERE transaction_id IS NOT NULL),
                    (SELECT COALESCE(SUM(p.amount_micro), 0) FROM billing_posting p
                       JOIN billing_ledgertransaction t ON t.id = p.transaction_id
                      WHERE t.kind = 'usage' AND p.bucket = 'revenue'),
-                   (SELECT COALESCE(SUM(arrears_micro), 0) FROM billing_charge),
+                   (SELECT COALESCE(SUM(arrears_micro), 0) FROM billing_usageevent),
                    (SELECT COALESCE(-SUM(p.amount_micro), 0) FROM billing_posting p
                       JOIN billing_ledgertransaction t ON t.id = p.transaction_id
                      WHERE t.kind = 'usage' AND p.bucket = 'arrears'),
-                   (SELECT COUNT(*) FROM billing_charge),
+                   (SELECT COUNT(*) FROM billing_usageevent),
                    (SELECT COUNT(*) FROM billing_posting)
             """,
         )
@@ -550,7 +550,7 @@ def drift_rows():
 
 # The tables settlement rewrites: what autovacuum would keep clean in production.
 _CHURNED = (
-    "billing_charge",
+    "billing_usageevent",
     "billing_ledgeraccount",
     "billing_lot",
     "billing_grant",

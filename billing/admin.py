@@ -23,7 +23,7 @@ from core.forms import ReasonForm
 from core.money import display
 
 from .micro import from_micro
-from .models import Charge, Grant, LedgerAccount, LedgerTransaction, Lot, Posting
+from .models import Grant, LedgerAccount, LedgerTransaction, Lot, Posting, UsageEvent
 from .services.ledger import void_grant
 from .services.reconcile import reconcile, reconcile_all
 from .services.usage_credits import PERMISSION as CREDIT_PERMISSION
@@ -213,10 +213,10 @@ class LedgerTransactionAdmin(LargeTableAdminMixin, AccountSearch, AccountColumns
     @admin.display(description=_("Usage events"))
     def event_list(self, obj):
         """A usage transaction settles many events (one per account per settler chunk):
-        the event list filtered to it (Charge.transaction is indexed)."""
+        the event list filtered to it (UsageEvent.transaction is indexed)."""
         if obj.kind != "usage":
             return "—"
-        url = reverse("admin:billing_charge_changelist") + f"?transaction__id__exact={obj.pk}"
+        url = reverse("admin:billing_usageevent_changelist") + f"?transaction__id__exact={obj.pk}"
         return format_html('<a href="{}">{}</a>', url, gettext("Events settled here"))
 
 
@@ -445,7 +445,7 @@ class RecentModelFilter(admin.SimpleListFilter):
     recent = 1_000
 
     def lookups(self, request, model_admin):
-        latest = Charge.objects.order_by("-id").values("model")[: self.recent]
+        latest = UsageEvent.objects.order_by("-id").values("model")[: self.recent]
         names = sorted({row["model"] for row in latest})
         current = self.value()
         if current and current not in names:
@@ -513,8 +513,8 @@ def split_html(split):
 RUN_NOW_SECONDS = 10
 
 
-@admin.register(Charge)
-class ChargeAdmin(LargeTableAdminMixin, AccountSearch, AccountColumns, ReadOnlyAdmin):
+@admin.register(UsageEvent)
+class UsageEventAdmin(LargeTableAdminMixin, AccountSearch, AccountColumns, ReadOnlyAdmin):
     """One row per usage event (R-USE-1, R-USE-5): pending until the settler gives it its
     parts, split and ledger transaction. The list shows the pending backlog and, to
     holders of billing.settle_usage, a Run-now that settles it at once; the page of a
@@ -541,8 +541,8 @@ class ChargeAdmin(LargeTableAdminMixin, AccountSearch, AccountColumns, ReadOnlyA
     list_select_related = ("account__user",)
     ordering = ("-id",)
     sortable_by = ("id",)
-    change_list_template = "admin/billing/charge/change_list.html"
-    change_form_template = "admin/billing/charge/change_form.html"
+    change_list_template = "admin/billing/usageevent/change_list.html"
+    change_form_template = "admin/billing/usageevent/change_form.html"
     inlines = [AuditRecordInline]
     fields = (
         "request_id",
@@ -619,7 +619,7 @@ class ChargeAdmin(LargeTableAdminMixin, AccountSearch, AccountColumns, ReadOnlyA
             % {"count": settled},
             messages.SUCCESS,
         )
-        return redirect(reverse("admin:billing_charge_changelist"))
+        return redirect(reverse("admin:billing_usageevent_changelist"))
 
     def credit_back_view(self, request, object_id):
         """Credit back one settled event: a reason form, then the service (audited,
@@ -629,7 +629,7 @@ class ChargeAdmin(LargeTableAdminMixin, AccountSearch, AccountColumns, ReadOnlyA
         charge = self.get_object(request, object_id)
         if charge is None:
             raise Http404
-        page = reverse("admin:billing_charge_change", args=[charge.pk])
+        page = reverse("admin:billing_usageevent_change", args=[charge.pk])
         form = ReasonForm(request.POST if request.method == "POST" else None)
         if request.method == "POST" and form.is_valid():
             try:
@@ -649,7 +649,7 @@ class ChargeAdmin(LargeTableAdminMixin, AccountSearch, AccountColumns, ReadOnlyA
             return redirect(page)
         return TemplateResponse(
             request,
-            "admin/billing/charge/credit_back.html",
+            "admin/billing/usageevent/credit_back.html",
             {
                 **self.admin_site.each_context(request),
                 "charge": charge,

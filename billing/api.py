@@ -33,7 +33,7 @@ from .micro import micro_str, to_micro
 from .selectors import charge_for
 from .services.authorization import REFUSAL_MESSAGES, authorize, resolve_api_keys
 from .services.engine import LedgerError
-from .services.metering import UsageEvent, record_usage
+from .services.metering import ReportedUsage, record_usage
 
 
 def batch_limit() -> int:
@@ -412,7 +412,7 @@ def authorize_key(request: HttpRequest, payload: AuthorizeIn):
 _STATUS = {"request_id_conflict": 409, "retry": 503}
 
 
-def _event_for(ev: UsageIn, keys, amounts: dict | None = None) -> UsageEvent:
+def _event_for(ev: UsageIn, keys, amounts: dict | None = None) -> ReportedUsage:
     """Parse one event or raise _Refused with its stable code. `amounts` (a batch's
     memo) keeps each distinct amount's answer: a batch of 1,000 calls carries a handful
     of prices, and parsing one into Money costs more than the rest of the event."""
@@ -435,7 +435,7 @@ def _event_for(ev: UsageIn, keys, amounts: dict | None = None) -> UsageEvent:
     key = _key_for(ev, keys)
     if ev.occurred_at is not None and ev.occurred_at.tzinfo is None:
         raise _Refused(400, "invalid_occurred_at", "occurred_at needs a UTC offset.")
-    return UsageEvent(ev.request_id, key, ev.model, micro, ev.occurred_at)
+    return ReportedUsage(ev.request_id, key, ev.model, micro, ev.occurred_at)
 
 
 @api.post(

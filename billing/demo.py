@@ -15,7 +15,7 @@ from decimal import Decimal
 from django.utils import timezone
 from djmoney.money import Money
 
-from .models import Charge
+from .models import UsageEvent
 
 DEMO_EXPIRY_MINUTES = 3
 
@@ -31,7 +31,7 @@ def seed_activity(context):
         return
     account = user.balance_account
     set_low_balance_threshold(account, Money("30.00", "CNY"))
-    if not Charge.objects.filter(account=account).exists():
+    if not UsageEvent.objects.filter(account=account).exists():
         for i, price in enumerate(["0.012345", "1.500000", "0.000420", "12.345678", "3.3"]):
             # seed_demo runs every app's demo in one transaction, hence not durable
             charge_usage(

@@ -385,7 +385,7 @@ class Posting(models.Model):
     amount = MicroMoney("amount_micro")
 
 
-class Charge(models.Model):
+class UsageEvent(models.Model):
     """One metered API call (a usage event, R-USE-1) and, once settled, where its
     money came from (R-USE-2, R-USE-5).
 
@@ -403,7 +403,7 @@ class Charge(models.Model):
         "accounts.BalanceAccount",
         on_delete=models.PROTECT,
         db_index=False,
-        related_name="charges",
+        related_name="usage_events",
         db_constraint=False,
     )
     api_key = models.ForeignKey(
@@ -427,7 +427,7 @@ class Charge(models.Model):
         on_delete=models.PROTECT,
         null=True,
         blank=True,
-        related_name="charges",
+        related_name="usage_events",
         db_constraint=False,
         db_index=False,  # billing_charge_txn_id below: a settlement's events in id order
     )
@@ -486,7 +486,7 @@ class Charge(models.Model):
         ]
 
     def __str__(self):
-        return f"Charge {self.request_id}"
+        return f"UsageEvent {self.request_id}"
 
     @property
     def settled(self) -> bool:

@@ -9,7 +9,7 @@ from django.db.models.functions import RowNumber, TruncDate
 from django.utils import timezone
 
 from .micro import from_micro
-from .models import Charge, Grant, LedgerAccount, LedgerTransaction, Lot, Posting, TxnKind
+from .models import Grant, LedgerAccount, LedgerTransaction, Lot, Posting, TxnKind, UsageEvent
 
 
 def bucket_micro(account) -> dict[str, int]:
@@ -57,7 +57,7 @@ def pending_events(account, limit=10):
     """The latest usage events of the account not settled yet (the partial index
     billing_charge_pending_acct holds only those)."""
     return list(
-        Charge.objects.filter(account_id=account.pk, transaction__isnull=True)
+        UsageEvent.objects.filter(account_id=account.pk, transaction__isnull=True)
         .select_related("api_key")
         .order_by("-id")[:limit]
     )
@@ -72,7 +72,7 @@ def grants_for(account):
 
 
 def recent_charges(account, limit=20):
-    return list(Charge.objects.filter(account_id=account.pk).order_by("-id")[:limit])
+    return list(UsageEvent.objects.filter(account_id=account.pk).order_by("-id")[:limit])
 
 
 def transactions_for(account, limit=50):
@@ -89,9 +89,9 @@ def platform_balances() -> dict[int, object]:
     return {la: from_micro(total) for la, total in rows}
 
 
-def charge_for(request_id: str) -> Charge | None:
+def charge_for(request_id: str) -> UsageEvent | None:
     """The charge recorded for a gateway request id, or None."""
-    return Charge.objects.filter(request_id=request_id).first()
+    return UsageEvent.objects.filter(request_id=request_id).first()
 
 
 # ---------------------------------------------------------------- the user's statement
@@ -119,7 +119,7 @@ class StatementLine:
     grant_ids: list = field(default_factory=list)
 
     @property
-    def charge(self) -> Charge | None:
+    def charge(self) -> UsageEvent | None:
         """The event, when the line settled exactly one."""
         return self.events[0] if self.event_count == 1 and self.events else None
 
@@ -158,7 +158,7 @@ def paid_by(split) -> list[dict]:
 
 
 def _key_events(account, api_key):
-    events = Charge.objects.filter(account_id=account.pk)
+    events = UsageEvent.objects.filter(account_id=account.pk)
     if api_key is not None:
         events = events.filter(api_key_id=api_key.pk)
     return events
@@ -179,9 +179,9 @@ def _first_events(account, txn_ids, api_key, cap) -> list[tuple[int, int]]:
         keys = [api_key.pk] if api_key is not None else []
         sql = (
             "SELECT c.id, n.total FROM unnest(%s::bigint[]) AS t(id)"  # noqa: S608 (constant)
-            " CROSS JOIN LATERAL (SELECT id FROM billing_charge"
+            " CROSS JOIN LATERAL (SELECT id FROM billing_usageevent"
             f" WHERE transaction_id = t.id{key} ORDER BY id LIMIT %s) c"
-            " CROSS JOIN LATERAL (SELECT COUNT(*) AS total FROM billing_charge"
+            " CROSS JOIN LATERAL (SELECT COUNT(*) AS total FROM billing_usageevent"
             f" WHERE transaction_id = t.id{key}) n"
         )
         ids = "{" + ",".join(str(int(pk)) for pk in txn_ids) + "}"
@@ -210,7 +210,7 @@ def _attach_events(lines: dict, account, api_key, cap=EVENTS_PER_LINE):
     if not totals:
         return
     shown = list(
-        Charge.objects.filter(pk__in=list(totals)).select_related("api_key").order_by("id")
+        UsageEvent.objects.filter(pk__in=list(totals)).select_related("api_key").order_by("id")
     )
     from .services.usage_credits import credits_for
 
@@ -259,7 +259,7 @@ def statement(
         # usage lines holding at least one event of that key (a line holds many events;
         # EXISTS, not a join, so a line is never listed twice)
         txns = txns.filter(
-            Exists(Charge.objects.filter(transaction_id=OuterRef("pk"), api_key_id=api_key.pk))
+            Exists(UsageEvent.objects.filter(transaction_id=OuterRef("pk"), api_key_id=api_key.pk))
         )
     if before:
         txns = txns.filter(id__lt=before)
@@ -338,7 +338,7 @@ def daily_history(account, days: int, today, *, buckets=None):
         .values_list("day", "total")
     )
     used = dict(
-        Charge.objects.filter(account_id=account.pk, created_at__gte=start)
+        UsageEvent.objects.filter(account_id=account.pk, created_at__gte=start)
         .annotate(day=TruncDate("created_at", tzinfo=tz))
         .values_list("day")
         .annotate(total=Sum("amount_micro"))

@@ -3,7 +3,7 @@
 _READ = [
     "billing.view_lot",
     "billing.view_grant",
-    "billing.view_charge",
+    "billing.view_usageevent",
     "billing.view_ledgertransaction",
     "billing.view_ledgeraccount",
     "billing.view_posting",

@@ -13,7 +13,7 @@ from django.utils.translation import gettext as _
 
 from accounts.selectors import latest_verification
 from billing import selectors as billing
-from billing.models import Charge, Grant, Lot
+from billing.models import Grant, Lot, UsageEvent
 from disputes.models import Dispute
 from invoices.models import InvoiceRequest
 from notices.models import Notice
@@ -35,7 +35,7 @@ def customer_context(user):
         "topups": TopUp.objects.filter(account=account).order_by("-created_at", "-id"),
         "lots": Lot.objects.filter(account_id=account.pk).order_by("-id"),
         "grants": Grant.objects.filter(account_id=account.pk).order_by("-id"),
-        "charges": Charge.objects.filter(account_id=account.pk)
+        "charges": UsageEvent.objects.filter(account_id=account.pk)
         .select_related("api_key")
         .order_by("-id"),
         "refunds": RefundRequest.objects.filter(account=account).order_by("-created_at", "-id"),

@@ -155,7 +155,7 @@ DB_APPEND_ONLY_TABLES = ["billing_posting"]
 # ...and may only UPDATE these columns of these tables, never DELETE or TRUNCATE: a usage
 # event is settled once (migration billing/0016 refuses any other change, for every role).
 DB_SETTLE_ONLY_COLUMNS = {
-    "billing_charge": [
+    "billing_usageevent": [
         "transaction_id",
         "settled_at",
         "trial_micro",

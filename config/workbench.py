@@ -16,7 +16,7 @@ from django.utils.translation import gettext as _
 
 from accounts.models import Verification, VerificationState
 from billing.micro import from_micro
-from billing.models import Charge
+from billing.models import UsageEvent
 from core.money import yuan
 from disputes.models import Dispute, DisputeState, RightsHolderPayout
 from disputes.models import PayoutState as DisputePayoutState
@@ -215,17 +215,17 @@ def today_figures(user):
             _changelist(TopUp, state__exact="paid"),
         )
     ]
-    if user.has_perm("billing.view_charge"):
+    if user.has_perm("billing.view_usageevent"):
         # created_at is not indexed on charges; the id range of today is: bound it by id
-        first = Charge.objects.filter(created_at__gte=start).order_by("id").values("id")[:1]
-        used = Charge.objects.filter(id__gte=first).aggregate(
+        first = UsageEvent.objects.filter(created_at__gte=start).order_by("id").values("id")[:1]
+        used = UsageEvent.objects.filter(id__gte=first).aggregate(
             n=Count("pk"), total=Sum("amount_micro")
         )
         figures.append(
             (
                 _("Consumption today"),
                 f"{used['n']} · {yuan(from_micro(used['total'] or 0).amount)}",
-                reverse("admin:billing_charge_changelist"),
+                reverse("admin:billing_usageevent_changelist"),
             )
         )
     return figures

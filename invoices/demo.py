@@ -10,7 +10,7 @@ from djmoney.money import Money
 
 
 def seed_activity(context):
-    from billing.models import Charge
+    from billing.models import UsageEvent
     from billing.selectors import balance_summary
     from billing.services.settlement import charge_usage
 
@@ -21,7 +21,7 @@ def seed_activity(context):
     if user is None or InvoiceRequest.objects.filter(account__user=user).exists():
         return
     account = user.balance_account
-    if not Charge.objects.filter(request_id="demo-invoice-usage").exists():
+    if not UsageEvent.objects.filter(request_id="demo-invoice-usage").exists():
         # free money is spent first (R-USE-2): use it up, then 40.00 of cash;
         # seed_demo runs every app's demo in one transaction, hence not durable
         free = balance_summary(account)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # PostgreSQL as in production (README "PostgreSQL roles"): the tables belong to an owner
 # role that runs the migrations; the portal connects as an owner-less role that may never
-# UPDATE, DELETE or TRUNCATE postings or charges nor switch the ledger triggers off.
+# UPDATE, DELETE or TRUNCATE postings or usage events nor switch the ledger triggers off.
 #
 #   ADMIN_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \
 #   PORTAL_DB=portal PORTAL_OWNER_ROLE=portal_owner PORTAL_APP_DB_ROLE=portal_app \

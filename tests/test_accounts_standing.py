@@ -3,6 +3,7 @@ from django.core.exceptions import PermissionDenied
 
 from accounts.models import BalanceAccount, Standing, User
 from accounts.services import change_standing, register_user
+from accounts.standing import Action
 from core.models import AuditRecord
 from core.workflow import WorkflowError
 
@@ -40,18 +41,18 @@ def test_balance_account_rolls_back_with_the_user(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("path", "final", "consume", "top_up"),
+    ("path", "final", "consume", "top_up", "refund", "invoice"),
     [
-        (["suspend"], Standing.SUSPENDED, False, True),
-        (["lock"], Standing.LOCKED, False, True),
-        (["freeze"], Standing.FROZEN, False, False),
-        (["terminate"], Standing.TERMINATED, False, False),
-        (["suspend", "reinstate"], Standing.ACTIVE, True, True),
-        (["lock", "unlock"], Standing.ACTIVE, True, True),
-        (["freeze", "unfreeze"], Standing.ACTIVE, True, True),
+        (["suspend"], Standing.SUSPENDED, False, True, True, False),
+        (["lock"], Standing.LOCKED, False, True, False, False),
+        (["freeze"], Standing.FROZEN, False, False, False, False),
+        (["terminate"], Standing.TERMINATED, False, False, False, False),
+        (["suspend", "reinstate"], Standing.ACTIVE, True, True, True, True),
+        (["lock", "unlock"], Standing.ACTIVE, True, True, True, True),
+        (["freeze", "unfreeze"], Standing.ACTIVE, True, True, True, True),
     ],
 )
-def test_standing_workflow_and_what_it_allows(path, final, consume, top_up):
+def test_standing_workflow_and_what_it_allows(path, final, consume, top_up, refund, invoice):
     """R-ACC-8: standing transitions and what each standing allows."""
     staff = grant(
         StaffFactory(),
@@ -66,9 +67,11 @@ def test_standing_workflow_and_what_it_allows(path, final, consume, top_up):
         account = change_standing(account, name, actor=staff, reason="case 1", **extra)
     account.refresh_from_db()
     assert account.standing == final
-    assert account.can_consume is consume
-    assert account.can_top_up is top_up
-    assert account.can_refund is top_up
+    assert account.may(Action.CONSUME) is consume
+    assert account.may(Action.TOP_UP) is top_up
+    assert account.may(Action.REQUEST_REFUND) is refund
+    assert account.may(Action.REQUEST_INVOICE) is invoice
+    assert account.may(Action.CREATE_KEY) is consume
     history = list(AuditRecord.objects.filter(object_id=str(account.pk)).order_by("id"))
     assert [h.action for h in history] == path
     assert all(h.actor_id == staff.pk and h.reason == "case 1" for h in history)

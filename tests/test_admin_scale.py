@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from billing.chart import platform_account_id
-from billing.models import AccountKind, Charge, LedgerAccount, Posting
+from billing.models import AccountKind, LedgerAccount, Posting, UsageEvent
 from billing.services.ledger import credit_lot, grant_funds
 from billing.services.settlement import charge_usage
 from core.admin_paging import ApproxCount, LargeTableAdminMixin, LargeTablePaginator
@@ -40,7 +40,7 @@ def ESTIMATE_LOOKUP():  # noqa: N802 - reads as the constant it is per backend
     return 1 if connection.vendor == "postgresql" else 0
 
 
-DETAIL_QUERIES = {"charge": 10, "ledgertransaction": 11, "posting": 8, "grant": 9, "lot": 8}
+DETAIL_QUERIES = {"usageevent": 10, "ledgertransaction": 11, "posting": 8, "grant": 9, "lot": 8}
 
 
 def spend(account, n, start=0):
@@ -81,7 +81,7 @@ def count_statements(queries):
 
 def test_paginator_counts_small_tables_exactly(books):
     """Issue 15: a small unfiltered table is counted exactly (cheap there)."""
-    count = LargeTablePaginator(Charge.objects.order_by("-id"), 100).count
+    count = LargeTablePaginator(UsageEvent.objects.order_by("-id"), 100).count
     assert count == 2 and not isinstance(count, ApproxCount)
 
 
@@ -89,13 +89,13 @@ def test_filtered_count_reads_at_most_cap_plus_one_rows(books, monkeypatch):
     """Issue 15: a filtered count is capped (LIMIT cap + 1) and shown as a floor."""
     spend(books, 4, start=10)
     monkeypatch.setattr(LargeTablePaginator, "count_cap", 3)
-    qs = Charge.objects.filter(account=books).order_by("-id")
+    qs = UsageEvent.objects.filter(account=books).order_by("-id")
     with CaptureQueriesContext(connection) as ctx:
         count = LargeTablePaginator(qs, 2).count
     assert isinstance(count, ApproxCount) and count == 3 and str(count) == "more than 3"
     assert len(ctx.captured_queries) == 1 and "LIMIT 4" in ctx.captured_queries[0]["sql"]
     assert LargeTablePaginator(qs, 2).num_pages == 2  # paging still works
-    exact = LargeTablePaginator(Charge.objects.filter(request_id=f"r-{books.pk}-10"), 2).count
+    exact = LargeTablePaginator(UsageEvent.objects.filter(request_id=f"r-{books.pk}-10"), 2).count
     assert exact == 1 and not isinstance(exact, ApproxCount)
 
 
@@ -104,10 +104,10 @@ def test_unfiltered_count_is_the_planner_estimate_on_postgresql(books, monkeypat
     """Issue 15: unfiltered, PostgreSQL's reltuples stands in for COUNT(*)."""
     spend(books, 8, start=10)
     with connection.cursor() as cur:
-        cur.execute("ANALYZE billing_charge")
+        cur.execute("ANALYZE billing_usageevent")
     monkeypatch.setattr(LargeTablePaginator, "exact_below", 5)
     with CaptureQueriesContext(connection) as ctx:
-        count = LargeTablePaginator(Charge.objects.order_by("-id"), 100).count
+        count = LargeTablePaginator(UsageEvent.objects.order_by("-id"), 100).count
     assert isinstance(count, ApproxCount) and count == 10 and str(count) == "about 10"
     assert not [q for q in ctx.captured_queries if "COUNT(" in q["sql"].upper()]
 
@@ -116,7 +116,7 @@ def test_unfiltered_count_is_the_planner_estimate_on_postgresql(books, monkeypat
 def test_changelist_shows_the_estimate(admin_client, books, monkeypatch):
     """Issue 15: the list says "about N" when the count is an estimate."""
     with connection.cursor() as cur:
-        cur.execute("ANALYZE billing_charge")
+        cur.execute("ANALYZE billing_usageevent")
     monkeypatch.setattr(LargeTablePaginator, "exact_below", 1)
     resp = admin_client.get(changelist("billing:charge"))
     assert resp.status_code == 200 and "about 2" in resp.content.decode()
@@ -128,7 +128,7 @@ def test_every_large_admin_pages_without_counting_the_table():
     from billing.models import Grant, LedgerTransaction, Lot
     from topups.models import TopUp
 
-    for model in (Charge, LedgerTransaction, Posting, Grant, Lot, TopUp, LedgerAccount):
+    for model in (UsageEvent, LedgerTransaction, Posting, Grant, Lot, TopUp, LedgerAccount):
         model_admin = admin.site._registry[model]
         assert isinstance(model_admin, LargeTableAdminMixin), model
         assert model_admin.paginator is LargeTablePaginator
@@ -207,7 +207,7 @@ def test_charge_search_by_email_request_id_and_id(admin_client, books):
 
     assert found(books.user.email.upper()) == {f"r-{books.pk}-0", f"r-{books.pk}-1"}
     assert found("other-1") == {"other-1"}
-    charge = Charge.objects.get(request_id=f"r-{books.pk}-1")
+    charge = UsageEvent.objects.get(request_id=f"r-{books.pk}-1")
     assert found(str(charge.pk)) == {charge.request_id}
     assert found("no-such-thing") == set()
 
@@ -299,7 +299,7 @@ def test_later_pages_read_ids_first_then_rows_in_order(books):
     """Issue 15: past page one the OFFSET runs over ids alone (no join per skipped row);
     the page holds the same rows, in the same order, as a plain slice."""
     spend(books, 5, start=10)
-    qs = Charge.objects.select_related("account__user").order_by("-id")
+    qs = UsageEvent.objects.select_related("account__user").order_by("-id")
     with CaptureQueriesContext(connection) as ctx:
         page = LargeTablePaginator(qs, 2).page(2)
         rows = list(page.object_list)

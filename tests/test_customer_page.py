@@ -32,9 +32,9 @@ def test_recent_events_show_pending_settled_and_credited_back(client, ready_user
     """R-USE-5 / issue 14: the customer page shows each recent event's state: pending
     until settled, then settled, and whether staff credited it back."""
     from accounts.services import create_api_key
-    from billing.models import Charge
+    from billing.models import UsageEvent
     from billing.services.authorization import resolve_api_keys
-    from billing.services.metering import UsageEvent, record_usage
+    from billing.services.metering import ReportedUsage, record_usage
     from billing.services.usage_credits import credit_back_usage
 
     alipay_topup(ready_user, cny("30"))
@@ -42,8 +42,8 @@ def test_recent_events_show_pending_settled_and_credited_back(client, ready_user
     charge_usage(ready_user.balance_account, cny("1"), request_id="c360-s0", model="m")
     settled = charge_usage(ready_user.balance_account, cny("1"), request_id="c360-s", model="m")
     staff = grant(StaffFactory(), *CS, "billing.credit_back_usage")
-    credit_back_usage(Charge.objects.get(pk=settled.pk), actor=staff, reason="outage")
-    record_usage([UsageEvent("c360-pending", resolve_api_keys([raw])[raw], "m", 10_000)])
+    credit_back_usage(UsageEvent.objects.get(pk=settled.pk), actor=staff, reason="outage")
+    record_usage([ReportedUsage("c360-pending", resolve_api_keys([raw])[raw], "m", 10_000)])
     client.force_login(staff)
     page = client.get(reverse("admin:customer", args=[ready_user.pk])).content.decode()
     states = page.split('class="event-state">')[1:]

@@ -94,7 +94,7 @@ SELECT
   (SELECT COALESCE(SUM(remaining_micro), 0) FROM billing_grant
     WHERE account_id = %(a)s AND state = 'active' AND remaining_micro > 0
       AND expires_at <= %(now)s),
-  (SELECT COALESCE(SUM(amount_micro), 0) FROM billing_charge
+  (SELECT COALESCE(SUM(amount_micro), 0) FROM billing_usageevent
     WHERE account_id = %(a)s AND transaction_id IS NULL)
 """
 

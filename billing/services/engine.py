@@ -310,15 +310,17 @@ def _write_orm(entries, charges, now, grant_end_state=None):
 
         Grant.objects.filter(pk__in=list(grants)).update(state=grant_end_state, ended_at=now)
     if charges:
-        from ..models import Charge
+        from ..models import UsageEvent
 
         rows = [
-            c if isinstance(c, Charge) else Charge(**{f: getattr(c, f) for f in CHARGE_FIELDS})
+            c
+            if isinstance(c, UsageEvent)
+            else UsageEvent(**{f: getattr(c, f) for f in CHARGE_FIELDS})
             for c in charges
         ]
         for row, txn in zip(rows, txns, strict=False):
             row.transaction_id, row.created_at = txn.pk, now
-        Charge.objects.bulk_create(rows)
+        UsageEvent.objects.bulk_create(rows)
         for charge, row in zip(charges, rows, strict=True):
             charge.pk, charge.transaction_id, charge.created_at = row.pk, row.transaction_id, now
     return [t.pk for t in txns]
@@ -379,7 +381,7 @@ WITH ids AS MATERIALIZED (
       FROM unnest(%(g_id)s::bigint[], %(g_d)s::bigint[]) AS v(id, d)
      WHERE billing_grant.id = v.id AND billing_grant.id = ANY(%(g_id)s::bigint[])
 ), c AS (
-    INSERT INTO billing_charge
+    INSERT INTO billing_usageevent
            (request_id, account_id, api_key_id, model, amount_micro, trial_micro, discount_micro,
             cash_micro, arrears_micro, split, transaction_id, created_at)
     SELECT z.rid, z.account, z.key, z.model, z.amount, z.trial, z.discount, z.cash,

@@ -254,7 +254,7 @@ def expire_due_grants(*, now=None, limit: int = 5000) -> int:
     # (R-USE-5): an account the settlement above skipped (busy) keeps its grant until
     # a later run, instead of the sweep waiting for it.
     due += (
-        " AND NOT EXISTS (SELECT 1 FROM billing_charge c"
+        " AND NOT EXISTS (SELECT 1 FROM billing_usageevent c"
         " WHERE c.account_id = billing_grant.account_id AND c.transaction_id IS NULL"
         " AND c.created_at < billing_grant.expires_at)"
     )

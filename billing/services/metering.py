@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from django.db import connection, transaction
 from django.utils import timezone
 
-from ..models import Charge
+from ..models import UsageEvent
 from .authorization import REFUSAL_MESSAGES, KeyRef, consumption_refusal
 from .engine import in_texts, retry_transaction
 
@@ -27,7 +27,7 @@ CONFLICT = ("request_id_conflict", "This request id was already used for another
 
 
 @dataclass
-class UsageEvent:
+class ReportedUsage:
     """One call as the gateway reports it (already parsed: amount in micro-units)."""
 
     request_id: str
@@ -48,7 +48,7 @@ class Recorded:
     message: str | None = None
 
 
-def record_usage(events: list[UsageEvent]) -> list[Recorded]:
+def record_usage(events: list[ReportedUsage]) -> list[Recorded]:
     """Store the events (one INSERT, one commit) and answer one Recorded per event, in
     order. Duplicates within the request answer like replays of the first."""
     if not events:
@@ -107,7 +107,7 @@ def _stored(request_ids) -> dict[str, tuple[int, int]]:
     where, params = in_texts("request_id", request_ids)
     with connection.cursor() as cur:
         cur.execute(
-            f"SELECT request_id, api_key_id, amount_micro FROM billing_charge WHERE {where}",  # noqa: S608
+            f"SELECT request_id, api_key_id, amount_micro FROM billing_usageevent WHERE {where}",  # noqa: S608
             params,
         )
         return {rid: (key, micro) for rid, key, micro in cur.fetchall()}
@@ -124,7 +124,7 @@ INGEST_GATE = 1_456_117_001  # the advisory lock's key
 _PG_INSERT = """
 WITH gate AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared(%(gate)s)),
      received AS MATERIALIZED (SELECT clock_timestamp() AS at FROM gate)
-INSERT INTO billing_charge
+INSERT INTO billing_usageevent
        (request_id, account_id, api_key_id, model, amount_micro, trial_micro, discount_micro,
         cash_micro, arrears_micro, split, created_at, occurred_at)
 SELECT e.rid, e.account, e.key, e.model, e.amount, 0, 0, 0, 0, '[]'::jsonb, received.at,
@@ -160,7 +160,7 @@ def _insert(events, now) -> set[str]:
             continue
         seen.add(ev.request_id)
         rows.append(
-            Charge(
+            UsageEvent(
                 request_id=ev.request_id,
                 account_id=ev.api_key.account_id,
                 api_key_id=ev.api_key.pk,
@@ -169,5 +169,5 @@ def _insert(events, now) -> set[str]:
                 occurred_at=ev.occurred_at or now,
             )
         )
-    Charge.objects.bulk_create(rows)  # SQLite: writers are serialised (IMMEDIATE)
+    UsageEvent.objects.bulk_create(rows)  # SQLite: writers are serialised (IMMEDIATE)
     return {row.request_id for row in rows}

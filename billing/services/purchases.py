@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from accounts.standing import Action
+
 from ..models import LedgerTransaction, TxnKind
 from .authorization import STANDING_CODES, consumption_refusal
 from .charging import load_sources, notify_crossings, plan_deduction, threshold_micro
@@ -35,7 +37,7 @@ def purchase_package(
     found = LedgerTransaction.objects.filter(idempotency_key=key).first()
     if found:
         return found
-    if not account.can_consume:
+    if not account.may(Action.CONSUME):
         raise _may_not_buy(account.standing)
     try:
         with transaction.atomic():

@@ -118,7 +118,7 @@ SELECT p.id FROM billing_posting p
  LIMIT 1000
 """
 _DANGLING_CHARGES = """
-SELECT c.id FROM billing_charge c
+SELECT c.id FROM billing_usageevent c
   LEFT JOIN billing_ledgertransaction t ON t.id = c.transaction_id
   LEFT JOIN accounts_balanceaccount a ON a.id = c.account_id
  WHERE {filter} AND ((c.transaction_id IS NOT NULL AND t.id IS NULL) OR a.id IS NULL)
@@ -150,7 +150,7 @@ SELECT t.id, t.account_id, COALESCE(c.amount, 0), COALESCE(p.r, 0)
   FROM billing_ledgertransaction t
   LEFT JOIN (SELECT transaction_id, SUM(trial_micro) AS t, SUM(discount_micro) AS d,
                     SUM(cash_micro) AS c, SUM(arrears_micro) AS a, SUM(amount_micro) AS amount
-               FROM billing_charge WHERE transaction_id IN (
+               FROM billing_usageevent WHERE transaction_id IN (
                  SELECT id FROM billing_ledgertransaction t WHERE {filter} AND t.kind = 'usage')
               GROUP BY transaction_id) c ON c.transaction_id = t.id
   LEFT JOIN (SELECT transaction_id,
@@ -169,7 +169,7 @@ SELECT t.id, t.account_id, COALESCE(c.amount, 0), COALESCE(p.r, 0)
 """
 _USAGE_WITHOUT_CHARGE = """
 SELECT t.id FROM billing_ledgertransaction t
-  LEFT JOIN billing_charge c ON c.transaction_id = t.id
+  LEFT JOIN billing_usageevent c ON c.transaction_id = t.id
  WHERE {filter} AND t.kind = 'usage' AND c.id IS NULL
  LIMIT 1000
 """
@@ -289,7 +289,7 @@ def reconcile_all(batch_size: int = 200_000, *, alert: bool = False) -> Reconcil
     for lo, hi in _ranges("billing_posting", batch_size):
         sql = _DANGLING_POSTINGS.format(filter=rng.format(col="p.id"))
         _dangling(report, sql, "dangling_posting", [lo, hi])
-    for lo, hi in _ranges("billing_charge", batch_size):
+    for lo, hi in _ranges("billing_usageevent", batch_size):
         sql = _DANGLING_CHARGES.format(filter=rng.format(col="c.id"))
         _dangling(report, sql, "dangling_charge", [lo, hi])
     for lo, hi in _ranges("billing_ledgertransaction", batch_size):

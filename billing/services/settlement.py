@@ -1,6 +1,6 @@
 """Settling metered usage against the ledger (R-USE-5, R-USE-2, R-USE-3, R-USE-4).
 
-Ingestion (billing.services.metering) stores each API call as a pending `Charge`
+Ingestion (billing.services.metering) stores each API call as a pending `UsageEvent`
 with no locks and no postings. Settlement turns pending events into money:
 
 - it holds the accounts' locks in the ledger's lock order (balance account rows,
@@ -67,7 +67,7 @@ def _pending(owner_ids, limit=None) -> list[PendingEvent]:
     """The pending events of these accounts, oldest first (at most `limit`)."""
     where, params = in_ids("account_id", owner_ids)
     sql = (
-        "SELECT id, account_id, request_id, amount_micro, created_at FROM billing_charge"  # noqa: S608
+        "SELECT id, account_id, request_id, amount_micro, created_at FROM billing_usageevent"  # noqa: S608
         f" WHERE {where} AND transaction_id IS NULL ORDER BY id"
     )
     if limit:
@@ -208,7 +208,7 @@ def _mark_settled(rows, txn_ids, now):
         if connection.vendor == "postgresql":
             cur.execute(
                 """
-                UPDATE billing_charge c SET transaction_id = v.txn, settled_at = %s,
+                UPDATE billing_usageevent c SET transaction_id = v.txn, settled_at = %s,
                        trial_micro = v.trial, discount_micro = v.discount, cash_micro = v.cash,
                        arrears_micro = v.arrears, split = v.split
                   FROM json_to_recordset(%s::json) AS v(id bigint, txn bigint, trial bigint,
@@ -222,7 +222,7 @@ def _mark_settled(rows, txn_ids, now):
             changed = 0
             for v in values:
                 cur.execute(
-                    "UPDATE billing_charge SET transaction_id = %s, settled_at = %s,"
+                    "UPDATE billing_usageevent SET transaction_id = %s, settled_at = %s,"
                     " trial_micro = %s, discount_micro = %s, cash_micro = %s,"
                     " arrears_micro = %s, split = %s WHERE id = %s AND transaction_id IS NULL",
                     [
@@ -245,7 +245,7 @@ def _mark_settled(rows, txn_ids, now):
 
 
 _OLDEST = (
-    "SELECT DISTINCT account_id FROM (SELECT account_id FROM billing_charge"
+    "SELECT DISTINCT account_id FROM (SELECT account_id FROM billing_usageevent"
     " WHERE transaction_id IS NULL{skip} ORDER BY id LIMIT %s) AS oldest"
 )
 _SKIP_ROUNDS = 3  # how many times a chunk looks past accounts another transaction holds
@@ -355,7 +355,7 @@ def settle_before_expiry(due, due_params, limit) -> bool:
         cur.execute(
             "SELECT DISTINCT d.account_id FROM (SELECT account_id FROM billing_grant"  # noqa: S608
             f" WHERE {due} ORDER BY expires_at, id LIMIT %s) d WHERE EXISTS (SELECT 1"
-            " FROM billing_charge c WHERE c.account_id = d.account_id"
+            " FROM billing_usageevent c WHERE c.account_id = d.account_id"
             " AND c.transaction_id IS NULL)",
             [*due_params, limit],
         )
@@ -369,7 +369,7 @@ def has_pending(owner_ids) -> bool:
     where, params = in_ids("account_id", owner_ids)
     with connection.cursor() as cur:
         cur.execute(
-            f"SELECT 1 FROM billing_charge WHERE {where} AND transaction_id IS NULL LIMIT 1",  # noqa: S608
+            f"SELECT 1 FROM billing_usageevent WHERE {where} AND transaction_id IS NULL LIMIT 1",  # noqa: S608
             params,
         )
         return cur.fetchone() is not None
@@ -436,9 +436,9 @@ def pending_summary() -> dict:
     metrics and health)."""
     from django.db.models import Count, Min, Sum
 
-    from ..models import Charge
+    from ..models import UsageEvent
 
-    row = Charge.objects.filter(transaction__isnull=True).aggregate(
+    row = UsageEvent.objects.filter(transaction__isnull=True).aggregate(
         events=Count("id"), micro=Sum("amount_micro"), oldest=Min("created_at")
     )
     age = (timezone.now() - row["oldest"]).total_seconds() if row["oldest"] else 0.0
@@ -468,12 +468,12 @@ def charge_usage(api_key_or_account, amount, *, request_id: str, model: str, dur
     charging that chunked settlement must equal (R-USE-5). The gateway API does not use
     it (it records and lets the settler charge); demo data, staff tools and tests do.
 
-    Under the account's locks: a replay returns the first Charge (`.replayed = True`;
+    Under the account's locks: a replay returns the first UsageEvent (`.replayed = True`;
     another account, key or amount is `request_id_conflict`); a locked or revoked key
     or an account that may not consume is refused with the stable codes (R-ACC-6,
     R-ACC-8); otherwise the event is stored and every pending event of the account,
     this one last, is settled in order (R-USE-2, R-USE-3, R-USE-4)."""
-    from ..models import Charge
+    from ..models import UsageEvent
     from .authorization import consumption_refusal, refuse
     from .engine import positive_micro
 
@@ -484,12 +484,12 @@ def charge_usage(api_key_or_account, amount, *, request_id: str, model: str, dur
     def run():
         with transaction.atomic(durable=durable):
             locked = lock_buckets([account_id])
-            prior = Charge.objects.filter(request_id=request_id).first()
+            prior = UsageEvent.objects.filter(request_id=request_id).first()
             if prior is None:
                 refusal = consumption_refusal(key_state, locked[account_id].standing)
                 if refusal:
                     refuse(refusal)
-                prior = Charge.objects.create(
+                prior = UsageEvent.objects.create(
                     request_id=request_id,
                     account_id=account_id,
                     api_key_id=key_id,

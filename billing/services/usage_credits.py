@@ -30,13 +30,13 @@ from ..chart import platform_account_id
 from ..micro import to_micro
 from ..models import (
     AccountKind,
-    Charge,
     Grant,
     GrantState,
     LedgerTransaction,
     Lot,
     Posting,
     TxnKind,
+    UsageEvent,
 )
 from .engine import Entry, LedgerError, Leg, replayed, run_idempotent, write
 from .settlement import lock_and_settle
@@ -86,7 +86,7 @@ def _arrears_payer(arrears_bucket_id):
     return Lot.objects.filter(pk=lot_id, closed_at__isnull=True).first()
 
 
-def _legs(charge: Charge, buckets, now) -> list[Leg]:
+def _legs(charge: UsageEvent, buckets, now) -> list[Leg]:
     parts = [(item, to_micro(Decimal(item["amount"]))) for item in charge.split]
     if sum(micro for _, micro in parts) != charge.amount_micro:
         raise LedgerError(
@@ -137,7 +137,7 @@ def _legs(charge: Charge, buckets, now) -> list[Leg]:
     return legs
 
 
-def credit_back_usage(charge: Charge, *, actor, reason: str) -> LedgerTransaction:
+def credit_back_usage(charge: UsageEvent, *, actor, reason: str) -> LedgerTransaction:
     """Give one settled event's money back where it came from, in one ledger transaction
     (kind `usage_credit`), with an audit record (who, when, why). A second call for the
     same event moves nothing and returns the first transaction (`.replayed` is True).
@@ -151,7 +151,9 @@ def credit_back_usage(charge: Charge, *, actor, reason: str) -> LedgerTransactio
         raise PermissionDenied("You may not credit back usage.")
     if not (reason or "").strip():
         raise LedgerError("A reason is required to credit back an event.", code="reason_required")
-    owner = Charge.objects.filter(pk=charge.pk).values_list("account__user_id", flat=True).first()
+    owner = (
+        UsageEvent.objects.filter(pk=charge.pk).values_list("account__user_id", flat=True).first()
+    )
     if owner is None:
         raise LedgerError("No such usage event.", code="not_found")
     if owner == actor.pk:
@@ -164,7 +166,7 @@ def credit_back_usage(charge: Charge, *, actor, reason: str) -> LedgerTransactio
     if first is not None:
         first.replayed = True
         return first
-    if not Charge.objects.filter(pk=charge.pk, transaction__isnull=False).exists():
+    if not UsageEvent.objects.filter(pk=charge.pk, transaction__isnull=False).exists():
         raise LedgerError(
             "This event is not settled yet; settle pending usage first, then credit it back.",
             code="pending",
@@ -174,7 +176,7 @@ def credit_back_usage(charge: Charge, *, actor, reason: str) -> LedgerTransactio
         with transaction.atomic():
             # the lock order; the account's pending usage is settled first (exact balances)
             buckets = lock_and_settle([charge.account_id])[charge.account_id]
-            fresh = Charge.objects.get(pk=charge.pk)
+            fresh = UsageEvent.objects.get(pk=charge.pk)
             now = timezone.now()
             (txn,) = write(
                 [

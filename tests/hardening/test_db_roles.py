@@ -47,9 +47,9 @@ def app_role(account, api_key):
         "UPDATE billing_posting SET amount_micro = 0",
         "DELETE FROM billing_posting",
         "TRUNCATE billing_posting CASCADE",
-        "UPDATE billing_charge SET amount_micro = 0",
-        "DELETE FROM billing_charge",
-        "TRUNCATE billing_charge",
+        "UPDATE billing_usageevent SET amount_micro = 0",
+        "DELETE FROM billing_usageevent",
+        "TRUNCATE billing_usageevent",
         "ALTER TABLE billing_posting DISABLE TRIGGER ALL",
         "SET session_replication_role = replica",
         "CREATE TABLE intruder (id int)",
@@ -72,7 +72,7 @@ def test_the_portal_role_owns_nothing_and_may_do_its_work(app_role):
             [ROLE],
         ).fetchone()[0]
         assert owned == 0
-        assert conn.execute("SELECT count(*) FROM billing_charge").fetchone()[0] == 1
+        assert conn.execute("SELECT count(*) FROM billing_usageevent").fetchone()[0] == 1
         conn.execute("UPDATE billing_lot SET memo = memo")  # ordinary tables stay writable
 
 
@@ -109,8 +109,8 @@ def test_the_portal_charges_and_reconciles_as_its_role(app_role):
 @pytest.mark.parametrize(
     "statement",
     [
-        "UPDATE billing_charge SET cash_micro = cash_micro",  # settled: final
-        "UPDATE billing_charge SET transaction_id = NULL, cash_micro = 0, trial_micro = 0,"
+        "UPDATE billing_usageevent SET cash_micro = cash_micro",  # settled: final
+        "UPDATE billing_usageevent SET transaction_id = NULL, cash_micro = 0, trial_micro = 0,"
         " discount_micro = 0, arrears_micro = 0",  # unsettle
     ],
 )

@@ -14,7 +14,7 @@ from django.db import OperationalError, connection, transaction
 from django.test import Client
 from django.utils import timezone
 
-from billing.models import Charge
+from billing.models import UsageEvent
 from billing.services import metering, settlement
 from billing.services.engine import is_retryable
 from billing.services.ledger import credit_lot, grant_funds, void_grant
@@ -64,7 +64,7 @@ def test_a_deadlock_victim_is_retried_and_stores_once(client, funded, path):
         status, answer = post(client, path, body)
     assert status == 200, answer
     assert calls["n"] == 2
-    assert Charge.objects.filter(request_id="dl-1").count() == 1
+    assert UsageEvent.objects.filter(request_id="dl-1").count() == 1
 
 
 @pytest.mark.django_db
@@ -79,7 +79,7 @@ def test_a_settler_deadlock_victim_is_retried_and_settles_once(client, funded):
     with mock.patch.object(settlement, "settle_locked", side_effect=flaky):
         assert settlement.settle_chunk() == 1
     assert calls["n"] == 2
-    charge = Charge.objects.get(request_id="dl-s")
+    charge = UsageEvent.objects.get(request_id="dl-s")
     assert charge.transaction_id and charge.cash_micro == 2_000_000
     assert reconcile().ok
 
@@ -99,7 +99,7 @@ def test_a_call_deadlocked_every_time_answers_503_retry(client, funded):
             {"request_id": "dl-2", "api_key": funded.raw, "model": "m", "amount": "1"},
         )
     assert (status, answer["code"]) == (503, "retry")
-    assert not Charge.objects.exists()
+    assert not UsageEvent.objects.exists()
 
 
 @pytest.mark.postgres
@@ -153,12 +153,12 @@ def test_the_settler_passes_over_an_account_another_transaction_holds(settings):
     worker.start()
     worker.join(20)
     assert outcome["settled"] == 1 and outcome["seconds"] < 5  # did not wait on the holder
-    assert Charge.objects.get(account_id=low.pk).transaction_id is not None
-    assert Charge.objects.get(account_id=high.pk).transaction_id is None
+    assert UsageEvent.objects.get(account_id=low.pk).transaction_id is not None
+    assert UsageEvent.objects.get(account_id=high.pk).transaction_id is None
     release.set()
     held.join(20)
     assert settlement.settle_chunk() == 1
-    assert Charge.objects.filter(transaction__isnull=True).count() == 0
+    assert UsageEvent.objects.filter(transaction__isnull=True).count() == 0
     assert reconcile().ok
 
 
@@ -226,8 +226,8 @@ def test_voiding_grants_while_batches_charge_them_never_fails(settings):
     settlement.run_settler(seconds=0)
     assert not errors, errors
     assert statuses == [200] * 20
-    assert Charge.objects.count() == 20 * 6
-    assert not Charge.objects.filter(transaction__isnull=True).exists()
+    assert UsageEvent.objects.count() == 20 * 6
+    assert not UsageEvent.objects.filter(transaction__isnull=True).exists()
     assert reconcile().ok
 
 
@@ -295,8 +295,8 @@ def test_ending_a_promotion_while_batches_charge_its_grants(settings):
     settlement.run_settler(seconds=0)
     assert not errors, errors
     assert statuses == [200] * 16
-    assert Charge.objects.count() == 16 * 6
-    assert not Charge.objects.filter(transaction__isnull=True).exists()
+    assert UsageEvent.objects.count() == 16 * 6
+    assert not UsageEvent.objects.filter(transaction__isnull=True).exists()
     assert PromotionRedemption.objects.filter(voided_at__isnull=True).count() == 0
     assert reconcile().ok
 

@@ -127,14 +127,14 @@ def test_readiness_tells_strangers_only_the_status(client, settings):
 def test_metrics_show_how_far_settlement_is_behind(client, account, api_key):
     """R-USE-5: /ops/metrics/ shows the unsettled usage events and the age of the oldest
     one (the settlement lag), both back to zero once the settler has run."""
-    from billing.models import Charge
+    from billing.models import UsageEvent
     from billing.services.authorization import resolve_api_keys
-    from billing.services.metering import UsageEvent, record_usage
+    from billing.services.metering import ReportedUsage, record_usage
     from billing.services.settlement import run_settler
 
     key = resolve_api_keys([api_key.raw])[api_key.raw]
-    record_usage([UsageEvent(f"m-{i}", key, "m", 10_000) for i in range(3)])
-    Charge.objects.update(created_at=timezone.now() - timedelta(seconds=30))
+    record_usage([ReportedUsage(f"m-{i}", key, "m", 10_000) for i in range(3)])
+    UsageEvent.objects.update(created_at=timezone.now() - timedelta(seconds=30))
     text = client.get("/ops/metrics/").content.decode()
     assert "portal_usage_pending_events 3.0" in text
     (line,) = [x for x in text.splitlines() if x.startswith("portal_usage_pending_oldest_seconds ")]

@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from billing.models import Charge, Posting
+from billing.models import Posting, UsageEvent
 from core.money import parse_amount
 
 pytestmark = pytest.mark.django_db
@@ -36,7 +36,7 @@ def test_control_characters_are_refused_with_a_code(gw, funded, field, value, co
     nothing charged."""
     status, body = gw("usage", {**usage(funded), field: value})
     assert (status, body["code"]) == (400, code)
-    assert not Charge.objects.exists()
+    assert not UsageEvent.objects.exists()
 
 
 def test_control_characters_are_refused_per_event_in_a_batch(gw, funded):
@@ -54,7 +54,7 @@ def test_control_characters_are_refused_per_event_in_a_batch(gw, funded):
         "invalid_request_id",
         "invalid_model",
     ]
-    assert set(Charge.objects.values_list("request_id", flat=True)) == {"ok-1", "ok-3"}
+    assert set(UsageEvent.objects.values_list("request_id", flat=True)) == {"ok-1", "ok-3"}
 
 
 def test_nul_in_api_key_is_an_unknown_key(gw, funded):
@@ -88,7 +88,7 @@ def test_json_exponent_numbers_are_refused(gw, funded, literal):
     status, body = gw("usage/batch", None, raw=raw)
     assert status == 200
     assert [r.get("code") for r in body["results"]] == ["invalid_amount", None]
-    assert not Charge.objects.filter(request_id="r-1").exists()
+    assert not UsageEvent.objects.filter(request_id="r-1").exists()
 
 
 def test_plain_json_numbers_still_charge(gw, funded):
@@ -104,7 +104,7 @@ def test_oversized_body_gets_a_json_error(gw, funded, settings):
     events = [usage(funded, f"r-{i}") for i in range(200)]
     status, body = gw("usage/batch", {"events": events})
     assert (status, body["code"]) == (413, "body_too_large")
-    assert not Charge.objects.exists()
+    assert not UsageEvent.objects.exists()
 
 
 @pytest.mark.parametrize(

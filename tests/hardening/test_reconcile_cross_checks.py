@@ -4,7 +4,7 @@ lots; every charge matches its postings; no request id lost its charge row."""
 import pytest
 from django.db import connection
 
-from billing.models import Charge, LedgerAccount
+from billing.models import LedgerAccount, UsageEvent
 from billing.services.ledger import credit_lot
 from billing.services.reconcile import reconcile, reconcile_all
 from billing.services.settlement import charge_usage
@@ -49,14 +49,14 @@ def test_a_charge_whose_split_differs_from_its_postings_is_found(account, api_ke
     charge = charge_usage(api_key, cny("1"), request_id="r1", model="m")
     assert reconcile(account).ok
     _sql(
-        "UPDATE billing_charge SET amount_micro = amount_micro + 1, cash_micro = cash_micro + 1"
+        "UPDATE billing_usageevent SET amount_micro = amount_micro + 1, cash_micro = cash_micro + 1"
         " WHERE id = %s",
         [charge.pk],
     )
     assert _whats(reconcile(account)) == {"charge_vs_postings"}
     assert _whats(reconcile_all()) == {"charge_vs_postings"}
     _sql(  # the right total, but a bucket the postings never touched
-        "UPDATE billing_charge SET amount_micro = amount_micro - 1,"
+        "UPDATE billing_usageevent SET amount_micro = amount_micro - 1,"
         " cash_micro = cash_micro - 2, arrears_micro = arrears_micro + 1 WHERE id = %s",
         [charge.pk],
     )
@@ -68,8 +68,8 @@ def test_a_usage_transaction_that_lost_its_charge_row_is_found(account, api_key)
     transaction without one would let the gateway charge the same call again."""
     credit_lot(account, cny("5"), channel="alipay", idempotency_key="L")
     charge = charge_usage(api_key, cny("1"), request_id="r1", model="m")
-    _sql("DELETE FROM billing_charge WHERE id = %s", [charge.pk])
-    assert not Charge.objects.exists()
+    _sql("DELETE FROM billing_usageevent WHERE id = %s", [charge.pk])
+    assert not UsageEvent.objects.exists()
     report = reconcile(account)
     assert _whats(report) == {"usage_without_charge"}
     assert "no charge row" in report.summary()

@@ -362,18 +362,18 @@ def test_pending_usage_is_settled_before_the_invoiceable_check_r_use_5(person, c
     submitted, so it counts as consumed cash: the request for all of it is accepted, and
     the event is settled with the cash lot that paid."""
     from accounts.services import create_api_key
-    from billing.models import Charge
+    from billing.models import UsageEvent
     from billing.services.authorization import resolve_api_keys
-    from billing.services.metering import UsageEvent, record_usage
+    from billing.services.metering import ReportedUsage, record_usage
 
     bank_topup(person, "100.00", clerk)
     _key, raw = create_api_key(person, name="k")
     ref = resolve_api_keys([raw])[raw]
-    (result,) = record_usage([UsageEvent("inv-pending", ref, "m", 40_000_000)])
+    (result,) = record_usage([ReportedUsage("inv-pending", ref, "m", 40_000_000)])
     assert result.status == "accepted"
     assert invoiceable(person) == 0  # the page's figure: settled usage only
     request = submit_invoice(person, amount="40.00")
     assert request.amount.amount == Decimal("40.00")
-    event = Charge.objects.get(request_id="inv-pending")
+    event = UsageEvent.objects.get(request_id="inv-pending")
     assert event.transaction_id is not None and event.cash_micro == 40_000_000
     assert invoiceable(person) == 0

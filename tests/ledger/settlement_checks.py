@@ -5,7 +5,7 @@ from collections import defaultdict
 
 from django.db import connection
 
-from billing.models import Charge
+from billing.models import UsageEvent
 from billing.services.reconcile import reconcile
 
 
@@ -27,7 +27,7 @@ def usage_transactions_exact(*, all_settled=True):
             postings[txn][bucket] = int(micro)
             owner[txn] = account
     events = defaultdict(lambda: defaultdict(int))
-    for c in Charge.objects.filter(transaction__isnull=False).values():
+    for c in UsageEvent.objects.filter(transaction__isnull=False).values():
         txn = c["transaction_id"]
         parts = (c["trial_micro"], c["discount_micro"], c["cash_micro"], c["arrears_micro"])
         assert sum(parts) == c["amount_micro"], f"event {c['request_id']}: parts {parts}"
@@ -45,7 +45,7 @@ def usage_transactions_exact(*, all_settled=True):
         expected = {k: v for k, v in events[txn].items() if v}
         assert {k: v for k, v in sums.items() if v} == expected, (txn, sums, expected)
     if all_settled:
-        assert not Charge.objects.filter(transaction__isnull=True).exists()
+        assert not UsageEvent.objects.filter(transaction__isnull=True).exists()
     return len(postings)
 
 

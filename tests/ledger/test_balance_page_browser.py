@@ -91,7 +91,7 @@ def test_events_of_a_line_and_pending_calls_on_a_phone(browser, live_server, lan
     from accounts.services import create_api_key
     from billing.selectors import EVENTS_PER_LINE
     from billing.services.authorization import resolve_api_keys
-    from billing.services.metering import UsageEvent, record_usage
+    from billing.services.metering import ReportedUsage, record_usage
     from billing.services.settlement import run_settler
 
     user = UserFactory(language=language)
@@ -99,9 +99,9 @@ def test_events_of_a_line_and_pending_calls_on_a_phone(browser, live_server, lan
     credit_lot(account, cny("20.00"), channel="alipay", idempotency_key="L")
     _key, raw = create_api_key(user, name="phone")
     ref = resolve_api_keys([raw])[raw]
-    record_usage([UsageEvent(f"line-{n}", ref, "qwen-max", 100_000) for n in range(8)])
+    record_usage([ReportedUsage(f"line-{n}", ref, "qwen-max", 100_000) for n in range(8)])
     run_settler(seconds=0)
-    record_usage([UsageEvent(f"wait-{n}", ref, "qwen-max", 500_000) for n in range(2)])
+    record_usage([ReportedUsage(f"wait-{n}", ref, "qwen-max", 500_000) for n in range(2)])
 
     context = browser.new_context(
         base_url=live_server.url, locale=locale, viewport={"width": 390, "height": 844}

@@ -12,10 +12,10 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 
 from billing.micro import from_micro
-from billing.models import Charge, LedgerTransaction, Lot
+from billing.models import LedgerTransaction, Lot, UsageEvent
 from billing.services.authorization import resolve_api_keys
 from billing.services.ledger import credit_lot
-from billing.services.metering import UsageEvent, record_usage
+from billing.services.metering import ReportedUsage, record_usage
 from billing.services.purchases import InsufficientBalance, purchase_package
 from billing.services.settlement import charge_usage, run_settler
 from tests.factories import UserFactory
@@ -45,7 +45,7 @@ def test_many_threads_charging_one_account_never_overspend(account, api_key):
     s = summary(account)
     assert s["cash"] == 0 and s["available"] == 0
     assert s["arrears"] == total - Decimal("7.50")
-    charges = Charge.objects.all()
+    charges = UsageEvent.objects.all()
     assert sum(c.cash_micro for c in charges) == 7_500_000
     assert from_micro(sum(c.arrears_micro for c in charges)).amount == total - Decimal("7.50")
     assert all(lot.remaining_micro == 0 for lot in Lot.objects.all())
@@ -62,7 +62,7 @@ def test_replayed_request_id_under_concurrency_charges_once(account, api_key):
     )
     assert not errors, errors
     assert len(set(results)) == 1
-    assert Charge.objects.count() == 1
+    assert UsageEvent.objects.count() == 1
     assert LedgerTransaction.objects.filter(kind="usage").count() == 1
     assert summary(account)["cash"] == Decimal("8.75")
     assert_reconciled()
@@ -80,7 +80,7 @@ def test_ingestion_and_settlement_racing_one_account_never_overspend(account, ap
             ingesting.set()
             key = resolve_api_keys([api_key.raw])[api_key.raw]
             for j in range(25):
-                (r,) = record_usage([UsageEvent(f"i{i}-{j}", key, "m", 30_000)])
+                (r,) = record_usage([ReportedUsage(f"i{i}-{j}", key, "m", 30_000)])
                 assert r.status == "accepted"
             return 0
         if i < 10:
@@ -94,11 +94,11 @@ def test_ingestion_and_settlement_racing_one_account_never_overspend(account, ap
     results, errors = run_threads(12, work)
     assert not errors, errors
     run_settler(seconds=0)
-    assert Charge.objects.count() == 220
-    assert not Charge.objects.filter(transaction__isnull=True).exists()
+    assert UsageEvent.objects.count() == 220
+    assert not UsageEvent.objects.filter(transaction__isnull=True).exists()
     s = summary(account)
     assert s["cash"] == 0 and s["arrears"] == Decimal("0.03") * 220 - Decimal("5.00")
-    assert sum(c.cash_micro for c in Charge.objects.all()) == 5_000_000
+    assert sum(c.cash_micro for c in UsageEvent.objects.all()) == 5_000_000
     # one transaction per charge_usage, plus the chunks that found events still pending
     assert assert_books_exact() >= 20
 
@@ -217,8 +217,8 @@ def test_expiry_does_not_wait_for_a_busy_account_with_pending_usage(account, api
     other = UserFactory().balance_account
     grant_funds(other, cny("3"), kind="trial", expires_at=expires, idempotency_key="G2")
     key = resolve_api_keys([api_key.raw])[api_key.raw]
-    record_usage([UsageEvent("before", key, "m", 500_000)])
-    Charge.objects.update(created_at=expires - timedelta(seconds=5))
+    record_usage([ReportedUsage("before", key, "m", 500_000)])
+    UsageEvent.objects.update(created_at=expires - timedelta(seconds=5))
     sweep_at = expires + timedelta(seconds=5)
     held, release = threading.Event(), threading.Event()
 
@@ -251,6 +251,6 @@ def test_expiry_does_not_wait_for_a_busy_account_with_pending_usage(account, api
     grant.refresh_from_db()
     assert grant.state == "active" and grant.remaining_micro == 2_000_000
     assert expire_due_grants(now=sweep_at) == 1
-    assert Charge.objects.get().trial_micro == 500_000  # paid by the grant, settled first
+    assert UsageEvent.objects.get().trial_micro == 500_000  # paid by the grant, settled first
     assert Grant.objects.filter(state="expired").count() == 2
     assert_books_exact()

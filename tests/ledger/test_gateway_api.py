@@ -11,7 +11,7 @@ import json
 import pytest
 
 from accounts.services import change_standing, create_api_key
-from billing.models import Charge, Posting
+from billing.models import Posting, UsageEvent
 from billing.services.ledger import credit_lot
 from billing.services.settlement import charge_usage, run_settler
 from core.workflow import apply_transition
@@ -151,7 +151,7 @@ def test_usage_is_metered_then_settled_with_its_split(gw, client, account, funde
         "arrears": "0.000000",
     }
     assert state["sources"][0]["bucket"] == "cash" and state["sources"][0]["lot"]
-    assert state["transaction_id"] == Charge.objects.get().transaction_id
+    assert state["transaction_id"] == UsageEvent.objects.get().transaction_id
     _, auth = gw("authorize", {"api_key": funded.raw})
     assert auth["available"] == "8.765433"  # the same figure once settled
 
@@ -187,7 +187,7 @@ def test_usage_replay_returns_first_result_and_moves_nothing(gw, account, funded
     other_key, other_raw = create_api_key(account.user, name="second")
     status, body = gw("usage", {**usage(funded, "same"), "api_key": other_raw})
     assert (status, body["code"]) == (409, "request_id_conflict")
-    assert Charge.objects.count() == 1
+    assert UsageEvent.objects.count() == 1
     settle()
     count = Posting.objects.count()
     status, again = gw("usage", usage(funded, "same"))
@@ -214,7 +214,7 @@ def test_usage_bad_input_moves_nothing(gw, funded, change, status, code):
     count = Posting.objects.count()
     got_status, body = gw("usage", {**usage(funded), **change})
     assert (got_status, body["code"]) == (status, code)
-    assert nothing_moved(count) and not Charge.objects.exists()
+    assert nothing_moved(count) and not UsageEvent.objects.exists()
 
 
 def test_usage_with_another_accounts_key_is_refused(gw, funded):
@@ -245,7 +245,7 @@ def test_malformed_json_and_wrong_shape(live_server, funded):
     assert (status, out["code"]) == (400, "invalid_request")
     status, out = call(live_server.url, "usage/batch", {"events": "x"})
     assert (status, out["code"]) == (400, "invalid_request")
-    assert not Charge.objects.exists()
+    assert not UsageEvent.objects.exists()
 
 
 @live
@@ -265,7 +265,7 @@ def test_batch_one_result_per_event(live_server, account, funded):
     assert body["results"][10]["code"] == "too_many_decimals"
     assert body["results"][11]["code"] == "unknown_api_key"
     assert body["results"][12]["status"] == "replayed"
-    assert Charge.objects.count() == 997
+    assert UsageEvent.objects.count() == 997
     assert summary(account)["cash"] == 10  # metered, not settled yet
     assert settle() == 997
     assert summary(account)["cash"] == cny("9.003").amount
@@ -283,7 +283,7 @@ def test_batch_over_the_limit(gw, funded, settings):
     events = [usage(funded, f"x-{i}", amount="0.01") for i in range(api.batch_limit() + 1)]
     status, out = gw("usage/batch", {"events": events})
     assert (status, out["code"]) == (413, "batch_too_large")
-    assert not Charge.objects.exists()
+    assert not UsageEvent.objects.exists()
 
 
 def test_batch_limit_is_the_gateway_batch_limit_setting(gw, account, funded, settings):
@@ -301,12 +301,12 @@ def test_batch_limit_is_the_gateway_batch_limit_setting(gw, account, funded, set
     assert (status, out["code"]) == (413, "batch_too_large")
     assert "3" in out["message"]
     assert (Posting.objects.count(), LedgerTransaction.objects.count()) == before
-    assert not Charge.objects.exists() and summary(account)["cash"] == 10
+    assert not UsageEvent.objects.exists() and summary(account)["cash"] == 10
 
     status, out = gw("usage/batch", {"events": events[:3]})
     assert status == 200 and (out["accepted"], out["errors"]) == (3, 0)
     settle()
-    assert Charge.objects.count() == 3 and summary(account)["cash"] == cny("9.25").amount
+    assert UsageEvent.objects.count() == 3 and summary(account)["cash"] == cny("9.25").amount
 
 
 @live
@@ -368,7 +368,7 @@ def test_locked_key_and_frozen_account_are_refused_when_charging(gw, account, fu
     )
     settle()
     assert nothing_moved(before)
-    assert not Charge.objects.filter(
+    assert not UsageEvent.objects.filter(
         request_id__in=["after-lock", "while-frozen", "batch-frozen"]
     ).exists()
     assert summary(account)["cash"] == cny("8.50").amount

@@ -23,11 +23,11 @@ from django.db import connection, transaction
 
 from accounts.models import BalanceAccount
 from accounts.services import change_standing
-from billing.models import Charge, LedgerTransaction, Posting
+from billing.models import LedgerTransaction, Posting, UsageEvent
 from billing.services.authorization import resolve_api_keys
 from billing.services.engine import LedgerError
 from billing.services.ledger import credit_lot
-from billing.services.metering import UsageEvent, record_usage
+from billing.services.metering import ReportedUsage, record_usage
 from billing.services.purchases import purchase_package
 from billing.services.settlement import charge_usage, run_settler
 
@@ -70,7 +70,7 @@ def test_charges_wait_for_an_open_freeze_then_are_refused(account, api_key):
     credit_lot(account, cny("50"), channel="alipay", idempotency_key="L")
     stale_key = resolve_api_keys([api_key.raw])[api_key.raw]  # read before the freeze
     stale_account = BalanceAccount.objects.get(pk=account.pk)
-    assert stale_key.standing == "active" and stale_account.can_consume
+    assert stale_key.standing == "active" and stale_account.may("consume")
     postings, txns = Posting.objects.count(), LedgerTransaction.objects.count()
     held, release = threading.Event(), threading.Event()
 
@@ -109,10 +109,10 @@ def test_charges_wait_for_an_open_freeze_then_are_refused(account, api_key):
         # every attempt is blocked on the account row the freeze holds, none has finished
         assert _until(lambda: _waiting_on_locks() >= 5), "charges did not wait for the freeze"
         assert outcomes == [None] * 5
-        assert not Charge.objects.exists()
+        assert not UsageEvent.objects.exists()
         # ingestion does not wait: the freeze is not committed, the standing read is active
         fresh = resolve_api_keys([api_key.raw])[api_key.raw]
-        (during,) = record_usage([UsageEvent("during", fresh, "m", 1_250_000)])
+        (during,) = record_usage([ReportedUsage("during", fresh, "m", 1_250_000)])
         assert during.status == "accepted"
     finally:
         release.set()
@@ -121,10 +121,10 @@ def test_charges_wait_for_an_open_freeze_then_are_refused(account, api_key):
             w.join(30)
     assert outcomes == ["account_frozen"] * 5
     (after,) = record_usage(
-        [UsageEvent("after", resolve_api_keys([api_key.raw])[api_key.raw], "m", 1)]
+        [ReportedUsage("after", resolve_api_keys([api_key.raw])[api_key.raw], "m", 1)]
     )
     assert (after.status, after.code) == ("error", "account_frozen")
-    assert list(Charge.objects.values_list("request_id", flat=True)) == ["during"]
+    assert list(UsageEvent.objects.values_list("request_id", flat=True)) == ["during"]
     assert (Posting.objects.count(), LedgerTransaction.objects.count()) == (postings, txns)
 
     assert run_settler(seconds=0) == 1  # the usage before the freeze is billed
@@ -167,7 +167,7 @@ def test_no_usage_is_taken_after_a_racing_freeze_commits(account, api_key):
             key = resolve_api_keys([api_key.raw])[api_key.raw]
             try:
                 if i % 3 == 0:
-                    events = [UsageEvent(f"b{i}-{n}-{j}", key, "m", 10_000) for j in range(5)]
+                    events = [ReportedUsage(f"b{i}-{n}-{j}", key, "m", 10_000) for j in range(5)]
                     rows = record_usage(events)
                     codes = {r.code for r in rows if r.status == "error"}
                     if codes:
@@ -177,7 +177,7 @@ def test_no_usage_is_taken_after_a_racing_freeze_commits(account, api_key):
                     charged += 5
                     late.append(begun)
                 elif i % 3 == 1:
-                    (row,) = record_usage([UsageEvent(f"s{i}-{n}", key, "m", 10_000)])
+                    (row,) = record_usage([ReportedUsage(f"s{i}-{n}", key, "m", 10_000)])
                     if row.status == "error":
                         assert row.code == "account_frozen", row.code
                         return ("refused", charged, late)
@@ -200,7 +200,7 @@ def test_no_usage_is_taken_after_a_racing_freeze_commits(account, api_key):
     # no ingestion request begun after the freeze had committed was accepted
     assert all(begun < frozen_at[0] for r in results[1:] for begun in r[2])
     total = sum(r[1] for r in results[1:])
-    assert Charge.objects.count() == total > 0
+    assert UsageEvent.objects.count() == total > 0
 
     account.refresh_from_db()
     assert account.standing == "frozen"
@@ -209,11 +209,11 @@ def test_no_usage_is_taken_after_a_racing_freeze_commits(account, api_key):
         object_id=str(account.pk),
         action="freeze",
     )
-    one_by_one = Charge.objects.filter(request_id__startswith="c").order_by("-created_at")
+    one_by_one = UsageEvent.objects.filter(request_id__startswith="c").order_by("-created_at")
     assert one_by_one.exists()
     assert one_by_one.first().created_at < account.standing_changed_at <= audit.at
 
     run_settler(seconds=0)  # accepted before the freeze: billed, frozen or not
-    assert not Charge.objects.filter(transaction__isnull=True).exists()
+    assert not UsageEvent.objects.filter(transaction__isnull=True).exists()
     assert summary(account)["cash"] == cny("100").amount - total * cny("0.01").amount
     assert_books_exact()

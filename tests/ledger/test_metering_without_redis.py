@@ -14,7 +14,7 @@ import pytest
 from django.core.cache import cache
 
 from accounts.services import change_standing, lock_api_key, revoke_api_key, unlock_api_key
-from billing.models import Charge
+from billing.models import UsageEvent
 from billing.services.ledger import credit_lot
 from billing.services.settlement import run_settler
 from core import cache as forgiving
@@ -92,7 +92,7 @@ def test_usage_and_authorize_answer_right_without_redis(dead_redis, gw, client, 
     assert body["available"] == "6.750000"
     state = client.get("/api/v1/gateway/usage/r1", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").json()
     assert (state["state"], state["split"]["cash"]) == ("settled", "1.250000")
-    assert Charge.objects.count() == 5
+    assert UsageEvent.objects.count() == 5
     assert assert_books_exact() == 1  # one chunk: one usage transaction for the five
     # a dead cache costs a refused connection now and then, not a timeout per call
     assert time.monotonic() - started < 10
@@ -142,7 +142,7 @@ def test_refusals_are_never_stale_without_redis(dead_redis, gw, user, account, a
     revoke_api_key(user, api_key.pk)
     assert gw("authorize", {"api_key": api_key.raw})[1]["code"] == "key_revoked"
     assert gw("usage", usage(api_key, "revoked", "0.1"))[1]["code"] == "key_revoked"
-    assert not Charge.objects.exists()
+    assert not UsageEvent.objects.exists()
 
 
 def test_the_forgiving_cache_answers_like_an_empty_one(dead_redis, caplog, monkeypatch):

@@ -10,7 +10,7 @@ from accounts.services import set_low_balance_threshold
 from billing.models import Posting
 from billing.services.authorization import resolve_api_keys
 from billing.services.ledger import credit_lot, grant_funds
-from billing.services.metering import UsageEvent, record_usage
+from billing.services.metering import ReportedUsage, record_usage
 from billing.services.purchases import InsufficientBalance, purchase_package
 from billing.services.settlement import charge_usage, run_settler
 from notices.models import Notice
@@ -56,7 +56,7 @@ def test_a_batch_settled_at_once_sends_one_notice_per_crossing(user, account, ap
     set_low_balance_threshold(account, cny("2.00"))
     credit_lot(account, cny("3"), channel="alipay", idempotency_key="L")
     ref = resolve_api_keys([api_key.raw])[api_key.raw]
-    record_usage([UsageEvent(f"e{i}", ref, "m", 100_000) for i in range(20)])
+    record_usage([ReportedUsage(f"e{i}", ref, "m", 100_000) for i in range(20)])
     assert kinds(user) == []
     assert run_settler(seconds=0) == 20
     assert kinds(user) == ["low_balance"]

@@ -10,7 +10,7 @@ from billing import selectors
 from billing.models import LedgerAccount, Lot
 from billing.services.authorization import resolve_api_keys
 from billing.services.ledger import credit_lot, grant_funds
-from billing.services.metering import UsageEvent, record_usage
+from billing.services.metering import ReportedUsage, record_usage
 from billing.services.reconcile import reconcile, reconcile_all
 from billing.services.settlement import charge_usage, settle_chunk
 from tests.factories import PASSWORD, StaffFactory, UserFactory, grant
@@ -114,7 +114,7 @@ def test_batch_is_set_based(db, django_assert_max_num_queries):
     """R-USE-1 / R-USE-5: recording a batch and settling it each cost a fixed number of
     statements, whatever the number of events and accounts."""
     from accounts.services import create_api_key
-    from billing.models import Charge
+    from billing.models import UsageEvent
 
     raws = []
     for i in range(25):
@@ -122,7 +122,7 @@ def test_batch_is_set_based(db, django_assert_max_num_queries):
         credit_lot(user.balance_account, cny("1"), channel="alipay", idempotency_key=f"L{i}")
         raws.append(create_api_key(user, name="k")[1])
     keys = resolve_api_keys(raws)
-    events = [UsageEvent(f"ev{i}", keys[raws[i % 25]], "m", 10_000) for i in range(300)]
+    events = [ReportedUsage(f"ev{i}", keys[raws[i % 25]], "m", 10_000) for i in range(300)]
     # one INSERT and one replay lookup in one transaction (SQLite splits the insert by its
     # variable limit, still far below one round trip per event)
     with django_assert_max_num_queries(8 if connection.vendor == "postgresql" else 40):
@@ -132,7 +132,7 @@ def test_batch_is_set_based(db, django_assert_max_num_queries):
     # (SQLite updates event by event: that backend has no set-based path)
     with django_assert_max_num_queries(14 if connection.vendor == "postgresql" else 340):
         assert settle_chunk(1000) == 300
-    assert not Charge.objects.filter(transaction__isnull=True).exists()
+    assert not UsageEvent.objects.filter(transaction__isnull=True).exists()
     assert reconcile_all().ok
 
 
@@ -209,7 +209,7 @@ def test_admin_ledger_pages(admin_client, account, django_assert_max_num_queries
     grant_funds(account, cny("1"), kind="trial", expires_at=later(), idempotency_key="G")
     for i in range(5):
         charge_usage(account, cny("0.1"), request_id=f"a{i}", model="m")
-    for model in ("ledgertransaction", "ledgeraccount", "lot", "grant", "charge"):
+    for model in ("ledgertransaction", "ledgeraccount", "lot", "grant", "usageevent"):
         with django_assert_max_num_queries(15):
             resp = admin_client.get(reverse(f"admin:billing_{model}_changelist"))
         assert resp.status_code == 200, model

@@ -27,10 +27,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from accounts.services import create_api_key
-from billing.models import Charge, Grant, LedgerAccount, Lot
+from billing.models import Grant, LedgerAccount, Lot, UsageEvent
 from billing.services.authorization import resolve_api_keys
 from billing.services.ledger import credit_lot, grant_funds
-from billing.services.metering import UsageEvent, record_usage
+from billing.services.metering import ReportedUsage, record_usage
 from billing.services.settlement import charge_usage, settle_chunk
 from tests.factories import UserFactory
 
@@ -131,7 +131,7 @@ def figures(world):
                 [where(p) for p in c.split],
                 c.created_at,
             )
-            for c in Charge.objects.filter(account=account).order_by("id")
+            for c in UsageEvent.objects.filter(account=account).order_by("id")
         ]
         out.append(
             {
@@ -166,10 +166,10 @@ def check_equivalence(scenario, worlds, counter):
                     request_id=f"{n}-A-{j}",
                     model="m",
                 )
-                (r,) = record_usage([UsageEvent(f"{n}-B-{j}", keys[chunked[i][2]], "m", micro)])
+                (r,) = record_usage([ReportedUsage(f"{n}-B-{j}", keys[chunked[i][2]], "m", micro)])
                 assert r.status == "accepted"
                 # PostgreSQL stamps receipt with its own clock: give it the test's
-                Charge.objects.filter(request_id=f"{n}-B-{j}").update(created_at=clock.at)
+                UsageEvent.objects.filter(request_id=f"{n}-B-{j}").update(created_at=clock.at)
             elif op[0] == "settle":
                 settle_chunk(op[2])
             else:
@@ -184,7 +184,7 @@ def check_equivalence(scenario, worlds, counter):
             if not settle_chunk(size):
                 break
     assert figures(chunked) == figures(one_by_one)
-    assert not Charge.objects.filter(transaction__isnull=True).exists()
+    assert not UsageEvent.objects.filter(transaction__isnull=True).exists()
 
 
 def _run(max_examples, **hypothesis_settings):

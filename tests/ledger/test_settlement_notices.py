@@ -7,7 +7,7 @@ import pytest
 from accounts.services import set_low_balance_threshold
 from billing.services.authorization import resolve_api_keys
 from billing.services.ledger import credit_lot
-from billing.services.metering import UsageEvent, record_usage
+from billing.services.metering import ReportedUsage, record_usage
 from billing.services.settlement import run_settler, settle_chunk
 from notices.models import Notice
 
@@ -23,7 +23,7 @@ def kinds(user):
 
 def meter(api_key, prefix, count, micro):
     key = resolve_api_keys([api_key.raw])[api_key.raw]
-    results = record_usage([UsageEvent(f"{prefix}{i}", key, "m", micro) for i in range(count)])
+    results = record_usage([ReportedUsage(f"{prefix}{i}", key, "m", micro) for i in range(count)])
     assert {r.status for r in results} == {"accepted"}
 
 
@@ -111,7 +111,7 @@ def test_service_stopped_is_sent_when_only_an_expired_grant_is_left(user, accoun
 
     from django.utils import timezone
 
-    from billing.models import Charge
+    from billing.models import UsageEvent
     from billing.services.authorization import authorize
     from billing.services.ledger import grant_funds
 
@@ -119,7 +119,7 @@ def test_service_stopped_is_sent_when_only_an_expired_grant_is_left(user, accoun
     grant_funds(account, cny("5"), kind="trial", expires_at=expires, idempotency_key="T")
     credit_lot(account, cny("1"), channel="alipay", idempotency_key="L")
     meter(api_key, "a", 15, 100_000)
-    Charge.objects.update(created_at=expires + timedelta(seconds=1))
+    UsageEvent.objects.update(created_at=expires + timedelta(seconds=1))
     with mock_now(expires + timedelta(seconds=2)):
         assert settle_chunk(100) == 15
         assert authorize(resolve_api_keys([api_key.raw])[api_key.raw]).code == "arrears"

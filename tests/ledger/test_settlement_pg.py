@@ -22,12 +22,12 @@ from django.utils import timezone
 
 from accounts.services import create_api_key
 from billing.micro import from_micro
-from billing.models import Charge, Grant, LedgerTransaction, Lot, Posting
+from billing.models import Grant, LedgerTransaction, Lot, Posting, UsageEvent
 from billing.services import metering
 from billing.services.authorization import resolve_api_keys
 from billing.services.engine import LedgerError
 from billing.services.ledger import credit_lot, expire_due_grants, grant_funds
-from billing.services.metering import UsageEvent, record_usage
+from billing.services.metering import ReportedUsage, record_usage
 from billing.services.purchases import InsufficientBalance, purchase_package
 from billing.services.refund_holds import hold_for_refund
 from billing.services.settlement import run_settler, settle_chunk
@@ -71,7 +71,7 @@ def accounts_with_keys(n, *, seed=1):
 def random_events(keyed, count, *, prefix, seed):
     rnd = random.Random(seed)
     return [
-        UsageEvent(
+        ReportedUsage(
             f"{prefix}-{j}", keyed[rnd.randrange(len(keyed))][1], "m", rnd.randint(1, 400_000)
         )
         for j in range(count)
@@ -88,7 +88,7 @@ def assert_each_account_as_one_by_one(keyed):
     """Every event's parts and every account's lots, grants, buckets and arrears are
     what charging its events one by one, in the order received, gives (R-USE-2/3/5)."""
     for account, _key, sources in keyed:
-        charges = list(Charge.objects.filter(account=account).order_by("id"))
+        charges = list(UsageEvent.objects.filter(account=account).order_by("id"))
         expected, left = reference_parts([c.amount_micro for c in charges], sources)
         assert [parts_of(c) for c in charges] == expected, account.pk
         have = [g.remaining_micro for g in Grant.objects.filter(account=account).order_by("id")] + [
@@ -112,7 +112,7 @@ def test_an_event_committed_after_a_later_one_was_settled_is_settled_once(accoun
     def slow_ingestion():
         try:
             with transaction.atomic():  # the ingestion's transaction, held open
-                outcome.extend(metering._record([UsageEvent("early", key, "m", 1_000_000)]))
+                outcome.extend(metering._record([ReportedUsage("early", key, "m", 1_000_000)]))
                 inserted.set()
                 release.wait(30)
         finally:
@@ -122,7 +122,7 @@ def test_an_event_committed_after_a_later_one_was_settled_is_settled_once(accoun
     t.start()
     try:
         assert inserted.wait(30)
-        (late,) = record_usage([UsageEvent("late", key, "m", 2_000_000)])
+        (late,) = record_usage([ReportedUsage("late", key, "m", 2_000_000)])
         assert late.status == "accepted"
         assert settle_chunk() == 1  # only the committed event is visible
         assert settle_chunk() == 0
@@ -130,7 +130,10 @@ def test_an_event_committed_after_a_later_one_was_settled_is_settled_once(accoun
         release.set()
         t.join(30)
     assert [r.status for r in outcome] == ["accepted"]
-    early, late = Charge.objects.get(request_id="early"), Charge.objects.get(request_id="late")
+    early, late = (
+        UsageEvent.objects.get(request_id="early"),
+        UsageEvent.objects.get(request_id="late"),
+    )
     assert early.pk < late.pk  # the insert order: the early one took the lower id
     assert early.transaction_id is None and late.transaction_id is not None
     assert settle_chunk() == 1 and settle_chunk() == 0
@@ -174,7 +177,7 @@ def test_settlers_at_once_with_ingestion_settle_every_event_exactly_once():
     results, errors = run_threads(4, work)
     assert not errors, errors
     settled = sum(results) + run_settler(seconds=0)
-    assert settled == Charge.objects.count() == 6000
+    assert settled == UsageEvent.objects.count() == 6000
     # a settler skips the accounts another one holds (SKIP LOCKED), so they only overlap
     # when their chunks reach different accounts; at least two took part
     assert sum(r > 0 for r in results[:3]) >= 2, results
@@ -210,9 +213,11 @@ def test_concurrent_ingestion_committing_out_of_order_is_settled_exactly_once():
     results, errors = run_threads(5, work)
     assert not errors, errors
     settled = sum(results) + run_settler(seconds=0)
-    assert settled == Charge.objects.count() == 4500
+    assert settled == UsageEvent.objects.count() == 4500
     for account, _key, sources in keyed:
-        total = sum(Charge.objects.filter(account=account).values_list("amount_micro", flat=True))
+        total = sum(
+            UsageEvent.objects.filter(account=account).values_list("amount_micro", flat=True)
+        )
         _parts, left = reference_parts([total], sources)
         have = [g.remaining_micro for g in Grant.objects.filter(account=account).order_by("id")] + [
             lot.remaining_micro for lot in Lot.objects.filter(account=account).order_by("id")
@@ -267,7 +272,7 @@ def test_a_settler_process_killed_midway_leaves_nothing_half_done(tmp_path):
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and settler.poll() is None:
-            settled = Charge.objects.filter(transaction__isnull=False).count()
+            settled = UsageEvent.objects.filter(transaction__isnull=False).count()
             if settled >= 2000 and _other_backends_in_a_transaction():
                 settler.send_signal(signal.SIGKILL)
                 killed_inside = True
@@ -285,8 +290,8 @@ def test_a_settler_process_killed_midway_leaves_nothing_half_done(tmp_path):
     while _other_backends() and time.monotonic() < deadline:
         time.sleep(0.05)
 
-    settled_by_the_killed = Charge.objects.filter(transaction__isnull=False).count()
-    pending = Charge.objects.filter(transaction__isnull=True)
+    settled_by_the_killed = UsageEvent.objects.filter(transaction__isnull=False).count()
+    pending = UsageEvent.objects.filter(transaction__isnull=True)
     assert 0 < settled_by_the_killed < 20_000 and pending.count() == 20_000 - settled_by_the_killed
     assert not pending.exclude(
         trial_micro=0, discount_micro=0, cash_micro=0, arrears_micro=0, settled_at=None
@@ -324,10 +329,10 @@ def test_one_request_id_posted_at_once_is_stored_once(live_server, settings, acc
     statuses = sorted((r[0], r[1].get("status") or r[1]["code"]) for r in results)
     assert statuses == [(200, "accepted")] + [(409, "request_id_conflict")] * 7
     (winner,) = [bodies[i]["amount"] for i, r in enumerate(results) if r[0] == 200]
-    stored = Charge.objects.get(request_id="differ")
+    stored = UsageEvent.objects.get(request_id="differ")
     assert stored.amount_micro == int(winner.replace(".", "")) * 10_000
 
-    assert Charge.objects.count() == 2
+    assert UsageEvent.objects.count() == 2
     run_settler(seconds=0)
     assert (
         summary(account)["cash"] == 10 - cny("1.5").amount - from_micro(stored.amount_micro).amount
@@ -348,7 +353,7 @@ def test_overlapping_batches_at_once_store_each_request_id_once(account, api_key
     def work(i):
         keys = resolve_api_keys(raws)
         events = [
-            UsageEvent(f"ev-{j}", keys[raws[j % 2]], "m", 50_000)
+            ReportedUsage(f"ev-{j}", keys[raws[j % 2]], "m", 50_000)
             for j in range(i * 20, i * 20 + 100)
         ]
         return record_usage(events)
@@ -359,7 +364,7 @@ def test_overlapping_batches_at_once_store_each_request_id_once(account, api_key
     accepted = [r.request_id for r in answers if r.status == "accepted"]
     assert len(accepted) == len(set(accepted)) == 160
     assert {r.status for r in answers} == {"accepted", "replayed"}
-    assert Charge.objects.count() == 160
+    assert UsageEvent.objects.count() == 160
     run_settler(seconds=0)
     for owner in (account, other.balance_account):  # 80 events × 0.05 on 3.00 each
         assert (summary(owner)["cash"], summary(owner)["arrears"]) == (0, 1)
@@ -372,17 +377,17 @@ def test_money_movements_settle_pending_usage_first(account, api_key):
     balance net of it, and a refund hold can take only the cash left after it."""
     lot = credit_lot(account, cny("1"), channel="alipay", idempotency_key="L1")
     key = ref(api_key)
-    record_usage([UsageEvent(f"e{i}", key, "m", 1_000_000) for i in range(3)])
+    record_usage([ReportedUsage(f"e{i}", key, "m", 1_000_000) for i in range(3)])
     assert summary(account)["cash"] == 1  # pending: nothing moved yet
 
     top_up = credit_lot(account, cny("5"), channel="alipay", idempotency_key="L2")
-    assert not Charge.objects.filter(transaction__isnull=True).exists()
+    assert not UsageEvent.objects.filter(transaction__isnull=True).exists()
     assert Lot.objects.get(pk=lot.pk).remaining_micro == 0
     assert top_up.remaining_micro == 3_000_000  # 5.00 − the 2.00 of arrears the usage made
-    usage_txn = Charge.objects.get(request_id="e2").transaction_id
+    usage_txn = UsageEvent.objects.get(request_id="e2").transaction_id
     top_up_txn = Posting.objects.filter(lot=top_up).values_list("transaction_id", flat=True)[0]
     assert usage_txn < top_up_txn
-    assert sorted(parts_of(c) for c in Charge.objects.all()) == [
+    assert sorted(parts_of(c) for c in UsageEvent.objects.all()) == [
         (0, 0, 0, 1_000_000),
         (0, 0, 0, 1_000_000),
         (0, 0, 1_000_000, 0),
@@ -390,14 +395,14 @@ def test_money_movements_settle_pending_usage_first(account, api_key):
     s = summary(account)
     assert (s["cash"], s["arrears"]) == (3, 0)
 
-    record_usage([UsageEvent("p1", key, "m", 1_000_000)])  # 2.00 really left
+    record_usage([ReportedUsage("p1", key, "m", 1_000_000)])  # 2.00 really left
     with pytest.raises(InsufficientBalance):
         purchase_package(account, cny("2.01"), idempotency_key="buy1", description="pkg")
     # refused: its transaction, the settlement it began with included, rolled back
-    assert Charge.objects.get(request_id="p1").transaction_id is None
+    assert UsageEvent.objects.get(request_id="p1").transaction_id is None
     purchase_package(account, cny("1.5"), idempotency_key="buy2", description="pkg")
 
-    record_usage([UsageEvent("h1", key, "m", 250_000)])  # 0.25 left in the lot
+    record_usage([ReportedUsage("h1", key, "m", 250_000)])  # 0.25 left in the lot
     with pytest.raises(LedgerError) as exc:
         hold_for_refund(top_up, cny("0.5"), idempotency_key="hold1")
     assert exc.value.code == "insufficient_lot"
@@ -409,7 +414,7 @@ def test_money_movements_settle_pending_usage_first(account, api_key):
 
 def _received(request_id, at):
     """Give an event its receipt time (the gateway cannot; a test can)."""
-    Charge.objects.filter(request_id=request_id).update(created_at=at)
+    UsageEvent.objects.filter(request_id=request_id).update(created_at=at)
 
 
 def test_a_grant_pays_for_events_received_before_its_expiry(account, api_key):
@@ -421,13 +426,16 @@ def test_a_grant_pays_for_events_received_before_its_expiry(account, api_key):
     grant = grant_funds(account, cny("5"), kind="trial", expires_at=expires, idempotency_key="T")
     credit_lot(account, cny("10"), channel="alipay", idempotency_key="L")
     key = ref(api_key)
-    record_usage([UsageEvent("before", key, "m", 2_000_000)])
-    record_usage([UsageEvent("after", key, "m", 1_000_000)])
+    record_usage([ReportedUsage("before", key, "m", 2_000_000)])
+    record_usage([ReportedUsage("after", key, "m", 1_000_000)])
     _received("before", expires - timedelta(seconds=10))
     _received("after", expires + timedelta(seconds=10))
 
     assert settle_chunk(now=expires + timedelta(seconds=20)) == 2
-    before, after = Charge.objects.get(request_id="before"), Charge.objects.get(request_id="after")
+    before, after = (
+        UsageEvent.objects.get(request_id="before"),
+        UsageEvent.objects.get(request_id="after"),
+    )
     assert parts_of(before) == (2_000_000, 0, 0, 0)
     assert parts_of(after) == (0, 0, 1_000_000, 0)
     grant.refresh_from_db()
@@ -452,13 +460,16 @@ def test_the_expiry_sweep_settles_pending_usage_of_due_grants_first(account, api
     other = UserFactory(phone="").balance_account
     grant_funds(other, cny("4"), kind="trial", expires_at=expires, idempotency_key="T2")
     key = ref(api_key)
-    record_usage([UsageEvent("before", key, "m", 2_000_000)])
-    record_usage([UsageEvent("after", key, "m", 1_500_000)])
+    record_usage([ReportedUsage("before", key, "m", 2_000_000)])
+    record_usage([ReportedUsage("after", key, "m", 1_500_000)])
     _received("before", expires - timedelta(seconds=10))
     _received("after", expires + timedelta(seconds=10))
 
     assert expire_due_grants(now=expires + timedelta(seconds=20)) == 2
-    before, after = Charge.objects.get(request_id="before"), Charge.objects.get(request_id="after")
+    before, after = (
+        UsageEvent.objects.get(request_id="before"),
+        UsageEvent.objects.get(request_id="after"),
+    )
     assert parts_of(before) == (2_000_000, 0, 0, 0)
     assert parts_of(after) == (0, 0, 1_000_000, 500_000)  # not the expired grant: arrears
     expiry = LedgerTransaction.objects.get(kind="expiry", account=account)
@@ -492,9 +503,9 @@ def test_a_busy_account_does_not_hold_back_the_others(account, api_key):
     _key, raw = create_api_key(other, name="k")
     credit_lot(account, cny("10"), channel="alipay", idempotency_key="L1")
     credit_lot(other.balance_account, cny("10"), channel="alipay", idempotency_key="L2")
-    ingest([UsageEvent(f"x{i}", ref(api_key), "m", 10_000) for i in range(100)])
+    ingest([ReportedUsage(f"x{i}", ref(api_key), "m", 10_000) for i in range(100)])
     other_key = resolve_api_keys([raw])[raw]
-    ingest([UsageEvent(f"y{i}", other_key, "m", 10_000) for i in range(10)])
+    ingest([ReportedUsage(f"y{i}", other_key, "m", 10_000) for i in range(10)])
     held, release = threading.Event(), threading.Event()
     holder = threading.Thread(target=_hold_accounts, args=([account.pk], held, release))
     holder.start()
@@ -502,7 +513,7 @@ def test_a_busy_account_does_not_hold_back_the_others(account, api_key):
         assert held.wait(30)
         for _ in range(3):
             settle_chunk(50)
-        waiting = Charge.objects.filter(account=other.balance_account, transaction__isnull=True)
+        waiting = UsageEvent.objects.filter(account=other.balance_account, transaction__isnull=True)
         assert not waiting.exists()
     finally:
         release.set()
@@ -524,7 +535,7 @@ def test_an_event_in_flight_at_the_expiry_is_still_paid_by_the_grant(account, ap
     def slow_ingestion():
         try:
             with transaction.atomic():
-                metering._record([UsageEvent("in-flight", key, "m", 1_000_000)])
+                metering._record([ReportedUsage("in-flight", key, "m", 1_000_000)])
                 inserted.set()
                 release.wait(30)
         finally:
@@ -538,7 +549,7 @@ def test_an_event_in_flight_at_the_expiry_is_still_paid_by_the_grant(account, ap
     finally:
         release.set()
         t.join(30)
-    event = Charge.objects.get(request_id="in-flight")
+    event = UsageEvent.objects.get(request_id="in-flight")
     assert event.created_at < expires
     run_settler(seconds=0)
     event.refresh_from_db()

@@ -11,7 +11,7 @@ import uuid
 import pytest
 from django.db import connection
 
-from billing.models import Charge
+from billing.models import UsageEvent
 from billing.services.ledger import credit_lot
 from ops.framework import get_job
 from ops.models import JobRun
@@ -95,19 +95,19 @@ def test_a_real_worker_settles_events_posted_over_http(worker, live_server, sett
     _key, raw = create_api_key(account.user, name="gw")
     credit_lot(account, cny("20"), channel="alipay", idempotency_key="L")
     _post_events(live_server.url, raw, "a", 300, 5)
-    assert Charge.objects.filter(transaction__isnull=True).count() == 305
+    assert UsageEvent.objects.filter(transaction__isnull=True).count() == 305
 
     get_job("settle_usage").task.apply_async(kwargs={"triggered_by": "manual"}, queue=worker.queue)
     _until(worker, lambda: JobRun.objects.filter(job="settle_usage", status="ok").exists())
     run = JobRun.objects.get(job="settle_usage")
     assert (run.triggered_by, run.rows_touched) == ("manual", 305)
-    assert not Charge.objects.filter(transaction__isnull=True).exists()
+    assert not UsageEvent.objects.filter(transaction__isnull=True).exists()
 
     _until(worker, lambda: cache.get(CHAIN_KEY) is not None)  # the continuous settler is on
     _post_events(live_server.url, raw, "b", 300, 5)
-    _until(worker, lambda: not Charge.objects.filter(transaction__isnull=True).exists())
-    assert Charge.objects.count() == 610
-    later = Charge.objects.filter(request_id__startswith="b")
+    _until(worker, lambda: not UsageEvent.objects.filter(transaction__isnull=True).exists())
+    assert UsageEvent.objects.count() == 610
+    later = UsageEvent.objects.filter(request_id__startswith="b")
     lag = max((c.settled_at - c.created_at).total_seconds() for c in later)
     assert lag < 3, lag  # seconds behind, not a minute
     assert summary(account)["cash"] == 20 - 2 * (3 + cny("2.5").amount)

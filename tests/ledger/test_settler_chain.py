@@ -7,10 +7,10 @@ import pytest
 from django.core.cache import cache
 
 from billing import tasks
-from billing.models import Charge
+from billing.models import UsageEvent
 from billing.services.authorization import resolve_api_keys
 from billing.services.ledger import credit_lot
-from billing.services.metering import UsageEvent, record_usage
+from billing.services.metering import ReportedUsage, record_usage
 from ops.services import run_job
 from tests.factories import cny
 
@@ -29,7 +29,7 @@ def _fresh_chain(settings):
 def _pending_event(account, api_key, request_id="e1"):
     credit_lot(account, cny("5"), channel="alipay", idempotency_key=f"L-{request_id}")
     key = resolve_api_keys([api_key.raw])[api_key.raw]
-    (r,) = record_usage([UsageEvent(request_id, key, "m", 1_000_000)])
+    (r,) = record_usage([ReportedUsage(request_id, key, "m", 1_000_000)])
     assert r.status == "accepted"
 
 
@@ -40,7 +40,7 @@ def test_a_stretch_settles_and_queues_the_next_one_of_its_chain(account, api_key
     with mock.patch.object(tasks.settle_usage_continuously, "apply_async") as queued:
         settled = tasks.settle_usage_continuously.run()
     assert settled == 1
-    assert Charge.objects.get(request_id="e1").transaction_id is not None
+    assert UsageEvent.objects.get(request_id="e1").transaction_id is not None
     chain = queued.call_args.kwargs["kwargs"]["chain"]
     assert cache.get(tasks.CHAIN_KEY) == chain
     with mock.patch.object(tasks.settle_usage_continuously, "apply_async") as queued_again:
@@ -56,7 +56,7 @@ def test_a_second_chain_stops_at_once(account, api_key):
     with mock.patch.object(tasks.settle_usage_continuously, "apply_async") as queued:
         assert tasks.settle_usage_continuously.run() == 0
     assert not queued.called
-    assert Charge.objects.get(request_id="e1").transaction_id is None
+    assert UsageEvent.objects.get(request_id="e1").transaction_id is None
     assert tasks.start_chain() is False  # alive: the watchdog leaves it be
 
 
@@ -67,7 +67,7 @@ def test_the_minute_job_settles_and_restarts_a_dead_chain(account, api_key):
     with mock.patch.object(tasks.settle_usage_continuously, "delay") as started:
         run = run_job("settle_usage", triggered_by="command")
     assert run.status == "ok" and run.rows_touched == 1
-    assert Charge.objects.get(request_id="e1").transaction_id is not None
+    assert UsageEvent.objects.get(request_id="e1").transaction_id is not None
     assert started.called
 
 

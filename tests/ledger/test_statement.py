@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from accounts.services import create_api_key
 from billing.micro import from_micro
-from billing.models import Charge
+from billing.models import UsageEvent
 from billing.selectors import STATEMENT_PAGE, daily_history
 from billing.services.ledger import credit_lot, grant_funds
 from billing.services.settlement import charge_usage
@@ -170,11 +170,11 @@ def test_a_lot_links_to_its_top_up_only_for_its_owner(client, ready_user):
 def _meter(key_raws, events):
     """Record events (request id, key raw, micro) pending, as the gateway does."""
     from billing.services.authorization import resolve_api_keys
-    from billing.services.metering import UsageEvent, record_usage
+    from billing.services.metering import ReportedUsage, record_usage
 
     refs = resolve_api_keys(list(set(key_raws)))
     return record_usage(
-        [UsageEvent(rid, refs[raw], "qwen-max", micro) for rid, raw, micro in events]
+        [ReportedUsage(rid, refs[raw], "qwen-max", micro) for rid, raw, micro in events]
     )
 
 
@@ -226,12 +226,12 @@ def test_many_events_are_capped_per_line_with_a_link_to_the_rest(
         page = signed_in.get(reverse("billing:balance")).content.decode()
     assert page.count('class="event"') == EVENTS_PER_LINE + 3
     assert f"{60 - EVENTS_PER_LINE} more calls" in page
-    txn = Charge.objects.get(request_id="many-000").transaction_id
+    txn = UsageEvent.objects.get(request_id="many-000").transaction_id
     url = reverse("billing:usage_events", args=[txn])
     assert url in page
     first = signed_in.get(url).content.decode()
     assert first.count('class="event"') == 60 and "many-059" in first
-    paged = signed_in.get(url, {"after": Charge.objects.get(request_id="many-049").pk})
+    paged = signed_in.get(url, {"after": UsageEvent.objects.get(request_id="many-049").pk})
     assert paged.content.decode().count('class="event"') == 10
 
 
@@ -257,7 +257,7 @@ def test_another_users_line_of_events_is_not_found(signed_in, account):
     credit_lot(stranger.balance_account, cny("3"), channel="alipay", idempotency_key="x")
     _meter([raw], [("their-call", raw, 10_000)])
     _settle()
-    txn = Charge.objects.get(request_id="their-call").transaction_id
+    txn = UsageEvent.objects.get(request_id="their-call").transaction_id
     assert signed_in.get(reverse("billing:usage_events", args=[txn])).status_code == 404
 
 
@@ -308,7 +308,7 @@ def test_a_credited_back_event_is_marked_on_the_statement(signed_in, user, accou
     _meter([raw], [("cr-1", raw, 1_000_000), ("cr-2", raw, 500_000)])
     _settle()
     staff = grant(StaffFactory(), "billing.credit_back_usage")
-    credit_back_usage(Charge.objects.get(request_id="cr-1"), actor=staff, reason="outage")
+    credit_back_usage(UsageEvent.objects.get(request_id="cr-1"), actor=staff, reason="outage")
     page = signed_in.get(reverse("billing:balance")).content.decode()
     assert page.count('class="credited"') == 1 and _rows_kind(page, "usage_credit") == 1
     assert "outage" not in page  # the reason stays with staff
@@ -329,7 +329,7 @@ def test_events_page_and_csv_cost_the_same_queries_for_more_events(
     def measure(prefix, n):
         _meter([raw], [(f"{prefix}-{i}", raw, 10_000) for i in range(n)])
         _settle()
-        txn = Charge.objects.get(request_id=f"{prefix}-0").transaction_id
+        txn = UsageEvent.objects.get(request_id=f"{prefix}-0").transaction_id
         with CaptureQueriesContext(connection) as page:
             assert signed_in.get(reverse("billing:usage_events", args=[txn])).status_code == 200
         with CaptureQueriesContext(connection) as export:

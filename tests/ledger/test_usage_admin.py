@@ -6,10 +6,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from billing.models import Charge, LedgerTransaction
+from billing.models import LedgerTransaction, UsageEvent
 from billing.services.authorization import resolve_api_keys
 from billing.services.ledger import credit_lot, grant_funds
-from billing.services.metering import UsageEvent, record_usage
+from billing.services.metering import ReportedUsage, record_usage
 from billing.services.settlement import charge_usage
 from core.models import AuditRecord
 from tests.factories import StaffFactory, grant
@@ -18,19 +18,19 @@ from .conftest import cny, later, summary
 
 pytestmark = pytest.mark.django_db
 
-LIST = "admin:billing_charge_changelist"
+LIST = "admin:billing_usageevent_changelist"
 
 
 def _record(api_key, *request_ids, micro=100_000):
     ref = resolve_api_keys([api_key.raw])[api_key.raw]
-    record_usage([UsageEvent(rid, ref, "m", micro) for rid in request_ids])
+    record_usage([ReportedUsage(rid, ref, "m", micro) for rid in request_ids])
 
 
 @pytest.fixture
 def finance(db):
     return grant(
         StaffFactory(),
-        "billing.view_charge",
+        "billing.view_usageevent",
         "billing.settle_usage",
         "billing.credit_back_usage",
     )
@@ -38,7 +38,7 @@ def finance(db):
 
 @pytest.fixture
 def viewer(db):
-    return grant(StaffFactory(), "billing.view_charge")
+    return grant(StaffFactory(), "billing.view_usageevent")
 
 
 def _ids(response):
@@ -56,7 +56,7 @@ def test_state_filter_pending_uses_the_partial_index_condition(client, finance, 
         pending = client.get(reverse(LIST), {"state": "pending"})
     assert _ids(pending) == {"pending-1", "pending-2"}
     listing = [
-        q["sql"] for q in ctx.captured_queries if '"billing_charge"."request_id"' in q["sql"]
+        q["sql"] for q in ctx.captured_queries if '"billing_usageevent"."request_id"' in q["sql"]
     ]
     assert listing and all('"transaction_id" IS NULL' in sql for sql in listing)
     assert _ids(client.get(reverse(LIST), {"state": "settled"})) == {"settled-1"}
@@ -75,7 +75,7 @@ def test_run_now_settles_the_backlog_and_reports_how_many(client, finance, accou
     assert 'id="settle-now"' in page and "csrfmiddlewaretoken" in page
     response = client.post(reverse("admin:billing_charge_settle"), follow=True)
     assert "Settled 3 pending usage events." in response.content.decode()
-    assert not Charge.objects.filter(transaction__isnull=True).exists()
+    assert not UsageEvent.objects.filter(transaction__isnull=True).exists()
     assert summary(account)["cash"] == cny("4.7").amount
     assert client.get(reverse("admin:billing_charge_settle")).status_code == 405
 
@@ -88,7 +88,7 @@ def test_run_now_needs_its_permission(client, viewer, account, api_key):
     client.force_login(viewer)
     assert 'id="settle-now"' not in client.get(reverse(LIST)).content.decode()
     assert client.post(reverse("admin:billing_charge_settle")).status_code == 403
-    assert Charge.objects.get(request_id="p-1").transaction_id is None
+    assert UsageEvent.objects.get(request_id="p-1").transaction_id is None
 
 
 def test_run_now_checks_csrf(finance, account, api_key):
@@ -99,7 +99,7 @@ def test_run_now_checks_csrf(finance, account, api_key):
     strict = Client(enforce_csrf_checks=True)
     strict.force_login(finance)
     assert strict.post(reverse("admin:billing_charge_settle")).status_code == 403
-    assert Charge.objects.get(request_id="p-1").transaction_id is None
+    assert UsageEvent.objects.get(request_id="p-1").transaction_id is None
 
 
 def test_event_page_shows_times_parts_and_links_to_what_paid(client, finance, account):
@@ -110,7 +110,7 @@ def test_event_page_shows_times_parts_and_links_to_what_paid(client, finance, ac
     g = grant_funds(account, cny("1"), kind="trial", expires_at=later(), idempotency_key="g")
     charge = charge_usage(account, cny("1.5"), request_id="shown", model="m")
     client.force_login(finance)
-    url = reverse("admin:billing_charge_change", args=[charge.pk])
+    url = reverse("admin:billing_usageevent_change", args=[charge.pk])
     body = client.get(url).content.decode()
     assert reverse("admin:billing_lot_change", args=[lot.pk]) in body
     assert reverse("admin:billing_grant_change", args=[g.pk]) in body
@@ -128,7 +128,7 @@ def test_a_usage_transaction_links_the_events_it_settled(admin_client, account, 
     credit_lot(account, cny("5"), channel="alipay", idempotency_key="lot")
     _record(api_key, "t-1", "t-2")
     run_settler(seconds=0)
-    txn = Charge.objects.get(request_id="t-1").transaction_id
+    txn = UsageEvent.objects.get(request_id="t-1").transaction_id
     page = admin_client.get(reverse("admin:billing_ledgertransaction_change", args=[txn]))
     link = reverse(LIST) + f"?transaction__id__exact={txn}"
     assert link in page.content.decode()
@@ -152,9 +152,9 @@ def test_credit_back_from_the_admin_asks_a_reason_and_links_the_credit(
     credit = LedgerTransaction.objects.get(kind="usage_credit")
     assert f"Credited back in transaction #{credit.pk}." in done.content.decode()
     assert summary(account)["cash"] == cny("5").amount
-    page = client.get(reverse("admin:billing_charge_change", args=[charge.pk])).content.decode()
+    page = client.get(reverse("admin:billing_usageevent_change", args=[charge.pk])).content.decode()
     assert reverse("admin:billing_ledgertransaction_change", args=[credit.pk]) in page
-    history = admin_client.get(reverse("admin:billing_charge_change", args=[charge.pk]))
+    history = admin_client.get(reverse("admin:billing_usageevent_change", args=[charge.pk]))
     assert "gateway double-billed" in history.content.decode()  # the history inline
     again = client.post(url, {"reason": "again"}, follow=True).content.decode()
     assert "already credited back" in again
@@ -169,14 +169,14 @@ def test_credit_back_refusals_reach_staff(client, finance, viewer, account, api_
     charge = charge_usage(account, cny("1"), request_id="c", model="m")
     url = reverse("admin:billing_charge_credit_back", args=[charge.pk])
     client.force_login(viewer)
-    page = client.get(reverse("admin:billing_charge_change", args=[charge.pk])).content.decode()
+    page = client.get(reverse("admin:billing_usageevent_change", args=[charge.pk])).content.decode()
     assert 'id="credit-back"' not in page
     assert client.post(url, {"reason": "x"}).status_code == 403
-    wrong = grant(StaffFactory(), "billing.view_charge", "billing.settle_usage")
+    wrong = grant(StaffFactory(), "billing.view_usageevent", "billing.settle_usage")
     client.force_login(wrong)
     assert client.post(url, {"reason": "x"}).status_code == 403
     _record(api_key, "still-pending")
-    pending = Charge.objects.get(request_id="still-pending")
+    pending = UsageEvent.objects.get(request_id="still-pending")
     client.force_login(finance)
     body = client.post(
         reverse("admin:billing_charge_credit_back", args=[pending.pk]),
@@ -227,4 +227,4 @@ def test_run_now_stops_at_its_time_limit(client, finance, account, api_key, monk
     client.force_login(finance)
     response = client.post(reverse("admin:billing_charge_settle"), follow=True)
     assert "Settled 1 pending usage event." in response.content.decode()
-    assert Charge.objects.filter(transaction__isnull=True).count() == 1
+    assert UsageEvent.objects.filter(transaction__isnull=True).count() == 1

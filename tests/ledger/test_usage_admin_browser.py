@@ -16,10 +16,10 @@ def test_run_now_then_credit_back_one_event_in_browser(page):
     the credit-back asks a reason, gives the event's money back once, and the event's
     page then links the credit transaction."""
     from accounts.services import create_api_key
-    from billing.models import Charge, LedgerTransaction
+    from billing.models import LedgerTransaction, UsageEvent
     from billing.selectors import balance_summary
     from billing.services.authorization import resolve_api_keys
-    from billing.services.metering import UsageEvent, record_usage
+    from billing.services.metering import ReportedUsage, record_usage
     from billing.services.reconcile import reconcile
 
     owner = UserFactory()
@@ -27,26 +27,29 @@ def test_run_now_then_credit_back_one_event_in_browser(page):
     credit_lot(account, cny("10"), channel="alipay", idempotency_key="L")
     _key, raw = create_api_key(owner, name="k")
     ref = resolve_api_keys([raw])[raw]
-    record_usage([UsageEvent(f"b-{n}", ref, "gpt-x", 1_000_000) for n in range(3)])
+    record_usage([ReportedUsage(f"b-{n}", ref, "gpt-x", 1_000_000) for n in range(3)])
     finance = grant(
-        StaffFactory(), "billing.view_charge", "billing.settle_usage", "billing.credit_back_usage"
+        StaffFactory(),
+        "billing.view_usageevent",
+        "billing.settle_usage",
+        "billing.credit_back_usage",
     )
 
-    page.goto("/admin/login/?next=/admin/billing/charge/")
+    page.goto("/admin/login/?next=/admin/billing/usageevent/")
     page.fill("input[name=username]", finance.email)
     page.fill("input[name=password]", PASSWORD)
     page.click("input[type=submit]")
-    page.wait_for_url("**/admin/billing/charge/")
+    page.wait_for_url("**/admin/billing/usageevent/")
     assert page.locator("#usage-pending").is_visible()
     assert page.locator(".usage-pending").count() == 3
     page.click("#settle-now")
     page.wait_for_selector(".messagelist")
     assert "3" in page.locator(".messagelist").inner_text()
     assert page.locator(".usage-settled").count() == 3
-    assert not Charge.objects.filter(transaction__isnull=True).exists()
+    assert not UsageEvent.objects.filter(transaction__isnull=True).exists()
 
-    charge = Charge.objects.get(request_id="b-1")
-    page.goto(f"/admin/billing/charge/{charge.pk}/change/")
+    charge = UsageEvent.objects.get(request_id="b-1")
+    page.goto(f"/admin/billing/usageevent/{charge.pk}/change/")
     page.click("#credit-back")
     page.fill("textarea[name=reason]", "the model timed out")
     page.click("#credit-back-submit")

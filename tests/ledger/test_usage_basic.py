@@ -3,7 +3,7 @@
 import pytest
 from django.core.exceptions import ValidationError
 
-from billing.models import Charge, Posting
+from billing.models import Posting, UsageEvent
 from billing.services.ledger import credit_lot, grant_funds
 from billing.services.settlement import charge_usage
 
@@ -75,7 +75,7 @@ def test_replayed_request_id_moves_nothing(account):
     with pytest.raises(LedgerError) as refused:
         charge_usage(account, cny("9"), request_id="rq", model="m")
     assert refused.value.code == "request_id_conflict"
-    assert Posting.objects.count() == count and Charge.objects.count() == 1
+    assert Posting.objects.count() == count and UsageEvent.objects.count() == 1
     assert summary(account)["cash"] == cny("3.765433").amount
 
 
@@ -92,4 +92,4 @@ def test_charge_refuses_bad_amounts(account, amount, code):
     with pytest.raises(ValidationError) as exc:
         charge_usage(account, cny(amount), request_id="bad", model="m")
     assert exc.value.code == code
-    assert not Posting.objects.exists() and not Charge.objects.exists()
+    assert not Posting.objects.exists() and not UsageEvent.objects.exists()

@@ -10,10 +10,10 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.services import create_api_key
-from billing.models import Charge, Grant, LedgerTransaction, Lot, Posting
+from billing.models import Grant, LedgerTransaction, Lot, Posting, UsageEvent
 from billing.services.engine import LedgerError
 from billing.services.ledger import credit_lot, grant_funds
-from billing.services.metering import UsageEvent, record_usage
+from billing.services.metering import ReportedUsage, record_usage
 from billing.services.settlement import charge_usage, run_settler
 from billing.services.usage_credits import credit_back_usage, credit_for
 from core.models import AuditRecord
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def finance(db):
-    return grant(StaffFactory(), "billing.view_charge", "billing.credit_back_usage")
+    return grant(StaffFactory(), "billing.view_usageevent", "billing.credit_back_usage")
 
 
 def _revenue_micro():
@@ -51,12 +51,12 @@ def _settled_pair(account):
     ref = KeyRef(*gateway_keys([raw])[raw])
     record_usage(
         [
-            UsageEvent("pair-1", ref, "m", 1_500_000),
-            UsageEvent("pair-2", ref, "m", 700_000),
+            ReportedUsage("pair-1", ref, "m", 1_500_000),
+            ReportedUsage("pair-2", ref, "m", 700_000),
         ]
     )
     run_settler(seconds=0)
-    first, second = Charge.objects.filter(request_id__in=["pair-1", "pair-2"]).order_by("id")
+    first, second = UsageEvent.objects.filter(request_id__in=["pair-1", "pair-2"]).order_by("id")
     assert first.transaction_id == second.transaction_id  # one chunk, one transaction
     return first, second
 
@@ -109,8 +109,8 @@ def test_pending_event_is_refused_until_settled(account, finance, api_key):
 
     credit_lot(account, cny("5"), channel="alipay", idempotency_key="cb-lot")
     ref = resolve_api_keys([api_key.raw])[api_key.raw]
-    record_usage([UsageEvent("still-pending", ref, "m", 100_000)])
-    charge = Charge.objects.get(request_id="still-pending")
+    record_usage([ReportedUsage("still-pending", ref, "m", 100_000)])
+    charge = UsageEvent.objects.get(request_id="still-pending")
     count = LedgerTransaction.objects.count()
     with pytest.raises(LedgerError) as exc:
         credit_back_usage(charge, actor=finance, reason="x")
@@ -126,10 +126,10 @@ def test_own_account_and_missing_permission_are_refused(account, finance):
     without billing.credit_back_usage cannot at all; neither moves money."""
     credit_lot(account, cny("5"), channel="alipay", idempotency_key="cb-lot")
     charge = charge_usage(account, cny("1"), request_id="mine", model="m")
-    viewer = grant(StaffFactory(), "billing.view_charge")
+    viewer = grant(StaffFactory(), "billing.view_usageevent")
     with pytest.raises(PermissionDenied):
         credit_back_usage(charge, actor=viewer, reason="x")
-    wrong = grant(StaffFactory(), "billing.view_charge", "billing.void_grant")
+    wrong = grant(StaffFactory(), "billing.view_usageevent", "billing.void_grant")
     with pytest.raises(PermissionDenied):
         credit_back_usage(charge, actor=wrong, reason="x")
     own = finance.balance_account
@@ -207,7 +207,8 @@ def test_two_concurrent_credit_backs_move_the_money_once():
 
     account = UserFactory().balance_account
     staff = [
-        grant(StaffFactory(), "billing.view_charge", "billing.credit_back_usage") for _ in range(2)
+        grant(StaffFactory(), "billing.view_usageevent", "billing.credit_back_usage")
+        for _ in range(2)
     ]
     credit_lot(account, cny("5"), channel="alipay", idempotency_key="race-lot")
     charge = charge_usage(account, cny("2"), request_id="race", model="m")
@@ -228,5 +229,5 @@ def test_pending_filter_is_served_by_the_partial_index(account):
 
     with connection.cursor() as cur:
         cur.execute("SET LOCAL enable_seqscan = off")
-    plan = Charge.objects.filter(transaction__isnull=True).order_by("-id")[:50].explain()
+    plan = UsageEvent.objects.filter(transaction__isnull=True).order_by("-id")[:50].explain()
     assert "billing_charge_pending" in plan

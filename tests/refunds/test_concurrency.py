@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 from django.core.exceptions import ValidationError
 
-from billing.models import Charge, Lot
+from billing.models import Lot, UsageEvent
 from billing.services.settlement import charge_usage
 from refunds.models import RefundRequest, RefundState
 from refunds.services.decisions import approve_refund, reject_refund, take_for_review
@@ -113,7 +113,7 @@ def test_refund_racing_consumption_never_spends_held_money(ready_user, clerk):
     assert not errors, errors
     request = RefundRequest.objects.get(pk=results[0])
     lot = Lot.objects.get()
-    charges = Charge.objects.all()
+    charges = UsageEvent.objects.all()
     spent_cash = sum(c.cash_micro for c in charges)
     assert charges.count() == 24
     assert lot.held_micro == request.held_micro > 0

@@ -32,7 +32,7 @@ from hypothesis.stateful import (
 )
 
 from billing.micro import to_micro
-from billing.models import Charge, Grant, LedgerAccount, Lot, Posting
+from billing.models import Grant, LedgerAccount, Lot, Posting, UsageEvent
 from billing.services.ledger import credit_lot, grant_funds
 from billing.services.reconcile import reconcile
 from billing.services.settlement import charge_usage
@@ -63,7 +63,7 @@ def discount_spent_by_lot(account_id) -> dict[int, int]:
         )
     )
     spent = {}
-    for split in Charge.objects.filter(account_id=account_id).values_list("split", flat=True):
+    for split in UsageEvent.objects.filter(account_id=account_id).values_list("split", flat=True):
         for part in split:
             if part["bucket"] == "discount" and source.get(part["grant"]):
                 lot = source[part["grant"]]

@@ -13,6 +13,7 @@ from django.utils.translation import gettext as _
 
 from accounts.selectors import agreement_in_force, approved_verification, current_acceptance
 from accounts.services import has_full_capacity
+from accounts.standing import Action
 from core.money import parse_amount
 
 # Finance confirm remittances, import bank statements and record manual ("other") payments.
@@ -85,7 +86,7 @@ def check_preconditions(user, *, amount=None, currency="CNY", at=None):
                 ),
             )
         )
-    if not account.can_top_up:
+    if not account.may(Action.TOP_UP):
         problems.append(
             Problem(
                 "standing",

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
+from accounts.standing import Action
 from billing.models import Channel
 from core.money import parse_amount
 from core.workflow import WorkflowError, apply_transition, transition_map
@@ -92,7 +93,7 @@ def confirm_remittance(
             return apply_transition(
                 locked, "send_to_review", actor=actor, reason=reason or "amount differs", **details
             )
-        if not locked.account.can_top_up:
+        if not locked.account.may(Action.TOP_UP):
             # Money arrived for an account that may not top up now (R-ACC-8: frozen or
             # terminated): never credited silently; finance decides in review.
             standing = locked.account.get_standing_display().lower()
@@ -155,7 +156,7 @@ def record_manual_topup(user, amount, *, actor, payer_name, payer_account, refer
 
 
 def _refuse_standing(locked):
-    if not locked.account.can_top_up:
+    if not locked.account.may(Action.TOP_UP):
         raise WorkflowError(
             f"The account is {locked.account.get_standing_display().lower()} and may not "
             "receive top-ups now (R-ACC-8); return the money to the payer instead.",
