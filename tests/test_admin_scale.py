@@ -25,7 +25,7 @@ from .ledger.conftest import later
 # the most queries each page may run (session, user, the page's own reads); measured
 # and pinned: the same at 2 and at 12 charges (test_query_counts_do_not_grow)
 LIST_QUERIES = {
-    "billing:charge": 8,  # + the pending summary (issue 14)
+    "billing:usageevent": 8,  # + the pending summary (issue 14)
     "billing:ledgertransaction": 6,
     "billing:posting": 6,
     "billing:grant": 6,
@@ -118,7 +118,7 @@ def test_changelist_shows_the_estimate(admin_client, books, monkeypatch):
     with connection.cursor() as cur:
         cur.execute("ANALYZE billing_usageevent")
     monkeypatch.setattr(LargeTablePaginator, "exact_below", 1)
-    resp = admin_client.get(changelist("billing:charge"))
+    resp = admin_client.get(changelist("billing:usageevent"))
     assert resp.status_code == 200 and "about 2" in resp.content.decode()
 
 
@@ -175,11 +175,11 @@ def test_filtered_lists_count_within_the_cap(admin_client, books):
     """Issue 15: filters and searches count at most cap + 1 rows, never a DISTINCT."""
     revenue = platform_account_id(AccountKind.REVENUE)
     urls = [
-        changelist("billing:charge") + "?model=m0",
-        changelist("billing:charge") + "?state=pending",
-        changelist("billing:charge") + "?state=settled",
-        changelist("billing:charge") + "?created_at__gte=2000-01-01",
-        changelist("billing:charge") + f"?q={books.user.email}",
+        changelist("billing:usageevent") + "?model=m0",
+        changelist("billing:usageevent") + "?state=pending",
+        changelist("billing:usageevent") + "?state=settled",
+        changelist("billing:usageevent") + "?created_at__gte=2000-01-01",
+        changelist("billing:usageevent") + f"?q={books.user.email}",
         changelist("billing:ledgertransaction") + "?kind__exact=usage",
         changelist("billing:posting") + f"?ledger_account__id__exact={revenue}",
     ]
@@ -198,7 +198,7 @@ def test_charge_search_by_email_request_id_and_id(admin_client, books):
     other = UserFactory(phone="").balance_account
     credit_lot(other, cny("5"), channel="alipay", idempotency_key="L-other")
     charge_usage(other, cny("0.1"), request_id="other-1", model="m0")
-    url = changelist("billing:charge")
+    url = changelist("billing:usageevent")
 
     def found(q):
         resp = admin_client.get(url, {"q": q})
@@ -215,7 +215,7 @@ def test_charge_search_by_email_request_id_and_id(admin_client, books):
 def test_recent_model_filter_offers_models_without_distinct(admin_client, books):
     """Issue 15: the model filter offers the models of the latest charges (no DISTINCT
     over the table) and filters exactly."""
-    resp = admin_client.get(changelist("billing:charge"), {"model": "m1"})
+    resp = admin_client.get(changelist("billing:usageevent"), {"model": "m1"})
     assert [c.model for c in resp.context["cl"].result_list] == ["m1"]
     assert "?model=m0" in resp.content.decode()
 
