@@ -296,11 +296,6 @@ class ApiKey(ConcurrentTransitionMixin, models.Model):
     def __str__(self):
         return f"{self.prefix}… ({self.name})"
 
-    @property
-    def is_usable(self):
-        """Only an active key may call the API; locked and revoked keys are refused."""
-        return self.state == ApiKeyState.ACTIVE
-
     @transition(
         state,
         source=ApiKeyState.ACTIVE,

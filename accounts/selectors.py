@@ -1,5 +1,6 @@
 """Read paths of the accounts area (no N+1: each returns in a bounded number of queries)."""
 
+from django.db.models import Count, Min
 from django.utils import timezone
 
 from .models import (
@@ -9,8 +10,12 @@ from .models import (
     ApiKey,
     User,
     Verification,
-    VerificationState,
 )
+
+# The states pages compare against, handed on so that a page of a higher app (console)
+# reads this app through this module alone.
+from .models import Standing as Standing
+from .models import VerificationState as VerificationState
 
 
 def user_by_email(email: str) -> User | None:
@@ -111,14 +116,9 @@ def users_with_identity(identity_hash: str) -> list[int]:
 
 
 def _ids_in(column, ids):
-    """`column` in these integer ids: one array parameter on PostgreSQL, placeholders
-    elsewhere."""
-    from django.db import connection
-
+    """`column` in these integer ids: one array parameter (no placeholder per id)."""
     ids = [int(i) for i in ids]
-    if connection.vendor == "postgresql":
-        return f"{column} = ANY(%s::bigint[])", ["{" + ",".join(map(str, ids)) + "}"]
-    return f"{column} IN ({', '.join(['%s'] * len(ids))})", ids
+    return f"{column} = ANY(%s::bigint[])", ["{" + ",".join(map(str, ids)) + "}"]
 
 
 def gateway_keys(raw_keys) -> dict:
@@ -155,11 +155,9 @@ def lock_standings(account_ids, *, skip_locked=False) -> dict[int, str]:
     money movement for an account holds its row while it moves money, so a standing
     change (core.workflow.apply_transition: SELECT … FOR UPDATE of this row) either
     commits before the movement reads the standing here or waits until it commits
-    (R-ACC-8). PostgreSQL: FOR NO KEY UPDATE, which conflicts with that FOR UPDATE and
-    with any other UPDATE of the row, queues fairly behind a waiting standing change,
-    and still lets rows that reference the account (KEY SHARE) be inserted. SQLite has
-    no row locks: the project opens its transactions IMMEDIATE, which takes the
-    database's write lock at BEGIN, so writers are serialised anyway; a plain read.
+    (R-ACC-8). FOR NO KEY UPDATE, which conflicts with that FOR UPDATE and with any
+    other UPDATE of the row, queues fairly behind a waiting standing change, and still
+    lets rows that reference the account (KEY SHARE) be inserted.
     """
     from django.db import connection, transaction
     from django.db.transaction import TransactionManagementError
@@ -172,10 +170,27 @@ def lock_standings(account_ids, *, skip_locked=False) -> dict[int, str]:
     if not transaction.get_connection().in_atomic_block:
         raise TransactionManagementError("lock_standings() must run inside a transaction.")
     where, params = _ids_in("id", ids)
-    lock = " FOR NO KEY UPDATE" if connection.vendor == "postgresql" else ""
-    if lock and skip_locked:  # the usage settler: rows another mover holds wait for its next chunk
+    lock = " FOR NO KEY UPDATE"
+    if skip_locked:  # the usage settler: rows another mover holds wait for its next chunk
         lock += " SKIP LOCKED"
     sql = f"SELECT id, standing FROM {BalanceAccount._meta.db_table} WHERE {where} ORDER BY id"  # noqa: S608
     with connection.cursor() as cur:
         cur.execute(sql + lock, params)
         return dict(cur.fetchall())
+
+
+# ---------------------------------------------------------------- for the console's pages
+
+
+def verification_queue():
+    """Verifications waiting for review: (how many, the oldest submission), one query."""
+    row = Verification.objects.filter(state=VerificationState.SUBMITTED).aggregate(
+        n=Count("pk"), oldest=Min("submitted_at")
+    )
+    return row["n"], row["oldest"]
+
+
+def customers():
+    """Users with their balance account joined in the same query (the customer page
+    looks one up here)."""
+    return User.objects.select_related("balance_account")

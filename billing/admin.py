@@ -433,10 +433,10 @@ class GrantAdmin(LargeTableAdminMixin, AccountSearch, AccountColumns, ReadOnlyAd
 
 
 class RecentModelFilter(admin.SimpleListFilter):
-    """Filter by model, offering the models of the latest charges only.
+    """Filter by model, offering the models of the latest usage events only.
 
     `list_filter = ("model",)` would offer every value with a SELECT DISTINCT over all
-    charges (a scan of the whole table on every page view); the latest 1,000 charges
+    events (a scan of the whole table on every page view); the latest 1,000 events
     are read through the primary key instead. A model not charged lately can still be
     filtered with ?model=… in the address."""
 

@@ -30,7 +30,7 @@ from pydantic import BaseModel
 from core.money import parse_amount
 
 from .micro import micro_str, to_micro
-from .selectors import charge_for
+from .selectors import usage_event_for
 from .services.authorization import REFUSAL_MESSAGES, authorize, resolve_api_keys
 from .services.engine import LedgerError
 from .services.metering import ReportedUsage, record_usage
@@ -326,27 +326,27 @@ def _money_str(micro: int) -> str:
     return micro_str(micro)
 
 
-def _state_out(charge) -> dict:
-    settled = charge.transaction_id is not None
+def _state_out(event) -> dict:
+    settled = event.transaction_id is not None
     return {
-        "request_id": charge.request_id,
+        "request_id": event.request_id,
         "state": "settled" if settled else "pending",
-        "amount": _money_str(charge.amount_micro),
+        "amount": _money_str(event.amount_micro),
         "currency": "CNY",
-        "model": charge.model,
-        "received_at": charge.created_at.isoformat(),
-        "occurred_at": charge.occurred_at.isoformat() if charge.occurred_at else None,
-        "settled_at": charge.settled_at.isoformat() if charge.settled_at else None,
-        "transaction_id": charge.transaction_id,
+        "model": event.model,
+        "received_at": event.created_at.isoformat(),
+        "occurred_at": event.occurred_at.isoformat() if event.occurred_at else None,
+        "settled_at": event.settled_at.isoformat() if event.settled_at else None,
+        "transaction_id": event.transaction_id,
         "split": {
-            "trial": _money_str(charge.trial_micro),
-            "discount": _money_str(charge.discount_micro),
-            "cash": _money_str(charge.cash_micro),
-            "arrears": _money_str(charge.arrears_micro),
+            "trial": _money_str(event.trial_micro),
+            "discount": _money_str(event.discount_micro),
+            "cash": _money_str(event.cash_micro),
+            "arrears": _money_str(event.arrears_micro),
         }
         if settled
         else None,
-        "sources": charge.split if settled else [],
+        "sources": event.split if settled else [],
     }
 
 
@@ -530,7 +530,7 @@ def usage_state(request: HttpRequest, request_id: str):
     """An event's state: pending, or settled with what paid for it (each bucket, and
     each grant and lot drawn on). Registered after `usage/batch`, which it would
     otherwise shadow; the path converter lets a request id hold a slash."""
-    charge = charge_for(request_id)
-    if charge is None:
+    event = usage_event_for(request_id)
+    if event is None:
         raise _Refused(404, "unknown_request_id", "No usage event has this request id.")
-    return JsonResponse(_state_out(charge))
+    return JsonResponse(_state_out(event))

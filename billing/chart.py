@@ -1,7 +1,7 @@
 """The platform side of the chart of accounts (R-LED-1) and a per-process id cache.
 
 Platform accounts are created by migration and again after a test flush
-(post_migrate), so the hot charging path never has to create them.
+(post_migrate), so the hot settlement path never has to create them.
 """
 
 from .models import AccountKind, Channel

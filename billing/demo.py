@@ -41,7 +41,7 @@ def seed_activity(context):
                 model="demo-model",
                 durable=False,
             )
-    context["notes"].append("Ledger: the demo user has lots, grants and charges at /billing/.")
+    context["notes"].append("Ledger: the demo user has lots, grants and usage at /billing/.")
 
     expires_at = timezone.now() + datetime.timedelta(minutes=DEMO_EXPIRY_MINUTES)
     grant = grant_funds(

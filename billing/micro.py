@@ -37,6 +37,18 @@ def from_micro(micro) -> Money:
     return Money(Decimal(int(micro or 0)).scaleb(-6).quantize(Decimal("0.000001")), CNY)
 
 
+def floor_fen(micro: int) -> int:
+    """Micro-units down to whole fen (the floor): what may be refunded or invoiced of
+    an amount priced in micro-units."""
+    micro = int(micro)
+    return micro - micro % FEN_MICRO
+
+
+def ceil_fen(micro: int) -> int:
+    """Micro-units up to whole fen: a sub-fen debt or use taken as the next whole fen."""
+    return -floor_fen(-int(micro))
+
+
 def micro_str(micro: int) -> str:
     """Micro-units → a 6-place decimal string, without building Money (hot API paths)."""
     sign = "-" if micro < 0 else ""

@@ -1,4 +1,4 @@
-"""The double-entry ledger (R-LED-1 … R-LED-6) and the records charging leaves behind.
+"""The double-entry ledger (R-LED-1 … R-LED-6) and the usage events it settles.
 
 Amounts in the ledger are integer micro-units (see billing/micro.py and
 billing/README.md); `*_micro` columns have Money properties for the edges.
@@ -121,10 +121,6 @@ class LedgerAccount(models.Model):
         if self.channel:
             return f"{self.get_kind_display()} ({self.channel})"
         return self.get_kind_display()
-
-    @property
-    def is_platform(self):
-        return self.owner_id is None
 
     balance = MicroMoney("balance_micro")
 
@@ -291,7 +287,7 @@ class LedgerTransaction(models.Model):
         indexes = [
             models.Index(fields=["account", "-id"], name="billing_txn_account_id"),
             # The admin's filter by kind (a rare kind walked a million usage rows): usage
-            # rows are left out, so charging never writes to this index.
+            # rows are left out, so settlement never writes to this index.
             models.Index(
                 fields=["kind", "-id"],
                 condition=~Q(kind="usage"),
@@ -314,11 +310,6 @@ class LedgerTransaction(models.Model):
     def __str__(self):
         return f"Txn #{self.pk} {self.kind}"
 
-    @property
-    def reversed_by(self):
-        """The reversal of this transaction, if any (at most one, by constraint)."""
-        return self.reversals.first()
-
 
 class Posting(models.Model):
     """One line of a ledger transaction. Append-only (R-LED-2): never updated or deleted.
@@ -326,7 +317,7 @@ class Posting(models.Model):
     `bucket` repeats the ledger account's kind so reconciliation of lots and
     grants is one GROUP BY over this table, no join.
 
-    The hot tables (postings, charges, usage transactions) carry no database
+    The hot tables (postings, usage events, usage transactions) carry no database
     foreign-key constraints: each checked reference cost ~15 µs per row, about
     seven per charge, more than everything else together. Rows are written only
     by the ledger engine from rows it holds locked or inserts in the same

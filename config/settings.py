@@ -16,7 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("PORTAL_VAR_DIR", BASE_DIR / "var"))
-VAR_DIR.mkdir(parents=True, exist_ok=True)  # embedded SQLite, broker folders, mail files
+VAR_DIR.mkdir(parents=True, exist_ok=True)  # embedded PostgreSQL, broker folders, mail files
 
 
 def env(name, default=None):
@@ -98,6 +98,7 @@ INSTALLED_APPS = [
     "invoices",
     "refunds",
     "disputes",
+    "console",  # pages that span apps, read through their selectors
 ]
 
 MIDDLEWARE = [
@@ -137,23 +138,35 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {
-    "default": dj_database_url.parse(
-        env("DATABASE_URL", f"sqlite:///{VAR_DIR / 'portal.sqlite3'}"),
-        conn_max_age=int(env("DB_CONN_MAX_AGE", "0")),
+# PostgreSQL is the only database (issue 20). scripts/run.sh and scripts/test.sh start an
+# embedded server (scripts/embedded_pg.py) and set DATABASE_URL when it is not set.
+DATABASE_URL = env("DATABASE_URL", "")
+if not DATABASE_URL.startswith(("postgres://", "postgresql://")):
+    raise ImproperlyConfigured(
+        (
+            f"DATABASE_URL names a {DATABASE_URL.split(':', 1)[0]} database"
+            if DATABASE_URL
+            else "DATABASE_URL is not set"
+        )
+        + ": the portal runs on PostgreSQL only (postgres://user@host:port/name). Run it "
+        "with `bash scripts/run.sh` and the tests with `bash scripts/test.sh`, which start "
+        "an embedded PostgreSQL server when DATABASE_URL is unset, or set DATABASE_URL."
     )
+DATABASES = {
+    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=int(env("DB_CONN_MAX_AGE", "0")))
 }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Writers wait for each other instead of failing at once (web + worker + beat).
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
-    DATABASES["default"]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
 
 # PostgreSQL roles (README "PostgreSQL roles"): migrations run as the tables' owner, the
 # portal as an owner-less role set up by `manage.py setup_db_roles`, which may never
-# UPDATE, DELETE or TRUNCATE these append-only ledger tables.
-DB_APPEND_ONLY_TABLES = ["billing_posting"]
+# UPDATE, DELETE or TRUNCATE these append-only tables: the books (postings and their
+# transactions) and the case history (core.AuditRecord). `manage.py rotate_keys`, which
+# re-seals audit details, therefore runs as the owner, like `migrate`.
+DB_APPEND_ONLY_TABLES = ["billing_posting", "billing_ledgertransaction", "core_auditrecord"]
 # ...and may only UPDATE these columns of these tables, never DELETE or TRUNCATE: a usage
 # event is settled once (migration billing/0016 refuses any other change, for every role).
+# The owner-less role `manage.py setup_db_roles` prepares (its password, if any, is read
+# by that command from PORTAL_APP_DB_PASSWORD and kept nowhere else).
+PORTAL_APP_DB_ROLE = env("PORTAL_APP_DB_ROLE", "portal_app")
 DB_SETTLE_ONLY_COLUMNS = {
     "billing_usageevent": [
         "transaction_id",
@@ -233,6 +246,7 @@ CURRENCY_CHOICES = [("CNY", "CNY ¥")]
 # Redis / Celery
 REDIS_URL = env("REDIS_URL", "")
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", REDIS_URL or "filesystem://")
+CELERY_BROKER_TRANSPORT_OPTIONS = {}
 if CELERY_BROKER_URL == "filesystem://":
     _broker_dir = VAR_DIR / "celery" / "broker"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -330,8 +344,6 @@ NOTICE_RETRY_BASE_SECONDS = int(env("NOTICE_RETRY_BASE_SECONDS", "60"))
 NOTICE_RETRY_MAX_SECONDS = int(env("NOTICE_RETRY_MAX_SECONDS", str(6 * 3600)))
 
 # --- Top-ups, trial funds, Alipay (topups) ---
-from decimal import Decimal  # noqa: E402
-
 TOPUP_MIN = Decimal(env("TOPUP_MIN", "1.00"))
 TOPUP_MAX = Decimal(env("TOPUP_MAX", "50000.00"))
 # Invoices (invoices): the smallest amount one invoice request may ask for (whole fen).
@@ -399,16 +411,20 @@ if PRODUCTION:
     # Emailed links (email verification) and Alipay's return address are built on it.
     if not PORTAL_BASE_URL.startswith("https://"):
         raise ImproperlyConfigured("PORTAL_BASE_URL must be the portal's https:// address")
-# Gateway token failures per client address and window before it gets 429 (and an alert).
 # Metered usage (R-USE-5): the settler takes chunks of at most USAGE_SETTLE_CHUNK pending
 # events; each run of the settle_usage job keeps settling for USAGE_SETTLER_SECONDS
 # (beat starts one a minute), pausing USAGE_SETTLE_IDLE seconds when nothing is pending.
 USAGE_SETTLE_CHUNK = int(env("USAGE_SETTLE_CHUNK", "5000"))
 USAGE_SETTLER_SECONDS = float(env("USAGE_SETTLER_SECONDS", "55"))
 USAGE_SETTLE_IDLE = float(env("USAGE_SETTLE_IDLE", "0.05"))
+# The grant expiry sweep waits this many seconds for ingestion's gate, else tries next run.
+USAGE_EXPIRY_GATE_WAIT = float(env("USAGE_EXPIRY_GATE_WAIT", "2"))
 
+# Gateway token failures per client address and window before it gets 429 (and an alert).
 GATEWAY_AUTH_FAILURE_LIMIT = int(env("GATEWAY_AUTH_FAILURE_LIMIT", "20"))
 GATEWAY_AUTH_WINDOW_SECONDS = int(env("GATEWAY_AUTH_WINDOW_SECONDS", "60"))
+# Where config/urls.py mounts the gateway API (ops.observability counts its answers).
+GATEWAY_PATH_PREFIX = "/api/v1/gateway/"
 # Gateway docs and schema: open in development, service token or staff login in production.
 GATEWAY_DOCS_PUBLIC = env_bool("GATEWAY_DOCS_PUBLIC", not PRODUCTION)
 if CELERY_BROKER_URL == "filesystem://":

@@ -1,31 +1,15 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from config.customer import customer_urls
-from config.views import home, switch_language
-from config.workbench import workbench_context
-
 admin.site.site_header = "Balance operations"
 admin.site.site_title = "Balance operations"
 admin.site.index_title = "Cases and accounts"
-admin.site.index_template = "admin/workbench_index.html"
-_plain_admin_index = admin.site.index
-
-
-def _workbench_index(request, extra_context=None):
-    """The admin home with the workbench: every queue's size and age, linked."""
-    return _plain_admin_index(request, {**workbench_context(request), **(extra_context or {})})
-
-
-admin.site.index = _workbench_index
-_plain_admin_urls = admin.site.get_urls
-admin.site.get_urls = lambda: customer_urls() + _plain_admin_urls()  # the 360° customer page
+# the workbench on the admin's home and the customer page: console/admin.py
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("language/", switch_language, name="switch_language"),
-    # the home page reads every app, so the project serves it
-    path("", home, name="home"),
+    # the home page and the language switcher (console reads every app)
+    path("", include("console.urls")),
     path("", include("accounts.urls")),
     path("billing/", include("billing.urls")),
     path("topups/", include("topups.urls")),

@@ -8,7 +8,7 @@ these reads the table. `LargeTableAdminMixin` turns all of them into bounded wor
 
 - unfiltered, the row count is PostgreSQL's planner estimate (`pg_class.reltuples`,
   kept by ANALYZE/autovacuum), shown as "about N"; a table the estimate calls small
-  (or SQLite) is counted exactly, which is cheap there;
+  is counted exactly, which is cheap there;
 - filtered or searched, the count runs over `LIMIT cap + 1` rows of the filtered
   query (a subquery keeping the list's ordering), so it reads at most cap + 1 rows;
   more than that is shown as "more than cap";
@@ -58,13 +58,11 @@ class ApproxCount(int):
 
 
 def table_estimate(model, using="default") -> int | None:
-    """The planner's row estimate of the model's table on PostgreSQL, else None.
+    """The planner's row estimate of the model's table (PostgreSQL's `pg_class`).
 
-    None also when the table was never analysed (reltuples is -1 then, or 0 with no
+    None when the table was never analysed (reltuples is -1 then, or 0 with no
     pages on older servers): the caller counts instead."""
     connection = connections[using]
-    if connection.vendor != "postgresql":
-        return None
     with connection.cursor() as cur:
         cur.execute(
             "SELECT reltuples::bigint, relpages FROM pg_class WHERE oid = %s::regclass",

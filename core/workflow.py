@@ -7,7 +7,7 @@ transition, and admin buttons and views call those services through
 """
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import connection, transaction
+from django.db import transaction
 from django_fsm import TransitionNotAllowed, can_proceed, has_transition_perm
 
 from .models import AuditRecord
@@ -202,8 +202,7 @@ def apply_bulk_transition(model, ids, name, *, actor=None, reason="", values=Non
         return []
     with transaction.atomic():
         rows = model._default_manager.filter(pk__in=ids, **{f"{field}__in": sources})
-        if connection.vendor == "postgresql":
-            rows = rows.select_for_update(skip_locked=True, of=("self",))
+        rows = rows.select_for_update(skip_locked=True, of=("self",))
         before = dict(rows.order_by("pk").values_list("pk", field))
         if not before:
             return []

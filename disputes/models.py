@@ -17,7 +17,8 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_fsm import RETURN_VALUE, ConcurrentTransitionMixin, FSMField, transition
 
-from accounts.crypto import EncryptedTextField, document_name, private_storage
+from accounts import proof_files
+from accounts.crypto import EncryptedTextField
 from billing.micro import MicroMoney, from_micro
 from billing.models import Channel
 from core.forms import ReasonForm
@@ -64,7 +65,7 @@ class DebtEndForm(ReasonForm):
 
 
 def document_upload_to(instance, filename):
-    return document_name("dispute-files", filename)
+    return proof_files.stored_name("dispute-files", filename)
 
 
 class Dispute(ConcurrentTransitionMixin, models.Model):
@@ -322,7 +323,9 @@ class DisputeFile(models.Model):
 
     dispute = models.ForeignKey(Dispute, on_delete=models.PROTECT, related_name="files")
     kind = models.CharField(max_length=12, choices=FileKind.choices)
-    file = models.FileField(storage=private_storage, upload_to=document_upload_to, max_length=200)
+    file = models.FileField(
+        storage=proof_files.storage, upload_to=document_upload_to, max_length=200
+    )
     content_type = models.CharField(max_length=40)
     note = models.CharField(max_length=500, blank=True)
     uploaded_by = models.ForeignKey(

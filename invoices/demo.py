@@ -34,12 +34,12 @@ def seed_activity(context):
             durable=False,
         )
     try:
-        request = submit_invoice(user, amount="25.00", title_type="personal")
+        invoice_request = submit_invoice(user, amount="25.00", title_type="personal")
     except ValidationError as exc:
         context["notes"].append(f"Invoices: no demo invoice ({'; '.join(exc.messages)})")
         return
     context["notes"].append(
-        f"Invoices: request #{request.pk} (25.00 CNY, personal, of {user.email}) awaits "
+        f"Invoices: request #{invoice_request.pk} (25.00 CNY, personal, of {user.email}) awaits "
         "finance@demo.local in admin → Invoice requests → Issue (sample files in "
         "invoices/samples/; with the XML the buyer and total must match)."
     )

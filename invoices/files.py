@@ -1,4 +1,5 @@
-"""The electronic invoice files finance uploads (R-INV-4), checked by content.
+"""The electronic invoice files finance uploads (R-INV-4), checked by content (size and
+kind by the one store for case files, accounts.proof_files):
 
 - PDF: starts with ``%PDF-``.
 - OFD (GB/T 33190): a zip archive whose entries include ``OFD.xml``; its content is not
@@ -18,16 +19,15 @@ match wins, in this order of names:
     issue date           IssueTime, Kprq
 """
 
-import io
 import re
 import xml.etree.ElementTree as ET  # noqa: S405 (DOCTYPE and entities refused first, below)
-import zipfile
 from decimal import Decimal, InvalidOperation
 from xml.parsers import expat
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
+
+from accounts import proof_files
 
 from .models import FileKind
 
@@ -41,52 +41,11 @@ FIELDS = {
 DIGITAL_NUMBER = re.compile(r"^\d{20}$")
 
 
-def read_upload(upload) -> bytes:
-    """The bytes of an upload within settings.UPLOAD_MAX_BYTES, or ValidationError."""
-    limit = settings.UPLOAD_MAX_BYTES
-    if upload.size is None or upload.size > limit:
-        raise ValidationError(
-            _("The file is larger than %(mb)s MB.") % {"mb": round(limit / 1024 / 1024, 1)},
-            code="file_too_large",
-        )
-    upload.seek(0)
-    data = upload.read()
-    upload.seek(0)
-    if not data:
-        raise ValidationError(_("The file is empty."), code="file_empty")
-    return data
-
-
-def sniff(data: bytes):
-    """The kind of an invoice file by its content, or None."""
-    if data.startswith(b"%PDF-"):
-        return FileKind.PDF
-    if data.startswith(b"PK\x03\x04"):
-        try:
-            with zipfile.ZipFile(io.BytesIO(data)) as archive:
-                names = {n.rsplit("/", 1)[-1].lower() for n in archive.namelist()}
-        except zipfile.BadZipFile:
-            return None
-        return FileKind.OFD if "ofd.xml" in names else None
-    head = data.lstrip(b"\xef\xbb\xbf \t\r\n")[:5]
-    if head.startswith(b"<"):
-        return FileKind.XML
-    return None
-
-
 def check_file(upload, kind) -> bytes:
     """The upload's bytes if its content is the `kind` it was given as (and its name does
-    not claim another kind), or ValidationError."""
-    data = read_upload(upload)
-    found = sniff(data)
-    name = (upload.name or "").lower()
-    claimed = name.rsplit(".", 1)[-1] if "." in name else ""
-    if found != kind or (claimed and claimed != kind):
-        raise ValidationError(
-            _("The %(kind)s file is not a %(kind)s invoice (checked by its content).")
-            % {"kind": kind.upper()},
-            code="file_type",
-        )
+    not claim another kind; the one store's check, accounts.proof_files), and an XML
+    is readable; or ValidationError."""
+    data = proof_files.check_invoice_file(upload, kind).data
     if kind == FileKind.XML:
         parse_invoice_xml(data)
     return data

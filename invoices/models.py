@@ -6,8 +6,6 @@ fen (R-LED-3), so `amount_micro` is a multiple of 10,000. An invoice moves no mo
 it records that consumed cash has been invoiced, so it is not invoiced twice (R-INV-1).
 """
 
-import uuid
-
 from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -19,8 +17,8 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
-from accounts.crypto import document_name, private_storage
-from billing.micro import MicroMoney
+from accounts import proof_files
+from billing.micro import FEN_MICRO, MicroMoney
 from core.forms import ReasonForm
 
 
@@ -74,16 +72,12 @@ class ReverseInvoiceForm(ReasonForm):
     )
 
 
-def _encrypted_name(prefix, ext):
-    return f"{prefix}/{uuid.uuid4().hex}.{ext}.enc"
-
-
 def proof_upload_to(instance, filename):
-    return document_name("invoice-proofs", filename)
+    return proof_files.stored_name("invoice-proofs", filename)
 
 
 def invoice_upload_to(instance, filename):
-    return _encrypted_name("invoices", instance.kind)
+    return proof_files.stored_name("invoices", f"invoice.{instance.kind}")
 
 
 class InvoiceRequest(ConcurrentTransitionMixin, models.Model):
@@ -143,7 +137,7 @@ class InvoiceRequest(ConcurrentTransitionMixin, models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(amount_micro__gt=0), name="invoice_amount_gt0"),
             models.CheckConstraint(
-                condition=Exact(Mod("amount_micro", 10_000), 0), name="invoice_whole_fen"
+                condition=Exact(Mod("amount_micro", FEN_MICRO), 0), name="invoice_whole_fen"
             ),
             models.UniqueConstraint(
                 fields=["invoice_number"],
@@ -156,10 +150,6 @@ class InvoiceRequest(ConcurrentTransitionMixin, models.Model):
         return f"Invoice request #{self.pk}"
 
     amount = MicroMoney("amount_micro")
-
-    @property
-    def holds_amount(self):
-        return self.state in HOLDING_STATES
 
     # --- workflow (R-INV-2). Services run these through core.workflow.apply_transition.
 
@@ -211,7 +201,7 @@ class InvoiceProof(models.Model):
     encrypted at rest, opened only with invoices.view_invoice_proof (audited)."""
 
     request = models.ForeignKey(InvoiceRequest, on_delete=models.PROTECT, related_name="proofs")
-    file = models.FileField(storage=private_storage, upload_to=proof_upload_to, max_length=200)
+    file = models.FileField(storage=proof_files.storage, upload_to=proof_upload_to, max_length=200)
     content_type = models.CharField(max_length=40)
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
@@ -231,7 +221,9 @@ class InvoiceFile(models.Model):
 
     request = models.ForeignKey(InvoiceRequest, on_delete=models.PROTECT, related_name="files")
     kind = models.CharField(max_length=4, choices=FileKind.choices)
-    file = models.FileField(storage=private_storage, upload_to=invoice_upload_to, max_length=200)
+    file = models.FileField(
+        storage=proof_files.storage, upload_to=invoice_upload_to, max_length=200
+    )
     size = models.PositiveIntegerField()
     sha256 = models.CharField(max_length=64)
     uploaded_by = models.ForeignKey(
@@ -250,16 +242,9 @@ class InvoiceFile(models.Model):
 
     @property
     def content_type(self):
-        return CONTENT_TYPES[self.kind]
+        return proof_files.CONTENT_TYPES[self.kind]
 
     @property
     def download_name(self):
         number = self.request.invoice_number or f"request-{self.request_id}"
         return f"invoice-{number}.{self.kind}"
-
-
-CONTENT_TYPES = {
-    FileKind.PDF: "application/pdf",
-    FileKind.OFD: "application/ofd",
-    FileKind.XML: "application/xml",
-}

@@ -18,11 +18,23 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass, field
 
-from django.db.models import Case, F, IntegerField, OuterRef, Q, Subquery, Sum, Value, When
+from django.db.models import (
+    Case,
+    Count,
+    F,
+    IntegerField,
+    Min,
+    OuterRef,
+    Q,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
 from django.db.models.functions import Coalesce, Greatest, TruncMonth
 from django.utils import timezone
 
-from billing.micro import FEN_MICRO, from_micro
+from billing.micro import floor_fen, from_micro
 from billing.models import AccountKind, Posting, TxnKind
 
 from .models import HOLDING_STATES, InvoiceFile, InvoiceRequest, InvoiceState
@@ -59,11 +71,6 @@ SIGNED = Case(
 )
 
 
-def cash_consumed_micro(account_id) -> int:
-    total = _consumption(account_id).aggregate(total=Sum(SIGNED))["total"]
-    return -(total or 0)
-
-
 def invoiced_micro(account_id) -> int:
     total = InvoiceRequest.objects.filter(
         account_id=account_id, state__in=HOLDING_STATES
@@ -72,7 +79,7 @@ def invoiced_micro(account_id) -> int:
 
 
 def whole_fen(micro: int) -> int:
-    return max(0, micro) - max(0, micro) % FEN_MICRO
+    return floor_fen(max(0, micro))
 
 
 @dataclass
@@ -327,3 +334,21 @@ def monthly_report(month: datetime.date) -> list[ReportRow]:
     for account_id, item in rows.items():
         item.email = emails.get(account_id, "")
     return [rows[k] for k in sorted(rows)]
+
+
+# ---------------------------------------------------------------- for the console's pages
+
+
+def recent_requests(account, limit):
+    """The account's latest invoice requests, newest first, one query (no files)."""
+    return list(
+        InvoiceRequest.objects.filter(account_id=account.pk).order_by("-created_at", "-id")[:limit]
+    )
+
+
+def invoice_queue():
+    """Requests waiting to be issued: (how many, the oldest request), one query."""
+    row = InvoiceRequest.objects.filter(state=InvoiceState.SUBMITTED).aggregate(
+        n=Count("pk"), oldest=Min("created_at")
+    )
+    return row["n"], row["oldest"]

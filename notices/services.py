@@ -41,10 +41,6 @@ logger = logging.getLogger(__name__)
 CLAIM_SECONDS = 300  # a claimed notice is retried after this if its worker died mid-send
 
 
-def _setting(name, default):
-    return getattr(settings, name, default)
-
-
 # --- creating ---------------------------------------------------------------------------------
 
 
@@ -190,8 +186,8 @@ def set_email_preferences(user, wanted_kinds) -> set[str]:
 
 def backoff(attempts: int) -> datetime.timedelta:
     """Wait before the next try after `attempts` failed ones: base · 2^(n−1), capped."""
-    base = _setting("NOTICE_RETRY_BASE_SECONDS", 60)
-    cap = _setting("NOTICE_RETRY_MAX_SECONDS", 6 * 3600)
+    base = settings.NOTICE_RETRY_BASE_SECONDS
+    cap = settings.NOTICE_RETRY_MAX_SECONDS
     return datetime.timedelta(seconds=min(base * 2 ** max(attempts - 1, 0), cap))
 
 
@@ -290,7 +286,7 @@ def deliver_notice(notice: Notice, *, now, connection=None, sms_backend=None) ->
             last_error="",
         )
         return NoticeStatus.SENT
-    gave_up = notice.attempts >= _setting("NOTICE_MAX_ATTEMPTS", 8)
+    gave_up = notice.attempts >= settings.NOTICE_MAX_ATTEMPTS
     Notice.objects.filter(pk=notice.pk).update(
         status=NoticeStatus.GAVE_UP if gave_up else NoticeStatus.FAILED,
         next_attempt_at=None if gave_up else now + backoff(notice.attempts),

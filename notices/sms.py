@@ -11,8 +11,6 @@ from django.utils.module_loading import import_string
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BACKEND = "notices.sms.LoggingSMSBackend"
-
 
 class LoggingSMSBackend:
     """Default: records that a message would be sent, without the number or the text."""
@@ -33,4 +31,4 @@ class LocmemSMSBackend:
 
 
 def get_sms_backend():
-    return import_string(getattr(settings, "SMS_BACKEND", DEFAULT_BACKEND))()
+    return import_string(settings.SMS_BACKEND)()

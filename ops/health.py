@@ -35,7 +35,7 @@ class Broker(HealthCheck):
         from kombu import Connection
 
         url = settings.CELERY_BROKER_URL
-        options = getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", {})
+        options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
         try:
             with Connection(url, transport_options=options, connect_timeout=3) as conn:
                 conn.ensure_connection(max_retries=1, timeout=3)
@@ -73,7 +73,7 @@ class JobFreshness(HealthCheck):
         stuck = sorted(set(stuck))
         if stuck:
             raise ServiceUnavailable(f"runs left running by a dead worker: {', '.join(stuck)}")
-        factor = getattr(settings, "JOB_STALE_FACTOR", 5)
+        factor = settings.JOB_STALE_FACTOR
         late = []
         intervals = {
             spec.name: spec.schedule

@@ -74,7 +74,7 @@ class JsonFormatter(logging.Formatter):
 class RequestIdMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
-        self.gateway_prefix = getattr(settings, "GATEWAY_PATH_PREFIX", "/api/v1/gateway/")
+        self.gateway_prefix = settings.GATEWAY_PATH_PREFIX
 
     def __call__(self, request):
         given = request.headers.get("X-Request-ID", "")
@@ -107,9 +107,9 @@ def may_read_internals(request) -> bool:
     bearer token (METRICS_TOKEN) or a staff login."""
     import hmac
 
-    if getattr(settings, "METRICS_PUBLIC", False):
+    if settings.METRICS_PUBLIC:
         return True
-    expected = getattr(settings, "METRICS_TOKEN", "")
+    expected = settings.METRICS_TOKEN
     header = request.headers.get("Authorization", "")
     given = header[7:] if header.lower().startswith("bearer ") else ""
     if expected and given and hmac.compare_digest(given.encode(), expected.encode()):

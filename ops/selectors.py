@@ -1,6 +1,6 @@
 """Read paths for the ops pages (fixed query counts)."""
 
-from django.db.models import Max
+from django.db.models import Count, Max, Min
 
 from .framework import all_jobs
 from .models import AlertStatus, JobRun, StaffAlert
@@ -37,3 +37,11 @@ def job_overview():
 
 def open_alert_count():
     return StaffAlert.objects.filter(status=AlertStatus.OPEN).count()
+
+
+def open_alert_queue():
+    """Open staff alerts: (how many, the oldest), one query."""
+    row = StaffAlert.objects.filter(status=AlertStatus.OPEN).aggregate(
+        n=Count("pk"), oldest=Min("created_at")
+    )
+    return row["n"], row["oldest"]

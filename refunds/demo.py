@@ -20,7 +20,7 @@ def seed_activity(context):
     if RefundRequest.objects.filter(account__user=user).exists():
         return
     try:
-        request = submit_refund(
+        refund = submit_refund(
             user,
             amount="30.00",
             reason="Demo: the user asked by email to have part of a top-up back.",
@@ -31,8 +31,8 @@ def seed_activity(context):
     except ValidationError as exc:
         context["notes"].append(f"Refunds: no demo refund ({'; '.join(exc.messages)})")
         return
-    take_for_review(request, actor=cs, reason="demo: proof attached")
+    take_for_review(refund, actor=cs, reason="demo: proof attached")
     context["notes"].append(
-        f"Refunds: request #{request.pk} (30.00 CNY of {user.email}) is under review by "
+        f"Refunds: request #{refund.pk} (30.00 CNY of {user.email}) is under review by "
         "cs@demo.local; finance@demo.local approves and pays it in admin → Refund requests."
     )

@@ -2,8 +2,9 @@
 and every payout attempt.
 
 Money is integer micro-units like the ledger (1 CNY = 1,000,000); refunds are whole
-fen (R-LED-3), so every `*_micro` here is a multiple of 10,000. The money itself
-moves only in the ledger (billing.services.ledger); these rows say why and for whom.
+fen (R-LED-3), so every `*_micro` here is whole fen (billing.micro.FEN_MICRO). The
+money itself moves only in the ledger (billing.services.refund_holds and ledger); these
+rows say why and for whom.
 """
 
 from django.conf import settings
@@ -14,7 +15,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_fsm import RETURN_VALUE, ConcurrentTransitionMixin, FSMField, transition
 
-from accounts.crypto import document_name, private_storage
+from accounts import proof_files
 from billing.micro import MicroMoney
 from billing.models import Channel
 from core.forms import ReasonForm
@@ -49,13 +50,13 @@ class PayoutState(models.TextChoices):
     FAILED = "failed", _("Refused by the channel")
 
 
-def _nobody(request, user):
+def _nobody(refund, user):
     """System-only transitions (the payout task and job): no human actor, no button."""
     return False
 
 
-def _owner_or_agent(request, user):
-    return user.pk == request.account.user_id or user.has_perm("refunds.cancel_refundrequest")
+def _owner_or_agent(refund, user):
+    return user.pk == refund.account.user_id or user.has_perm("refunds.cancel_refundrequest")
 
 
 class RejectRefundForm(ReasonForm):
@@ -63,7 +64,7 @@ class RejectRefundForm(ReasonForm):
 
 
 def proof_upload_to(instance, filename):
-    return document_name("refund-proofs", filename)
+    return proof_files.stored_name("refund-proofs", filename)
 
 
 class RefundRequest(ConcurrentTransitionMixin, models.Model):
@@ -128,10 +129,6 @@ class RefundRequest(ConcurrentTransitionMixin, models.Model):
     arrears = MicroMoney("arrears_micro")
 
     refunded = MicroMoney("refunded_micro")
-
-    @property
-    def is_open(self):
-        return self.state in OPEN_STATES
 
     # --- workflow (R-REF-1). Services run these through core.workflow.apply_transition.
 
@@ -305,7 +302,7 @@ class RefundProof(models.Model):
     opened only with `refunds.view_refund_proof`, each view audited (R-ACC-5)."""
 
     request = models.ForeignKey(RefundRequest, on_delete=models.PROTECT, related_name="proofs")
-    file = models.FileField(storage=private_storage, upload_to=proof_upload_to, max_length=200)
+    file = models.FileField(storage=proof_files.storage, upload_to=proof_upload_to, max_length=200)
     content_type = models.CharField(max_length=40)
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"

@@ -20,15 +20,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from django.db.models import Exists, F, OuterRef, Q, Subquery, Sum, Value
+from django.db.models import Count, Exists, F, Min, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from djmoney.money import Money
 
-from billing.micro import MICRO_PER_UNIT, from_micro
+from billing.micro import floor_fen, from_micro, to_micro
 from billing.models import AccountKind, GrantKind, LedgerAccount, Lot, Posting, TxnKind
 from invoices.selectors import invoiced_unconsumed_expression
 
 from .models import OPEN_STATES, RefundLine, RefundRequest
+
+# The states pages compare against, handed on so that a page of a higher app (console)
+# reads this app through this module alone.
+from .models import RefundState as RefundState
 
 # Invoiced but not consumed (§8.4): the account's invoiced cash beyond its consumed cash
 # (invoices.selectors, R-INV-1), e.g. after a reversed charge; read in the lots query as
@@ -194,7 +198,7 @@ def refund_preview(account) -> Preview:
     )
     preview = Preview()
     for pk, channel, created_at, amount, remaining, held, used, earned, excess in rows:
-        paid = int(amount * MICRO_PER_UNIT)
+        paid = to_micro(amount)
         used = int(used or 0)
         if not preview.lots:
             invoiced_left = int(excess or 0)
@@ -208,12 +212,12 @@ def refund_preview(account) -> Preview:
             unconsumed_micro=remaining,
             consumed_micro=max(0, paid - remaining - held),
             invoiced_unconsumed_micro=invoiced,
-            discount_earned_micro=int((earned or 0) * MICRO_PER_UNIT),
+            discount_earned_micro=to_micro(earned or 0),
             discount_used_micro=used,
             refundable_micro=refundable_of(remaining, invoiced, used),
         )
         # whole fen only: a refund is paid in fen (R-LED-3); the sub-fen rest stays
-        item.refundable_micro -= item.refundable_micro % 10_000
+        item.refundable_micro = floor_fen(item.refundable_micro)
         preview.lots.append(item)
     preview.total_micro = sum(item.refundable_micro for item in preview.lots)
     arrears = (
@@ -236,5 +240,36 @@ def request_for(user, pk) -> RefundRequest:
     return requests_for(user).get(pk=pk)
 
 
-def lines_of(request):
-    return list(request.lines.select_related("lot").order_by("id"))
+def lines_of(refund):
+    return list(refund.lines.select_related("lot").order_by("id"))
+
+
+# ---------------------------------------------------------------- for the console's pages
+
+
+def open_requests(account, *, limit=5):
+    """The account's requests still under review, newest first, one query."""
+    requests = RefundRequest.objects.filter(account_id=account.pk, state__in=OPEN_STATES)
+    return list(requests.order_by("-id")[:limit])
+
+
+# the states in which a request waits for staff (or for the payout), in the desk's order
+QUEUE_STATES = (
+    RefundState.SUBMITTED,
+    RefundState.UNDER_REVIEW,
+    RefundState.APPROVED,
+    RefundState.PAYING,
+    RefundState.PAYOUT_FAILED,
+)
+
+
+def refund_queues():
+    """[(state, how many, the oldest request)] for each of QUEUE_STATES, one query."""
+    rows = (
+        RefundRequest.objects.filter(state__in=QUEUE_STATES)
+        .values("state")
+        .annotate(n=Count("pk"), oldest=Min("created_at"))
+        .order_by()
+    )
+    found = {row["state"]: (row["n"], row["oldest"]) for row in rows}
+    return [(state, *found.get(state.value, (0, None))) for state in QUEUE_STATES]

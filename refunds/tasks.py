@@ -14,7 +14,9 @@ MAX_RETRIES = 6
     bind=True, name="refunds.pay_out_alipay_line", ignore_result=True, max_retries=MAX_RETRIES
 )
 def pay_out_alipay_line(self, line_id):
-    from .services.payouts import TRADE_SPACING, send_alipay_refund
+    from topups.alipay_payouts import TRADE_SPACING
+
+    from .services.payouts import send_alipay_refund
 
     outcome = send_alipay_refund(line_id)
     if outcome == "done" or self.request.retries >= MAX_RETRIES:

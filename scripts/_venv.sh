@@ -12,9 +12,16 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 export PATH="$PWD/.venv/bin:$PATH"
-# Page translations (locale/*.po → .mo); the .mo files are built, not committed.
+# Page translations (locale/*.po → .mo); the .mo files are built, not committed. msgfmt
+# directly (what `manage.py compilemessages` runs): no settings, so no database, needed yet.
 if command -v msgfmt >/dev/null 2>&1; then
-  python manage.py compilemessages --ignore=.venv --ignore=var -v 0
+  while IFS= read -r po; do
+    mo=${po%.po}.mo
+    if [ ! -e "$mo" ] || [ "$po" -nt "$mo" ]; then
+      msgfmt --check-format -o "$mo" "$po"
+    fi
+  done < <(find . -path ./.venv -prune -o -path ./var -prune -o \
+    -path '*/locale/*/LC_MESSAGES/*.po' -print)
 else
   echo "msgfmt not found (Debian: apt-get install gettext): pages stay in English" >&2
 fi

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # PostgreSQL as in production (README "PostgreSQL roles"): the tables belong to an owner
 # role that runs the migrations; the portal connects as an owner-less role that may never
-# UPDATE, DELETE or TRUNCATE postings or usage events nor switch the ledger triggers off.
+# UPDATE, DELETE or TRUNCATE postings, ledger transactions, audit records or usage events
+# (settings.DB_APPEND_ONLY_TABLES, DB_SETTLE_ONLY_COLUMNS) nor switch the ledger triggers off.
 #
 #   ADMIN_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \
 #   PORTAL_DB=portal PORTAL_OWNER_ROLE=portal_owner PORTAL_APP_DB_ROLE=portal_app \
@@ -9,7 +10,7 @@
 #
 # Creates the owner role and the database (owned by it) when missing, migrates as the
 # owner, runs `manage.py setup_db_roles`, checks that the portal's role is refused an
-# UPDATE of postings, and prints the DATABASE_URL the portal then runs with.
+# UPDATE of each append-only table, and prints the DATABASE_URL the portal then runs with.
 # Passwords (optional): PORTAL_OWNER_DB_PASSWORD, PORTAL_APP_DB_PASSWORD.
 source "$(dirname "$0")/_venv.sh"
 ADMIN_DATABASE_URL=${ADMIN_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
@@ -37,10 +38,12 @@ SQL
 
 DATABASE_URL="$OWNER_URL" python manage.py migrate --noinput -v 0
 DATABASE_URL="$OWNER_URL" python manage.py setup_db_roles
-# the proof, as the portal's role: the ledger cannot be rewritten
-if psql "$APP_URL" -q -c "UPDATE billing_posting SET amount_micro = amount_micro" 2>/dev/null; then
-  echo "ERROR: ${PORTAL_APP_DB_ROLE} may UPDATE postings" >&2
-  exit 1
-fi
+# the proof, as the portal's role: the books and the case history cannot be rewritten
+for table in billing_posting billing_ledgertransaction core_auditrecord; do
+  if psql "$APP_URL" -q -c "UPDATE ${table} SET id = id" 2>/dev/null; then
+    echo "ERROR: ${PORTAL_APP_DB_ROLE} may UPDATE ${table}" >&2
+    exit 1
+  fi
+done
 DATABASE_URL="$APP_URL" python manage.py check -v 0
 echo "The portal runs with: DATABASE_URL=${APP_URL}"

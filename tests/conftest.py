@@ -1,7 +1,8 @@
 """Shared fixtures.
 
-Service-backed tests carry a marker: `postgres`, `redis` or `browser`.
-Without the service they skip (on a laptop) — unless PORTAL_REQUIRE_SERVICES=1
+Every test runs on PostgreSQL (scripts/test.sh starts a throwaway embedded server when
+DATABASE_URL is unset). Tests that need another service carry a marker: `redis` or
+`browser`. Without the service they skip (on a laptop) — unless PORTAL_REQUIRE_SERVICES=1
 (CI), which turns every such skip into a failure.
 """
 
@@ -12,7 +13,6 @@ import socket
 from urllib.parse import urlparse
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from tests.backends import RecordingEmailBackend
@@ -38,7 +38,9 @@ def _missing(what):
 
 
 def _redis_up():
-    url = os.environ.get("REDIS_URL")
+    from django.conf import settings
+
+    url = settings.REDIS_URL
     if not url:
         return False
     parsed = urlparse(url)
@@ -50,8 +52,6 @@ def _redis_up():
 
 
 def pytest_runtest_setup(item):
-    if item.get_closest_marker("postgres") and connection.vendor != "postgresql":
-        _missing("PostgreSQL (set DATABASE_URL)")
     if item.get_closest_marker("redis") and not _redis_up():
         _missing("Redis (set REDIS_URL)")
     if item.get_closest_marker("browser") and not shutil.which(CHROMIUM):
@@ -63,7 +63,7 @@ def pytest_terminal_summary(terminalreporter):
     if skipped and not REQUIRE_SERVICES:
         terminalreporter.write_line(
             f"NOTE: {len(skipped)} service-backed tests were skipped "
-            "(PostgreSQL/Redis/Chromium missing); CI runs them all."
+            "(Redis/Chromium missing); CI runs them all."
         )
 
 

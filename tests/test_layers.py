@@ -21,6 +21,7 @@ LAYERS = [
     "invoices",
     "refunds",
     "disputes",
+    "console",
     "config",
 ]
 RANK = {app: rank for rank, app in enumerate(LAYERS)}
@@ -60,6 +61,27 @@ def imports_of(path: Path, root: Path = ROOT):
             text = first.value if isinstance(first, ast.Constant) else None
             if name in STRING_IMPORTERS and isinstance(text, str):
                 yield node.lineno, text.split(".")[0]
+
+
+def imported_modules(path: Path, root: Path = ROOT):
+    """(line, dotted module) for every import in a file: `from a import b` names `a.b` (b may
+    be a module or a name in a), a string import names its string."""
+    module = _module_name(path, root)
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom):
+            base = _absolute(node, module, path.name == "__init__.py")
+            for alias in node.names:
+                yield node.lineno, f"{base}.{alias.name}"
+        elif isinstance(node, ast.Call):
+            name = getattr(node.func, "attr", None) or getattr(node.func, "id", None)
+            first = node.args[0] if node.args else None
+            text = first.value if isinstance(first, ast.Constant) else None
+            if name in STRING_IMPORTERS and isinstance(text, str):
+                yield node.lineno, text
 
 
 def upward_imports(root: Path = ROOT):
@@ -125,3 +147,67 @@ def test_relative_imports_resolve_inside_the_app(tmp_path):
     path.write_text("from . import services\nfrom .models import Notice\n")
     assert {target for _, target in imports_of(path, tmp_path)} == {"notices"}
     assert upward_imports(tmp_path) == []
+
+
+# The console (the pages that span apps) reads every other app through its selectors and
+# acts through its services, never its models: what a page shows is each app's own read
+# path, with the query count that app pins. core is the floor every app stands on (money,
+# helpers): the console may use it as any app does, but not its models either.
+CONSOLE_DOORS = {"selectors", "services"}
+
+
+def console_side_doors(root: Path = ROOT):
+    found = []
+    for path in sorted((root / "console").rglob("*.py")):
+        for line, module in imported_modules(path, root):
+            app, _, rest = module.partition(".")
+            door = rest.split(".")[0]
+            if app not in RANK or app == "console" or door in CONSOLE_DOORS:
+                continue
+            if app == "core" and door not in ("", "models"):
+                continue
+            found.append(f"{path.relative_to(root)}:{line} imports {module}")
+    return found
+
+
+def test_the_console_reads_other_apps_only_through_their_selectors():
+    """SPEC §1: the console on the top floor goes through each app's selectors (reads) and
+    services (acts), never straight to another app's models."""
+    found = console_side_doors()
+    assert not found, "console past the selectors:\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize(
+    ("source", "allowed"),
+    [
+        ("from billing import selectors as billing\n", True),
+        ("from billing.selectors import balance_summary\n", True),
+        ("import billing.selectors\n", True),
+        ("def later():\n    from accounts.services import set_preferred_language\n", True),
+        ("from core.money import yuan\n", True),
+        ("from . import home\n", True),
+        ("from billing.models import Grant\n", False),
+        ("from billing import models\n", False),
+        ("import billing\n", False),
+        ("from billing.micro import from_micro\n", False),
+        ("from core.models import AuditRecord\n", False),
+        ("apps.get_model('billing', 'Grant')\n", False),
+        ("import_string('billing.models.Grant')\n", False),
+    ],
+)
+def test_the_console_check_sees_every_side_door(tmp_path, source, allowed):
+    """The check itself: selectors and services pass, models and helpers do not, in
+    every form of import."""
+    (tmp_path / "console").mkdir()
+    (tmp_path / "console" / "page.py").write_text(source)
+    assert (console_side_doors(tmp_path) == []) is allowed
+
+
+CONFIG_MODULES = {"__init__", "settings", "urls", "wsgi", "asgi", "celery", "production_checks"}
+
+
+def test_config_holds_settings_urls_and_entry_points_only():
+    """SPEC §1: `config/` keeps settings (and their checks), URLs, WSGI/ASGI and Celery;
+    pages live in an app (console)."""
+    found = {path.stem for path in (ROOT / "config").rglob("*.py")}
+    assert found <= CONFIG_MODULES, sorted(found - CONFIG_MODULES)

@@ -6,16 +6,30 @@ import os
 import subprocess
 import sys
 from contextlib import contextmanager
+from urllib.parse import quote
 
 from django.conf import settings
 from django.db import connection
 
 
-def database_url():
-    """The test database's URL, for a subprocess to connect to the same database."""
+def database_url(user=None, password=None):
+    """The test database's URL, for a subprocess to connect to the same database (as the
+    test's role, or as `user`). A Unix socket directory (the embedded server's) is the
+    host percent-encoded, which libpq and dj-database-url both read."""
     db = connection.settings_dict
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    if user is None:
+        user, password = db["USER"], db.get("PASSWORD")
+    auth = quote(user, safe="") + (f":{quote(password, safe='')}" if password else "")
+    host = connect_kwargs()["host"]
+    host = quote(host, safe="") if host.startswith("/") else host
+    return f"postgres://{auth}@{host}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def connect_kwargs():
+    """Where the test database's server is, as psycopg.connect keywords."""
+    db = connection.settings_dict
+    host = db["HOST"] or db.get("OPTIONS", {}).get("host") or "127.0.0.1"
+    return {"host": host, "port": db["PORT"] or 5432, "dbname": db["NAME"]}
 
 
 @contextmanager

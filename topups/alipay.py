@@ -104,15 +104,6 @@ def alipay_public_key():
     return load_public_key(_key_text("ALIPAY_PUBLIC_KEY"))
 
 
-def is_configured():
-    try:
-        app_private_key()
-        alipay_public_key()
-    except (ImproperlyConfigured, ValueError):
-        return False
-    return bool(settings.ALIPAY_APP_ID)
-
-
 def page_pay_params(topup, *, notify_url, return_url, subject="Balance top-up"):
     """The signed parameters of alipay.trade.page.pay for one top-up."""
     biz = {

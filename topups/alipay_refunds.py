@@ -1,8 +1,9 @@
 """The Alipay refund client (R-REF-5, R-REF-6): `alipay.trade.refund` and
 `alipay.trade.fastpay.refund.query`, signed and verified by topups/alipay.py.
 
-The refunds app calls `request_refund` and `query_refund`; this module knows no
-model. What an answer means:
+The Alipay payout loop (topups/alipay_payouts.py, run by refund and dispute payouts)
+calls `request_refund` and `query_refund`; this module knows no model. What an answer
+means:
 
 - `RefundAnswer.fund_change` True: the money moved. For a refund, Alipay said
   `fund_change = Y`; for a query, `refund_status = REFUND_SUCCESS` (or, as older

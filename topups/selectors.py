@@ -1,7 +1,8 @@
 """Read paths for top-ups, promotions and grants (no N+1)."""
 
 from django.contrib.contenttypes.models import ContentType
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Min, Q, Sum
+from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
@@ -9,7 +10,11 @@ from billing import selectors as ledger_selectors
 from billing.models import Channel, Grant
 from core.models import AuditRecord
 
-from .models import Promotion, TopUp, TopUpState
+from .models import Promotion, TopUp
+
+# The states pages compare against, handed on so that a page of a higher app (console)
+# reads this app through this module alone.
+from .models import TopUpState as TopUpState
 
 
 def topups_for(user):
@@ -69,3 +74,27 @@ def payable_now(topup, at=None) -> bool:
         and topup.state == TopUpState.CREATED
         and (topup.expires_at is None or topup.expires_at > at)
     )
+
+
+# ---------------------------------------------------------------- for the console's pages
+
+
+def unpaid_orders(account, *, limit=5):
+    """The account's orders waiting for payment, newest first, one query."""
+    orders = TopUp.objects.filter(account_id=account.pk, state=TopUpState.CREATED)
+    return list(orders.order_by("-id")[:limit])
+
+
+def topup_queue(state):
+    """Top-ups in `state` (review, approval): (how many, the oldest order), one query."""
+    row = TopUp.objects.filter(state=state).aggregate(n=Count("pk"), oldest=Min("created_at"))
+    return row["n"], row["oldest"]
+
+
+def paid_since(start):
+    """(how many top-ups were paid since `start`, the money received, a Decimal), one
+    query; a top-up whose received amount differed counts what was received."""
+    row = TopUp.objects.filter(state=TopUpState.PAID, paid_at__gte=start).aggregate(
+        n=Count("pk"), total=Sum(Coalesce("received_amount", "amount"))
+    )
+    return row["n"], row["total"] or 0

@@ -16,13 +16,35 @@ from .registration import refuse_unverified_email
 
 @transaction.atomic
 def create_api_key(user, *, name):
-    """Create a key for the user's account; returns (ApiKey, raw secret shown once)."""
+    """Create a key for the user's account; returns (ApiKey, raw secret shown once).
+
+    Refused (ValidationError) for an unverified email address, and unless the account's
+    standing may create keys (R-ACC-8, issue 22: the one table, accounts.standing; only
+    an active account, since a key it could not use would mislead), with the standing's
+    stable code (`account_suspended`, `account_locked`, `account_frozen`,
+    `account_terminated`). The standing is read under the account's row lock, so a
+    standing change committing meanwhile is never missed.
+    """
+    from django.core.exceptions import ValidationError
+    from django.utils.translation import gettext as _
+
     from ..api_keys import new_key_material
+    from ..models import Standing
+    from ..selectors import lock_standings
+    from ..standing import Action, may, refusal_code
 
     refuse_unverified_email(user)
+    account = user.balance_account
+    standing = lock_standings([account.pk])[account.pk]
+    if not may(standing, Action.CREATE_KEY):
+        raise ValidationError(
+            _("Your account is %(standing)s: no new API key can be created now.")
+            % {"standing": Standing(standing).label.lower()},
+            code=refusal_code(standing, Action.CREATE_KEY),
+        )
     raw, prefix, secret_hash = new_key_material()
     key = ApiKey.objects.create(
-        account=user.balance_account,
+        account=account,
         name=name.strip()[:100] or "key",
         prefix=prefix,
         secret_hash=secret_hash,
@@ -77,19 +99,33 @@ transition_map(ApiKey, {"lock": lock_api_key, "unlock": unlock_api_key})
 API_KEY_USE_GRANULARITY = timedelta(minutes=1)
 
 
-def mark_api_key_used(key_id, *, at=None):
-    """Record when a key was last presented to the gateway (shown on the keys page).
+def mark_api_key_used(key_id, *, at=None) -> int:
+    """Record when a key was last presented to the gateway (shown on the keys page);
+    billing's `authorize` calls it on every answer. Returns 1 when it wrote, else 0.
 
     At most one write per key per minute: a conditional UPDATE, so the gateway's
-    hot path does not write on every call.
+    hot path does not write on every call. Outside a transaction (the gateway) that
+    write is its own transaction and commits without waiting for the WAL flush
+    (`synchronous_commit` off for that transaction only): a last-used time lost in a
+    crash is harmless, and a flush per answer would bound `authorize` by the disk's
+    fsync rate. Inside a caller's transaction it is a plain UPDATE that commits with it.
     """
+    from django.db import connection
     from django.db.models import Q
 
-    from ..models import ApiKey
-
     at = at or timezone.now()
+    since = at - API_KEY_USE_GRANULARITY
+    if not connection.in_atomic_block:
+        with connection.cursor() as cur:
+            cur.execute(
+                f"UPDATE {ApiKey._meta.db_table} SET last_used_at = %s"  # noqa: S608 (constant)
+                " WHERE id = %s AND (last_used_at IS NULL OR last_used_at < %s)"
+                " RETURNING set_config('synchronous_commit', 'off', true)",
+                [at, key_id, since],
+            )
+            return cur.rowcount
     return (
         ApiKey.objects.filter(pk=key_id)
-        .filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=at - API_KEY_USE_GRANULARITY))
+        .filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=since))
         .update(last_used_at=at)
     )

@@ -2,8 +2,11 @@
 (R-USE-1, R-ACC-6, R-ACC-8).
 
 `consumption_refusal` is the one rule that stops a key or an account from
-consuming; authorization asks it here, and charging and purchases ask it again
-under the account's lock (billing.services.charging, billing.services.purchases).
+consuming: the key's state here (R-ACC-6), the account's standing from the standing
+table (accounts.standing, `Action.CONSUME`, R-ACC-8). `authorize` and ingestion
+(billing.services.metering) ask it with the standing read with the key; `charge_usage`
+(billing.services.settlement) and purchases (billing.services.purchases) ask it again
+on the standing read under the account's row lock.
 """
 
 from __future__ import annotations
@@ -14,19 +17,14 @@ from django.db import connection
 from django.utils import timezone
 from djmoney.money import Money
 
-from accounts.models import ApiKeyState, Standing
+from accounts.models import ApiKeyState
 from accounts.selectors import gateway_keys
-from accounts.services import API_KEY_USE_GRANULARITY, mark_api_key_used
+from accounts.services import mark_api_key_used
+from accounts.standing import Action, refusal_code
 
 from ..micro import from_micro, to_micro
 from .engine import LedgerError
 
-STANDING_CODES = {
-    Standing.SUSPENDED: "account_suspended",
-    Standing.LOCKED: "account_locked",
-    Standing.FROZEN: "account_frozen",
-    Standing.TERMINATED: "account_terminated",
-}
 KEY_CODES = {ApiKeyState.REVOKED: "key_revoked", ApiKeyState.LOCKED: "key_locked"}
 
 REFUSAL_MESSAGES = {
@@ -36,16 +34,18 @@ REFUSAL_MESSAGES = {
     "account_locked": "The account is locked (third-party dispute).",
     "account_frozen": "The account is frozen by order of an authority.",
     "account_terminated": "The account is terminated.",
+    "account_refused": "The account may not use the API.",  # a standing the table lacks
 }
 
 
 def consumption_refusal(key_state, standing):
     """The stable code that stops a key or account from consuming, or None.
 
-    R-ACC-6: a locked or revoked key is refused; R-ACC-8: only an active account
-    consumes. Authorization, charging and purchases all ask here.
+    R-ACC-6: a locked or revoked key is refused; R-ACC-8: an account consumes only when
+    its standing allows `Action.CONSUME` (accounts.standing: only an active account).
+    Authorization, ingestion, `charge_usage` and purchases all ask here.
     """
-    return KEY_CODES.get(key_state) or STANDING_CODES.get(standing)
+    return KEY_CODES.get(key_state) or refusal_code(standing, Action.CONSUME)
 
 
 def refuse(code):
@@ -54,10 +54,10 @@ def refuse(code):
 
 
 class KeyRef:
-    """What charging needs to know about an API key and its account, read in one
+    """What the gateway needs to know about an API key and its account, read in one
     query without building ORM instances (the batch resolves thousands at once).
 
-    `standing` is as read with the key; charging decides on the standing it reads
+    `standing` is as read with the key; `charge_usage` decides on the standing it reads
     again under the account's row lock."""
 
     __slots__ = ("pk", "account_id", "state", "standing", "threshold_micro")
@@ -99,32 +99,12 @@ SELECT
 """
 
 
-# authorize on PostgreSQL: the key's last use is stamped in the same round trip as the
-# figures are read (accounts.services.mark_api_key_used's rule: at most once a minute),
-# and that commit does not wait for the WAL flush: a last-used time lost in a crash is
-# harmless, and a flush per answer would bound authorize by the disk's fsync rate.
-_MARK_USED = """
-WITH used AS (
-    UPDATE accounts_apikey SET last_used_at = %(now)s
-     WHERE id = %(k)s AND (last_used_at IS NULL OR last_used_at < %(since)s)
-    RETURNING set_config('synchronous_commit', 'off', true)
-)
-"""
-
-
-def money_figures(account_id, now=None, *, mark_key_id=None) -> tuple[int, int, int]:
+def money_figures(account_id, now=None) -> tuple[int, int, int]:
     """(spendable, arrears, unsettled) in micro-units for one account, one query:
     spendable excludes grants past their expiry, arrears is what the account owes,
-    unsettled is the usage received and not settled yet. With `mark_key_id`
-    (PostgreSQL, outside a transaction) the same statement records that key's use."""
-    now = now or timezone.now()
-    params = {"a": account_id, "now": connection.ops.adapt_datetimefield_value(now)}
-    sql = _FIGURES
-    if mark_key_id is not None:
-        params.update(k=mark_key_id, since=now - API_KEY_USE_GRANULARITY)
-        sql = _MARK_USED + _FIGURES
+    unsettled is the usage received and not settled yet."""
     with connection.cursor() as cur:
-        cur.execute(sql, params)
+        cur.execute(_FIGURES, {"a": account_id, "now": now or timezone.now()})
         spendable, arrears, dead, unsettled = cur.fetchone()
     return int(spendable) - int(dead), -int(arrears), int(unsettled)
 
@@ -136,16 +116,15 @@ def authorize(api_key) -> Authorization:
     (never cached: a lock, freeze, suspension or revocation is refused from its commit,
     R-USE-6). The amount is available minus unsettled usage, so it lags at most by
     what is in flight. Takes a KeyRef (from resolve_api_keys) or an accounts.ApiKey;
-    None is an unknown key.
+    None is an unknown key. The key's last use is stamped by the accounts service
+    (`mark_api_key_used`: at most once a minute, without waiting for the WAL flush).
     """
     if api_key is None:
         return Authorization(False, "unknown_api_key", from_micro(0))
     standing = api_key.standing if isinstance(api_key, KeyRef) else api_key.account.standing
-    if connection.vendor == "postgresql" and not connection.in_atomic_block:
-        spendable, arrears, unsettled = money_figures(api_key.account_id, mark_key_id=api_key.pk)
-    else:
-        mark_api_key_used(api_key.pk)
-        spendable, arrears, unsettled = money_figures(api_key.account_id)
+    now = timezone.now()
+    mark_api_key_used(api_key.pk, at=now)
+    spendable, arrears, unsettled = money_figures(api_key.account_id, now)
     left = spendable - arrears - unsettled
     available = from_micro(max(0, left))
     code = consumption_refusal(api_key.state, standing)

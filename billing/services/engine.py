@@ -1,15 +1,29 @@
-"""The posting engine every ledger service goes through.
+"""The posting engine: the one writer of the books (R-LED-1, R-LED-4).
 
-It takes a movement's locks in the ledger's one lock order (billing/README.md,
-"Lock order": balance account rows, then their bucket rows, each in ascending id
-order, so two operations can never deadlock on each other), checks that each
-transaction's postings sum to zero (R-LED-1; PostgreSQL checks it again at commit), writes
-transactions and postings in bulk, and moves the cached balances of buckets,
-lots and grants in the same database transaction (R-LED-4).
+This module is the only one that INSERTs ledger transactions and postings or moves
+the cached balances of buckets (`LedgerAccount.balance_micro`), lots
+(`Lot.remaining_micro`, `Lot.held_micro`) and grants (`Grant.remaining_micro`);
+every other service builds `Entry`/`Leg` values and hands them to one of its two
+named writers:
+
+- `write` / `write_rows`: any movement (top-ups, grants, settlement, holds, refunds,
+  disputes, reversals): checks that each transaction's postings sum to zero (R-LED-1;
+  PostgreSQL checks it again at commit) and writes the transactions, their postings and
+  every cache they move in ONE statement;
+- `write_grant_expiries`: the bulk grant expiry (billing.services.ledger
+  .expire_due_grants), the same postings as an expiry entry for a whole batch of grants
+  in one statement with no Python per grant.
+
+`tests/ledger/test_one_writer.py` fails the suite when any other module writes those
+tables (raw SQL or ORM). The engine also takes a movement's locks in the ledger's one
+lock order (`lock_buckets`; billing/README.md, "Lock order": balance account rows,
+then their bucket rows, each in ascending id order, so two operations can never
+deadlock on each other) and holds the retry and idempotency helpers.
 """
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -27,7 +41,7 @@ from ..models import (
     GrantState,
     LedgerAccount,
     LedgerTransaction,
-    Posting,
+    TxnKind,
 )
 
 # No single movement exceeds ten million CNY: far above any top-up or call, far below
@@ -126,30 +140,21 @@ class BucketRow:
 
 
 def in_ids(column, values):
-    """`column IN (...)` for many integer ids: one array literal on PostgreSQL (no
-    per-value placeholders to expand on the client), placeholders elsewhere."""
-    values = list(values)
-    if connection.vendor == "postgresql":
-        return f"{column} = ANY(%s::bigint[])", [_ints(values)]
-    return f"{column} IN ({', '.join(['%s'] * len(values))})", values
+    """`column IN (...)` for many integer ids: one array literal (no per-value
+    placeholders to expand on the client)."""
+    return f"{column} = ANY(%s::bigint[])", [_ints(values)]
 
 
 def in_texts(column, values):
-    """`column IN (...)` for many strings: one JSON parameter on PostgreSQL."""
-    values = list(values)
-    if connection.vendor == "postgresql":
-        import json
-
-        return f"{column} IN (SELECT json_array_elements_text(%s::json))", [json.dumps(values)]
-    return f"{column} IN ({', '.join(['%s'] * len(values))})", values
+    """`column IN (...)` for many strings: one JSON parameter."""
+    return f"{column} IN (SELECT json_array_elements_text(%s::json))", [json.dumps(list(values))]
 
 
 def _select_buckets(owner_ids):
     where, params = in_ids("owner_id", owner_ids)
-    lock = " FOR UPDATE" if connection.vendor == "postgresql" else ""
     with connection.cursor() as cur:
         sql = f"SELECT id, owner_id, kind, balance_micro FROM billing_ledgeraccount WHERE {where}"  # noqa: S608
-        cur.execute(f"{sql} ORDER BY id{lock}", params)
+        cur.execute(f"{sql} ORDER BY id FOR UPDATE", params)
         return [BucketRow(*row) for row in cur.fetchall()]
 
 
@@ -161,9 +166,10 @@ def lock_buckets(owner_ids, *, skip_locked=False) -> dict[int, Buckets]:
 
     Only the locks: a service that moves money takes them through
     `billing.services.settlement.lock_and_settle`, which also settles the accounts'
-    pending usage first (R-USE-5); `tests/test_layers.py` keeps every other service
-    from calling this directly. `skip_locked` (the settler) leaves out accounts another
-    transaction holds. Missing bucket rows are created first (once per account, ever).
+    pending usage first (R-USE-5); `tests/ledger/test_settle_first_rule.py` keeps every
+    other service from calling this directly. `skip_locked` (the settler) leaves out
+    accounts another transaction holds. Missing bucket rows are created first (once per
+    account, ever).
     """
     owner_ids = sorted(set(owner_ids))
     if not owner_ids:
@@ -201,12 +207,12 @@ def check_balanced(entry: Entry):
         raise LedgerError("The postings of a transaction must sum to zero.", code="unbalanced")
 
 
-def write(entries: list[Entry], *, charges=None) -> list[LedgerTransaction]:
-    """Insert the transactions (and their postings, and `charges[i]` for entry i when
-    given) and move every cached balance. A constant number of statements however
-    many entries there are; on PostgreSQL a single statement."""
+def write(entries: list[Entry]) -> list[LedgerTransaction]:
+    """Insert the transactions and their postings and move every cached balance, in
+    one statement however many entries there are; returns the transactions (unsaved
+    instances built from what was written, in entry order)."""
     now = timezone.now()
-    ids = write_rows(entries, charges=charges, now=now)
+    ids = write_rows(entries, now=now)
     txns = []
     for entry, pk in zip(entries, ids, strict=True):
         entry.txn = LedgerTransaction(
@@ -245,93 +251,63 @@ def _deltas(entries):
     )
 
 
-CHARGE_FIELDS = (
-    "request_id",
-    "account_id",
-    "api_key_id",
-    "model",
-    "amount_micro",
-    "trial_micro",
-    "discount_micro",
-    "cash_micro",
-    "arrears_micro",
-    "split",
-)
-
-
-def write_rows(entries: list[Entry], *, charges=None, now=None, grant_end_state=None) -> list[int]:
-    """Write and return the new transaction ids (in entry order). Charges, when
-    given, get their `pk` and `transaction_id` set. `grant_end_state` ends every
-    grant the entries touch in that state (expiry, void) in the same statement."""
+def write_rows(entries: list[Entry], *, now=None) -> list[int]:
+    """Write the entries and return the new transaction ids (in entry order). A grant
+    spent to zero becomes used_up, and one refilled (a reversal) active again, in the
+    same statement."""
     for entry in entries:
         check_balanced(entry)
     if not entries:
         return []
     now = now or timezone.now()
-    if connection.vendor == "postgresql":
-        return _write_pg(entries, charges, now, grant_end_state)
-    return _write_orm(entries, charges, now, grant_end_state)
-
-
-def _write_orm(entries, charges, now, grant_end_state=None):
-    txns = LedgerTransaction.objects.bulk_create(
-        [
-            LedgerTransaction(
-                kind=e.kind,
-                account_id=e.account_id,
-                idempotency_key=e.idempotency_key,
-                memo=e.memo[:200],
-                actor_id=e.actor_id,
-                reverses_id=e.reverses_id,
-                created_at=now,
-            )
-            for e in entries
-        ]
-    )
-    postings = [
-        Posting(
-            transaction_id=txn.pk,
-            ledger_account_id=leg.ledger_account_id,
-            bucket=leg.bucket,
-            lot_id=leg.lot_id,
-            grant_id=leg.grant_id,
-            amount_micro=leg.micro,
+    txns, postings = [], []
+    for i, e in enumerate(entries, start=1):
+        txns.append(
+            {
+                "ord": i,
+                "kind": str(e.kind),
+                "account": e.account_id,
+                "ikey": e.idempotency_key,
+                "memo": e.memo[:200],
+                "actor": e.actor_id,
+                "rev": e.reverses_id,
+            }
         )
-        for entry, txn in zip(entries, txns, strict=True)
-        for leg in entry.legs
-    ]
-    Posting.objects.bulk_create(postings, batch_size=5000)
+        for leg in e.legs:
+            postings.append(
+                {
+                    "ord": i,
+                    "la": leg.ledger_account_id,
+                    "bucket": str(leg.bucket),
+                    "lot": leg.lot_id,
+                    "gr": leg.grant_id,
+                    "amount": leg.micro,
+                }
+            )
     buckets, lots, grants = _deltas(entries)
-    bump("billing_ledgeraccount", ["balance_micro"], {k: (v,) for k, v in buckets.items()})
-    bump("billing_lot", ["remaining_micro", "held_micro"], {k: tuple(v) for k, v in lots.items()})
-    bump_grants(grants)
-    if grant_end_state and grants:
-        from ..models import Grant
-
-        Grant.objects.filter(pk__in=list(grants)).update(state=grant_end_state, ended_at=now)
-    if charges:
-        from ..models import UsageEvent
-
-        rows = [
-            c
-            if isinstance(c, UsageEvent)
-            else UsageEvent(**{f: getattr(c, f) for f in CHARGE_FIELDS})
-            for c in charges
-        ]
-        for row, txn in zip(rows, txns, strict=False):
-            row.transaction_id, row.created_at = txn.pk, now
-        UsageEvent.objects.bulk_create(rows)
-        for charge, row in zip(charges, rows, strict=True):
-            charge.pk, charge.transaction_id, charge.created_at = row.pk, row.transaction_id, now
-    return [t.pk for t in txns]
+    params = {
+        "n": len(entries),
+        "now": now,
+        "txns": json.dumps(txns),
+        "postings": json.dumps(postings),
+        "b_id": _ints(buckets),
+        "b_d": _ints(buckets.values()),
+        "l_id": _ints(lots),
+        "l_c": _ints(v[0] for v in lots.values()),
+        "l_h": _ints(v[1] for v in lots.values()),
+        "g_id": _ints(grants),
+        "g_d": _ints(grants.values()),
+    }
+    with connection.cursor() as cur:
+        cur.execute(_WRITE, params)
+        return [row[0] for row in cur.fetchall()]
 
 
-# One statement for a whole write on PostgreSQL: ids drawn from the sequence first
-# (so postings and charges point at their transaction without relying on the
-# order of RETURNING), then data-modifying CTEs over rows passed as JSON (one
-# parameter each: cheap to send, no per-value quoting on the client) and, for the
-# UPDATEs, integer array literals.
-_PG_WRITE = """
+# One statement for a whole write: ids drawn from the sequence first (so postings
+# point at their transaction without relying on the order of RETURNING), then
+# data-modifying CTEs over rows passed as JSON (one parameter each: cheap to send, no
+# per-value quoting on the client) and, for the UPDATEs, integer array literals.
+_WRITE = """
 WITH ids AS MATERIALIZED (
     -- the sequence looked up once (an InitPlan), not per row: pg_get_serial_sequence is
     -- only STABLE, and per row it cost ~4 µs of catalog lookups (10x the nextval itself)
@@ -365,14 +341,13 @@ WITH ids AS MATERIALIZED (
 ), g AS (
     UPDATE billing_grant SET
            remaining_micro = billing_grant.remaining_micro + v.d,
-           state = COALESCE(%(g_end)s::text, CASE
+           state = CASE
                WHEN billing_grant.state = 'active' AND billing_grant.remaining_micro + v.d = 0
                    THEN 'used_up'
                WHEN billing_grant.state = 'used_up' AND billing_grant.remaining_micro + v.d > 0
                    THEN 'active'
-               ELSE billing_grant.state END),
+               ELSE billing_grant.state END,
            ended_at = CASE
-               WHEN %(g_end)s::text IS NOT NULL THEN %(now)s
                WHEN billing_grant.state = 'active' AND billing_grant.remaining_micro + v.d = 0
                    THEN %(now)s
                WHEN billing_grant.state = 'used_up' AND billing_grant.remaining_micro + v.d > 0
@@ -380,137 +355,82 @@ WITH ids AS MATERIALIZED (
                ELSE billing_grant.ended_at END
       FROM unnest(%(g_id)s::bigint[], %(g_d)s::bigint[]) AS v(id, d)
      WHERE billing_grant.id = v.id AND billing_grant.id = ANY(%(g_id)s::bigint[])
-), c AS (
-    INSERT INTO billing_usageevent
-           (request_id, account_id, api_key_id, model, amount_micro, trial_micro, discount_micro,
-            cash_micro, arrears_micro, split, transaction_id, created_at)
-    SELECT z.rid, z.account, z.key, z.model, z.amount, z.trial, z.discount, z.cash,
-           z.arrears, z.split, ids.id, %(now)s
-      FROM json_to_recordset(%(charges)s::json)
-           AS z(ord bigint, rid text, account bigint, key bigint, model text, amount bigint,
-                trial bigint, discount bigint, cash bigint, arrears bigint, split jsonb)
-      JOIN ids USING (ord)
-    RETURNING id, transaction_id
 )
-SELECT ids.id, c.id FROM ids LEFT JOIN c ON c.transaction_id = ids.id ORDER BY ids.ord
+SELECT id FROM ids ORDER BY ord
 """
 
 
 def _ints(values) -> str:
     """An integer array literal: a constant the planner can count, so the UPDATEs
-    below probe the primary key instead of scanning the table."""
+    probe the primary key instead of scanning the table."""
     return "{" + ",".join(str(int(v)) for v in values) + "}"
 
 
-def _write_pg(entries, charges, now, grant_end_state=None):
-    """`charges[i]`, when given, belongs to `entries[i]`."""
-    import json
+# ---------------------------------------------------------------- the bulk grant expiry
 
-    txns, postings = [], []
-    for i, e in enumerate(entries, start=1):
-        txns.append(
+
+# The engine's second writer: expiry as `_WRITE` would write it for one expiry entry per
+# grant (grant −r, promotion expense +r; billing.services.ledger._end_grant_entry's
+# postings), for a whole batch in one statement with no Python per grant (at 1,000,000
+# grants the per-grant Python of the generic path cost more than the SQL). Grants are
+# re-read here, under the bucket locks the caller's earlier statement took (a new READ
+# COMMITTED snapshot): still due. They come as (grant id, locked bucket row id) pairs:
+# an unnest the planner sizes small, so every join and UPDATE probes primary keys (an
+# `= ANY(array)` filter made it pick sequential scans of the bucket table at 500,000
+# rows).
+_EXPIRE = """
+WITH g AS MATERIALIZED (
+    SELECT gr.id, gr.account_id, gr.kind, gr.remaining_micro AS r, x.la,
+           nextval((SELECT pg_get_serial_sequence('billing_ledgertransaction', 'id')::regclass))
+           AS txn
+      FROM unnest(%(ids)s::bigint[], %(las)s::bigint[]) AS x(id, la)
+      JOIN billing_grant gr ON gr.id = x.id
+     WHERE gr.state = 'active' AND gr.remaining_micro > 0 AND gr.expires_at <= %(now)s
+), t AS (
+    INSERT INTO billing_ledgertransaction
+           (id, kind, account_id, idempotency_key, memo, actor_id, reverses_id, created_at)
+    SELECT txn, %(kind)s, account_id, NULL, 'Grant expired', NULL::bigint, NULL::bigint,
+           %(now)s
+      FROM g
+), p AS (
+    INSERT INTO billing_posting
+           (transaction_id, ledger_account_id, bucket, lot_id, grant_id, amount_micro, currency)
+    SELECT txn, la, kind, NULL::bigint, id, -r, 'CNY' FROM g
+    UNION ALL
+    SELECT txn, %(expense)s, 'promotion_expense', NULL::bigint, NULL::bigint, r, 'CNY' FROM g
+), b AS (
+    UPDATE billing_ledgeraccount SET balance_micro = billing_ledgeraccount.balance_micro - v.d
+      FROM (SELECT la, SUM(r) AS d FROM g GROUP BY la) v
+     WHERE billing_ledgeraccount.id = v.la
+), u AS (
+    UPDATE billing_grant SET remaining_micro = 0, state = %(expired)s, ended_at = %(now)s
+      FROM g WHERE billing_grant.id = g.id
+)
+SELECT COUNT(*) FROM g
+"""
+
+
+def write_grant_expiries(pairs, *, expense_id, now) -> int:
+    """End the grants of `pairs` ((grant id, id of its bucket row, which this transaction
+    holds locked)) that are still active, funded and due at `now`: one EXPIRY ledger
+    transaction per grant (grant −r, promotion expense `expense_id` +r), the bucket
+    caches, and the grants expired at `now`, in one statement. Returns how many."""
+    pairs = list(pairs)
+    if not pairs:
+        return 0
+    with connection.cursor() as cur:
+        cur.execute(
+            _EXPIRE,
             {
-                "ord": i,
-                "kind": str(e.kind),
-                "account": e.account_id,
-                "ikey": e.idempotency_key,
-                "memo": e.memo[:200],
-                "actor": e.actor_id,
-                "rev": e.reverses_id,
-            }
+                "ids": _ints(g for g, _ in pairs),
+                "las": _ints(la for _, la in pairs),
+                "now": now,
+                "kind": TxnKind.EXPIRY.value,
+                "expense": expense_id,
+                "expired": GrantState.EXPIRED.value,
+            },
         )
-        for leg in e.legs:
-            postings.append(
-                {
-                    "ord": i,
-                    "la": leg.ledger_account_id,
-                    "bucket": str(leg.bucket),
-                    "lot": leg.lot_id,
-                    "gr": leg.grant_id,
-                    "amount": leg.micro,
-                }
-            )
-    buckets, lots, grants = _deltas(entries)
-    charges = charges or []
-    params = {
-        "n": len(entries),
-        "now": now,
-        "txns": json.dumps(txns),
-        "postings": json.dumps(postings),
-        "b_id": _ints(buckets),
-        "b_d": _ints(buckets.values()),
-        "l_id": _ints(lots),
-        "l_c": _ints(v[0] for v in lots.values()),
-        "l_h": _ints(v[1] for v in lots.values()),
-        "g_id": _ints(grants),
-        "g_d": _ints(grants.values()),
-        "g_end": grant_end_state,
-        "charges": json.dumps(
-            [
-                {
-                    "ord": i,
-                    "rid": c.request_id,
-                    "account": c.account_id,
-                    "key": c.api_key_id,
-                    "model": c.model,
-                    "amount": c.amount_micro,
-                    "trial": c.trial_micro,
-                    "discount": c.discount_micro,
-                    "cash": c.cash_micro,
-                    "arrears": c.arrears_micro,
-                    "split": c.split,
-                }
-                for i, c in enumerate(charges, start=1)
-            ]
-        ),
-    }
-    with connection.cursor() as cur:
-        cur.execute(_PG_WRITE, params)
-        rows = cur.fetchall()
-    for charge, (txn_id, charge_id) in zip(charges, rows, strict=False):
-        charge.pk, charge.transaction_id, charge.created_at = charge_id, txn_id, now
-        if hasattr(charge, "_state"):
-            charge._state.adding = False
-    return [txn_id for txn_id, _ in rows]
-
-
-def bump(table, columns, deltas: dict):
-    """UPDATE table SET col = col + delta for many rows in one statement."""
-    deltas = {k: v for k, v in deltas.items() if any(v)}
-    if not deltas:
-        return
-    sets = ", ".join(f"{c} = {table}.{c} + v.d{i}" for i, c in enumerate(columns))
-    with connection.cursor() as cur:
-        if connection.vendor == "postgresql":
-            cols = ", ".join(f"d{i}" for i in range(len(columns)))
-            row = "(" + ", ".join(["%s::bigint"] * (len(columns) + 1)) + ")"
-            params = [x for k, v in deltas.items() for x in (k, *v)]
-            values = ", ".join([row] * len(deltas))
-            sql = f"UPDATE {table} SET {sets} FROM (VALUES {values}) AS v(id, {cols})"  # noqa: S608
-            cur.execute(sql + f" WHERE {table}.id = v.id", params)
-        else:
-            plain = ", ".join(f"{c} = {c} + %s" for c in columns)
-            cur.executemany(
-                f"UPDATE {table} SET {plain} WHERE id = %s",  # noqa: S608 (constant names)
-                [(*v, k) for k, v in deltas.items()],
-            )
-
-
-def bump_grants(deltas: dict):
-    """Move grants' cached remaining; a grant spent to zero becomes used_up, and one
-    refilled by a reversal becomes active again."""
-    deltas = {k: v for k, v in deltas.items() if v}
-    if not deltas:
-        return
-    bump("billing_grant", ["remaining_micro"], {k: (v,) for k, v in deltas.items()})
-    from ..models import Grant
-
-    Grant.objects.filter(pk__in=deltas, state=GrantState.ACTIVE, remaining_micro=0).update(
-        state=GrantState.USED_UP, ended_at=timezone.now()
-    )
-    Grant.objects.filter(pk__in=deltas, state=GrantState.USED_UP, remaining_micro__gt=0).update(
-        state=GrantState.ACTIVE, ended_at=None
-    )
+        return cur.fetchone()[0]
 
 
 # ---------------------------------------------------------------- idempotency (R-LED-5)

@@ -3,7 +3,7 @@ and once they have expired. One notice per grant, whatever the number of runs.""
 
 import datetime
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import OuterRef, Sum
 
 from notices.selectors import not_yet_notified
@@ -33,8 +33,7 @@ def _announce(grants, kind, limit, extra=None):
     """
     with transaction.atomic():
         due = grants.filter(not_yet_notified(f"{kind}:", OuterRef("pk")))
-        if connection.vendor == "postgresql":
-            due = due.select_for_update(skip_locked=True, of=("self",))
+        due = due.select_for_update(skip_locked=True, of=("self",))
         batch = list(due.select_related("account__user").order_by("expires_at", "id")[:limit])
         more = extra(batch) if extra else {}
         for grant in batch:

@@ -8,11 +8,13 @@ caller's transaction (a top-up's payment, a refund's decision, a promotion's end
 and use a plain atomic block so they commit together with the caller's change.
 Every one of them takes its locks through `settlement.lock_and_settle`, in the ledger's lock
 order (billing/README.md, "Lock order"); `expire_due_grants` locks bucket rows only
-(SKIP LOCKED), see there.
+(SKIP LOCKED), see there. None of them writes the books itself: they hand their
+entries to billing.services.engine, the one writer (`write`, and for the bulk expiry
+`write_grant_expiries`).
 
-Consumption lives in billing.services.charging (single and batch charging) and
-billing.services.purchases (prepaid purchases); the proof that cache == ledger in
-billing.services.reconcile.
+Consumption lives in billing.services.metering (recording usage) and
+billing.services.settlement (settling it), prepaid purchases in
+billing.services.purchases; the proof that cache == ledger in billing.services.reconcile.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from .engine import (
     replayed,
     run_idempotent,
     write,
-    write_rows,
+    write_grant_expiries,
 )
 from .engine import positive_micro as _positive_micro
 from .settlement import lock_and_settle, settle_before_expiry
@@ -232,18 +234,16 @@ def expire_grant(grant: Grant, *, now=None) -> LedgerTransaction | None:
 
 
 def expire_due_grants(*, now=None, limit: int = 5000) -> int:
-    """Expire up to `limit` due grants, set-based: one ledger transaction per grant,
-    written with a constant number of statements. Accounts busy in another
-    transaction are skipped (SKIP LOCKED on PostgreSQL) and picked up next run.
+    """Expire up to `limit` due grants, set-based: one ledger transaction per grant.
+    Accounts busy in another transaction are skipped (SKIP LOCKED) and picked up next
+    run.
 
-    On PostgreSQL two statements per run: lock the bucket rows of the soonest due
-    grants, then one statement that re-reads those grants under the lock and writes
-    every transaction, posting and cached balance (no Python per grant: at 1,000,000
-    grants the per-grant Python of the generic engine path cost more than the SQL).
-    Elsewhere the grants are re-read and written through the engine."""
+    Two statements per run: lock the bucket rows of the soonest due grants, then the
+    engine's bulk expiry writer (`engine.write_grant_expiries`) re-reads those grants
+    under the lock and writes every transaction, posting and cached balance (no Python
+    per grant: at 1,000,000 grants the per-grant Python of the generic engine path cost
+    more than the SQL)."""
     from django.db import connection
-
-    from .engine import in_ids
 
     now = now or timezone.now()
     due = "state = %s AND remaining_micro > 0 AND expires_at <= %s"
@@ -258,108 +258,24 @@ def expire_due_grants(*, now=None, limit: int = 5000) -> int:
         " WHERE c.account_id = billing_grant.account_id AND c.transaction_id IS NULL"
         " AND c.created_at < billing_grant.expires_at)"
     )
-    lock = " FOR UPDATE OF la SKIP LOCKED" if connection.vendor == "postgresql" else ""
     with transaction.atomic(), connection.cursor() as cur:
         # Lock the bucket row of each of the soonest due grants: only the grant's own
         # kind, since a grant of kind K is only ever moved under its owner's K row (every
         # other movement locks all of an account's buckets), and locking writes the row.
         cur.execute(
-            "SELECT la.id, la.owner_id, la.kind, d.id FROM billing_ledgeraccount la"  # noqa: S608
+            "SELECT la.id, d.id FROM billing_ledgeraccount la"  # noqa: S608
             " JOIN (SELECT id, account_id, kind FROM billing_grant"
             f" WHERE {due} ORDER BY expires_at, id LIMIT %s) d"
-            f" ON la.owner_id = d.account_id AND la.kind = d.kind ORDER BY la.id{lock}",
+            " ON la.owner_id = d.account_id AND la.kind = d.kind"
+            " ORDER BY la.id FOR UPDATE OF la SKIP LOCKED",
             [*due_params, limit],
         )
-        locked, grant_ids, pairs = {}, [], []
-        for pk, owner, kind, grant_id in cur.fetchall():
-            locked[owner, kind] = pk
-            grant_ids.append(grant_id)
-            pairs.append((grant_id, pk))
-        if not grant_ids:
+        pairs = [(grant_id, bucket_id) for bucket_id, grant_id in cur.fetchall()]
+        if not pairs:
             return 0
-        expense = platform_account_id(AccountKind.PROMOTION_EXPENSE)
-        if connection.vendor == "postgresql":
-            return _expire_locked_pg(cur, pairs, expense, now)
-        # read again under the lock (the join's snapshot predates it): still due?
-        where, params = in_ids("id", grant_ids)
-        cur.execute(
-            "SELECT id, account_id, kind, remaining_micro FROM billing_grant"  # noqa: S608
-            f" WHERE {where} AND {due} ORDER BY expires_at, id",
-            [*params, *due_params],
+        return write_grant_expiries(
+            pairs, expense_id=platform_account_id(AccountKind.PROMOTION_EXPENSE), now=now
         )
-        entries = [
-            # only grants whose bucket row this run holds locked (SKIP LOCKED may leave
-            # some); same postings as _end_grant_entry, without a model per row
-            Entry(
-                TxnKind.EXPIRY,
-                owner,
-                [
-                    Leg(locked[owner, kind], kind, -remaining, grant_id=pk),
-                    Leg(expense, "promotion_expense", remaining),
-                ],
-                memo="Grant expired",
-            )
-            for pk, owner, kind, remaining in cur.fetchall()
-            if (owner, kind) in locked
-        ]
-        write_rows(entries, now=now, grant_end_state=GrantState.EXPIRED)
-        return len(entries)
-
-
-# Expiry on PostgreSQL: the postings of _end_grant_entry (grant −r, promotion expense
-# +r), one ledger transaction per grant, written for a whole batch by one statement
-# with no Python per grant. Grants are re-read here, under the bucket locks the
-# caller's earlier statement took (a new READ COMMITTED snapshot): still due. Grants
-# come as (grant id, locked bucket row id) pairs: an unnest the planner sizes small,
-# so every join and UPDATE probes primary keys (an `= ANY(array)` filter made it
-# pick sequential scans of the bucket table at 500,000 rows).
-_PG_EXPIRE = """
-WITH g AS MATERIALIZED (
-    SELECT gr.id, gr.account_id, gr.kind, gr.remaining_micro AS r, x.la,
-           nextval((SELECT pg_get_serial_sequence('billing_ledgertransaction', 'id')::regclass))
-           AS txn
-      FROM unnest(%(ids)s::bigint[], %(las)s::bigint[]) AS x(id, la)
-      JOIN billing_grant gr ON gr.id = x.id
-     WHERE gr.state = 'active' AND gr.remaining_micro > 0 AND gr.expires_at <= %(now)s
-), t AS (
-    INSERT INTO billing_ledgertransaction
-           (id, kind, account_id, idempotency_key, memo, actor_id, reverses_id, created_at)
-    SELECT txn, %(kind)s, account_id, NULL, 'Grant expired', NULL::bigint, NULL::bigint,
-           %(now)s
-      FROM g
-), p AS (
-    INSERT INTO billing_posting
-           (transaction_id, ledger_account_id, bucket, lot_id, grant_id, amount_micro, currency)
-    SELECT txn, la, kind, NULL::bigint, id, -r, 'CNY' FROM g
-    UNION ALL
-    SELECT txn, %(expense)s, 'promotion_expense', NULL::bigint, NULL::bigint, r, 'CNY' FROM g
-), b AS (
-    UPDATE billing_ledgeraccount SET balance_micro = billing_ledgeraccount.balance_micro - v.d
-      FROM (SELECT la, SUM(r) AS d FROM g GROUP BY la) v
-     WHERE billing_ledgeraccount.id = v.la
-), u AS (
-    UPDATE billing_grant SET remaining_micro = 0, state = %(expired)s, ended_at = %(now)s
-      FROM g WHERE billing_grant.id = g.id
-)
-SELECT COUNT(*) FROM g
-"""
-
-
-def _expire_locked_pg(cur, pairs, expense_id, now) -> int:
-    from .engine import _ints
-
-    cur.execute(
-        _PG_EXPIRE,
-        {
-            "ids": _ints(g for g, _ in pairs),
-            "las": _ints(la for _, la in pairs),
-            "now": now,
-            "kind": TxnKind.EXPIRY.value,
-            "expense": expense_id,
-            "expired": GrantState.EXPIRED.value,
-        },
-    )
-    return cur.fetchone()[0]
 
 
 def set_grant_expiry(grant: Grant, expires_at, *, actor=None, reason="") -> tuple[Grant, object]:

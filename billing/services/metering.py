@@ -2,7 +2,8 @@
 
 Recording an event takes no balance locks and writes no postings: one set-based
 INSERT of every event of a request and one commit, however many events there are.
-The settler (billing.services.settlement) charges them seconds later.
+The settler (billing.services.settlement) settles them seconds later, and the ledger
+transactions are written by billing.services.engine, never here.
 
 Still refused at ingestion, storing nothing: a locked or revoked key and an account
 that may not consume (R-ACC-6, R-ACC-8; both read in the same query that resolved
@@ -17,9 +18,7 @@ import json
 from dataclasses import dataclass
 
 from django.db import connection, transaction
-from django.utils import timezone
 
-from ..models import UsageEvent
 from .authorization import REFUSAL_MESSAGES, KeyRef, consumption_refusal
 from .engine import in_texts, retry_transaction
 
@@ -62,7 +61,6 @@ def record_usage(events: list[ReportedUsage]) -> list[Recorded]:
 
 
 def _record(events):
-    now = timezone.now()
     results: list[Recorded | None] = [None] * len(events)
     fresh = []
     for i, ev in enumerate(events):
@@ -73,7 +71,7 @@ def _record(events):
             )
         else:
             fresh.append(i)
-    inserted = _insert([events[i] for i in fresh], now) if fresh else set()
+    inserted = _insert([events[i] for i in fresh]) if fresh else set()
     # every event not inserted now: a replay, a conflict, or (refused) a replay of an
     # event stored before the key or account was stopped, which still answers as first
     first_seen: dict[str, int] = {}
@@ -116,12 +114,13 @@ def _stored(request_ids) -> dict[str, tuple[int, int]]:
 # Every event is stamped as received by the database clock *after* the statement holds
 # the ingestion gate in shared mode (any number of ingestions at once, no waiting on each
 # other). The grant expiry sweep takes the gate exclusively for an instant before it
-# looks for pending usage (billing.services.ledger): every ingestion stamped before that
+# looks for pending usage (billing.services.settlement.settle_before_expiry, run by
+# billing.services.ledger.expire_due_grants): every ingestion stamped before that
 # instant has committed by then, and every later one is stamped after it, so no event
 # received before a grant's expiry can commit after the sweep passed it by (R-USE-5).
 INGEST_GATE = 1_456_117_001  # the advisory lock's key
 
-_PG_INSERT = """
+_INSERT = """
 WITH gate AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared(%(gate)s)),
      received AS MATERIALIZED (SELECT clock_timestamp() AS at FROM gate)
 INSERT INTO billing_usageevent
@@ -136,38 +135,19 @@ RETURNING request_id
 """
 
 
-def _insert(events, now) -> set[str]:
+def _insert(events) -> set[str]:
     """Insert the events that are new; returns the request ids inserted."""
-    if connection.vendor == "postgresql":
-        rows = [
-            {
-                "rid": ev.request_id,
-                "account": ev.api_key.account_id,
-                "key": ev.api_key.pk,
-                "model": ev.model,
-                "amount": ev.micro,
-                "occurred": ev.occurred_at.isoformat() if ev.occurred_at else None,
-            }
-            for ev in events
-        ]
-        with connection.cursor() as cur:
-            cur.execute(_PG_INSERT, {"gate": INGEST_GATE, "events": json.dumps(rows)})
-            return {row[0] for row in cur.fetchall()}
-    before = _stored({ev.request_id for ev in events})
-    seen, rows = set(before), []
-    for ev in events:
-        if ev.request_id in seen:
-            continue
-        seen.add(ev.request_id)
-        rows.append(
-            UsageEvent(
-                request_id=ev.request_id,
-                account_id=ev.api_key.account_id,
-                api_key_id=ev.api_key.pk,
-                model=ev.model,
-                amount_micro=ev.micro,
-                occurred_at=ev.occurred_at or now,
-            )
-        )
-    UsageEvent.objects.bulk_create(rows)  # SQLite: writers are serialised (IMMEDIATE)
-    return {row.request_id for row in rows}
+    rows = [
+        {
+            "rid": ev.request_id,
+            "account": ev.api_key.account_id,
+            "key": ev.api_key.pk,
+            "model": ev.model,
+            "amount": ev.micro,
+            "occurred": ev.occurred_at.isoformat() if ev.occurred_at else None,
+        }
+        for ev in events
+    ]
+    with connection.cursor() as cur:
+        cur.execute(_INSERT, {"gate": INGEST_GATE, "events": json.dumps(rows)})
+        return {row[0] for row in cur.fetchall()}

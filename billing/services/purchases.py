@@ -5,13 +5,13 @@ from __future__ import annotations
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accounts.standing import Action
+from accounts.standing import Action, refusal_code
 
 from ..models import LedgerTransaction, TxnKind
-from .authorization import STANDING_CODES, consumption_refusal
-from .charging import load_sources, notify_crossings, plan_deduction, threshold_micro
+from .authorization import consumption_refusal
+from .deduction import load_sources, plan_deduction
 from .engine import Entry, LedgerError, positive_micro, write
-from .settlement import lock_and_settle
+from .settlement import lock_and_settle, notify_crossings, threshold_micro
 
 
 class InsufficientBalance(LedgerError):
@@ -19,8 +19,9 @@ class InsufficientBalance(LedgerError):
 
 
 def _may_not_buy(standing):
+    """The refusal of a purchase: the standing table's code for consuming (R-ACC-8)."""
     return LedgerError(
-        "This account may not buy now.", code=STANDING_CODES.get(standing, "refused")
+        "This account may not buy now.", code=refusal_code(standing, Action.CONSUME) or "refused"
     )
 
 

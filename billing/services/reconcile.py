@@ -175,7 +175,7 @@ SELECT t.id FROM billing_ledgertransaction t
 """
 
 
-def _cross_checks(report, *, account=None, lo=None, hi=None, table_range=None):
+def _cross_checks(report, *, account=None, lo=None, hi=None):
     """The cross-table proofs, for one account or for an id range of each table."""
     if account is not None:
         args = [account, account]

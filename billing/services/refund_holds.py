@@ -28,7 +28,7 @@ from .settlement import lock_and_settle
 # ---------------------------------------------------------------- refund holds
 
 
-def _lot_move(lot, amount, *, kind, key, legs_for, check, memo, after=None):
+def _lot_move(lot, amount, *, kind, key, legs_for, check, memo):
     micro = _positive_micro(amount, whole_fen=True)
     ikey = f"{kind}:{key}"
 
@@ -48,8 +48,6 @@ def _lot_move(lot, amount, *, kind, key, legs_for, check, memo, after=None):
                     )
                 ]
             )
-            if after:
-                after(fresh)
         lot.refresh_from_db()
         return txn
 
@@ -68,22 +66,6 @@ def _needs_hold(lot, micro):
         raise LedgerError("Less than this amount is on hold for the lot.", code="insufficient_hold")
 
 
-def hold_for_refund(lot: Lot, amount, *, idempotency_key: str) -> LedgerTransaction:
-    """Set a lot's cash aside while a refund is reviewed (cash → refund hold)."""
-    return _lot_move(
-        lot,
-        amount,
-        kind=TxnKind.HOLD,
-        key=idempotency_key,
-        check=_needs_cash,
-        legs_for=lambda b, lot, m: [
-            Leg(b["cash"].pk, "cash", -m, lot_id=lot.pk),
-            Leg(b["hold"].pk, "hold", m, lot_id=lot.pk),
-        ],
-        memo="Refund hold",
-    )
-
-
 def release_refund_hold(lot: Lot, amount, *, idempotency_key: str) -> LedgerTransaction:
     """A refund was refused or withdrawn: the held cash returns to the lot."""
     return _lot_move(
@@ -97,31 +79,6 @@ def release_refund_hold(lot: Lot, amount, *, idempotency_key: str) -> LedgerTran
             Leg(b["cash"].pk, "cash", m, lot_id=lot.pk),
         ],
         memo="Refund hold released",
-    )
-
-
-def pay_out_refund_hold(
-    lot: Lot, amount, *, idempotency_key: str, close_lot: bool = True
-) -> LedgerTransaction:
-    """An approved refund leaves the balance: refund hold → refunds payable.
-    The lot is closed (a lot is refunded once, §8)."""
-
-    def close(fresh):
-        if close_lot and fresh.closed_at is None:
-            Lot.objects.filter(pk=fresh.pk).update(closed_at=timezone.now())
-
-    return _lot_move(
-        lot,
-        amount,
-        kind=TxnKind.REFUND,
-        key=idempotency_key,
-        check=_needs_hold,
-        legs_for=lambda b, lot, m: [
-            Leg(b["hold"].pk, "hold", -m, lot_id=lot.pk),
-            Leg(platform_account_id(AccountKind.REFUNDS_PAYABLE), "refunds_payable", m),
-        ],
-        memo="Refund paid out",
-        after=close,
     )
 
 

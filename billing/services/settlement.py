@@ -19,9 +19,15 @@ with no locks and no postings. Settlement turns pending events into money:
 Two callers: the settler (`settle_chunk`, run continuously by `run_settler`: the
 Celery job, `manage.py settle_usage` and the admin's Run-now) takes bounded chunks
 of the oldest pending events and skips accounts another transaction holds; and
-every other money movement, through `lock_buckets`, settles the pending usage of
-the accounts it locks before it reads a balance (R-USE-5: exact figures for
-refunds, top-ups paying arrears, disputes, invoices and purchases).
+every other money movement, through `lock_and_settle` (the only way to take the
+ledger's locks), settles the pending usage of the accounts it locks before it reads a
+balance (R-USE-5: exact figures for refunds, top-ups paying arrears, disputes,
+invoices and purchases).
+
+The deduction order itself is planned in billing.services.deduction; the ledger
+transactions are written by billing.services.engine (the one writer of the books).
+Also here: `charge_usage` (meter one call and settle it at once: the one-by-one way
+that chunked settlement must equal) and the low-balance notices (`notify_crossings`).
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from django.utils import timezone
 
 from ..micro import from_micro, to_micro
 from ..models import TxnKind
-from .charging import as_datetime, load_sources, notify_crossings, plan_deduction
+from .deduction import load_sources, plan_deduction
 from .engine import (
     Buckets,
     Entry,
@@ -60,7 +66,7 @@ class PendingEvent:
 
     def __init__(self, pk, account_id, request_id, micro, received_at):
         self.pk, self.account_id, self.request_id, self.micro = pk, account_id, request_id, micro
-        self.received_at = as_datetime(received_at)
+        self.received_at = received_at
 
 
 def _pending(owner_ids, limit=None) -> list[PendingEvent]:
@@ -183,7 +189,7 @@ def _dead_grants(owner_ids, now) -> dict[int, int]:
             "SELECT account_id, SUM(remaining_micro) FROM billing_grant"  # noqa: S608
             f" WHERE {where} AND state = 'active' AND remaining_micro > 0"
             " AND expires_at <= %s GROUP BY account_id",
-            [*params, connection.ops.adapt_datetimefield_value(now)],
+            [*params, now],
         )
         return {owner: int(total) for owner, total in cur.fetchall()}
 
@@ -205,40 +211,60 @@ def _mark_settled(rows, txn_ids, now):
         for ev, i, parts, split in rows
     ]
     with connection.cursor() as cur:
-        if connection.vendor == "postgresql":
-            cur.execute(
-                """
-                UPDATE billing_usageevent c SET transaction_id = v.txn, settled_at = %s,
-                       trial_micro = v.trial, discount_micro = v.discount, cash_micro = v.cash,
-                       arrears_micro = v.arrears, split = v.split
-                  FROM json_to_recordset(%s::json) AS v(id bigint, txn bigint, trial bigint,
-                       discount bigint, cash bigint, arrears bigint, split jsonb)
-                 WHERE c.id = v.id AND c.transaction_id IS NULL
-                """,
-                [now, json.dumps(values)],
-            )
-            changed = cur.rowcount
-        else:
-            changed = 0
-            for v in values:
-                cur.execute(
-                    "UPDATE billing_usageevent SET transaction_id = %s, settled_at = %s,"
-                    " trial_micro = %s, discount_micro = %s, cash_micro = %s,"
-                    " arrears_micro = %s, split = %s WHERE id = %s AND transaction_id IS NULL",
-                    [
-                        v["txn"],
-                        connection.ops.adapt_datetimefield_value(now),
-                        v["trial"],
-                        v["discount"],
-                        v["cash"],
-                        v["arrears"],
-                        json.dumps(v["split"]),
-                        v["id"],
-                    ],
-                )
-                changed += cur.rowcount
+        cur.execute(
+            """
+            UPDATE billing_usageevent c SET transaction_id = v.txn, settled_at = %s,
+                   trial_micro = v.trial, discount_micro = v.discount, cash_micro = v.cash,
+                   arrears_micro = v.arrears, split = v.split
+              FROM json_to_recordset(%s::json) AS v(id bigint, txn bigint, trial bigint,
+                   discount bigint, cash bigint, arrears bigint, split jsonb)
+             WHERE c.id = v.id AND c.transaction_id IS NULL
+            """,
+            [now, json.dumps(values)],
+        )
+        changed = cur.rowcount
     if changed != len(values):
         raise LedgerError("A usage event was settled twice; nothing was settled.", code="retry")
+
+
+# ---------------------------------------------------------------- low-balance notices (R-USE-4)
+
+
+def threshold_micro(account):
+    """The account's low-balance threshold in micro-units, or None (the user set none)."""
+    t = account.low_balance_threshold
+    return to_micro(t) if t is not None else None
+
+
+def notify_crossings(account_id, threshold, before: int, after: int, event_key: str):
+    """R-USE-4: one notice when the available balance falls below the user's
+    threshold (the crossing itself, not every call below it), and one when it
+    reaches zero and service stops. Called inside the settlement's (or purchase's)
+    transaction. `threshold` is in micro-units (None: the user set none)."""
+    if after >= before:
+        return
+    low = bool(threshold) and before >= threshold > after
+    stopped = before > 0 and after == 0
+    if not (low or stopped):
+        return
+    from accounts.models import BalanceAccount
+    from notices.services import send_notice
+
+    account = BalanceAccount.objects.select_related("user").get(pk=account_id)
+    if low:
+        send_notice(
+            user=account.user,
+            kind="low_balance",
+            context={"available": from_micro(after), "threshold": from_micro(threshold)},
+            dedupe_key=f"low_balance:{account_id}:{event_key}",
+        )
+    if stopped:
+        send_notice(
+            user=account.user,
+            kind="service_stopped",
+            context={},
+            dedupe_key=f"service_stopped:{account_id}:{event_key}",
+        )
 
 
 # ---------------------------------------------------------------- the settler
@@ -272,8 +298,7 @@ def settle_chunk(limit=None, *, now=None) -> int:
     limit = limit or chunk_size()
 
     def run():
-        # read before the transaction: an idle poll opens none (on SQLite a transaction
-        # would take the database's write lock)
+        # read before the transaction: an idle poll opens none
         owners = _oldest_owners(limit, [])
         if not owners:
             return 0
@@ -325,8 +350,8 @@ def settle_before_expiry(due, due_params, limit) -> bool:
     with the grants that had not expired when it was received, so an event received
     after the expiry is not paid by the grant even if it settles before the sweep.
 
-    On PostgreSQL it first passes the ingestion gate (metering.INGEST_GATE): an instant
-    of the exclusive lock, so every ingestion stamped before now has committed and is
+    It first passes the ingestion gate (metering.INGEST_GATE): an instant of the
+    exclusive lock, so every ingestion stamped before now has committed and is
     seen below. If ingestion holds the gate longer than USAGE_EXPIRY_GATE_WAIT, this run
     sweeps nothing (False) and the next one tries again."""
     from django.db import OperationalError
@@ -337,20 +362,19 @@ def settle_before_expiry(due, due_params, limit) -> bool:
         cur.execute(f"SELECT 1 FROM billing_grant WHERE {due} LIMIT 1", due_params)  # noqa: S608
         if cur.fetchone() is None:
             return True
-    if connection.vendor == "postgresql":
-        wait_ms = int(float(getattr(settings, "USAGE_EXPIRY_GATE_WAIT", 2)) * 1000)
-        try:
-            with transaction.atomic(), connection.cursor() as cur:
-                cur.execute(
-                    "SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, true)",
-                    [f"{wait_ms}ms"],
-                )
-                before = cur.fetchone()[0]
-                cur.execute("SELECT pg_advisory_xact_lock(%s)", [INGEST_GATE])
-                # as it was: inside a caller's transaction the setting would outlive this
-                cur.execute("SELECT set_config('lock_timeout', %s, true)", [before])
-        except OperationalError:  # lock_timeout: an ingestion still in flight
-            return False
+    wait_ms = int(float(getattr(settings, "USAGE_EXPIRY_GATE_WAIT", 2)) * 1000)
+    try:
+        with transaction.atomic(), connection.cursor() as cur:
+            cur.execute(
+                "SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, true)",
+                [f"{wait_ms}ms"],
+            )
+            before = cur.fetchone()[0]
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", [INGEST_GATE])
+            # as it was: inside a caller's transaction the setting would outlive this
+            cur.execute("SELECT set_config('lock_timeout', %s, true)", [before])
+    except OperationalError:  # lock_timeout: an ingestion still in flight
+        return False
     with connection.cursor() as cur:
         cur.execute(
             "SELECT DISTINCT d.account_id FROM (SELECT account_id FROM billing_grant"  # noqa: S608
@@ -409,14 +433,14 @@ def run_settler(*, seconds=0.0, chunk=None, idle_sleep=None, stop=None) -> int:
 
 @contextmanager
 def _index_scans():
-    """PostgreSQL: no bitmap scans on the settler's connection while it runs.
+    """No bitmap scans on the settler's connection while it runs.
 
     The pending indexes keep an entry for every event settled since the last VACUUM. A
     bitmap scan visits the table for each of them on every step (an idle poll took
     250 ms with 600,000 settled entries); an index scan marks them dead the first time
     and skips them afterwards (3 ms). Reset at the end: a Celery worker's connection
     serves other jobs too. Inside a transaction (tests) nothing is changed."""
-    if connection.vendor != "postgresql" or connection.in_atomic_block:
+    if connection.in_atomic_block:
         yield
         return
     with connection.cursor() as cur:

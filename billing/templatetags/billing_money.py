@@ -22,9 +22,3 @@ def money(value):
     """`{% money x %}` for Money, Decimal or micro-units (int)."""
     amount = _amount(value)
     return format_html('<span class="money" title="{}">{}</span>', yuan(amount, 6), yuan(amount))
-
-
-@register.filter
-def yuan_exact(value):
-    """The exact figure as text (CSV cells, titles): "¥18.985000"."""
-    return yuan(_amount(value), 6)

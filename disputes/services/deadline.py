@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime
 import logging
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
@@ -31,8 +31,7 @@ logger = logging.getLogger(__name__)
 
 def _pick(qs, limit):
     with transaction.atomic():
-        if connection.vendor == "postgresql":
-            qs = qs.select_for_update(skip_locked=True, of=("self",))
+        qs = qs.select_for_update(skip_locked=True, of=("self",))
         return list(qs.values_list("pk", flat=True)[:limit])
 
 

@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from accounts.crypto import CONTENT_TYPES, validate_upload
+from accounts import proof_files
 from accounts.models import ApiKey, ApiKeyState, BalanceAccount, Standing
 from accounts.services import refuse_own_case
 from billing.micro import to_micro
@@ -162,15 +162,15 @@ def open_dispute(
     return dispute
 
 
-def _store(dispute, upload, ext, actor, kind, note=""):
+def _store(dispute, checked, actor, kind, note=""):
     row = DisputeFile(
         dispute=dispute,
         kind=kind,
         uploaded_by=actor,
-        content_type=CONTENT_TYPES[ext],
+        content_type=checked.content_type,
         note=(note or "")[:500],
     )
-    row.file.save(upload.name or f"file.{ext}", upload, save=False)
+    proof_files.save(row.file, checked, stem=kind)
     row.save()
     return row
 
@@ -181,7 +181,7 @@ def add_evidence(dispute, upload, *, actor, note=""):
     UPLOAD_MAX_BYTES, encrypted at rest."""
     if upload is None:
         raise ValidationError(_("Choose a file."), code="file_required")
-    ext = validate_upload(upload)
+    checked = proof_files.check_document(upload)
     with transaction.atomic():
         locked = Dispute.objects.select_for_update().select_related("account").get(pk=dispute.pk)
         is_owner = actor.pk == locked.account.user_id
@@ -195,7 +195,7 @@ def add_evidence(dispute, upload, *, actor, note=""):
             raise ValidationError(
                 _("At most %(n)s evidence files.") % {"n": MAX_FILES}, code="too_many_files"
             )
-        row = _store(locked, upload, ext, actor, FileKind.EVIDENCE, note)
+        row = _store(locked, checked, actor, FileKind.EVIDENCE, note)
         record_audit(locked, action="add_evidence", actor=actor, file=row.pk)
     return row
 
@@ -207,12 +207,12 @@ def add_debt_proof(dispute, upload, *, actor, note=""):
         raise PermissionDenied("You are not allowed to record how a debt ended.")
     if upload is None:
         raise ValidationError(_("Choose a file."), code="file_required")
-    ext = validate_upload(upload)
+    checked = proof_files.check_document(upload)
     with transaction.atomic():
         locked = Dispute.objects.select_for_update().get(pk=dispute.pk)
         if locked.state not in (DisputeState.IN_DEBT, DisputeState.ESCALATED):
             raise WorkflowError("This dispute has no open debt.", code="wrong_state")
-        row = _store(locked, upload, ext, actor, FileKind.DEBT_PROOF, note)
+        row = _store(locked, checked, actor, FileKind.DEBT_PROOF, note)
         record_audit(locked, action="add_debt_proof", actor=actor, file=row.pk)
     return row
 
@@ -222,6 +222,6 @@ def read_file(row, *, actor):
     disputes.view_dispute_file; each view audited."""
     if not actor.has_perm(FILE_PERM):
         raise PermissionDenied("Dispute files need the dispute-file permission.")
-    data = row.file.storage.open_plain(row.file.name)
+    data = proof_files.read(row.file)
     record_audit(row.dispute, action="view_file", actor=actor, file=row.pk)
     return data

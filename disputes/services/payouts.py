@@ -1,9 +1,11 @@
 """Paying the rights holder (R-DIS-3, R-DIS-5) through the disputed trade's channel.
 
-- Alipay top-ups: an Alipay refund of the disputed trade (topups.alipay_refunds) with
-  the payout's own `out_request_no`, the same on every retry. `fund_change` true means
-  the money moved; otherwise only a query confirming it counts. No answer leaves the
-  outcome unknown for `settle_dispute_payouts` (query, then send again with the same
+- Alipay top-ups: an Alipay refund of the disputed trade with the payout's own
+  `out_request_no`, the same on every retry, through the Alipay payout loop every
+  caller shares (topups.alipay_payouts: what paid, refused and unknown mean).
+  `fund_change` true means the money moved; otherwise only a query confirming it
+  counts. No answer, or an answer that is neither (ACQ.SYSTEM_ERROR, 20000 …), leaves
+  the outcome unknown for `settle_dispute_payouts` (query, then send again with the same
   number). A definite refusal leaves the payout to finance's bank transfer.
 - Bank and manual top-ups: finance pays by bank transfer and records the reference
   (`record_transfer`, a button in admin).
@@ -18,12 +20,14 @@ import logging
 from datetime import timedelta
 
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from billing.models import Channel
 from billing.services import dispute_funds
 from core.workflow import apply_transition, record_audit, transition_map
+from topups import alipay_payouts
 
 from ..models import PayoutState, RightsHolderPayout
 from ._common import refuse_own_dispute
@@ -35,8 +39,8 @@ STALE_SENDING = timedelta(minutes=10)
 
 
 def alipay_client():
-    """The Alipay refund client (request_refund, query_refund, AlipayUnavailable,
-    will_never_refund). Tests replace this function."""
+    """The Alipay refund client (topups/alipay_refunds.py: request_refund, query_refund,
+    AlipayUnavailable) the shared loop calls. Tests replace this function."""
     from topups import alipay_refunds
 
     return alipay_refunds
@@ -129,95 +133,73 @@ def record_transfer(payout, *, actor, reason="", bank_reference="", transferred_
 transition_map(RightsHolderPayout, {"record_transfer": record_transfer})
 
 
-# --- Alipay -------------------------------------------------------------------------------
+# --- Alipay (the loop is topups.alipay_payouts) -------------------------------------------
 
 
-def _note(payout_id, answer=None, message="", **values):
-    raw = getattr(answer, "raw", None) or {}
-    import json
+class _Payouts:
+    """The rights-holder payouts' side of the shared Alipay loop
+    (topups.alipay_payouts.PayoutBook): the last call's answer and time are kept on the
+    row; paid moves rights-holder payable to Alipay clearing."""
 
-    RightsHolderPayout.objects.filter(pk=payout_id).update(
-        last_answer=json.loads(json.dumps(raw or {"message": message}, default=str)),
-        last_call_at=timezone.now(),
-        **values,
-    )
-
-
-def _settle_paid(payout_id):
-    with transaction.atomic():
-        payout = (
-            RightsHolderPayout.objects.select_for_update(of=("self",))
-            .select_related("dispute__account")
-            .get(pk=payout_id)
+    def refund_for(self, payout_id):
+        payout = RightsHolderPayout.objects.select_related("disputed_topup__topup").get(
+            pk=payout_id
         )
-        if payout.state == PayoutState.PAID:
-            return
-        _pay(payout, Channel.ALIPAY)
-        RightsHolderPayout.objects.filter(pk=payout_id).update(
-            state=PayoutState.PAID, paid_at=timezone.now(), paid_on=timezone.localdate()
-        )
-        record_audit(payout.dispute, action="payout_paid", payout=payout.out_request_no)
-
-
-def _is_refusal(answer, client):
-    judge = getattr(client, "will_never_refund", None)
-    if judge is not None:
-        return bool(judge(answer))
-    return not answer.ok and bool(answer.sub_code)
-
-
-def send_payout(payout_id) -> str:
-    """Send one payout's Alipay refund. "done", or "retry" when the outcome is unknown."""
-    payout = RightsHolderPayout.objects.select_related("disputed_topup__topup").get(pk=payout_id)
-    if payout.state not in (PayoutState.SENDING, PayoutState.UNKNOWN):
-        return "done"
-    client = alipay_client()
-    topup = payout.disputed_topup.topup
-    RightsHolderPayout.objects.filter(pk=payout_id).update(attempts=payout.attempts + 1)
-    try:
-        answer = client.request_refund(
+        if payout.state not in (PayoutState.SENDING, PayoutState.UNKNOWN):
+            return None
+        topup = payout.disputed_topup.topup
+        return alipay_payouts.Refund(
             out_trade_no=topup.out_trade_no,
             trade_no=topup.trade_no,
             amount=payout.amount,
             out_request_no=payout.out_request_no,
             reason=f"Dispute #{payout.dispute_id}",
         )
-    except client.AlipayUnavailable as exc:
-        _note(payout_id, message=str(exc), state=PayoutState.UNKNOWN)
-        return "retry"
-    if answer.ok and answer.fund_change:
-        _note(payout_id, answer)
-        _settle_paid(payout_id)
-        return "done"
-    if _is_refusal(answer, client):
-        why = f"{answer.sub_code or answer.code}: {answer.message}".strip(": ")
-        _note(payout_id, answer, state=PayoutState.FAILED, failure_reason=why)
-        return "done"
-    _note(payout_id, answer, state=PayoutState.UNKNOWN)
-    return query_payout(payout_id)
 
+    def last_sent_at(self, payout_id):
+        # one refund per payout, sent again only by the job minutes later: no spacing kept
+        return None
 
-def query_payout(payout_id) -> str:
-    payout = RightsHolderPayout.objects.select_related("disputed_topup__topup").get(pk=payout_id)
-    if payout.state not in (PayoutState.SENDING, PayoutState.UNKNOWN):
-        return "done"
-    client = alipay_client()
-    topup = payout.disputed_topup.topup
-    try:
-        answer = client.query_refund(
-            out_trade_no=topup.out_trade_no,
-            trade_no=topup.trade_no,
-            out_request_no=payout.out_request_no,
+    def never_sent(self, payout_id):
+        return RightsHolderPayout.objects.filter(pk=payout_id, attempts=0).exists()
+
+    def record(self, payout_id, call):
+        values = {"last_answer": call.raw or {"message": call.message}}
+        if call.operation == "refund":
+            values["attempts"] = F("attempts") + 1
+        if call.outcome in (alipay_payouts.UNKNOWN, alipay_payouts.UNCONFIRMED):
+            values["state"] = PayoutState.UNKNOWN
+        RightsHolderPayout.objects.filter(pk=payout_id).update(
+            last_call_at=timezone.now(), **values
         )
-    except client.AlipayUnavailable as exc:
-        _note(payout_id, message=str(exc), state=PayoutState.UNKNOWN)
-        return "retry"
-    if answer.ok and answer.fund_change:
-        _note(payout_id, answer)
-        _settle_paid(payout_id)
-        return "done"
-    _note(payout_id, answer, state=PayoutState.UNKNOWN)
-    return "retry"
+
+    def paid(self, payout_id):
+        with transaction.atomic():
+            payout = (
+                RightsHolderPayout.objects.select_for_update(of=("self",))
+                .select_related("dispute__account")
+                .get(pk=payout_id)
+            )
+            if payout.state == PayoutState.PAID:
+                return
+            _pay(payout, Channel.ALIPAY)
+            RightsHolderPayout.objects.filter(pk=payout_id).update(
+                state=PayoutState.PAID, paid_at=timezone.now(), paid_on=timezone.localdate()
+            )
+            record_audit(payout.dispute, action="payout_paid", payout=payout.out_request_no)
+
+    def refused(self, payout_id, why):
+        RightsHolderPayout.objects.filter(pk=payout_id).exclude(state=PayoutState.PAID).update(
+            state=PayoutState.FAILED, failure_reason=why
+        )
+
+
+PAYOUTS = _Payouts()
+
+
+def send_payout(payout_id) -> str:
+    """Send one payout's Alipay refund. "done", or "retry" when the outcome is unknown."""
+    return alipay_payouts.send(PAYOUTS, payout_id, client=alipay_client())
 
 
 def settle_dispute_payouts(now=None, limit=100) -> int:
@@ -234,15 +216,6 @@ def settle_dispute_payouts(now=None, limit=100) -> int:
             & (Q(last_call_at__isnull=True) | Q(last_call_at__lt=now - STALE_SENDING))
             | Q(state=PayoutState.UNKNOWN, last_call_at__lt=now - RECENT_CALL)
         )
-        if connection.vendor == "postgresql":
-            rows = rows.select_for_update(skip_locked=True, of=("self",))
+        rows = rows.select_for_update(skip_locked=True, of=("self",))
         ids = list(rows.order_by("id").values_list("pk", flat=True)[:limit])
-    for payout_id in ids:
-        try:
-            never_sent = RightsHolderPayout.objects.filter(pk=payout_id, attempts=0).exists()
-            # never sent (a lost worker), or Alipay has no trace: send, same out_request_no
-            if never_sent or query_payout(payout_id) == "retry":
-                send_payout(payout_id)
-        except Exception:  # one bad payout must not stop the batch
-            logger.exception("dispute payout %s failed", payout_id)
-    return len(ids)
+    return alipay_payouts.settle(PAYOUTS, ids, client=alipay_client(), now=now)

@@ -5,20 +5,14 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils.translation import gettext as _
 
-from accounts.models import Standing
+from accounts.standing import Action, may
 from notices.services import send_notice
-
-# R-ACC-8: a suspended, locked (disputed), frozen or terminated account files no invoice.
-NO_INVOICE_STANDINGS = (
-    Standing.SUSPENDED,
-    Standing.LOCKED,
-    Standing.FROZEN,
-    Standing.TERMINATED,
-)
 
 
 def refuse_standing(standing):
-    if standing in NO_INVOICE_STANDINGS:
+    """R-ACC-8: an invoice is asked for only when the standing allows it (the one table,
+    accounts.standing: an active account)."""
+    if not may(standing, Action.REQUEST_INVOICE):
         raise ValidationError(
             _(
                 "Your account cannot ask for invoices in its present standing. Customer "
@@ -28,22 +22,22 @@ def refuse_standing(standing):
         )
 
 
-def page_url(request) -> str:
+def page_url(invoice_request) -> str:
     base = (getattr(settings, "PORTAL_BASE_URL", "") or "").rstrip("/")
-    return base + reverse("invoices:detail", args=[request.pk])
+    return base + reverse("invoices:detail", args=[invoice_request.pk])
 
 
-def tell(request, kind, **context):
+def tell(invoice_request, kind, **context):
     """The user's notice of one event of this request (once: dedupe key per event)."""
     return send_notice(
-        user=request.account.user,
+        user=invoice_request.account.user,
         kind=kind,
         context={
-            "request": request.pk,
-            "amount": f"{request.amount.amount:.2f}",
-            "title": request.title,
-            "url": page_url(request),
+            "request": invoice_request.pk,
+            "amount": f"{invoice_request.amount.amount:.2f}",
+            "title": invoice_request.title,
+            "url": page_url(invoice_request),
             **context,
         },
-        dedupe_key=f"{kind}:{request.pk}",
+        dedupe_key=f"{kind}:{invoice_request.pk}",
     )

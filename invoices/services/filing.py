@@ -13,7 +13,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils.translation import gettext as _
 
-from accounts.crypto import CONTENT_TYPES, validate_upload
+from accounts import proof_files
 from accounts.identity import parse_credit_code
 from accounts.models import VerificationKind
 from accounts.selectors import approved_verification
@@ -71,7 +71,7 @@ def _check_proofs(proofs):
         raise ValidationError(
             _("At most %(n)s proof files.") % {"n": MAX_PROOFS}, code="too_many_files"
         )
-    return [(p, validate_upload(p)) for p in proofs]
+    return [proof_files.check_document(p) for p in proofs]
 
 
 def _title(user, *, kind, title_type, title, taxpayer_id, proofs, special):
@@ -210,7 +210,7 @@ def submit_invoice(
                 code="above_invoiceable",
             )
         start, end = covered_months(account.pk, amount_micro, figures.invoiced_micro)
-        request = InvoiceRequest.objects.create(
+        invoice_request = InvoiceRequest.objects.create(
             account=account,
             kind=kind,
             title_type=title_type,
@@ -227,19 +227,21 @@ def submit_invoice(
                 else {}
             ),
         )
-        for upload, ext in checked:
-            proof = InvoiceProof(request=request, uploaded_by=user, content_type=CONTENT_TYPES[ext])
-            proof.file.save(f"proof.{ext}", upload, save=False)
+        for item in checked:
+            proof = InvoiceProof(
+                request=invoice_request, uploaded_by=user, content_type=item.content_type
+            )
+            proof_files.save(proof.file, item, stem="proof")
             proof.save()
         record_audit(
-            request,
+            invoice_request,
             action="submit",
             actor=user,
-            to_state=request.state,
+            to_state=invoice_request.state,
             amount=str(from_micro(amount_micro).amount),
             invoiceable_before=str(figures.invoiceable.amount),
         )
-    return request
+    return invoice_request
 
 
 def read_proof(proof, *, actor):
@@ -247,9 +249,9 @@ def read_proof(proof, *, actor):
     each view is audited on the request. Returns (data, content_type, download name)."""
     if actor is None or not actor.has_perm(PROOF_PERM):
         raise PermissionDenied("Proof files need the invoice-proof permission.")
-    data = proof.file.storage.open_plain(proof.file.name)
+    data = proof_files.read(proof.file)
     record_audit(proof.request, action="view_proof", actor=actor, proof=proof.pk)
-    ext = {ctype: ext for ext, ctype in CONTENT_TYPES.items()}.get(proof.content_type, "bin")
+    ext = proof_files.extension(proof.content_type)
     return data, proof.content_type, f"invoice-{proof.request_id}-proof-{proof.pk}.{ext}"
 
 

@@ -9,14 +9,13 @@ a red-letter reversal makes the amount invoiceable again (R-INV-1).
 """
 
 import datetime
-import hashlib
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from accounts import proof_files
 from core.workflow import apply_transition, record_audit, transition_map
 
 from ..files import DIGITAL_NUMBER, check_file, compare, parse_invoice_xml
@@ -26,22 +25,22 @@ from ._common import tell
 FILE_PERM = "invoices.view_invoice_file"
 
 
-def _not_own_case(request, actor):
+def _not_own_case(invoice_request, actor):
     """R-ADM-4: staff never decide their own invoice requests."""
-    if actor is not None and actor.pk == request.account.user_id:
+    if actor is not None and actor.pk == invoice_request.account.user_id:
         raise PermissionDenied("Staff never act on their own cases.")
 
 
-def xml_check(request, xml_upload, *, invoice_number=""):
-    """(fields read, comparison rows) of an invoice XML against `request`, for finance to
+def xml_check(invoice_request, xml_upload, *, invoice_number=""):
+    """(fields read, comparison rows) of an invoice XML against `invoice_request`, for finance to
     see before issuing; raises ValidationError when the file is not a readable XML."""
     data = check_file(xml_upload, FileKind.XML)
     fields = parse_invoice_xml(data)
     rows = compare(
         fields,
-        title=request.title,
-        taxpayer_id=request.taxpayer_id,
-        amount=request.amount.amount,
+        title=invoice_request.title,
+        taxpayer_id=invoice_request.taxpayer_id,
+        amount=invoice_request.amount.amount,
         invoice_number=(invoice_number or "").strip(),
     )
     return fields, rows
@@ -65,7 +64,7 @@ def _issue_date(value, fields):
 
 
 def issue_invoice(
-    request,
+    invoice_request,
     *,
     actor,
     reason="",
@@ -82,7 +81,7 @@ def issue_invoice(
     whose number, buyer name, buyer taxpayer id or total differs from the request; no
     20-digit invoice number; a request not submitted (issuing twice); no permission.
     """
-    _not_own_case(request, actor)
+    _not_own_case(invoice_request, actor)
     uploads = {FileKind.PDF: pdf, FileKind.OFD: ofd, FileKind.XML: xml}
     uploads = {kind: f for kind, f in uploads.items() if f}
     if not uploads:
@@ -94,7 +93,7 @@ def issue_invoice(
     number = (invoice_number or "").strip()
     fields = {}
     if FileKind.XML in contents:
-        fields, rows = xml_check(request, uploads[FileKind.XML], invoice_number=number)
+        fields, rows = xml_check(invoice_request, uploads[FileKind.XML], invoice_number=number)
         wrong = [str(label) for label, _read, _expected, ok in rows if not ok]
         if wrong:
             raise ValidationError(
@@ -109,7 +108,7 @@ def issue_invoice(
         )
     issued_on = _issue_date(issued_on, fields)
     try:
-        return _issue(request, actor, reason, number, issued_on, fields, contents)
+        return _issue(invoice_request, actor, reason, number, issued_on, fields, contents)
     except IntegrityError:  # the same number recorded at the same moment on another request
         raise ValidationError(
             _("Invoice number %(number)s is already recorded on another request.")
@@ -118,16 +117,20 @@ def issue_invoice(
         )
 
 
-def _issue(request, actor, reason, number, issued_on, fields, contents):
+def _issue(invoice_request, actor, reason, number, issued_on, fields, contents):
     with transaction.atomic():
-        if InvoiceRequest.objects.filter(invoice_number=number).exclude(pk=request.pk).exists():
+        if (
+            InvoiceRequest.objects.filter(invoice_number=number)
+            .exclude(pk=invoice_request.pk)
+            .exists()
+        ):
             raise ValidationError(
                 _("Invoice number %(number)s is already recorded on another request.")
                 % {"number": number},
                 code="number_taken",
             )
         issued = apply_transition(
-            request,
+            invoice_request,
             "issue",
             actor=actor,
             reason=reason or "issued",
@@ -137,34 +140,37 @@ def _issue(request, actor, reason, number, issued_on, fields, contents):
             xml_fields=fields,
         )
         for kind, data in contents.items():
+            checked = proof_files.Checked(kind, data)
             item = InvoiceFile(
                 request=issued,
                 kind=kind,
-                size=len(data),
-                sha256=hashlib.sha256(data).hexdigest(),
+                size=checked.size,
+                sha256=checked.sha256,
                 uploaded_by=actor,
             )
-            item.file.save(f"invoice.{kind}", ContentFile(data), save=False)
+            proof_files.save(item.file, checked, stem="invoice")
             item.save()
         tell(issued, "invoice_issued", number=number, issued_on=issued_on.isoformat())
     return issued
 
 
-def reject_invoice(request, *, actor, reason="", decision_reason="", **_unused) -> InvoiceRequest:
+def reject_invoice(
+    invoice_request, *, actor, reason="", decision_reason="", **_unused
+) -> InvoiceRequest:
     """Refuse a submitted request; its amount is invoiceable again; the reason goes to
     the user."""
-    _not_own_case(request, actor)
+    _not_own_case(invoice_request, actor)
     decision_reason = (decision_reason or reason or "").strip()
     with transaction.atomic():
         rejected = apply_transition(
-            request, "reject", actor=actor, reason=reason, decision_reason=decision_reason
+            invoice_request, "reject", actor=actor, reason=reason, decision_reason=decision_reason
         )
         tell(rejected, "invoice_rejected", reason=rejected.decision_reason)
     return rejected
 
 
 def reverse_invoice(
-    request, *, actor, reason="", red_letter_reason="", red_letter_number="", **_unused
+    invoice_request, *, actor, reason="", red_letter_reason="", red_letter_number="", **_unused
 ) -> InvoiceRequest:
     """Red-letter reversal of an issued invoice, with one of the red-letter reasons; the
     amount becomes invoiceable again (R-INV-1, R-INV-2)."""
@@ -174,7 +180,7 @@ def reverse_invoice(
         raise ValidationError(_("A reversal needs a reason."), code="reason_required")
     with transaction.atomic():
         reversed_ = apply_transition(
-            request,
+            invoice_request,
             "reverse",
             actor=actor,
             reason=reason,
@@ -200,7 +206,7 @@ def read_invoice_file(item: InvoiceFile, *, actor):
         record_audit(item.request, action="view_file", actor=actor, file=item.pk)
     if item.request.state not in (InvoiceState.ISSUED, InvoiceState.REVERSED):
         raise PermissionDenied("This request has no issued invoice.")
-    data = item.file.storage.open_plain(item.file.name)
+    data = proof_files.read(item.file)
     return data, item.content_type, item.download_name
 
 
@@ -216,7 +222,7 @@ def notice_attachments(notice) -> list:
     ).select_related("request")
     order = {FileKind.PDF: 0, FileKind.OFD: 1, FileKind.XML: 2}
     return [
-        (item.download_name, item.file.storage.open_plain(item.file.name), item.content_type)
+        (item.download_name, proof_files.read(item.file), item.content_type)
         for item in sorted(files, key=lambda f: order.get(f.kind, 9))
     ]
 

@@ -7,7 +7,8 @@ transaction.
                RefundRequest's transition map
 
 Admin, views, the Celery task and the job only parse input and call these. Money
-moves only through billing.services.ledger; notices only through send_notice.
+moves only through billing.services (refund_holds, ledger); notices only through
+send_notice. Alipay payouts run the loop dispute payouts share (topups.alipay_payouts).
 
 Importing this package imports every module, so core's autodiscovery of
 `refunds.services` registers RefundRequest's transition map.

@@ -9,7 +9,7 @@ other is refused from the state it then reads.
 
 from django.db import transaction
 
-from billing.micro import FEN_MICRO
+from billing.micro import ceil_fen
 from billing.models import Grant, GrantKind, GrantState, TxnKind
 from billing.services import ledger, refund_holds
 from billing.services.settlement import lock_and_settle
@@ -20,31 +20,31 @@ from ..selectors import discount_used_by_lot
 from ._common import refuse_own_refund, refuse_standing, tell
 
 
-def _lock(request):
+def _lock(refund):
     return (
         RefundRequest.objects.select_for_update(of=("self",))
         .select_related("account__user")
-        .get(pk=request.pk)
+        .get(pk=refund.pk)
     )
 
 
-def take_for_review(request, *, actor, reason="", **form_data):
+def take_for_review(refund, *, actor, reason="", **form_data):
     """A CS agent takes a submitted request; they are recorded as its reviewer."""
-    refuse_own_refund(request, actor)
+    refuse_own_refund(refund, actor)
     return apply_transition(
-        request, "take", actor=actor, reason=reason or "taken for review", reviewer=actor
+        refund, "take", actor=actor, reason=reason or "taken for review", reviewer=actor
     )
 
 
-def approve_refund(request, *, actor, reason="", **form_data):
+def approve_refund(refund, *, actor, reason="", **form_data):
     """A finance approver approves (four eyes). In one transaction: the held money goes
     to refunds payable, lots closed for good (R-REF-4), the discount grants they earned
     voided (their unused part leaves the balance). Discount of a lot used during the
     review is deducted too (§8.2): that part returns to the lot's cash; arrears run up
     meanwhile are settled from the hold first."""
-    refuse_own_refund(request, actor)
+    refuse_own_refund(refund, actor)
     with transaction.atomic():
-        locked = _lock(request)
+        locked = _lock(refund)
         if actor is not None and actor.pk == locked.reviewer_id:
             raise WorkflowError(
                 "Four eyes: you reviewed this request, so another finance approver must "
@@ -75,7 +75,7 @@ def approve_refund(request, *, actor, reason="", **form_data):
         payouts = {}
         for line in lines:
             extra = max(0, used_now.get(line.lot_id, 0) - line.discount_used_micro)
-            extra = -(-extra // FEN_MICRO) * FEN_MICRO  # up to whole fen: refunds are fen
+            extra = ceil_fen(extra)  # up to whole fen: refunds are fen
             pay = max(0, line.held_micro - extra)
             payouts[line.lot_id] = (pay, line.held_micro - pay)
         txn = refund_holds.pay_out_refund_holds(
@@ -103,7 +103,7 @@ def approve_refund(request, *, actor, reason="", **form_data):
         ).order_by("id"):
             ledger.void_grant(grant, reason=why, actor=actor)
         tell(locked, "refund_approved", amount=locked.refunded)
-    request.refresh_from_db()
+    refund.refresh_from_db()
     return locked
 
 
@@ -139,28 +139,28 @@ def _release(locked, *, action):
             line.save(update_fields=["released_micro"])
 
 
-def reject_refund(request, *, actor, reason="", **form_data):
+def reject_refund(refund, *, actor, reason="", **form_data):
     """Staff reject a request before approval (reason required, sent to the user); the
     held money returns to the lots' cash (R-REF-3)."""
-    refuse_own_refund(request, actor)
+    refuse_own_refund(refund, actor)
     with transaction.atomic():
         locked = apply_transition(
-            _lock(request), "reject", actor=actor, reason=reason, decision_reason=reason or ""
+            _lock(refund), "reject", actor=actor, reason=reason, decision_reason=reason or ""
         )
         _release(locked, action="reject")
         tell(locked, "refund_rejected", amount=locked.held, reason=locked.decision_reason)
-    request.refresh_from_db()
+    refund.refresh_from_db()
     return locked
 
 
-def cancel_refund(request, *, actor, reason="", **form_data):
+def cancel_refund(refund, *, actor, reason="", **form_data):
     """The user withdraws a request before approval (or a CS agent does it for them);
     the held money returns to the lots' cash (R-REF-3)."""
     with transaction.atomic():
         locked = apply_transition(
-            _lock(request), "cancel", actor=actor, reason=reason or "cancelled by the user"
+            _lock(refund), "cancel", actor=actor, reason=reason or "cancelled by the user"
         )
         _release(locked, action="cancel")
         tell(locked, "refund_cancelled", amount=locked.held)
-    request.refresh_from_db()
+    refund.refresh_from_db()
     return locked

@@ -5,22 +5,22 @@ user asked (email, chat, phone) and attaching what the user sent. Either way the
 refundable amount is computed by the preview (refunds.selectors.refund_preview) under
 the account's lock and leaves each lot's cash in ONE ledger transaction: arrears are
 settled from it first, the rest goes to the refund hold, where it can no longer be
-consumed (the gateway's authorize and charging count cash, trial and discount only).
+consumed (the gateway's authorize and settlement count cash, trial and discount only).
 """
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils.translation import gettext as _
 
-from accounts.crypto import CONTENT_TYPES, validate_upload
+from accounts import proof_files
 from accounts.services import refuse_unverified_email
-from billing.micro import FEN_MICRO, to_micro
+from billing.micro import ceil_fen, to_micro
 from billing.services import refund_holds
 from billing.services.settlement import lock_and_settle
 from core.money import parse_amount
 from core.workflow import record_audit
 
-from ..models import OPEN_STATES, AskedVia, RefundLine, RefundProof, RefundRequest
+from ..models import AskedVia, RefundLine, RefundProof, RefundRequest
 from ..selectors import refund_preview
 from ._common import refuse_standing, tell
 
@@ -37,7 +37,7 @@ def _check_uploads(proofs):
         raise ValidationError(
             _("At most %(n)s proof files.") % {"n": MAX_PROOFS}, code="too_many_files"
         )
-    return [(p, validate_upload(p)) for p in proofs]
+    return [proof_files.check_document(p) for p in proofs]
 
 
 def _allocate(preview, gross_micro):
@@ -110,12 +110,12 @@ def submit_refund(
             )
         # arrears of fractions of a fen take a whole fen of the refund (the rest of that fen
         # stays in the lot's cash), so what is held for a partial amount is that amount
-        arrears_fen = -(-preview.arrears_micro // FEN_MICRO) * FEN_MICRO
+        arrears_fen = ceil_fen(preview.arrears_micro)
         gross = preview.total_micro if requested is None else requested + arrears_fen
         amounts = _allocate(preview, gross)
         used = {item.lot_id: item.discount_used_micro for item in preview.lots}
         channels = {item.lot_id: item.channel for item in preview.lots}
-        request = RefundRequest.objects.create(
+        refund = RefundRequest.objects.create(
             account=account,
             filed_by=filed_by,
             asked_via=asked_via,
@@ -123,66 +123,46 @@ def submit_refund(
             requested_micro=requested,
         )
         moved = refund_holds.hold_lots_for_refund(
-            account, amounts, idempotency_key=f"refund-request:{request.pk}"
+            account, amounts, idempotency_key=f"refund-request:{refund.pk}"
         )
         RefundLine.objects.bulk_create(
             [
                 RefundLine(
-                    request=request,
+                    request=refund,
                     lot_id=lot_id,
                     channel=channels[lot_id],
                     asked_micro=moved["arrears"].get(lot_id, 0) + moved["held"].get(lot_id, 0),
                     arrears_micro=moved["arrears"].get(lot_id, 0),
                     held_micro=moved["held"].get(lot_id, 0),
                     discount_used_micro=used[lot_id],
-                    out_request_no=f"RF{request.pk:08d}L{lot_id:010d}",
+                    out_request_no=f"RF{refund.pk:08d}L{lot_id:010d}",
                 )
                 for lot_id in amounts
             ]
         )
-        request.held_micro = sum(moved["held"].values())
-        request.arrears_micro = sum(moved["arrears"].values())
-        request.save(update_fields=["held_micro", "arrears_micro"])
-        for upload, ext in uploads:
-            _store_proof(request, upload, ext, filed_by)
+        refund.held_micro = sum(moved["held"].values())
+        refund.arrears_micro = sum(moved["arrears"].values())
+        refund.save(update_fields=["held_micro", "arrears_micro"])
+        for checked in uploads:
+            _store_proof(refund, checked, filed_by)
         record_audit(
-            request,
+            refund,
             action="submit",
             actor=filed_by,
-            to_state=request.state,
-            reason=request.user_reason,
+            to_state=refund.state,
+            reason=refund.user_reason,
             asked_via=asked_via,
-            held=str(request.held),
-            arrears=str(request.arrears),
+            held=str(refund.held),
+            arrears=str(refund.arrears),
         )
-        tell(request, "refund_submitted", amount=request.held, arrears=request.arrears)
-    return request
+        tell(refund, "refund_submitted", amount=refund.held, arrears=refund.arrears)
+    return refund
 
 
-def _store_proof(request, upload, ext, actor):
-    proof = RefundProof(request=request, uploaded_by=actor, content_type=CONTENT_TYPES[ext])
-    proof.file.save(upload.name or f"proof.{ext}", upload, save=False)
+def _store_proof(refund, checked, actor):
+    proof = RefundProof(request=refund, uploaded_by=actor, content_type=checked.content_type)
+    proof_files.save(proof.file, checked, stem="proof")
     proof.save()
-    return proof
-
-
-def add_proof(request, upload, *, actor) -> RefundProof:
-    """Another proof file for a request still open: by its user, or a CS agent."""
-    ((upload, ext),) = _check_uploads([upload])
-    with transaction.atomic():
-        locked = (
-            RefundRequest.objects.select_for_update(of=("self",))
-            .select_related("account")
-            .get(pk=request.pk)
-        )
-        if actor.pk != locked.account.user_id and not actor.has_perm(FILE_PERM):
-            raise PermissionDenied("You may not add files to this request.")
-        if locked.state not in OPEN_STATES:
-            raise ValidationError(
-                _("Files can only be added before the decision."), code="wrong_state"
-            )
-        proof = _store_proof(locked, upload, ext, actor)
-        record_audit(locked, action="add_proof", actor=actor, proof=proof.pk)
     return proof
 
 
@@ -191,9 +171,9 @@ def read_proof(proof, *, actor):
     view is audited on the request. Returns (data, content_type, download name)."""
     if actor is None or not actor.has_perm(PROOF_PERM):
         raise PermissionDenied("Proof files need the refund-proof permission.")
-    data = proof.file.storage.open_plain(proof.file.name)
+    data = proof_files.read(proof.file)
     record_audit(proof.request, action="view_proof", actor=actor, proof=proof.pk)
-    ext = {ctype: ext for ext, ctype in CONTENT_TYPES.items()}.get(proof.content_type, "bin")
+    ext = proof_files.extension(proof.content_type)
     return data, proof.content_type, f"refund-{proof.request_id}-proof-{proof.pk}.{ext}"
 
 

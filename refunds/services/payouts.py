@@ -2,15 +2,15 @@
 and RefundRequest's transition map.
 
 - Alipay lots: `start_payout` queues the Celery task `refunds.pay_out_alipay_line` on
-  commit for each line; it calls the Alipay refund client (topups.alipay_refunds) with
-  the line's `out_request_no`, the same on every retry. `fund_change` true means the
-  money moved; anything else counts as paid only once `query_refund` confirms it. No
-  answer (AlipayUnavailable) leaves the outcome unknown: the task retries with back-off
-  and the job `settle_refund_payouts` settles it by querying. A definite business
-  refusal (a finished trade, past the refund window …) sends the request to
-  payout_failed with the channel's reason, for finance to pay by bank transfer.
-  Alipay asks for 3 s between two refunds of one trade; a lot is refunded once, so
-  only a retry of the same refund can come that close, and it waits.
+  commit for each line; it runs the Alipay payout loop every caller shares
+  (topups.alipay_payouts: what paid, refused and unknown mean) with the line's
+  `out_request_no`, the same on every retry. No answer, or an answer that is neither
+  money moved nor a definite refusal (ACQ.SYSTEM_ERROR, 20000 …), leaves the outcome
+  unknown: the task retries with back-off and the job `settle_refund_payouts` settles
+  it by querying. A definite refusal (a finished trade, past the refund window …)
+  sends the request to payout_failed with the channel's reason, for finance to pay by
+  bank transfer. Alipay asks for 3 s between two refunds of one trade; a lot is
+  refunded once, so only a retry of the same refund can come that close, and it waits.
 - Bank and manual lots (and refused Alipay ones): finance pays by bank transfer and
   records the reference and date (`record_transfer`).
 
@@ -23,7 +23,6 @@ Locks: the request row, then its lines, then the ledger's own order.
 
 from __future__ import annotations
 
-import logging
 from datetime import timedelta
 
 from celery import current_app
@@ -31,45 +30,34 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from billing.micro import from_micro
 from billing.models import Channel
 from billing.services import refund_holds
 from core.workflow import WorkflowError, apply_transition, transition_map
+from topups import alipay_payouts
 
 from ..models import PayoutAttempt, PayoutState, RefundLine, RefundRequest, RefundState
 from ._common import refuse_own_refund, tell
 from .decisions import approve_refund, cancel_refund, reject_refund, take_for_review
 
-logger = logging.getLogger(__name__)
-
-# Between two refund calls of one Alipay trade (one refund per lot: only retries).
-TRADE_SPACING = timedelta(seconds=3)
 # A line still "sending" this long after its last word is looked at by the job.
 STALE_SENDING = timedelta(minutes=10)
 # The job leaves a line alone for this long after any call about it.
 RECENT_CALL = timedelta(minutes=1)
-# Sub-codes that are not a refusal: the call may succeed later.
-RETRYABLE_SUB_CODES = {
-    "ACQ.SYSTEM_ERROR",
-    "aop.ACQ.SYSTEM_ERROR",
-    "ACQ.SELLER_BALANCE_NOT_ENOUGH",
-    "isp.unknow-error",
-}
 
 
 def alipay_client():
-    """The Alipay refund client (topups/alipay_refunds.py): request_refund, query_refund,
-    AlipayUnavailable. Tests replace this function."""
+    """The Alipay refund client (topups/alipay_refunds.py: request_refund, query_refund,
+    AlipayUnavailable) the shared loop calls. Tests replace this function."""
     from topups import alipay_refunds
 
     return alipay_refunds
 
 
-def _lock(request):
+def _lock(refund):
     return (
         RefundRequest.objects.select_for_update(of=("self",))
         .select_related("account__user")
-        .get(pk=request.pk)
+        .get(pk=refund.pk)
     )
 
 
@@ -101,13 +89,13 @@ def _finish_if_paid(locked):
     return locked
 
 
-def start_payout(request, *, actor, reason="", **form_data):
+def start_payout(refund, *, actor, reason="", **form_data):
     """Finance starts paying an approved request: Alipay lines are sent (on commit),
     bank and manual lines wait for finance's transfer; nothing to pay means paid."""
-    refuse_own_refund(request, actor)
+    refuse_own_refund(refund, actor)
     with transaction.atomic():
         locked = apply_transition(
-            _lock(request), "start_payout", actor=actor, reason=reason or "payout started"
+            _lock(refund), "start_payout", actor=actor, reason=reason or "payout started"
         )
         lines = list(
             RefundLine.objects.select_for_update(of=("self",))
@@ -125,24 +113,24 @@ def start_payout(request, *, actor, reason="", **form_data):
                 line.payout_state = PayoutState.PENDING
             line.save(update_fields=["payout_state"])
         locked = _finish_if_paid(locked)
-    request.refresh_from_db()
+    refund.refresh_from_db()
     return locked
 
 
 def record_transfer(
-    request, *, actor, reason="", bank_reference="", transferred_on=None, **form_data
+    refund, *, actor, reason="", bank_reference="", transferred_on=None, **form_data
 ):
     """Finance paid by bank transfer every line waiting for it (bank and manual lots,
     and Alipay lots the channel refused): reference and date recorded, money out of
     refunds payable. The request is paid once no line is left."""
-    refuse_own_refund(request, actor)
+    refuse_own_refund(refund, actor)
     bank_reference = (bank_reference or "").strip()
     if not bank_reference or transferred_on is None:
         raise ValidationError(
             "The transfer's bank reference and date are required.", code="required"
         )
     with transaction.atomic():
-        locked = _lock(request)
+        locked = _lock(refund)
         if locked.state not in (RefundState.PAYING, RefundState.PAYOUT_FAILED):
             raise WorkflowError(
                 f"Cannot record a transfer from state {locked.state!r}.", code="wrong_state"
@@ -195,16 +183,16 @@ def record_transfer(
         )
         if all_paid:
             tell(locked, "refund_paid", amount=locked.refunded)
-    request.refresh_from_db()
+    refund.refresh_from_db()
     return locked
 
 
-def retry_payout(request, *, actor, reason="", **form_data):
+def retry_payout(refund, *, actor, reason="", **form_data):
     """Finance send the refused Alipay lines again (same out_request_no)."""
-    refuse_own_refund(request, actor)
+    refuse_own_refund(refund, actor)
     with transaction.atomic():
         locked = apply_transition(
-            _lock(request), "retry_payout", actor=actor, reason=reason or "retry"
+            _lock(refund), "retry_payout", actor=actor, reason=reason or "retry"
         )
         for line in (
             RefundLine.objects.select_for_update(of=("self",))
@@ -219,208 +207,127 @@ def retry_payout(request, *, actor, reason="", **form_data):
             else:
                 line.payout_state = PayoutState.PENDING
                 line.save(update_fields=["payout_state"])
-    request.refresh_from_db()
+    refund.refresh_from_db()
     return locked
 
 
-# --- Alipay: one line, by the task or the job -----------------------------------------------
+# --- Alipay: one line, by the task or the job (the loop is topups.alipay_payouts) ----------
 
 
-def _record(line, operation, sent, outcome, answer=None, message=""):
-    return PayoutAttempt.objects.create(
-        request_id=line.request_id,
-        line=line,
-        operation=operation,
-        sent=sent,
-        outcome=outcome,
-        code=str(getattr(answer, "code", "") or "")[:40],
-        sub_code=str(getattr(answer, "sub_code", "") or "")[:80],
-        message=str(getattr(answer, "message", "") or message)[:2000],
-        answer=_jsonable(getattr(answer, "raw", None) or {}),
-    )
+class _Lines:
+    """The refund lines' side of the shared Alipay loop (topups.alipay_payouts.PayoutBook):
+    every call is a PayoutAttempt row; paid moves refunds payable to Alipay clearing."""
 
-
-def _jsonable(raw):
-    import json
-
-    return json.loads(json.dumps(raw, default=str))
-
-
-def _is_refusal(answer, client=None) -> bool:
-    """A definite business refusal (the trade will never be refunded as asked): the
-    client's own judgement (`will_never_refund`) when it has one; otherwise not ok, a
-    sub-code, and not a system error."""
-    judge = getattr(client, "will_never_refund", None)
-    if judge is not None:
-        return bool(judge(answer))
-    return (
-        not answer.ok
-        and bool(answer.sub_code)
-        and answer.sub_code not in RETRYABLE_SUB_CODES
-        and str(answer.code) != "20000"
-    )
-
-
-def _confirms(answer, line) -> bool:
-    """Does a query answer say the money moved, for this line's amount?"""
-    if not answer.ok:
-        return False
-    if answer.refund_amount is not None:
-        return from_micro(int(answer.refund_amount * 1_000_000)) == line.refunded
-    return bool(answer.fund_change)
-
-
-def _settle_paid(line_id):
-    with transaction.atomic():
-        line = RefundLine.objects.select_related("request").get(pk=line_id)
-        locked = _lock(line.request)
-        line = (
-            RefundLine.objects.select_for_update(of=("self",))
-            .select_related("lot__topup")
-            .get(pk=line_id)
-        )
-        if line.payout_state == PayoutState.PAID:
-            return
-        refund_holds.refund_paid_to_channel(
-            locked.account,
-            line.refunded,
-            channel=Channel.ALIPAY,
-            idempotency_key=line.out_request_no,
-            memo=f"Alipay refund {line.out_request_no}",
-        )
-        line.payout_state = PayoutState.PAID
-        line.payout_channel = Channel.ALIPAY
-        line.paid_at = timezone.now()
-        line.paid_on = timezone.localdate()
-        line.save(update_fields=["payout_state", "payout_channel", "paid_at", "paid_on"])
-        _mark_topup_refunded(line)
-        _finish_if_paid(locked)
-
-
-def _settle_failed(line_id, why):
-    with transaction.atomic():
-        line = RefundLine.objects.select_related("request").get(pk=line_id)
-        locked = _lock(line.request)
-        line = RefundLine.objects.select_for_update(of=("self",)).get(pk=line_id)
-        if line.payout_state == PayoutState.PAID:
-            return
-        line.payout_state = PayoutState.FAILED
-        line.failure_reason = why
-        line.save(update_fields=["payout_state", "failure_reason"])
-        if locked.state == RefundState.PAYING:
-            locked = apply_transition(locked, "fail", actor=None, reason=why, payout_failure=why)
-            tell(
-                locked,
-                "refund_payout_failed",
-                amount=locked.refunded,
-                reason=why,
-                key_suffix=f":{line.pk}",
-            )
-
-
-def _set_unknown(line_id):
-    RefundLine.objects.filter(pk=line_id, payout_state=PayoutState.SENDING).update(
-        payout_state=PayoutState.UNKNOWN
-    )
-
-
-def _why(answer):
-    return f"{answer.sub_code or answer.code}: {answer.message}".strip(": ")
-
-
-def send_alipay_refund(line_id, *, now=None) -> str:
-    """Send one line's Alipay refund (the Celery task's body). Returns "done", "wait"
-    (a call on this trade less than 3 s ago) or "retry" (outcome unknown: call again
-    with the same out_request_no, or let the job query)."""
-    now = now or timezone.now()
-    line = RefundLine.objects.select_related("request", "lot__topup").get(pk=line_id)
-    if line.payout_state not in (PayoutState.SENDING, PayoutState.UNKNOWN):
-        return "done"
-    if line.request.state != RefundState.PAYING:
-        return "done"
-    last = (
-        PayoutAttempt.objects.filter(line=line, operation="refund")
-        .order_by("-at")
-        .values_list("at", flat=True)
-        .first()
-    )
-    if last is not None and now - last < TRADE_SPACING:
-        return "wait"
-    client = alipay_client()
-    topup = line.lot.topup
-    sent = {
-        "out_trade_no": topup.out_trade_no,
-        "trade_no": topup.trade_no,
-        "refund_amount": f"{line.refunded.amount:.2f}",
-        "out_request_no": line.out_request_no,
-    }
-    try:
-        answer = client.request_refund(
+    def refund_for(self, line_id):
+        line = RefundLine.objects.select_related("request", "lot__topup").get(pk=line_id)
+        if line.payout_state not in (PayoutState.SENDING, PayoutState.UNKNOWN):
+            return None
+        if line.request.state != RefundState.PAYING:
+            return None
+        topup = line.lot.topup
+        return alipay_payouts.Refund(
             out_trade_no=topup.out_trade_no,
             trade_no=topup.trade_no,
             amount=line.refunded,
             out_request_no=line.out_request_no,
             reason=f"Refund request #{line.request_id}",
         )
-    except client.AlipayUnavailable as exc:
-        _record(line, "refund", sent, "unknown", message=str(exc))
-        _set_unknown(line.pk)
-        return "retry"
-    if answer.ok and answer.fund_change:
-        _record(line, "refund", sent, "paid", answer)
-        _settle_paid(line.pk)
-        return "done"
-    if _is_refusal(answer, client):
-        _record(line, "refund", sent, "refused", answer)
-        _settle_failed(line.pk, _why(answer))
-        return "done"
-    _record(line, "refund", sent, "unconfirmed" if answer.ok else "unknown", answer)
-    _set_unknown(line.pk)
-    return query_alipay_refund(line.pk)
 
-
-def query_alipay_refund(line_id) -> str:
-    """Ask Alipay whether a line's refund moved the money; settle it if it says so."""
-    line = RefundLine.objects.select_related("request", "lot__topup").get(pk=line_id)
-    if line.payout_state not in (PayoutState.SENDING, PayoutState.UNKNOWN):
-        return "done"
-    client = alipay_client()
-    topup = line.lot.topup
-    sent = {
-        "out_trade_no": topup.out_trade_no,
-        "trade_no": topup.trade_no,
-        "out_request_no": line.out_request_no,
-    }
-    try:
-        answer = client.query_refund(
-            out_trade_no=topup.out_trade_no,
-            trade_no=topup.trade_no,
-            out_request_no=line.out_request_no,
+    def last_sent_at(self, line_id):
+        return (
+            PayoutAttempt.objects.filter(line_id=line_id, operation="refund")
+            .order_by("-at")
+            .values_list("at", flat=True)
+            .first()
         )
-    except client.AlipayUnavailable as exc:
-        _record(line, "query", sent, "unknown", message=str(exc))
-        _set_unknown(line.pk)
-        return "retry"
-    if _confirms(answer, line):
-        _record(line, "query", sent, "paid", answer)
-        _settle_paid(line.pk)
-        return "done"
-    if _is_refusal(answer, client):
-        _record(line, "query", sent, "refused", answer)
-        _settle_failed(line.pk, _why(answer))
-        return "done"
-    _record(line, "query", sent, "unconfirmed" if answer.ok else "unknown", answer)
-    _set_unknown(line.pk)
-    return "retry"
+
+    def never_sent(self, line_id):
+        return not PayoutAttempt.objects.filter(line_id=line_id).exists()
+
+    def record(self, line_id, call):
+        line = RefundLine.objects.only("request_id").get(pk=line_id)
+        PayoutAttempt.objects.create(
+            request_id=line.request_id,
+            line_id=line_id,
+            operation=call.operation,
+            sent=call.sent,
+            outcome=call.outcome,
+            code=call.code[:40],
+            sub_code=call.sub_code[:80],
+            message=call.text[:2000],
+            answer=call.raw,
+        )
+        if call.outcome in (alipay_payouts.UNKNOWN, alipay_payouts.UNCONFIRMED):
+            RefundLine.objects.filter(pk=line_id, payout_state=PayoutState.SENDING).update(
+                payout_state=PayoutState.UNKNOWN
+            )
+
+    def paid(self, line_id):
+        with transaction.atomic():
+            line = RefundLine.objects.select_related("request").get(pk=line_id)
+            locked = _lock(line.request)
+            line = (
+                RefundLine.objects.select_for_update(of=("self",))
+                .select_related("lot__topup")
+                .get(pk=line_id)
+            )
+            if line.payout_state == PayoutState.PAID:
+                return
+            refund_holds.refund_paid_to_channel(
+                locked.account,
+                line.refunded,
+                channel=Channel.ALIPAY,
+                idempotency_key=line.out_request_no,
+                memo=f"Alipay refund {line.out_request_no}",
+            )
+            line.payout_state = PayoutState.PAID
+            line.payout_channel = Channel.ALIPAY
+            line.paid_at = timezone.now()
+            line.paid_on = timezone.localdate()
+            line.save(update_fields=["payout_state", "payout_channel", "paid_at", "paid_on"])
+            _mark_topup_refunded(line)
+            _finish_if_paid(locked)
+
+    def refused(self, line_id, why):
+        with transaction.atomic():
+            line = RefundLine.objects.select_related("request").get(pk=line_id)
+            locked = _lock(line.request)
+            line = RefundLine.objects.select_for_update(of=("self",)).get(pk=line_id)
+            if line.payout_state == PayoutState.PAID:
+                return
+            line.payout_state = PayoutState.FAILED
+            line.failure_reason = why
+            line.save(update_fields=["payout_state", "failure_reason"])
+            if locked.state == RefundState.PAYING:
+                locked = apply_transition(
+                    locked, "fail", actor=None, reason=why, payout_failure=why
+                )
+                tell(
+                    locked,
+                    "refund_payout_failed",
+                    amount=locked.refunded,
+                    reason=why,
+                    key_suffix=f":{line.pk}",
+                )
+
+
+LINES = _Lines()
+
+
+def send_alipay_refund(line_id, *, now=None) -> str:
+    """Send one line's Alipay refund (the Celery task's body). Returns "done", "wait"
+    (a call on this trade less than 3 s ago) or "retry" (outcome unknown: call again
+    with the same out_request_no, or let the job query)."""
+    return alipay_payouts.send(LINES, line_id, client=alipay_client(), now=now)
 
 
 def settle_refund_payouts(now=None, limit=100) -> int:
     """The job's batch: Alipay lines whose outcome is unknown (or still "sending" long
     after their last word) are queried; a refund Alipay has no trace of is sent again
-    with the same out_request_no. A line with a call in the last minute is left for
-    the next run, so one run never asks about the same line twice. Returns how many
-    lines were looked at (the runner stops at a short batch)."""
-    from django.db import connection
+    with the same out_request_no, and a line whose task was lost is sent. A line with a
+    call in the last minute is left for the next run, so one run never asks about the
+    same line twice. Returns how many lines were looked at (the runner stops at a short
+    batch)."""
     from django.db.models import Exists, OuterRef, Q
 
     now = now or timezone.now()
@@ -433,19 +340,9 @@ def settle_refund_payouts(now=None, limit=100) -> int:
             Q(payout_state=PayoutState.UNKNOWN) & ~called_since(RECENT_CALL)
             | Q(payout_state=PayoutState.SENDING) & ~called_since(STALE_SENDING)
         )
-        if connection.vendor == "postgresql":
-            rows = rows.select_for_update(skip_locked=True, of=("self",))
+        rows = rows.select_for_update(skip_locked=True, of=("self",))
         ids = list(rows.order_by("id").values_list("pk", flat=True)[:limit])
-    for line_id in ids:
-        try:
-            if not PayoutAttempt.objects.filter(line_id=line_id).exists():
-                send_alipay_refund(line_id, now=now)  # queued, never sent (a lost task)
-            elif query_alipay_refund(line_id) == "retry":
-                # Alipay has no trace of the money moving: send again, same out_request_no
-                send_alipay_refund(line_id, now=timezone.now())
-        except Exception:  # one bad line must not stop the batch; it stays unknown
-            logger.exception("refund payout settlement failed for line %s", line_id)
-    return len(ids)
+    return alipay_payouts.settle(LINES, ids, client=alipay_client(), now=now)
 
 
 def _mark_topup_refunded(line):

@@ -13,7 +13,7 @@ from tests.factories import UserFactory
 
 from .conftest import submit_individual
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True)]
 
 
 def _race(fns):

@@ -20,6 +20,7 @@ from disputes.services import deadline as clockwork
 from disputes.services.payouts import settle_dispute_payouts
 from tests.factories import cny
 from tests.ledger.conftest import run_threads
+from tests.workers import database_url
 
 from .conftest import (
     after_deadline,
@@ -31,7 +32,7 @@ from .conftest import (
     third_party_bank_topup,
 )
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True)]
 
 
 def _refunds():
@@ -91,11 +92,8 @@ def test_two_collectors_pass_a_debt_payment_on_once(ready_user, clerk, cs):
 
 
 def _worker_env():
-    db = settings.DATABASES["default"]
     env = dict(os.environ)
-    env["DATABASE_URL"] = (
-        f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-    )
+    env["DATABASE_URL"] = database_url()
     env["DJANGO_SETTINGS_MODULE"] = "config.settings"
     env["MEDIA_ROOT"] = str(settings.MEDIA_ROOT)
     return env

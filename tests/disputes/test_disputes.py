@@ -9,7 +9,8 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from accounts.models import ApiKeyState, Standing
+from accounts.api_keys import new_key_material
+from accounts.models import ApiKey, ApiKeyState, Standing
 from accounts.services import change_standing, create_api_key
 from billing.models import AccountKind, LedgerAccount, Posting, TxnKind
 from billing.services.dispute_funds import debt_micro
@@ -109,8 +110,9 @@ def test_locked_account_is_refused_by_authorization_and_the_gateway(
     ready_user, clerk, cs, client, settings
 ):
     """R-DIS-1: from the opening's commit the gateway refuses the account's key with
-    `key_locked` (the key) and a key left active (made after opening) with
-    `account_locked`; usage moves nothing."""
+    `key_locked` (the key) and a key left active (made before issue 22 refused new keys
+    of a locked account) with `account_locked`; no new key is made; usage moves
+    nothing."""
     settings.GATEWAY_SERVICE_TOKEN = TOKEN
     key, raw = create_api_key(ready_user, name="k")
     topup = third_party_bank_topup(ready_user, "50.00", clerk)
@@ -119,7 +121,13 @@ def test_locked_account_is_refused_by_authorization_and_the_gateway(
     open_for([topup], cs, "50.00")
     status, body = post(client, "authorize", {"api_key": raw})
     assert (body["allowed"], body["code"]) == (False, "key_locked")
-    later, raw2 = create_api_key(ready_user, name="after")
+    with pytest.raises(ValidationError) as refused:
+        create_api_key(ready_user, name="after")
+    assert refused.value.code == "account_locked"
+    raw2, prefix, secret_hash = new_key_material()
+    ApiKey.objects.create(
+        account=ready_user.balance_account, name="old", prefix=prefix, secret_hash=secret_hash
+    )
     status, body = post(client, "authorize", {"api_key": raw2})
     assert (body["allowed"], body["code"]) == (False, "account_locked")
     before = Posting.objects.count()
@@ -431,6 +439,28 @@ def test_alipay_with_no_answer_is_settled_later_with_the_same_request_number(
     assert Posting.objects.filter(transaction__kind=TxnKind.DISPUTE_PAYOUT).count() == 2
     settle_dispute_payouts(later + datetime.timedelta(hours=1))
     assert Posting.objects.filter(transaction__kind=TxnKind.DISPUTE_PAYOUT).count() == 2
+
+
+@pytest.mark.parametrize(
+    "code, sub_code", [("40004", "ACQ.SYSTEM_ERROR"), ("20000", "isp.unknow-error")]
+)
+def test_alipay_system_error_is_retried_not_left_to_the_bank(
+    ready_user, cs, alipay, code, sub_code
+):
+    """R-DIS-4: ACQ.SYSTEM_ERROR and 20000 are no refusal (the refund may have been made;
+    the loop refund payouts share, topups.alipay_payouts): the payout is unknown, not
+    failed to a bank transfer; the settle job sends it again with the same number."""
+    topup = third_party_alipay_topup(ready_user, "25.00")
+    dispute = open_for([topup], cs, "25.00")
+    alipay.refund_script = [RefundAnswer(False, False, code=code, sub_code=sub_code)]
+    run_deadline(after_deadline(dispute))
+    payout = RightsHolderPayout.objects.get(dispute=dispute)
+    assert payout.state == PayoutState.UNKNOWN and not payout.failure_reason
+    settle_dispute_payouts(after_deadline(dispute, seconds=600))
+    payout.refresh_from_db()
+    assert payout.state == PayoutState.PAID and payout.attempts == 2
+    assert {c[1] for c in alipay.calls if c[0] == "refund"} == {payout.out_request_no}
+    assert_books_balance()
 
 
 def test_alipay_refusal_goes_to_finance_bank_transfer(ready_user, cs, alipay, finance):

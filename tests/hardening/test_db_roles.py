@@ -1,5 +1,6 @@
-"""PostgreSQL roles (issue 13): the portal's role owns nothing and is refused what would
-let one mistake (or one intruder) rewrite the books; the portal still works as that role."""
+"""PostgreSQL roles (issue 13, issue 20): the portal's role owns nothing and is refused what
+would let one mistake (or one intruder) rewrite the books or the case history; the portal
+still works as that role."""
 
 import os
 import subprocess
@@ -8,21 +9,20 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from django.conf import settings
 from django.core.management import call_command
-from django.db import connection
+
+from tests.workers import connect_kwargs, database_url
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 ROLE = "portal_app_test"
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True)]
 
 
 def _connect():
-    db = connection.settings_dict
     return psycopg.connect(
-        host=db["HOST"] or "127.0.0.1",
-        port=db["PORT"] or 5432,
-        dbname=db["NAME"],
+        **connect_kwargs(),
         user=ROLE,
         password=os.environ.get("PORTAL_APP_DB_PASSWORD") or None,
         autocommit=True,
@@ -33,10 +33,12 @@ def _connect():
 def app_role(account, api_key):
     from billing.services.ledger import credit_lot
     from billing.services.settlement import charge_usage
+    from core.workflow import record_audit
     from tests.factories import cny
 
     credit_lot(account, cny("5"), channel="alipay", idempotency_key="L")
     charge_usage(api_key, cny("1"), request_id="r1", model="m")
+    record_audit(account, action="role-test", reason="a case history to protect")
     call_command("setup_db_roles", app_role=ROLE)
     return ROLE
 
@@ -54,13 +56,50 @@ def app_role(account, api_key):
         "SET session_replication_role = replica",
         "CREATE TABLE intruder (id int)",
         "DROP TABLE billing_lot",
+        # issue 20: the ledger transactions and the case history are as safe as postings
+        "UPDATE billing_ledgertransaction SET memo = 'rewritten'",
+        "DELETE FROM billing_ledgertransaction",
+        "TRUNCATE billing_ledgertransaction CASCADE",
+        "ALTER TABLE billing_ledgertransaction DISABLE TRIGGER ALL",
+        "UPDATE core_auditrecord SET reason = 'rewritten'",
+        "DELETE FROM core_auditrecord",
+        "TRUNCATE core_auditrecord",
+        "ALTER TABLE core_auditrecord DISABLE TRIGGER ALL",
     ],
 )
 def test_the_portal_role_is_refused(app_role, statement):
-    """Issue 13: as the portal's role, no rewriting postings or charges, no switching the
-    ledger triggers off, no DDL: PostgreSQL refuses (insufficient privilege)."""
+    """Issue 13 / issue 20: as the portal's role, no rewriting postings, ledger
+    transactions, usage events or audit records, no switching the ledger triggers off, no
+    DDL: PostgreSQL refuses (insufficient privilege)."""
     with _connect() as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
         conn.execute(statement)
+
+
+def test_every_append_only_table_is_refused(app_role):
+    """Issue 20: the books (postings, ledger transactions) and the case history (audit
+    records) are append-only for the portal's role: it may read and add, never change."""
+    assert {"billing_posting", "billing_ledgertransaction", "core_auditrecord"} <= set(
+        settings.DB_APPEND_ONLY_TABLES
+    )
+    with _connect() as conn:
+        for table in settings.DB_APPEND_ONLY_TABLES:
+            (rows,) = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+            assert rows > 0, table
+            privileges = conn.execute(
+                "SELECT p, has_table_privilege(%s, %s, p)"
+                " FROM unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE']) p",
+                [ROLE, table],
+            ).fetchall()
+            assert dict(privileges) == {
+                "SELECT": True,
+                "INSERT": True,
+                "UPDATE": False,
+                "DELETE": False,
+                "TRUNCATE": False,
+            }, table
+            for statement in (f"UPDATE {table} SET id = id", f"DELETE FROM {table}"):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    conn.execute(statement)
 
 
 def test_the_portal_role_owns_nothing_and_may_do_its_work(app_role):
@@ -74,16 +113,21 @@ def test_the_portal_role_owns_nothing_and_may_do_its_work(app_role):
         assert owned == 0
         assert conn.execute("SELECT count(*) FROM billing_usageevent").fetchone()[0] == 1
         conn.execute("UPDATE billing_lot SET memo = memo")  # ordinary tables stay writable
+        # the case history grows as the portal works (core.workflow writes it)
+        conn.execute(
+            "INSERT INTO core_auditrecord"
+            " (content_type_id, object_id, action, from_state, to_state, reason, details, at)"
+            " SELECT id, '1', 'role-test', '', '', '', '{}', now() FROM django_content_type"
+            " LIMIT 1"
+        )
 
 
 def test_the_portal_charges_and_reconciles_as_its_role(app_role):
     """Issue 13: the whole charging path (locks, postings, charge row, caches) and the
     reconciliation run as the owner-less role (a separate process connected as it)."""
-    db = connection.settings_dict
     env = {
         **os.environ,
-        "DATABASE_URL": f"postgres://{ROLE}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
-        f"/{db['NAME']}",
+        "DATABASE_URL": database_url(ROLE, os.environ.get("PORTAL_APP_DB_PASSWORD")),
     }
     script = (
         "from decimal import Decimal\n"

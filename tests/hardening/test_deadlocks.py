@@ -102,7 +102,6 @@ def test_a_call_deadlocked_every_time_answers_503_retry(client, funded):
     assert not UsageEvent.objects.exists()
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_the_settler_passes_over_an_account_another_transaction_holds(settings):
     """Issue 13 / R-USE-5 on PostgreSQL: another transaction holds one account's row (in
@@ -162,7 +161,6 @@ def test_the_settler_passes_over_an_account_another_transaction_holds(settings):
     assert reconcile().ok
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_voiding_grants_while_batches_charge_them_never_fails(settings):
     """Issue 13 / R-USE-5 on PostgreSQL: staff void promotion grants while gateway batches
@@ -231,7 +229,6 @@ def test_voiding_grants_while_batches_charge_them_never_fails(settings):
     assert reconcile().ok
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_ending_a_promotion_while_batches_charge_its_grants(settings):
     """Issue 13 on PostgreSQL (the drill's deadlock): staff end a promotion and void its

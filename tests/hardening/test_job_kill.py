@@ -12,13 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from notices.models import Notice
 from ops.models import JobLease, JobRun, StaffAlert
 from ops.services import holder_is_gone, lease_token, run_job
 from tests.factories import UserFactory, agreement_notice
+from tests.workers import database_url
 
 from . import slow_job
 
@@ -44,7 +44,6 @@ def test_a_dead_holder_on_this_host_is_recognised():
     assert not holder_is_gone("legacy-token")
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_killed_mid_job_is_taken_over_at_once(killable):
     """Issue 13: SIGKILL a worker after a few batches. The next run starts at once (not
@@ -52,11 +51,9 @@ def test_a_worker_killed_mid_job_is_taken_over_at_once(killable):
     row is handled exactly once."""
     user = UserFactory(phone="")
     ids = [agreement_notice(user, key=f"k{i}").pk for i in range(12)]
-    db = connection.settings_dict
     env = {
         **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:"
-        f"{db['PORT'] or 5432}/{db['NAME']}",
+        "DATABASE_URL": database_url(),
         "SLOW_JOB_PAUSE": "0.5",
     }
     worker = subprocess.Popen(

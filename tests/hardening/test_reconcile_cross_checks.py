@@ -15,10 +15,9 @@ pytestmark = pytest.mark.django_db
 
 def _sql(statement, params):
     with connection.cursor() as cur:  # bypass the services on purpose: simulated damage
-        if connection.vendor == "postgresql":
-            # past the ledger's triggers too (a superuser's switch; the portal's role has
-            # no such power, tests/hardening/test_db_roles.py)
-            cur.execute("SET LOCAL session_replication_role = replica")
+        # past the ledger's triggers too (a superuser's switch; the portal's role has
+        # no such power, tests/hardening/test_db_roles.py)
+        cur.execute("SET LOCAL session_replication_role = replica")
         cur.execute(statement, params)
 
 

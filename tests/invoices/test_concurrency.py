@@ -13,7 +13,7 @@ from tests.ledger.conftest import run_threads
 
 from .conftest import funded, pdf
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True)]
 
 
 def _outcome(fn):

@@ -23,7 +23,7 @@ from tests.factories import UserFactory
 from .conftest import assert_reconciled, cny, run_threads, summary
 from .settlement_checks import assert_books_exact
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True)]
 
 
 def test_many_threads_charging_one_account_never_overspend(account, api_key):

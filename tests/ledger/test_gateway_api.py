@@ -106,8 +106,8 @@ def test_authorize_refusal_codes(gw, account, api_key):
     _, body = gw("authorize", {"api_key": api_key.raw})
     assert (body["allowed"], body["code"]) == (False, "key_revoked")
 
+    key2, raw2 = create_api_key(account.user, name="k2")  # a terminated account makes none
     change_standing(account, "terminate", reason="test")
-    key2, raw2 = create_api_key(account.user, name="k2")
     _, body = gw("authorize", {"api_key": raw2})
     assert (body["allowed"], body["code"]) == (False, "account_terminated")
 

@@ -54,7 +54,6 @@ def _until(predicate, timeout=20.0):
     return False
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_charges_wait_for_an_open_freeze_then_are_refused(account, api_key):
     """R-ACC-8 / R-LED-6: while a freeze is in flight (its transaction holds the balance
@@ -134,7 +133,6 @@ def test_charges_wait_for_an_open_freeze_then_are_refused(account, api_key):
     assert assert_books_exact() == 1
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_no_usage_is_taken_after_a_racing_freeze_commits(account, api_key):
     """R-ACC-8 / R-LED-6 / R-USE-6: a burst of one-by-one charges and of ingestion

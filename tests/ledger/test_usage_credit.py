@@ -198,7 +198,6 @@ def test_other_users_events_stay_theirs(account, finance):
     assert summary(other)["available"] == cny("1").amount
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_two_concurrent_credit_backs_move_the_money_once():
     """R-LED-5 / R-LED-6: two staff crediting back the same event at the same moment:
@@ -221,7 +220,6 @@ def test_two_concurrent_credit_backs_move_the_money_once():
     assert_reconciled(account)
 
 
-@pytest.mark.postgres
 def test_pending_filter_is_served_by_the_partial_index(account):
     """R-USE-5: the admin's pending filter (transaction IS NULL, newest first) matches
     the partial index billing_charge_pending, so it never walks the settled history."""

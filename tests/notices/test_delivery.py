@@ -140,7 +140,6 @@ def test_crashed_worker_claim_is_retried_after_the_claim_lease(user, clock, reco
     assert len(recording_email.sent) == 1
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_delivery_sends_each_notice_once(clock, recording_email):
     """R-NOT-1 on PostgreSQL: four workers at once (SKIP LOCKED) send every notice once."""

@@ -131,7 +131,6 @@ def test_run_job_command_reports_failure(temp_job):
     assert JobRun.objects.get(job="test_boom").status == "failed"
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_runs_of_one_job_do_the_work_once(clock, recording_email):
     """§11 on PostgreSQL: four workers start the same job at once; every row is done once."""

@@ -81,3 +81,28 @@ def test_timeout_then_the_job_confirms_by_query(portal, paying, settings):
     ops = list(PayoutAttempt.objects.order_by("at", "id").values_list("operation", "outcome"))
     assert ops == [("refund", "unknown"), ("query", "paid")]
     assert_books_balance()
+
+
+@pytest.mark.parametrize("mode", ["system_error", "unknown_error"])
+def test_system_error_over_http_is_retried_not_failed(portal, paying, mode):
+    """R-REF-6: 40004 ACQ.SYSTEM_ERROR and 20000 isp.unknow-error are no refusal (the
+    shared loop's one rule, topups.alipay_payouts): the line stays unknown, the request
+    paying; the job finds no trace and sends again with the same out_request_no."""
+    from datetime import timedelta
+
+    from django.db.models import F
+
+    request, topup = paying
+    (line,) = request.lines.all()
+    sandbox.fail_next_call(topup.out_trade_no, mode)
+    assert send_alipay_refund(line.pk) == "retry"
+    request.refresh_from_db()
+    line.refresh_from_db()
+    assert request.state == RefundState.PAYING and line.payout_state == PayoutState.UNKNOWN
+    assert sandbox.refunds_of(topup.out_trade_no) == {}
+    PayoutAttempt.objects.update(at=F("at") - timedelta(minutes=2))  # the job's pause
+    run_job("settle_refund_payouts", triggered_by="manual")
+    request.refresh_from_db()
+    assert request.state == RefundState.PAID
+    assert list(sandbox.refunds_of(topup.out_trade_no)) == [line.out_request_no]
+    assert_books_balance()

@@ -15,7 +15,7 @@ from tests.ledger.conftest import run_threads
 
 from .conftest import assert_books_balance, bank_topup, money, proof
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True)]
 
 
 def _outcome(fn):

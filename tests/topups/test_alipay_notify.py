@@ -167,7 +167,6 @@ def test_get_is_not_allowed(client):
     assert client.get(NOTIFY).status_code == 405
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_duplicate_notifications_credit_once(ready_user):
     """R-TOP-1, R-LED-5, R-LED-6: 8 identical notifications racing credit exactly once."""

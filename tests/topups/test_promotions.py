@@ -154,7 +154,6 @@ def test_promotion_validation():
         ).full_clean(exclude=["state"])
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_quantity_holds_with_8_concurrent_top_ups(agreement):
     """R-TOP-4, R-LED-6: 8 top-ups racing for the last 3 units get exactly 3 benefits."""

@@ -123,7 +123,6 @@ def test_grant_validity_admin_form(client, user):
     assert trial.expires_at == new
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_trial_race_on_one_identity_grants_once(settings):
     """R-TOP-5, R-ACC-4: two approvals of one identity racing: the unique award admits one."""

@@ -10,7 +10,7 @@ from tests.topups.conftest import balance
 from topups.models import TopUp
 from topups.services.remittances import approve_credit, decline_credit, record_manual_topup
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True)]
 
 FINANCE = ("topups.confirm_remittance", "topups.resolve_review", "topups.view_topup")
 

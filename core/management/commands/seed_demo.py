@@ -18,7 +18,7 @@ class Command(BaseCommand):
     help = "Create demo users, staff and data for a first look at the portal."
 
     def handle(self, *args, **options):
-        if getattr(settings, "PRODUCTION", False):
+        if settings.PRODUCTION:
             # demo logins share one published password: never on a production database
             raise CommandError("seed_demo refuses to run in production (PORTAL_ENV=production).")
         context = {"logins": [], "notes": []}

@@ -8,8 +8,8 @@ Run it as the OWNER of the tables (the role that runs `migrate`), after every mi
 
 The portal's own role (PORTAL_APP_DB_ROLE, default `portal_app`) owns nothing: it may
 read and write the tables the portal needs, but never UPDATE, DELETE or TRUNCATE the
-append-only ledger tables (settings.DB_APPEND_ONLY_TABLES: postings; usage events only
-settled, settings.DB_SETTLE_ONLY_COLUMNS), never
+append-only tables (settings.DB_APPEND_ONLY_TABLES: postings, ledger transactions, audit
+records; usage events only settled, settings.DB_SETTLE_ONLY_COLUMNS), never
 disable their triggers (only an owner may ALTER TABLE; `session_replication_role` needs a
 superuser), and never create or alter tables. Idempotent: grants are re-applied to every
 table and sequence, and default privileges cover tables the owner creates later.
@@ -28,8 +28,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument(
             "--app-role",
-            default=os.environ.get("PORTAL_APP_DB_ROLE", "portal_app"),
-            help="Name of the portal's role (default: $PORTAL_APP_DB_ROLE or portal_app).",
+            default=settings.PORTAL_APP_DB_ROLE,
+            help="Name of the portal's role (default: settings.PORTAL_APP_DB_ROLE).",
         )
         parser.add_argument(
             "--password-env",
@@ -38,8 +38,6 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, app_role, password_env, **options):
-        if connection.vendor != "postgresql":
-            raise CommandError("setup_db_roles is for PostgreSQL only.")
         q = connection.ops.quote_name
         role = q(app_role)
         with connection.cursor() as cur:
@@ -90,10 +88,10 @@ class Command(BaseCommand):
                 f"ALTER DEFAULT PRIVILEGES IN SCHEMA public "
                 f"GRANT USAGE, SELECT ON SEQUENCES TO {role}"
             )
-            tables = list(getattr(settings, "DB_APPEND_ONLY_TABLES", []))
+            tables = list(settings.DB_APPEND_ONLY_TABLES)
             for table in tables:
                 cur.execute(f"REVOKE UPDATE, DELETE, TRUNCATE ON {q(table)} FROM {role}")
-            settle_only = dict(getattr(settings, "DB_SETTLE_ONLY_COLUMNS", {}))
+            settle_only = dict(settings.DB_SETTLE_ONLY_COLUMNS)
             for table, columns in settle_only.items():
                 cur.execute(f"REVOKE UPDATE, DELETE, TRUNCATE ON {q(table)} FROM {role}")
                 cols = ", ".join(q(c) for c in columns)

@@ -1,8 +1,8 @@
 """The user's home page: the balance by kind, what needs attention, the next steps.
 
-It reads every app (verification, balance, top-ups, refunds, disputes, invoices), so it
-lives in the project layer, above them all; each app keeps its own rules and read paths.
-One query per kind of thing, whatever the user has (pinned in tests/test_home.py).
+It reads every app (verification, balance, top-ups, refunds, disputes, invoices), each
+through its selectors; each app keeps its own rules and read paths. One query per kind of
+thing, whatever the user has (pinned in tests/test_home.py).
 """
 
 from dataclasses import dataclass
@@ -13,16 +13,13 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from accounts.models import Standing, VerificationState
-from accounts.selectors import latest_verification
+from accounts import selectors as accounts
 from billing import selectors as billing
-from billing.micro import from_micro
-from billing.models import Grant, GrantState
 from core.money import yuan
-from disputes.models import HOLDING_STATES, Dispute, DisputeState
-from invoices.selectors import invoiceable_for
-from refunds.models import OPEN_STATES, RefundRequest
-from topups.models import TopUp, TopUpState
+from disputes import selectors as disputes
+from invoices import selectors as invoices
+from refunds import selectors as refunds
+from topups import selectors as topups
 
 EXPIRING_WITHIN = timedelta(days=7)
 
@@ -50,7 +47,7 @@ def attention_for(account, summary, verification) -> list[Attention]:
                 _("Send me a new link"),
             )
         )
-    if verification is None or verification.state == VerificationState.REJECTED:
+    if verification is None or verification.state == accounts.VerificationState.REJECTED:
         items.append(
             Attention(
                 "action",
@@ -61,7 +58,7 @@ def attention_for(account, summary, verification) -> list[Attention]:
                 _("Verification"),
             )
         )
-    elif verification.state == VerificationState.SUBMITTED:
+    elif verification.state == accounts.VerificationState.SUBMITTED:
         items.append(
             Attention(
                 "info",
@@ -70,14 +67,14 @@ def attention_for(account, summary, verification) -> list[Attention]:
                 _("Verification"),
             )
         )
-    if account.standing != Standing.ACTIVE:
+    if account.standing != accounts.Standing.ACTIVE:
         items.append(
             Attention(
                 "action",
                 _("Your account is %(standing)s: API calls are refused.")
                 % {"standing": account.get_standing_display()},
                 reverse("disputes:index")
-                if account.standing == Standing.LOCKED
+                if account.standing == accounts.Standing.LOCKED
                 else reverse("notices:list"),
                 _("Why"),
             )
@@ -87,56 +84,41 @@ def attention_for(account, summary, verification) -> list[Attention]:
             Attention(
                 "action",
                 _("You owe %(amount)s for calls your balance did not cover; top up to go on.")
-                % {"amount": yuan(summary["arrears"].amount)},
+                % {"amount": yuan(summary["arrears"])},
                 reverse("topups:start"),
                 _("Top up"),
             )
         )
-    now = timezone.now()
-    for dispute in Dispute.objects.filter(account=account, state__in=HOLDING_STATES).order_by(
-        "deadline_at"
-    ):
-        if dispute.state == DisputeState.OPEN:
+    for dispute in disputes.holding_disputes(account):
+        if dispute.state == disputes.DisputeState.OPEN:
             text = _(
                 "A top-up is disputed: upload evidence of the payer's consent by %(deadline)s."
             ) % {"deadline": _local(dispute.deadline_at)}
         else:
             text = _("You owe %(amount)s from a dispute, due %(due)s.") % {
-                "amount": yuan(
-                    from_micro(
-                        dispute.debt_micro - dispute.debt_paid_micro - dispute.debt_ended_micro
-                    ).amount
-                ),
+                "amount": yuan(dispute.debt_left),
                 "due": _local(dispute.debt_due_at) if dispute.debt_due_at else "—",
             }
         items.append(
             Attention("action", text, reverse("disputes:detail", args=[dispute.pk]), _("Dispute"))
         )
-    for topup in TopUp.objects.filter(account=account, state=TopUpState.CREATED).order_by("-id")[
-        :5
-    ]:
+    for topup in topups.unpaid_orders(account, limit=5):
         items.append(
             Attention(
                 "action",
                 _("Order %(number)s for %(amount)s is waiting for payment.")
-                % {"number": topup.out_trade_no, "amount": yuan(topup.amount.amount)},
+                % {"number": topup.out_trade_no, "amount": yuan(topup.amount)},
                 reverse("topups:detail", args=[topup.pk]),
                 _("Pay or cancel"),
             )
         )
-    for grant in Grant.objects.filter(
-        account_id=account.pk,
-        state=GrantState.ACTIVE,
-        remaining_micro__gt=0,
-        expires_at__gt=now,
-        expires_at__lte=now + EXPIRING_WITHIN,
-    ).order_by("expires_at")[:5]:
+    for grant in billing.expiring_grants(account, EXPIRING_WITHIN, limit=5):
         items.append(
             Attention(
                 "info",
                 _("%(amount)s of %(kind)s expires on %(at)s.")
                 % {
-                    "amount": yuan(from_micro(grant.remaining_micro).amount),
+                    "amount": yuan(grant.remaining),
                     "kind": grant.get_kind_display(),
                     "at": _local(grant.expires_at),
                 },
@@ -144,9 +126,7 @@ def attention_for(account, summary, verification) -> list[Attention]:
                 _("Balance"),
             )
         )
-    for refund in RefundRequest.objects.filter(account=account, state__in=OPEN_STATES).order_by(
-        "-id"
-    )[:5]:
+    for refund in refunds.open_requests(account, limit=5):
         items.append(
             Attention(
                 "info",
@@ -156,7 +136,7 @@ def attention_for(account, summary, verification) -> list[Attention]:
                 _("Refund"),
             )
         )
-    invoiceable = from_micro(invoiceable_for(account).invoiceable_micro).amount
+    invoiceable = invoices.invoiceable_for(account).invoiceable.amount
     if invoiceable >= settings.INVOICE_MIN_AMOUNT:
         items.append(
             Attention(
@@ -172,7 +152,7 @@ def attention_for(account, summary, verification) -> list[Attention]:
 def next_steps(account, summary, verification) -> list[Attention]:
     """What a new user does next, in order, until the account is in use."""
     steps = []
-    if verification is None or verification.state != VerificationState.APPROVED:
+    if verification is None or verification.state != accounts.VerificationState.APPROVED:
         steps.append(
             Attention(
                 "info",
@@ -185,7 +165,7 @@ def next_steps(account, summary, verification) -> list[Attention]:
         steps.append(
             Attention("info", _("Top up your balance."), reverse("topups:start"), _("Top up"))
         )
-    if not account.api_keys.exists():
+    if not accounts.api_keys_of(account.user).exists():
         steps.append(
             Attention(
                 "info",
@@ -200,7 +180,7 @@ def next_steps(account, summary, verification) -> list[Attention]:
 def home_context(user):
     account = user.balance_account
     summary = billing.balance_summary(account)
-    verification = latest_verification(user)
+    verification = accounts.latest_verification(user)
     return {
         "account": account,
         "summary": summary,

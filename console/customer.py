@@ -1,24 +1,22 @@
 """The 360° page CS open for one user: identity (masked), standing, balance by bucket and
 the latest of everything the user did, each row linked to its admin page (issue 15).
 
-It reads every app, so it lives in the project layer; one query per section."""
+It reads every app, each through its selectors; one query per section."""
 
 from django.contrib import admin
-from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.translation import gettext as _
 
-from accounts.selectors import latest_verification
+from accounts import selectors as accounts
 from billing import selectors as billing
-from billing.models import Grant, Lot, UsageEvent
-from disputes.models import Dispute
-from invoices.models import InvoiceRequest
-from notices.models import Notice
-from refunds.models import RefundRequest
-from topups.models import TopUp
+from disputes import selectors as disputes
+from invoices import selectors as invoices
+from notices import selectors as notices
+from refunds import selectors as refunds
+from topups import selectors as topups
 
 RECENT = 10
 VIEW_PERMISSION = "accounts.view_balanceaccount"
@@ -32,20 +30,16 @@ def _admin_url(obj):
 def customer_context(user):
     account = user.balance_account
     sections = {
-        "topups": TopUp.objects.filter(account=account).order_by("-created_at", "-id"),
-        "lots": Lot.objects.filter(account_id=account.pk).order_by("-id"),
-        "grants": Grant.objects.filter(account_id=account.pk).order_by("-id"),
-        "charges": UsageEvent.objects.filter(account_id=account.pk)
-        .select_related("api_key")
-        .order_by("-id"),
-        "refunds": RefundRequest.objects.filter(account=account).order_by("-created_at", "-id"),
-        "disputes": Dispute.objects.filter(account=account).order_by("-opened_at", "-id"),
-        "invoices": InvoiceRequest.objects.filter(account=account).order_by("-created_at", "-id"),
-        "notices": Notice.objects.filter(user=user).order_by("-created_at", "-id"),
+        "topups": topups.topups_for(user)[:RECENT],
+        "lots": billing.lots_for(account)[:RECENT],
+        "grants": billing.grants_for(account)[:RECENT],
+        "charges": billing.recent_events(account, RECENT),
+        "refunds": refunds.requests_for(user)[:RECENT],
+        "disputes": disputes.recent_disputes(account, RECENT),
+        "invoices": invoices.recent_requests(account, RECENT),
+        "notices": notices.notices_for(user)[:RECENT],
     }
-    rows = {}
-    for name, queryset in sections.items():
-        rows[name] = [(obj, _admin_url(obj)) for obj in queryset[:RECENT]]
+    rows = {name: [(obj, _admin_url(obj)) for obj in found] for name, found in sections.items()}
     # each event's state: pending, settled, credited back (one query for the credits)
     credited = billing.credited([obj.pk for obj, _url in rows["charges"]])
     for obj, _url in rows["charges"]:
@@ -54,9 +48,9 @@ def customer_context(user):
         "customer": user,
         "account": account,
         "account_url": _admin_url(account),
-        "verification": latest_verification(user),
+        "verification": accounts.latest_verification(user),
         "summary": billing.balance_summary(account),
-        "keys": list(account.api_keys.order_by("-created_at")),
+        "keys": list(accounts.api_keys_of(user)),
         "rows": rows,
     }
 
@@ -64,13 +58,13 @@ def customer_context(user):
 def customer_view(request, pk):
     if not request.user.has_perm(VIEW_PERMISSION):
         raise PermissionDenied
-    user = get_object_or_404(get_user_model().objects.select_related("balance_account"), pk=pk)
+    user = get_object_or_404(accounts.customers(), pk=pk)
     context = {
         **admin.site.each_context(request),
         **customer_context(user),
         "title": _("Customer %(email)s") % {"email": user.email},
     }
-    return TemplateResponse(request, "admin/customer.html", context)
+    return TemplateResponse(request, "admin/console/customer.html", context)
 
 
 def customer_urls():
@@ -82,7 +76,3 @@ def customer_urls():
             name="customer",
         )
     ]
-
-
-def customer_url(user_id):
-    return reverse("admin:customer", args=[user_id])

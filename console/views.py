@@ -1,4 +1,4 @@
-"""Views that span apps: the user's home page and the language switcher."""
+"""The user's home page and the language switcher."""
 
 from contextlib import suppress
 
@@ -16,7 +16,7 @@ from .home import home_context
 @login_required
 def home(request):
     """Balance by kind, what needs attention, the next steps."""
-    return render(request, "home.html", home_context(request.user))
+    return render(request, "console/home.html", home_context(request.user))
 
 
 @require_POST
