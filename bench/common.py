@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST, PORT = "127.0.0.1", 8101
@@ -41,8 +41,10 @@ def ensure_pgbench() -> str:
 def _pg_env():
     u = urlparse(database_url())
     env = dict(os.environ)
+    # The embedded server's URL names its socket directory, percent-encoded, as the host.
+    host = unquote(u.netloc.rpartition("@")[2].rsplit(":", 1)[0]) if "%2F" in u.netloc else None
     env.update(
-        PGHOST=u.hostname or "127.0.0.1",
+        PGHOST=host or u.hostname or "127.0.0.1",
         PGPORT=str(u.port or 5432),
         PGUSER=u.username or "postgres",
         PGDATABASE=u.path.lstrip("/"),
