@@ -387,37 +387,6 @@ ALLOWED_EXTENSIONS = {"pdf": "pdf", "jpg": "jpg", "jpeg": "jpg", "png": "png"}
 CONTENT_TYPES = {ext: content_type for _, content_type, ext in MAGIC}
 
 
-def sniff(head: bytes):
-    for magic, content_type, ext in MAGIC:
-        if head.startswith(magic):
-            return content_type, ext
-    return None, None
-
-
-def validate_upload(upload):
-    """Refuse files over settings.UPLOAD_MAX_BYTES or not PDF/JPEG/PNG; return the extension."""
-    limit = settings.UPLOAD_MAX_BYTES
-    if upload.size is None or upload.size > limit:
-        raise ValidationError(
-            _("The file is larger than %(mb)s MB."),
-            code="file_too_large",
-            params={"mb": round(limit / 1024 / 1024, 1)},
-        )
-    if upload.size == 0:
-        raise ValidationError(_("The file is empty."), code="file_empty")
-    upload.seek(0)
-    head = upload.read(16)
-    upload.seek(0)
-    _content_type, ext = sniff(head)
-    claimed = (upload.name or "").rsplit(".", 1)[-1].lower() if "." in (upload.name or "") else ""
-    if ext is None or ALLOWED_EXTENSIONS.get(claimed) != ext:
-        raise ValidationError(
-            _("Only PDF, JPEG or PNG files are accepted (checked by content)."),
-            code="file_type",
-        )
-    return ext
-
-
 def document_name(prefix, filename):
     """Random file names: the user's own file name may itself be personal data."""
     ext = filename.rsplit(".", 1)[-1].lower() if "." in filename else "bin"

@@ -12,8 +12,8 @@ debt proofs, invoice title proofs and the invoice files the tax platform returne
 - **Read back** decrypted (`read`) only by the owning app's service, which checks the
   permission and writes the audit record.
 
-Real-name verification documents (accounts.services.verification) still use
-`accounts.crypto.validate_upload`, the same rules for documents.
+Real-name verification documents (business licences, own-income evidence) are checked
+here too (`check_document`).
 """
 
 import hashlib

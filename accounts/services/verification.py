@@ -7,11 +7,14 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from core.workflow import WorkflowError, apply_transition, record_audit
 from notices.services import send_notice
 
-from ..crypto import CONTENT_TYPES, validate_upload
+from .. import proof_files
+from ..crypto import CONTENT_TYPES
 from ..identity import (
     KIND_ENTERPRISE,
     KIND_INDIVIDUAL,
@@ -56,9 +59,11 @@ def _check_identity_free(identity, user):
     )
     if others >= settings.IDENTITY_MAX_ACCOUNTS:
         raise ValidationError(
-            "This identity is already verified on another account. Each ID number or credit "
-            "code can be verified on only one account; contact customer service if this "
-            "is your own account.",
+            _(
+                "This identity is already verified on another account. Each ID number or credit "
+                "code can be verified on only one account; contact customer service if this "
+                "is your own account."
+            ),
             code="identity_taken",
         )
 
@@ -88,7 +93,7 @@ def submit_verification(
     fields = {"user": user, "kind": kind, "phone": (phone or "").strip()}
     if kind == VerificationKind.INDIVIDUAL:
         if not (legal_name or "").strip():
-            raise ValidationError("Please give your legal name.", code="required")
+            raise ValidationError(_("Please give your legal name."), code="required")
         parsed = parse_resident_id(id_number, today=today)
         fields.update(
             legal_name=legal_name.strip(),
@@ -99,12 +104,12 @@ def submit_verification(
     elif kind == VerificationKind.ENTERPRISE:
         if not (company_name or "").strip() or not (legal_representative or "").strip():
             raise ValidationError(
-                "Please give the company name and its legal representative.", code="required"
+                _("Please give the company name and its legal representative."), code="required"
             )
         code = parse_credit_code(credit_code)
         if licence_file is None:
-            raise ValidationError("Please upload the business licence.", code="required")
-        ext = validate_upload(licence_file)
+            raise ValidationError(_("Please upload the business licence."), code="required")
+        ext = proof_files.check_document(licence_file).kind
         fields.update(
             company_name=company_name.strip(),
             legal_representative=legal_representative.strip(),
@@ -114,7 +119,7 @@ def submit_verification(
             licence_content_type=CONTENT_TYPES[ext],
         )
     else:
-        raise ValidationError("Unknown verification kind.", code="invalid_kind")
+        raise ValidationError(_("Unknown verification kind."), code="invalid_kind")
 
     with transaction.atomic():
         User.objects.select_for_update().filter(pk=user.pk).first()  # one submission at a time
@@ -122,7 +127,7 @@ def submit_verification(
         current = Verification.objects.filter(user_id=user.pk, state__in=open_states).first()
         if current is not None:
             raise ValidationError(
-                "You already have a verification that is %(state)s.",
+                _("You already have a verification that is %(state)s."),
                 code="verification_open",
                 params={"state": current.get_state_display().lower()},
             )
@@ -158,7 +163,7 @@ def approve_verification(verification, *, actor=None, reason=""):
     the verification's transition map lives there, since money may only move
     downward in the layers.
     """
-    refuse_own_case(verification.user_id, actor, "approve a verification")
+    refuse_own_case(verification.user_id, actor, gettext_noop("approve the verification"))
     with transaction.atomic():
         _lock_identity(verification.identity_hash)
         _check_identity_free(verification.identity_hash, verification.user)
@@ -171,7 +176,7 @@ def approve_verification(verification, *, actor=None, reason=""):
 
 def reject_verification(verification, *, actor=None, reason=""):
     """CS rejects a submitted verification with a reason the user reads; they may resubmit."""
-    refuse_own_case(verification.user_id, actor, "reject a verification")
+    refuse_own_case(verification.user_id, actor, gettext_noop("reject the verification"))
     with transaction.atomic():
         verification = apply_transition(
             verification,
@@ -187,7 +192,7 @@ def reject_verification(verification, *, actor=None, reason=""):
 
 def revoke_verification(verification, *, actor=None, reason=""):
     """Withdraw an approved verification (e.g. found false later); the identity is free again."""
-    refuse_own_case(verification.user_id, actor, "revoke a verification")
+    refuse_own_case(verification.user_id, actor, gettext_noop("revoke the verification"))
     with transaction.atomic():
         verification = apply_transition(
             verification, "revoke", actor=actor, reason=reason, reviewer=actor
@@ -244,13 +249,13 @@ def record_capacity_exception(verification, *, actor, note, evidence_file, today
     encrypted at rest like any identity document (R-ACC-5).
     """
     if actor is None or not actor.has_perm("accounts.record_capacity_exception"):
-        raise PermissionDenied("You are not allowed to record a capacity exception.")
+        raise PermissionDenied(_("You are not allowed to record a capacity exception."))
     if not (note or "").strip():
-        raise ValidationError("Describe the evidence of own income.", code="required")
+        raise ValidationError(_("Describe the evidence of own income."), code="required")
     if evidence_file is None:
-        raise ValidationError("Attach the evidence of own income.", code="required")
-    refuse_own_case(verification.user_id, actor, "record a capacity exception")
-    ext = validate_upload(evidence_file)
+        raise ValidationError(_("Attach the evidence of own income."), code="required")
+    refuse_own_case(verification.user_id, actor, gettext_noop("record the capacity exception"))
+    ext = proof_files.check_document(evidence_file).kind
     with transaction.atomic():
         verification = Verification.objects.select_for_update().get(pk=verification.pk)
         if (
@@ -258,13 +263,13 @@ def record_capacity_exception(verification, *, actor, note, evidence_file, today
             or verification.state != VerificationState.APPROVED
         ):
             raise WorkflowError(
-                "Only an approved individual verification can carry the exception.",
+                _("Only an approved individual verification can carry the exception."),
                 code="wrong_state",
             )
         age = age_on(verification.birth_date, today or timezone.localdate())
         if not EXCEPTION_MIN_AGE <= age < ADULT_AGE:
             raise ValidationError(
-                "The own-income exception applies only from 16 to 18 years of age.",
+                _("The own-income exception applies only from 16 to 18 years of age."),
                 code="not_applicable",
             )
         verification.capacity_evidence_file.save(evidence_file.name, evidence_file, save=False)
@@ -280,7 +285,7 @@ def record_capacity_exception(verification, *, actor, note, evidence_file, today
 # ---------------------------------------------------------------- full views (R-ACC-5)
 def _require_identity_permission(actor):
     if actor is None or not actor.has_perm("accounts.view_identity_document"):
-        raise PermissionDenied("You are not allowed to see identity data in full.")
+        raise PermissionDenied(_("You are not allowed to see identity data in full."))
 
 
 def reveal_identity(verification, *, actor, reason=""):
