@@ -8,7 +8,12 @@ from django.utils.html import format_html
 from django.utils.timesince import timesince
 from django.utils.translation import gettext_lazy as _
 
-from core.admin import AuditRecordInline, ReadOnlyAdminMixin, WorkflowAdminMixin
+from core.admin import (
+    AuditRecordInline,
+    CustomerLinkMixin,
+    ReadOnlyAdminMixin,
+    WorkflowAdminMixin,
+)
 from core.forms import ReasonForm
 
 from . import services
@@ -64,23 +69,55 @@ class VerificationInline(admin.TabularInline):
 
 
 @admin.register(User)
-class UserAdmin(BaseUserAdmin):
+class UserAdmin(CustomerLinkMixin, BaseUserAdmin):
+    customer_user_path = "id"
     ordering = ("email",)
-    list_display = ("email", "phone", "display_name", "is_staff", "is_active", "date_joined")
+    list_display = (
+        "email",
+        "customer",
+        "phone",
+        "display_name",
+        "is_staff",
+        "is_active",
+        "date_joined",
+    )
     list_filter = ("is_staff", "is_active", "groups")
     search_fields = ("email", "phone", "display_name")
     date_hierarchy = "date_joined"
     fieldsets = (
-        (None, {"fields": ("email", "password")}),
-        ("Profile", {"fields": ("display_name", "phone", "language")}),
-        ("Permissions", {"fields": ("is_active", "is_staff", "is_superuser", "groups")}),
-        ("Dates", {"fields": ("last_login", "date_joined")}),
+        (None, {"fields": ("email", "password", "customer")}),
+        (_("Profile"), {"fields": ("display_name", "phone", "language")}),
+        (_("Permissions"), {"fields": ("is_active", "is_staff", "is_superuser", "groups")}),
+        (_("Dates"), {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = (
         (None, {"classes": ("wide",), "fields": ("email", "phone", "password1", "password2")}),
     )
-    readonly_fields = ("last_login", "date_joined")
+    readonly_fields = ("last_login", "date_joined", "customer")
     inlines = [BalanceAccountInline, VerificationInline]
+    actions = ["issue_otp_enrolment_code"]
+
+    @admin.action(description=_("Issue a second-factor enrolment code (staff, shown once)"))
+    def issue_otp_enrolment_code(self, request, queryset):
+        """Issue 24: a staff member enrols an authenticator only with a one-time code that
+        another superuser issued here and hands over out of band (accounts/otp.py)."""
+        from django.contrib import messages
+        from django.core.exceptions import PermissionDenied
+
+        from .otp import issue_enrolment_code
+
+        for staff in queryset.filter(is_staff=True)[:20]:
+            try:
+                code = issue_enrolment_code(staff, actor=request.user)
+            except PermissionDenied as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                continue
+            self.message_user(
+                request,
+                _("Enrolment code for %(email)s: %(code)s (give it to them in person)")
+                % {"email": staff.email, "code": code},
+                messages.WARNING,
+            )
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
@@ -89,15 +126,17 @@ class UserAdmin(BaseUserAdmin):
 
 
 @admin.register(BalanceAccount)
-class BalanceAccountAdmin(WorkflowAdminMixin, admin.ModelAdmin):
+class BalanceAccountAdmin(CustomerLinkMixin, WorkflowAdminMixin, admin.ModelAdmin):
+    customer_user_path = "user_id"
     fsm_fields = ["standing"]
-    list_display = ("user", "standing", "standing_changed_at", "created_at")
+    list_display = ("user", "customer", "standing", "standing_changed_at", "created_at")
     list_filter = ("standing",)
     search_fields = ("user__email", "user__phone")
     date_hierarchy = "created_at"
     list_select_related = ("user",)
     readonly_fields = (
         "user",
+        "customer",
         "standing",
         "freeze_authority",
         "freeze_document_number",
@@ -116,13 +155,16 @@ class BalanceAccountAdmin(WorkflowAdminMixin, admin.ModelAdmin):
 
 # ---------------------------------------------------------------- verification queue
 @admin.register(Verification)
-class VerificationAdmin(WorkflowAdminMixin, admin.ModelAdmin):
+class VerificationAdmin(CustomerLinkMixin, WorkflowAdminMixin, admin.ModelAdmin):
     """The CS review queue (R-ACC-2, R-ADM-3). Names and numbers appear masked (R-ACC-5)."""
+
+    customer_user_path = "user_id"
 
     fsm_fields = ["state"]
     list_display = (
         "id",
         "user",
+        "customer",
         "kind",
         "state",
         "masked_name",
@@ -134,12 +176,13 @@ class VerificationAdmin(WorkflowAdminMixin, admin.ModelAdmin):
     )
     list_filter = ("state", "kind", "check_digit_warning")
     search_fields = ("user__email", "user__phone", "phone")
-    search_help_text = "User email or phone"
+    search_help_text = _("User email or phone")
     date_hierarchy = "submitted_at"
     list_select_related = ("user", "reviewed_by")
     ordering = ("submitted_at", "id")  # a review queue: oldest first
     fields = (
         "user",
+        "customer",
         "kind",
         "state",
         "masked_name",
@@ -184,7 +227,7 @@ class VerificationAdmin(WorkflowAdminMixin, admin.ModelAdmin):
             .order_by("id")
         )
         shown = "; ".join(f"{v.user.email} ({v.get_state_display()})" for v in others)
-        rows.append(("Other accounts on this identity", shown or "none"))
+        rows.append((_("Other accounts on this identity"), shown or _("none")))
         return rows
 
     @admin.display(description=_("Name"))
@@ -204,7 +247,7 @@ class VerificationAdmin(WorkflowAdminMixin, admin.ModelAdmin):
         # Words, the right way round: a green tick on "warning = yes" read as all clear.
         if obj.kind != VerificationKind.ENTERPRISE:
             return "—"
-        return "⚠ fails GB 32100" if obj.check_digit_warning else "passes"
+        return _("⚠ fails GB 32100") if obj.check_digit_warning else _("passes")
 
     @admin.display(description=_("Credit code check character"))
     def check_character(self, obj):
@@ -318,7 +361,7 @@ class VerificationAdmin(WorkflowAdminMixin, admin.ModelAdmin):
             "original": obj,
             "form": form,
             "data": data,
-            "title": "Full identity data",
+            "title": _("Full identity data"),
         }
         response = TemplateResponse(request, "admin/accounts/identity_reveal.html", context)
         response["Cache-Control"] = "no-store"
@@ -341,31 +384,33 @@ class VerificationAdmin(WorkflowAdminMixin, admin.ModelAdmin):
                 for message in exc.messages:
                     form.add_error(None, message)
             else:
-                self.message_user(request, "Own-income exception recorded.", messages.SUCCESS)
+                self.message_user(request, _("Own-income exception recorded."), messages.SUCCESS)
                 return redirect("admin:accounts_verification_change", obj.pk)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "original": obj,
             "form": form,
-            "title": "Record the 16-18 own-income exception",
+            "title": _("Record the 16-18 own-income exception"),
         }
         return TemplateResponse(request, "admin/accounts/capacity_exception.html", context)
 
 
 # ---------------------------------------------------------------- API keys
 @admin.register(ApiKey)
-class ApiKeyAdmin(WorkflowAdminMixin, admin.ModelAdmin):
+class ApiKeyAdmin(CustomerLinkMixin, WorkflowAdminMixin, admin.ModelAdmin):
     """Keys by prefix and owner; risk officers lock and unlock (R-ACC-6, §5.2)."""
 
+    customer_user_path = "account__user_id"
+
     fsm_fields = ["state"]
-    list_display = ("prefix", "name", "owner", "state", "created_at", "last_used_at")
+    list_display = ("prefix", "name", "owner", "customer", "state", "created_at", "last_used_at")
     list_filter = ("state",)
     search_fields = ("prefix", "account__user__email")
-    search_help_text = "Key prefix or owner email"
+    search_help_text = _("Key prefix or owner email")
     date_hierarchy = "created_at"
     list_select_related = ("account__user",)
-    fields = ("prefix", "name", "account", "state", "created_at", "last_used_at")
+    fields = ("prefix", "name", "account", "customer", "state", "created_at", "last_used_at")
     readonly_fields = fields
     inlines = [AuditRecordInline]
 
@@ -413,7 +458,7 @@ class AgreementVersionAdmin(WorkflowAdminMixin, admin.ModelAdmin):
                 probe = AgreementVersion(effective_at=value)
                 if not effective_in_future(probe):
                     raise ValidationError(
-                        "The effective date must be in the future: users are told in advance."
+                        _("The effective date must be in the future: users are told in advance.")
                     )
                 return value
 

@@ -2,6 +2,8 @@ from django import forms
 from django.contrib.auth.password_validation import validate_password
 from django.utils.translation import gettext_lazy as _
 
+from core.text import refuse_unsafe_characters
+
 from .models import User
 
 
@@ -62,14 +64,18 @@ class EnterpriseVerificationForm(forms.Form):
 
 class ApiKeyForm(forms.Form):
     name = forms.CharField(
-        label=_("Name"), max_length=100, help_text=_("A label to tell your keys apart.")
+        label=_("Name"),
+        max_length=100,
+        help_text=_("A label to tell your keys apart."),
+        validators=[refuse_unsafe_characters],  # issue 24: no spoofing characters
     )
 
 
 class CapacityExceptionForm(forms.Form):
     note = forms.CharField(
+        label=_("note"),
         widget=forms.Textarea(attrs={"rows": 3}),
         max_length=2000,
-        help_text="What shows the 16-18 year old lives on their own income.",
+        help_text=_("What shows the 16-18 year old lives on their own income."),
     )
-    evidence_file = forms.FileField(help_text="PDF, JPEG or PNG.")
+    evidence_file = forms.FileField(label=_("evidence"), help_text=_("PDF, JPEG or PNG."))

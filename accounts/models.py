@@ -4,6 +4,7 @@ from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext_noop
 from django_fsm import RETURN_VALUE, ConcurrentTransitionMixin, FSMField, transition
 from djmoney.models.fields import MoneyField
 
@@ -47,24 +48,31 @@ class UserManager(BaseUserManager):
 
 
 class User(AbstractBaseUser, PermissionsMixin):
-    email = models.EmailField(unique=True)
+    email = models.EmailField(unique=True, verbose_name=_("email"))
     # Encrypted at rest (R-ACC-5); found by its keyed digest (staff search by phone).
-    phone = EncryptedPhoneField(max_length=20, blank=True)
-    phone_digest = models.CharField(max_length=64, blank=True, db_index=True, editable=False)
-    display_name = models.CharField(max_length=100, blank=True)
+    phone = EncryptedPhoneField(max_length=20, blank=True, verbose_name=_("phone"))
+    phone_digest = models.CharField(
+        max_length=64, blank=True, db_index=True, editable=False, verbose_name=_("phone digest")
+    )
+    display_name = models.CharField(max_length=100, blank=True, verbose_name=_("display name"))
     # Pages and notices in this language; Chinese first (R-ADM-6). Sign-up stores the
     # language the page was shown in, the switcher the user's choice.
     language = models.CharField(
-        max_length=10, default="zh-hans", choices=[("zh-hans", "简体中文"), ("en", "English")]
+        max_length=10,
+        default="zh-hans",
+        choices=[("zh-hans", "简体中文"), ("en", "English")],
+        verbose_name=_("language"),
     )
-    is_active = models.BooleanField(default=True)
-    is_staff = models.BooleanField(default=False)
-    date_joined = models.DateTimeField(default=timezone.now)
+    is_active = models.BooleanField(default=True, verbose_name=_("is active"))
+    is_staff = models.BooleanField(default=False, verbose_name=_("is staff"))
+    date_joined = models.DateTimeField(default=timezone.now, verbose_name=_("date joined"))
     # When the user proved they read mail at this address (issue 13). Until then the
     # account may log in and look, but not act (top up, create keys, file refunds or
     # invoices, submit a verification). Users created by staff, by createsuperuser or a
     # script are vouched for (the default); the public sign-up creates them unverified.
-    email_verified_at = models.DateTimeField(null=True, blank=True, default=timezone.now)
+    email_verified_at = models.DateTimeField(
+        null=True, blank=True, default=timezone.now, verbose_name=_("email verified at")
+    )
 
     objects = UserManager()
 
@@ -73,6 +81,8 @@ class User(AbstractBaseUser, PermissionsMixin):
     REQUIRED_FIELDS: list[str] = []
 
     class Meta:
+        verbose_name = _("user")
+        verbose_name_plural = _("users")
         ordering = ["email"]
 
     def __str__(self):
@@ -98,8 +108,14 @@ class Standing(models.TextChoices):
 
 
 class FreezeForm(ReasonForm):
-    authority = forms.CharField(max_length=200, help_text="Authority that ordered the freeze")
-    document_number = forms.CharField(max_length=100, help_text="Number of its order")
+    authority = forms.CharField(
+        max_length=200,
+        help_text=_("Authority that ordered the freeze"),
+        label=_("authority"),
+    )
+    document_number = forms.CharField(
+        max_length=100, help_text=_("Number of its order"), label=_("document number")
+    )
 
 
 # Holds a higher layer registers on accounts and keys (disputes, R-DIS-1): callables
@@ -140,10 +156,21 @@ class BalanceAccount(ConcurrentTransitionMixin, models.Model):
     balance and whether it may be used.
     """
 
-    user = models.OneToOneField(User, on_delete=models.PROTECT, related_name="balance_account")
-    standing = FSMField(default=Standing.ACTIVE, choices=Standing.choices, protected=True)
-    freeze_authority = models.CharField(max_length=200, blank=True)
-    freeze_document_number = models.CharField(max_length=100, blank=True)
+    user = models.OneToOneField(
+        User, on_delete=models.PROTECT, related_name="balance_account", verbose_name=_("user")
+    )
+    standing = FSMField(
+        default=Standing.ACTIVE,
+        choices=Standing.choices,
+        protected=True,
+        verbose_name=_("standing"),
+    )
+    freeze_authority = models.CharField(
+        max_length=200, blank=True, verbose_name=_("freeze authority")
+    )
+    freeze_document_number = models.CharField(
+        max_length=100, blank=True, verbose_name=_("freeze document number")
+    )
     low_balance_threshold = MoneyField(
         max_digits=18,
         decimal_places=2,
@@ -151,19 +178,27 @@ class BalanceAccount(ConcurrentTransitionMixin, models.Model):
         currency_choices=[("CNY", "CNY")],
         null=True,
         blank=True,
-        help_text="A notice is sent once each time the available balance falls below this.",
+        help_text=_("A notice is sent once each time the available balance falls below this."),
+        verbose_name=_("low balance threshold"),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    standing_changed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    standing_changed_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=_("standing changed at")
+    )
 
     objects = BalanceAccountManager()
 
     class Meta:
+        verbose_name = _("balance account")
+        verbose_name_plural = _("balance accounts")
         permissions = [
-            ("suspend_balanceaccount", "Can suspend or reinstate a balance account"),
-            ("lock_balanceaccount", "Can lock or unlock a balance account (dispute)"),
-            ("freeze_balanceaccount", "Can freeze or unfreeze a balance account (authority)"),
-            ("terminate_balanceaccount", "Can terminate a balance account"),
+            ("suspend_balanceaccount", gettext_noop("Can suspend or reinstate a balance account")),
+            ("lock_balanceaccount", gettext_noop("Can lock or unlock a balance account (dispute)")),
+            (
+                "freeze_balanceaccount",
+                gettext_noop("Can freeze or unfreeze a balance account (authority)"),
+            ),
+            ("terminate_balanceaccount", gettext_noop("Can terminate a balance account")),
         ]
         constraints = [
             models.CheckConstraint(
@@ -178,7 +213,7 @@ class BalanceAccount(ConcurrentTransitionMixin, models.Model):
         ]
 
     def __str__(self):
-        return f"Balance account of {self.user}"
+        return _("Balance account of %(user)s") % {"user": self.user}
 
     def may(self, action) -> bool:
         """What this account's standing allows (R-ACC-8), from the one table in
@@ -195,7 +230,7 @@ class BalanceAccount(ConcurrentTransitionMixin, models.Model):
         source=[Standing.ACTIVE, Standing.LOCKED],
         target=Standing.SUSPENDED,
         permission="accounts.suspend_balanceaccount",
-        custom={"label": "Suspend (violation)"},
+        custom={"label": _("Suspend (violation)")},
     )
     def suspend(self):
         self._changed()
@@ -205,7 +240,7 @@ class BalanceAccount(ConcurrentTransitionMixin, models.Model):
         source=Standing.SUSPENDED,
         target=RETURN_VALUE(Standing.ACTIVE, Standing.LOCKED),
         permission="accounts.suspend_balanceaccount",
-        custom={"label": "Reinstate"},
+        custom={"label": _("Reinstate")},
     )
     def reinstate(self):
         self._changed()
@@ -216,7 +251,7 @@ class BalanceAccount(ConcurrentTransitionMixin, models.Model):
         source=Standing.ACTIVE,
         target=Standing.LOCKED,
         permission="accounts.lock_balanceaccount",
-        custom={"label": "Lock (dispute)"},
+        custom={"label": _("Lock (dispute)")},
     )
     def lock(self):
         self._changed()
@@ -227,7 +262,7 @@ class BalanceAccount(ConcurrentTransitionMixin, models.Model):
         target=Standing.ACTIVE,
         permission="accounts.lock_balanceaccount",
         conditions=[_account_not_held],
-        custom={"label": "Unlock"},
+        custom={"label": _("Unlock")},
     )
     def unlock(self):
         self._changed()
@@ -237,7 +272,7 @@ class BalanceAccount(ConcurrentTransitionMixin, models.Model):
         source=[Standing.ACTIVE, Standing.LOCKED],
         target=Standing.FROZEN,
         permission="accounts.freeze_balanceaccount",
-        custom={"label": "Freeze (authority order)", "form": FreezeForm},
+        custom={"label": _("Freeze (authority order)"), "form": FreezeForm},
     )
     def freeze(self, authority="", document_number=""):
         if not authority.strip() or not document_number.strip():
@@ -251,7 +286,7 @@ class BalanceAccount(ConcurrentTransitionMixin, models.Model):
         source=Standing.FROZEN,
         target=RETURN_VALUE(Standing.ACTIVE, Standing.LOCKED),
         permission="accounts.freeze_balanceaccount",
-        custom={"label": "Unfreeze"},
+        custom={"label": _("Unfreeze")},
     )
     def unfreeze(self):
         self._changed()
@@ -262,7 +297,7 @@ class BalanceAccount(ConcurrentTransitionMixin, models.Model):
         source=[Standing.ACTIVE, Standing.SUSPENDED, Standing.LOCKED, Standing.FROZEN],
         target=Standing.TERMINATED,
         permission="accounts.terminate_balanceaccount",
-        custom={"label": "Terminate"},
+        custom={"label": _("Terminate")},
     )
     def terminate(self):
         self._changed()
@@ -281,17 +316,26 @@ class ApiKey(ConcurrentTransitionMixin, models.Model):
     prefix stays visible so users and staff can tell keys apart.
     """
 
-    account = models.ForeignKey(BalanceAccount, on_delete=models.PROTECT, related_name="api_keys")
-    name = models.CharField(max_length=100)
-    prefix = models.CharField(max_length=16, unique=True)
-    secret_hash = models.CharField(max_length=64, unique=True)
-    state = FSMField(default=ApiKeyState.ACTIVE, choices=ApiKeyState.choices, protected=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
+    account = models.ForeignKey(
+        BalanceAccount, on_delete=models.PROTECT, related_name="api_keys", verbose_name=_("account")
+    )
+    name = models.CharField(max_length=100, verbose_name=_("name"))
+    prefix = models.CharField(max_length=16, unique=True, verbose_name=_("prefix"))
+    secret_hash = models.CharField(max_length=64, unique=True, verbose_name=_("secret hash"))
+    state = FSMField(
+        default=ApiKeyState.ACTIVE,
+        choices=ApiKeyState.choices,
+        protected=True,
+        verbose_name=_("state"),
+    )
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    last_used_at = models.DateTimeField(null=True, blank=True, verbose_name=_("last used at"))
 
     class Meta:
+        verbose_name = _("api key")
+        verbose_name_plural = _("api keys")
         ordering = ["-created_at"]
-        permissions = [("lock_apikey", "Can lock or unlock an API key")]
+        permissions = [("lock_apikey", gettext_noop("Can lock or unlock an API key"))]
 
     def __str__(self):
         return f"{self.prefix}… ({self.name})"
@@ -301,7 +345,7 @@ class ApiKey(ConcurrentTransitionMixin, models.Model):
         source=ApiKeyState.ACTIVE,
         target=ApiKeyState.LOCKED,
         permission="accounts.lock_apikey",
-        custom={"label": "Lock"},
+        custom={"label": _("Lock")},
     )
     def lock(self):
         pass
@@ -312,7 +356,7 @@ class ApiKey(ConcurrentTransitionMixin, models.Model):
         target=ApiKeyState.ACTIVE,
         permission="accounts.lock_apikey",
         conditions=[_key_not_held],
-        custom={"label": "Unlock"},
+        custom={"label": _("Unlock")},
     )
     def unlock(self):
         pass
@@ -322,7 +366,7 @@ class ApiKey(ConcurrentTransitionMixin, models.Model):
         source=[ApiKeyState.ACTIVE, ApiKeyState.LOCKED],
         target=ApiKeyState.REVOKED,
         permission=lambda key, user: user.pk == key.account.user_id,
-        custom={"admin": False},
+        custom={"admin": False, "label": _("Revoke")},
     )
     def revoke(self):
         pass
@@ -358,61 +402,109 @@ class Verification(ConcurrentTransitionMixin, models.Model):
     `identity_hash` lets identities be counted without the number (R-ACC-4).
     """
 
-    user = models.ForeignKey(User, on_delete=models.PROTECT, related_name="verifications")
-    kind = models.CharField(max_length=16, choices=VerificationKind.choices)
+    user = models.ForeignKey(
+        User, on_delete=models.PROTECT, related_name="verifications", verbose_name=_("user")
+    )
+    kind = models.CharField(max_length=16, choices=VerificationKind.choices, verbose_name=_("kind"))
     state = FSMField(
-        default=VerificationState.DRAFT, choices=VerificationState.choices, protected=True
+        default=VerificationState.DRAFT,
+        choices=VerificationState.choices,
+        protected=True,
+        verbose_name=_("state"),
     )
     # Individual
-    legal_name = EncryptedTextField(blank=True)
-    id_number = EncryptedTextField(blank=True)
-    birth_date = EncryptedDateField(null=True, blank=True)
-    phone = EncryptedPhoneField(max_length=20, blank=True)
-    phone_digest = models.CharField(max_length=64, blank=True, db_index=True, editable=False)
-    # Enterprise
-    company_name = EncryptedTextField(blank=True)
-    credit_code = EncryptedTextField(blank=True)
-    legal_representative = EncryptedTextField(blank=True)
-    licence_file = models.FileField(
-        storage=private_storage, upload_to=licence_upload_to, blank=True, max_length=200
+    legal_name = EncryptedTextField(blank=True, verbose_name=_("legal name"))
+    id_number = EncryptedTextField(blank=True, verbose_name=_("id number"))
+    birth_date = EncryptedDateField(null=True, blank=True, verbose_name=_("birth date"))
+    phone = EncryptedPhoneField(max_length=20, blank=True, verbose_name=_("phone"))
+    phone_digest = models.CharField(
+        max_length=64, blank=True, db_index=True, editable=False, verbose_name=_("phone digest")
     )
-    licence_content_type = models.CharField(max_length=40, blank=True)
+    # Enterprise
+    company_name = EncryptedTextField(blank=True, verbose_name=_("company name"))
+    credit_code = EncryptedTextField(blank=True, verbose_name=_("credit code"))
+    legal_representative = EncryptedTextField(blank=True, verbose_name=_("legal representative"))
+    licence_file = models.FileField(
+        storage=private_storage,
+        upload_to=licence_upload_to,
+        blank=True,
+        max_length=200,
+        verbose_name=_("licence file"),
+    )
+    licence_content_type = models.CharField(
+        max_length=40, blank=True, verbose_name=_("licence content type")
+    )
     check_digit_warning = models.BooleanField(
         default=False,
-        help_text="The credit code fails the GB 32100 check character: review it by hand.",
+        help_text=_("The credit code fails the GB 32100 check character: review it by hand."),
+        verbose_name=_("check digit warning"),
     )
-    identity_hash = IdentityHashField(db_index=True)
+    identity_hash = IdentityHashField(db_index=True, verbose_name=_("identity hash"))
     # Review
-    created_at = models.DateTimeField(auto_now_add=True)
-    submitted_at = models.DateTimeField(null=True, blank=True, db_index=True)
-    reviewed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    submitted_at = models.DateTimeField(
+        null=True, blank=True, db_index=True, verbose_name=_("submitted at")
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True, verbose_name=_("reviewed at"))
     reviewed_by = models.ForeignKey(
-        User, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        User,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("reviewed by"),
     )
-    rejection_reason = models.TextField(blank=True)
+    rejection_reason = models.TextField(blank=True, verbose_name=_("rejection reason"))
     # R-ACC-3: the 16-18 own-income exception, recorded by staff with evidence.
-    capacity_exception_at = models.DateTimeField(null=True, blank=True)
+    capacity_exception_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=_("capacity exception at")
+    )
     capacity_exception_by = models.ForeignKey(
-        User, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        User,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("capacity exception by"),
     )
-    capacity_exception_note = models.TextField(blank=True)
+    capacity_exception_note = models.TextField(
+        blank=True, verbose_name=_("capacity exception note")
+    )
     capacity_evidence_file = models.FileField(
-        storage=private_storage, upload_to=evidence_upload_to, blank=True, max_length=200
+        storage=private_storage,
+        upload_to=evidence_upload_to,
+        blank=True,
+        max_length=200,
+        verbose_name=_("capacity evidence file"),
     )
-    capacity_evidence_content_type = models.CharField(max_length=40, blank=True)
+    capacity_evidence_content_type = models.CharField(
+        max_length=40, blank=True, verbose_name=_("capacity evidence content type")
+    )
 
     class Meta:
+        verbose_name = _("verification")
+        verbose_name_plural = _("verifications")
         ordering = ["-created_at", "-id"]
         permissions = [
-            ("review_verification", "Can approve or reject a real-name verification"),
-            ("revoke_verification", "Can revoke an approved real-name verification"),
-            ("view_identity_document", "Can see ID numbers, names and documents in full"),
-            ("record_capacity_exception", "Can record the 16-18 own-income capacity exception"),
+            ("review_verification", gettext_noop("Can approve or reject a real-name verification")),
+            ("revoke_verification", gettext_noop("Can revoke an approved real-name verification")),
+            (
+                "view_identity_document",
+                gettext_noop("Can see ID numbers, names and documents in full"),
+            ),
+            (
+                "record_capacity_exception",
+                gettext_noop("Can record the 16-18 own-income capacity exception"),
+            ),
         ]
         indexes = [models.Index(fields=["state", "submitted_at"])]
 
     def __str__(self):
-        return f"{self.get_kind_display()} verification #{self.pk} of {self.user}"
+        return _("%(kind)s verification #%(id)s of %(user)s") % {
+            "kind": self.get_kind_display(),
+            "id": self.pk,
+            "user": self.user,
+        }
 
     # Masked views: the only form pages and admin lists ever show (R-ACC-5).
     @property
@@ -442,7 +534,7 @@ class Verification(ConcurrentTransitionMixin, models.Model):
         source=VerificationState.DRAFT,
         target=VerificationState.SUBMITTED,
         permission=_is_owner,
-        custom={"admin": False},
+        custom={"admin": False, "label": _("Submit")},
     )
     def submit(self):
         self.submitted_at = timezone.now()
@@ -452,7 +544,7 @@ class Verification(ConcurrentTransitionMixin, models.Model):
         source=VerificationState.SUBMITTED,
         target=VerificationState.APPROVED,
         permission="accounts.review_verification",
-        custom={"label": "Approve"},
+        custom={"label": _("Approve")},
     )
     def approve(self, reviewer=None):
         self.reviewed_at = timezone.now()
@@ -463,7 +555,7 @@ class Verification(ConcurrentTransitionMixin, models.Model):
         source=VerificationState.SUBMITTED,
         target=VerificationState.REJECTED,
         permission="accounts.review_verification",
-        custom={"label": "Reject", "form": RejectForm},
+        custom={"label": _("Reject"), "form": RejectForm},
     )
     def reject(self, reviewer=None, rejection_reason=""):
         if not rejection_reason.strip():
@@ -477,7 +569,7 @@ class Verification(ConcurrentTransitionMixin, models.Model):
         source=VerificationState.APPROVED,
         target=VerificationState.REVOKED,
         permission="accounts.revoke_verification",
-        custom={"label": "Revoke"},
+        custom={"label": _("Revoke")},
     )
     def revoke(self, reviewer=None):
         self.reviewed_at = timezone.now()
@@ -501,20 +593,38 @@ class AgreementVersion(ConcurrentTransitionMixin, models.Model):
     at an instant is the latest published one whose date has come.
     """
 
-    version = models.CharField(max_length=20, unique=True, help_text="e.g. 2026.1")
-    title = models.CharField(max_length=200)
-    body = models.TextField()
-    effective_at = models.DateTimeField(help_text="Must be in the future when published.")
-    state = FSMField(default=AgreementState.DRAFT, choices=AgreementState.choices, protected=True)
-    published_at = models.DateTimeField(null=True, blank=True)
-    published_by = models.ForeignKey(
-        User, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    version = models.CharField(
+        max_length=20, unique=True, help_text=_("e.g. 2026.1"), verbose_name=_("version")
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    title = models.CharField(max_length=200, verbose_name=_("title"))
+    body = models.TextField(verbose_name=_("body"))
+    effective_at = models.DateTimeField(
+        help_text=_("Must be in the future when published."), verbose_name=_("effective at")
+    )
+    state = FSMField(
+        default=AgreementState.DRAFT,
+        choices=AgreementState.choices,
+        protected=True,
+        verbose_name=_("state"),
+    )
+    published_at = models.DateTimeField(null=True, blank=True, verbose_name=_("published at"))
+    published_by = models.ForeignKey(
+        User,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("published by"),
+    )
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     class Meta:
+        verbose_name = _("agreement version")
+        verbose_name_plural = _("agreement versions")
         ordering = ["-effective_at", "-id"]
-        permissions = [("publish_agreementversion", "Can publish an agreement version")]
+        permissions = [
+            ("publish_agreementversion", gettext_noop("Can publish an agreement version"))
+        ]
         indexes = [models.Index(fields=["state", "effective_at"])]
 
     def __str__(self):
@@ -530,7 +640,7 @@ class AgreementVersion(ConcurrentTransitionMixin, models.Model):
         target=AgreementState.PUBLISHED,
         permission="accounts.publish_agreementversion",
         conditions=[effective_in_future],
-        custom={"label": "Publish (announce to every user)"},
+        custom={"label": _("Publish (announce to every user)")},
     )
     def publish(self, publisher=None):
         self.published_at = timezone.now()
@@ -540,18 +650,28 @@ class AgreementVersion(ConcurrentTransitionMixin, models.Model):
 class AgreementAcceptance(models.Model):
     """A user's acceptance of one agreement version: who, which, when, from where (R-ACC-7)."""
 
-    user = models.ForeignKey(User, on_delete=models.PROTECT, related_name="agreement_acceptances")
-    version = models.ForeignKey(
-        AgreementVersion, on_delete=models.PROTECT, related_name="acceptances"
+    user = models.ForeignKey(
+        User, on_delete=models.PROTECT, related_name="agreement_acceptances", verbose_name=_("user")
     )
-    accepted_at = models.DateTimeField(default=timezone.now)
-    ip = models.GenericIPAddressField(null=True, blank=True)
+    version = models.ForeignKey(
+        AgreementVersion,
+        on_delete=models.PROTECT,
+        related_name="acceptances",
+        verbose_name=_("version"),
+    )
+    accepted_at = models.DateTimeField(default=timezone.now, verbose_name=_("accepted at"))
+    ip = models.GenericIPAddressField(null=True, blank=True, verbose_name=_("ip"))
 
     class Meta:
+        verbose_name = _("agreement acceptance")
+        verbose_name_plural = _("agreement acceptances")
         ordering = ["-accepted_at", "-id"]
         constraints = [
             models.UniqueConstraint(fields=["user", "version"], name="one_acceptance_per_version")
         ]
 
     def __str__(self):
-        return f"{self.user} accepted {self.version.version}"
+        return _("%(user)s accepted %(version)s") % {
+            "user": self.user,
+            "version": self.version.version,
+        }

@@ -17,6 +17,10 @@ from .models import (
 from .models import Standing as Standing
 from .models import VerificationState as VerificationState
 
+# the one standing table, for pages of higher apps (console) that read accounts here
+from .standing import Action as Action
+from .standing import may as may
+
 
 def user_by_email(email: str) -> User | None:
     """The user with this email (any case), or None."""
@@ -147,6 +151,21 @@ def gateway_keys(raw_keys) -> dict:
         return {by_hash[row[0]]: tuple(row[1:]) for row in cur.fetchall()}
 
 
+def api_key_card(key_id) -> dict | None:
+    """What a key's owner may read about it through the key itself (billing's /api/v1/me/
+    key, issue 27): name, visible prefix, state, created, last used; never the hash."""
+    return (
+        ApiKey.objects.filter(pk=key_id)
+        .values("id", "name", "prefix", "state", "created_at", "last_used_at")
+        .first()
+    )
+
+
+def key_prefixes(key_ids) -> dict[int, str]:
+    """{key id: visible prefix} for these keys, one query (the user API's usage by key)."""
+    return dict(ApiKey.objects.filter(pk__in=list(key_ids)).values_list("id", "prefix"))
+
+
 def lock_standings(account_ids, *, skip_locked=False) -> dict[int, str]:
     """Lock these balance accounts' rows in ascending id order and return
     {account id: standing}, in ONE query. Must run inside a transaction.
@@ -194,3 +213,22 @@ def customers():
     """Users with their balance account joined in the same query (the customer page
     looks one up here)."""
     return User.objects.select_related("balance_account")
+
+
+def users_matching(term: str, limit: int = 20) -> list[int]:
+    """Ids of users found by email (exact, else a part of it) or phone (its keyed digest,
+    as admin search does), for the staff's customer search; at most two small queries."""
+    term = (term or "").strip()
+    if not term:
+        return []
+    exact = list(User.objects.filter(email__iexact=term).values_list("pk", flat=True)[:1])
+    if exact:
+        return exact
+    if any(ch.isdigit() for ch in term) and "@" not in term:
+        by_phone = list(User.objects.filter(phone=term).values_list("pk", flat=True)[:limit])
+        if by_phone:
+            return by_phone
+    if len(term) < 3:  # a part this short matches half the users
+        return []
+    found = User.objects.filter(email__icontains=term).order_by("email")
+    return list(found.values_list("pk", flat=True)[:limit])

@@ -1,5 +1,6 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
+from django.views.generic import RedirectView
 
 from . import views
 
@@ -13,6 +14,32 @@ urlpatterns = [
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("password/reset/", views.PasswordResetView.as_view(), name="password_reset"),
+    path(
+        "password/reset/sent/",
+        auth_views.PasswordResetDoneView.as_view(
+            template_name="registration/password_reset_done.html"
+        ),
+        name="password_reset_done",
+    ),
+    path(
+        "password/reset/<uidb64>/<token>/",
+        views.PasswordResetConfirmView.as_view(),
+        name="password_reset_confirm",
+    ),
+    path(
+        "password/reset/done/",
+        auth_views.PasswordResetCompleteView.as_view(
+            template_name="registration/password_reset_complete.html"
+        ),
+        name="password_reset_complete",
+    ),
+    # where people (and other consoles) look for it first
+    path("password_reset/", RedirectView.as_view(pattern_name="accounts:password_reset")),
+    path("password/change/", views.PasswordChangeView.as_view(), name="password_change"),
+    path("profile/", views.profile, name="profile"),
+    path("profile/sign-out-everywhere/", views.sign_out_everywhere, name="sign_out_everywhere"),
+    path("email/change/<str:token>/", views.confirm_email_change, name="confirm_email_change"),
     path("verify-email/resend/", views.resend_email_verification, name="resend_email_verification"),
     path("verify-email/<str:token>/", views.verify_email, name="verify_email"),
     path("verification/", views.verification_status, name="verification"),

@@ -2,11 +2,14 @@ from io import BytesIO
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import update_session_auth_hash
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse_lazy
 from django.utils import translation
 from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
@@ -15,6 +18,12 @@ from django.views.decorators.http import require_http_methods, require_POST
 from . import selectors, services
 from .forms import ApiKeyForm, EnterpriseVerificationForm, IndividualVerificationForm, SignUpForm
 from .models import AgreementVersion, ApiKey, Verification, VerificationKind, VerificationState
+from .selfservice_forms import (
+    EmailChangeForm,
+    NoticePasswordResetForm,
+    PasswordConfirmForm,
+    ProfileForm,
+)
 
 
 @require_http_methods(["GET", "POST"])
@@ -49,14 +58,19 @@ def signup(request):
 
 
 # ---------------------------------------------------------------- email verification (issue 13)
-@require_http_methods(["GET"])
+@require_http_methods(["GET", "POST"])
 def verify_email(request, token):
-    """The link from the verification email: marks the address verified (idempotent).
+    """The link from the verification email. A GET only shows a confirmation page (mail
+    scanners and link previewers open links: issue 24); the page's button POSTs, which
+    marks the address verified (idempotent).
 
     An expired, forged or damaged link changes nothing and says so, with a button
     to ask for a new link."""
     try:
-        services.verify_email(token)
+        if request.method == "POST":
+            services.verify_email(token)
+        else:
+            services.check_email_token(token)
     except ValidationError as exc:
         response = render(
             request,
@@ -65,7 +79,8 @@ def verify_email(request, token):
             status=400,
         )
     else:
-        response = render(request, "accounts/email_verification.html", {"state": "verified"})
+        state = "verified" if request.method == "POST" else "confirm"
+        response = render(request, "accounts/email_verification.html", {"state": state})
     add_never_cache_headers(response)
     return response
 
@@ -155,6 +170,20 @@ def verification_submit(request, kind):
 
 
 # ---------------------------------------------------------------- API keys (R-ACC-6)
+def _key_standing(user) -> dict:
+    """What the key page says about the account's standing (R-ACC-8): whether its keys
+    can be used and whether a new one can be made, before the user tries."""
+    from .models import Standing
+    from .standing import Action, may
+
+    standing = user.balance_account.standing
+    return {
+        "keys_blocked": not may(standing, Action.CONSUME),
+        "can_create": may(standing, Action.CREATE_KEY),
+        "standing_label": Standing(standing).label.lower(),
+    }
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def api_keys(request):
@@ -167,7 +196,12 @@ def api_keys(request):
             return render(
                 request,
                 "accounts/api_keys.html",
-                {"form": form, "keys": list(selectors.api_keys_of(request.user)), "fresh": None},
+                {
+                    "form": form,
+                    "keys": list(selectors.api_keys_of(request.user)),
+                    "fresh": None,
+                    **_key_standing(request.user),
+                },
                 status=400,
             )
         # Shown once, in this answer only: never stored anywhere (not in the session table),
@@ -179,6 +213,7 @@ def api_keys(request):
                 "form": ApiKeyForm(),
                 "keys": list(selectors.api_keys_of(request.user)),
                 "fresh": {"id": key.pk, "secret": raw},
+                **_key_standing(request.user),
             },
         )
         add_never_cache_headers(response)
@@ -186,7 +221,12 @@ def api_keys(request):
     return render(
         request,
         "accounts/api_keys.html",
-        {"form": form, "keys": list(selectors.api_keys_of(request.user)), "fresh": None},
+        {
+            "form": form,
+            "keys": list(selectors.api_keys_of(request.user)),
+            "fresh": None,
+            **_key_standing(request.user),
+        },
     )
 
 
@@ -276,21 +316,44 @@ def staff_otp(request):
         next_url = "/admin/"
     if not second_factor_required(request.user) or request.user.is_verified():
         return redirect(next_url)
+    from .otp import spend_enrolment_code
+
     device = TOTPDevice.objects.filter(user=request.user, confirmed=True).first()
     enrolling = device is None
-    if enrolling:
-        device = TOTPDevice.objects.filter(user=request.user, confirmed=False).first()
-        if device is None:
-            device = TOTPDevice.objects.create(
-                user=request.user, name="authenticator", confirmed=False
-            )
     error = None
-    if request.method == "POST":
+    if enrolling:
+        # issue 24: enrolment needs a one-time code another administrator issued; the
+        # authenticator's key is made (afresh) and shown only once that code is accepted
+        device = TOTPDevice.objects.filter(
+            user=request.user, confirmed=False, pk=request.session.get("otp_enrol_device")
+        ).first()
+        if device is None:
+            if request.method == "POST" and spend_enrolment_code(
+                request.user, request.POST.get("enrolment_code")
+            ):
+                TOTPDevice.objects.filter(user=request.user, confirmed=False).delete()
+                device = TOTPDevice.objects.create(
+                    user=request.user, name="authenticator", confirmed=False
+                )
+                request.session["otp_enrol_device"] = device.pk
+            else:
+                if request.method == "POST":
+                    error = _("That enrolment code is not right, or it was already used.")
+                response = render(
+                    request,
+                    "accounts/staff_otp.html",
+                    {"needs_enrolment_code": True, "error": error, "next": next_url},
+                    status=400 if error else 200,
+                )
+                add_never_cache_headers(response)
+                return response
+    if request.method == "POST" and "token" in request.POST:
         token = "".join(ch for ch in request.POST.get("token", "") if ch.isdigit())[:8]
         if token and device.verify_token(token):
             if enrolling:
                 device.confirmed = True
                 device.save(update_fields=["confirmed"])
+                request.session.pop("otp_enrol_device", None)
             otp_login(request, device)
             return redirect(next_url)
         error = _("That code is not right. Type the current six-digit code.")
@@ -306,3 +369,128 @@ def staff_otp(request):
     response = render(request, "accounts/staff_otp.html", context, status=400 if error else 200)
     add_never_cache_headers(response)
     return response
+
+
+# ---------------------------------------------------------------- the user's own account (issue 22)
+class PasswordResetView(auth_views.PasswordResetView):
+    """Ask for a reset link: the same answer whether or not the address has an account."""
+
+    form_class = NoticePasswordResetForm
+    template_name = "registration/password_reset_form.html"
+    success_url = reverse_lazy("accounts:password_reset_done")
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    """The link from the email: a new password spends the token (a second use fails),
+    lifts a login lockout for that address, and tells the user."""
+
+    template_name = "registration/password_reset_confirm.html"
+    success_url = reverse_lazy("accounts:password_reset_complete")
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        from axes.utils import reset as axes_reset
+
+        axes_reset(username=form.user.email)
+        services.password_changed(form.user, event="password_reset")
+        return response
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    """Change the password: this session stays signed in, every other one ends (Django
+    checks each session against the password's hash)."""
+
+    template_name = "registration/password_change_form.html"
+    success_url = reverse_lazy("accounts:profile")
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        services.password_changed(form.user)
+        messages.success(
+            self.request, _("Your password was changed. Other devices have been signed out.")
+        )
+        return response
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def profile(request):
+    """Email (changed only after the new address is verified), phone, language, links to
+    notification preferences, password change and signing out everywhere."""
+    user = request.user
+    form = ProfileForm(
+        request.POST if request.POST.get("action") == "profile" else None,
+        initial={"phone": user.phone, "language": user.language},
+    )
+    email_form = EmailChangeForm(request.POST if request.POST.get("action") == "email" else None)
+    status = 200
+    if request.method == "POST":
+        if form.is_bound and form.is_valid():
+            user = services.update_profile(
+                user, phone=form.cleaned_data["phone"], language=form.cleaned_data["language"]
+            )
+            translation.activate(user.language)
+            response = redirect("accounts:profile")
+            response.set_cookie(settings.LANGUAGE_COOKIE_NAME, user.language)
+            messages.success(request, _("Your profile was saved."))
+            return response
+        if email_form.is_bound and email_form.is_valid():
+            try:
+                services.request_email_change(user, new_email=email_form.cleaned_data["email"])
+            except ValidationError as exc:
+                _add_errors(email_form, exc)
+            else:
+                messages.success(
+                    request,
+                    _(
+                        "We sent a link to %(email)s. Your address changes when you open it; "
+                        "until then the current one stays."
+                    )
+                    % {"email": email_form.cleaned_data["email"]},
+                )
+                return redirect("accounts:profile")
+        status = 400
+    return render(
+        request,
+        "accounts/profile.html",
+        {"form": form, "email_form": email_form, "signout_form": PasswordConfirmForm()},
+        status=status,
+    )
+
+
+@require_http_methods(["GET"])
+def confirm_email_change(request, token):
+    """The link sent to the new address: the change takes effect (once)."""
+    try:
+        user = services.confirm_email_change(token)
+    except ValidationError as exc:
+        response = render(
+            request,
+            "accounts/email_change.html",
+            {"error": exc.messages[0], "code": exc.error_list[0].code},
+            status=400,
+        )
+    else:
+        response = render(request, "accounts/email_change.html", {"email": user.email})
+    add_never_cache_headers(response)
+    return response
+
+
+@login_required
+@require_POST
+def sign_out_everywhere(request):
+    """End every other session of this user (asks for the password)."""
+    form = PasswordConfirmForm(request.POST)
+    if form.is_valid():
+        try:
+            user = services.sign_out_everywhere(
+                request.user, password=form.cleaned_data["password"]
+            )
+        except ValidationError as exc:
+            messages.error(request, exc.messages[0])
+        else:
+            update_session_auth_hash(request, user)
+            messages.success(request, _("Every other session has been signed out."))
+    else:
+        messages.error(request, _("Enter your password to sign out everywhere."))
+    return redirect("accounts:profile")

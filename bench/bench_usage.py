@@ -19,6 +19,13 @@ Phases, in order (each with the CPU share of every process group, bench/cpu.py):
   lag-paced-R                the same at a steady R events/s (100-event batches; R =
                              BENCH_LAG_RATE, default half the drain rate): the lag when
                              settlement has the CPU to keep up;
+  drain-1, drain-2           settlers that scale out (issue 25): a backlog built while
+                             N running settlers are paused, then drained by them
+                             (events/s, the 2/1 ratio, CPU µs and WAL bytes per event);
+  sustain-Kx                 paced ingestion at K × pgbench tps, K stepped up
+                             (BENCH_SUSTAIN_STEPS) with BENCH_SUSTAIN_SETTLERS (2)
+                             settlers running, until lag p99 > 2 s or the backlog grows:
+                             the highest rate that held;
 then the books: reconcile (cache == ledger, postings sum to zero), every event settled
 exactly once, settled usage == revenue and every part == its postings, to the micro.
 
@@ -27,8 +34,10 @@ the tables settlement rewrites before each phase, as autovacuum would.
 
 Env: BENCH_SECONDS (12), BENCH_LAG_SECONDS (20), BENCH_BATCH_CLIENTS (3), BENCH_SERVER
 (sync | gthread | granian), BENCH_WORKERS, BENCH_THREADS, BENCH_SETTLERS ("1,2"),
-BENCH_LAG_RATE, BENCH_SETTINGS=lean (the lean-middleware experiment,
-bench/lean_settings.py), BENCH_PHASES (comma list, to run a subset while tuning).
+BENCH_LAG_RATE, BENCH_DRAIN_SETTLERS ("1,2"), BENCH_DRAIN_INGEST_SECONDS (6),
+BENCH_SUSTAIN_SETTLERS (2), BENCH_SUSTAIN_SECONDS (12), BENCH_SUSTAIN_STEPS,
+BENCH_SETTINGS=lean (the lean-middleware experiment, bench/lean_settings.py),
+BENCH_PHASES (comma list, to run a subset while tuning).
 """
 
 from __future__ import annotations
@@ -202,6 +211,31 @@ def _authorize_client(idx, cfg, deadline, out):
         status, data = http_.post("/api/v1/gateway/authorize", body)
         latencies.append(time.perf_counter() - t0)
         if status != 200 or b'"allowed": true' not in data and b'"allowed":true' not in data:
+            errors += 1
+    out.update(events=len(latencies) - errors, errors=errors, latencies=latencies, stamps=[])
+
+
+def _balance_client(idx, cfg, deadline, out):
+    """The user's own API (issue 27): GET /api/v1/me/balance with an account's API key."""
+    rnd = random.Random(idx)
+    keys = [raw_key(rnd.randrange(N_ACCOUNTS)) for _ in range(500)]
+    conn = http.client.HTTPConnection(HOST, PORT, timeout=120)
+    latencies, errors = [], 0
+    for raw in itertools.cycle(keys):
+        if time.time() >= deadline:
+            break
+        t0 = time.perf_counter()
+        try:
+            conn.request("GET", "/api/v1/me/balance", headers={"Authorization": f"Bearer {raw}"})
+            resp = conn.getresponse()
+            data = resp.read()
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            conn = http.client.HTTPConnection(HOST, PORT, timeout=120)
+            errors += 1
+            continue
+        latencies.append(time.perf_counter() - t0)
+        if resp.status != 200 or b'"is_available"' not in data:
             errors += 1
     out.update(events=len(latencies) - errors, errors=errors, latencies=latencies, stamps=[])
 
@@ -546,6 +580,254 @@ def drift_rows():
     ]
 
 
+# ------------------------------------------------------- settlers that scale out (issue 25)
+
+SCALE_SETTLERS = [int(x) for x in os.environ.get("BENCH_DRAIN_SETTLERS", "1,2").split(",") if x]
+DRAIN_INGEST_SECONDS = float(os.environ.get("BENCH_DRAIN_INGEST_SECONDS", "6"))
+SUSTAIN_SETTLERS = int(os.environ.get("BENCH_SUSTAIN_SETTLERS", "2"))
+SUSTAIN_SECONDS = float(os.environ.get("BENCH_SUSTAIN_SECONDS", "12"))
+# the paced rates tried, as multiples of pgbench's tps, lowest first (the first that does
+# not hold ends the search)
+SUSTAIN_STEPS = [
+    float(x) for x in os.environ.get("BENCH_SUSTAIN_STEPS", "1,1.5,2,2.5,3,3.5,4").split(",") if x
+]
+
+
+def slot_holders():
+    """How many slots each settler's session holds: [count per settler]."""
+    from django.db import connection
+
+    from billing.services.settlement import SLOT_LOCK
+
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT COUNT(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
+            " AND d.datname = current_database() WHERE l.locktype = 'advisory' AND l.granted"
+            " AND l.classid = %s::oid AND l.objsubid = 2 GROUP BY l.pid",
+            [SLOT_LOCK],
+        )
+        return [row[0] for row in cur.fetchall()]
+
+
+def shared_slots(n, timeout=30):
+    """Wait until n running settlers hold an even share of the slots each."""
+    from billing.services.settlement import settler_slots
+
+    share = -(-settler_slots() // n)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        held = slot_holders()
+        if len(held) == n and sum(held) == settler_slots() and max(held) <= share:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"settlers did not share the slots: {slot_holders()}")
+
+
+def wal_lsn():
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_current_wal_lsn()::text")
+        return cur.fetchone()[0]
+
+
+def wal_bytes(start, end):
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_wal_lsn_diff(%s::pg_lsn, %s::pg_lsn)", [end, start])
+        return float(cur.fetchone()[0])
+
+
+def _cpu_us_per_event(meter, name, groups, events):
+    used = meter.results[name]["groups"]
+    return sum(used.get(g, 0.0) for g in groups) / max(1, events) * 1e6
+
+
+def settler_scaling(meter, row, run_id):
+    """drain-N: a backlog (Zipf batches flat out for BENCH_DRAIN_INGEST_SECONDS) built
+    while N running settlers are paused (SIGSTOP: started, connected and holding their
+    share of the slots, as running Celery settlers would be), then resumed together: the
+    events/s until nothing is pending, and the settlers' CPU (theirs and their backends')
+    per event. Returns [(phase, cpu shares)]."""
+    import signal
+
+    import django.db
+
+    cpu, rates = [], {}
+    for n in SCALE_SETTLERS:
+        name = f"drain-{n}"
+        if not _want("drain-n"):
+            continue
+        settlers = [start_settler(meter, 3600) for _ in range(n)]
+        ready_settlers(settlers)
+        shared_slots(n)
+        for p in settlers:
+            p.send_signal(signal.SIGSTOP)
+        cfg = {"tag": f"D{n}-{run_id}", "spread": "zipf"}
+        wal0, before = wal_lsn(), pending_count()
+        _run_clients(
+            meter, [(_batch_client, i, cfg) for i in range(BATCH_CLIENTS)], DRAIN_INGEST_SECONDS
+        )
+        backlog = pending_count()
+        wal1 = wal_lsn()
+        vacuum()
+        wal2 = wal_lsn()
+        django.db.connections.close_all()
+        meter.phase(name)
+        t0 = time.time()
+        for p in settlers:
+            p.send_signal(signal.SIGCONT)
+        while pending_count() and time.time() - t0 < 900:
+            time.sleep(0.05)
+        took = time.time() - t0
+        meter.stop()
+        wal3 = wal_lsn()
+        drain_then_stop(settlers)
+        wal_in = wal_bytes(wal0, wal1) / max(1, backlog - before)
+        wal_settle = wal_bytes(wal2, wal3) / max(1, backlog)
+        row(
+            f"{name}: WAL bytes per event, ingestion / settlement",
+            f"{wal_in:.0f} / {wal_settle:.0f}",
+            key=f"{name}_wal_bytes_per_event",
+            raw=[round(wal_in), round(wal_settle)],
+        )
+        rates[n] = rate = backlog / took if took else 0.0
+        per_event = _cpu_us_per_event(meter, name, ("settler", "pg:settler"), backlog)
+        print(
+            f"{name}: {backlog} events in {took:.1f}s = {rate:.0f}/s"
+            f" cpu {share_text(meter.share(name))}",
+            flush=True,
+        )
+        row(
+            f"{name}: settler drain events/s ({n} settler{'s' if n > 1 else ''}, {backlog} events)",
+            f"{rate:.0f}",
+            key=f"{name}_events_per_s",
+            raw=round(rate),
+        )
+        row(
+            f"{name}: settler CPU µs per event (settlers + their backends)",
+            f"{per_event:.0f}",
+            key=f"{name}_cpu_us_per_event",
+            raw=round(per_event, 1),
+        )
+        cpu.append((name, meter.share(name)))
+    if 1 in rates and len(rates) > 1:
+        n = max(rates)
+        ratio = rates[n] / rates[1] if rates[1] else 0.0
+        row(
+            f"drain: {n} settlers / 1 settler",
+            f"{ratio:.2f}×",
+            ">= 1.7" if n == 2 else "",
+            ratio >= 1.7 if n == 2 else None,
+            key="drain_scaling",
+            raw=round(ratio, 3),
+        )
+    return cpu
+
+
+def sustainable_rate(meter, row, tps, run_id):
+    """sustain: with SUSTAIN_SETTLERS settlers running on the same machine, paced batch
+    ingestion (Zipf) at rates stepped up by multiples of pgbench's tps
+    (BENCH_SUSTAIN_STEPS), SUSTAIN_SECONDS each, the backlog drained between steps. A
+    step holds when the paced rate was reached (≥ 90 %), lag p99 ≤ 2 s and the backlog
+    stayed flat (what is pending at the end ≤ 2 s of traffic). The row: the highest rate
+    that held, as a ratio to pgbench. Returns [(phase, cpu shares)]."""
+    import django.db
+
+    if not _want("sustain"):
+        return []
+    settlers = [start_settler(meter, 3600) for _ in range(SUSTAIN_SETTLERS)]
+    ready_settlers(settlers)
+    shared_slots(SUSTAIN_SETTLERS)
+    best, cpu, tried = None, [], []
+    try:
+        for step in SUSTAIN_STEPS:
+            target = step * tps
+            # a gateway flushing about every 50 ms: batches grow with the rate
+            size = max(PACED_BATCH, int(round(target / BATCH_CLIENTS / 20, -2)))
+            cfg = {
+                "tag": f"S{round(step * 100)}-{run_id}",
+                "spread": "zipf",
+                "batch": size,
+                "pace": size * BATCH_CLIENTS / target,
+            }
+            vacuum()
+            django.db.connections.close_all()
+            name = f"sustain-{step:g}x"
+            meter.phase(name)
+            procs, queue, start = _drive(
+                meter, [(_batch_client, i, cfg) for i in range(BATCH_CLIENTS)], SUSTAIN_SECONDS
+            )
+            samples = []
+            while time.time() < start + SUSTAIN_SECONDS:
+                samples.append((time.time() - start, pending_count()))
+                time.sleep(0.5)
+            django.db.connections.close_all()
+            results, elapsed = _collect(procs, queue, start, SUSTAIN_SECONDS)
+            meter.stop()
+            t_tail = time.time()
+            while pending_count() and time.time() - t_tail < 300:
+                time.sleep(0.1)
+            events = sum(r["events"] for r in results)
+            rate = events / elapsed
+            stamps = [s for r in results for s in r["stamps"]]
+            _p50, p99, _worst, _n, _unsettled = lag_stats(stamps, cfg["tag"] + "-")
+            first, peak, last, slope = backlog_trend(samples)
+            held = rate >= 0.9 * target and p99 <= 2 and last <= rate * 2
+            ingest_us = _cpu_us_per_event(meter, name, ("web", "pg:web"), events)
+            settle_us = _cpu_us_per_event(meter, name, ("settler", "pg:settler"), events)
+            print(
+                f"{name}: target {target:.0f} got {rate:.0f} ev/s p99 {p99:.2f}s "
+                f"backlog {first}->{last} slope {slope:.0f}/s {'held' if held else 'did not hold'}",
+                flush=True,
+            )
+            tried.append(
+                {
+                    "step": step,
+                    "target": round(target),
+                    "rate": round(rate),
+                    "lag_p99_s": round(p99, 3),
+                    "pending_last": last,
+                    "slope": round(slope),
+                    "held": held,
+                    "ingest_cpu_us": round(ingest_us, 1),
+                    "settle_cpu_us": round(settle_us, 1),
+                }
+            )
+            cpu.append((name, meter.share(name)))
+            if not held:
+                break
+            best = tried[-1]
+    finally:
+        drain_then_stop(settlers)
+    for t in tried:
+        row(
+            f"sustain {t['step']:g}× pgbench ({t['target']}/s, {SUSTAIN_SETTLERS} settlers):"
+            " got ev/s, lag p99 s, pending at end",
+            f"{t['rate']} / {t['lag_p99_s']:.2f} / {t['pending_last']}"
+            + ("" if t["held"] else " (did not hold)"),
+            raw=t,
+        )
+    rate = best["rate"] if best else 0
+    row(
+        f"sustainable metered rate (paced, {SUSTAIN_SETTLERS} settlers on the machine)",
+        f"{rate} events/s = {rate / tps:.2f}× pgbench",
+        ">= 2.5×",
+        rate / tps >= 2.5,
+        key="sustainable_ratio",
+        raw=round(rate / tps, 3),
+    )
+    if best:
+        row(
+            "sustainable rate: CPU µs per event, ingestion (web + backends) / settlement",
+            f"{best['ingest_cpu_us']:.0f} / {best['settle_cpu_us']:.0f}",
+            key="sustain_cpu_us_per_event",
+            raw=[best["ingest_cpu_us"], best["settle_cpu_us"]],
+        )
+    return cpu
+
+
 # ---------------------------------------------------------------- the run
 
 # The tables settlement rewrites: what autovacuum would keep clean in production.
@@ -592,6 +874,61 @@ def _pg_apps_reader():
     return read
 
 
+def authorize_limits_phase(row, *, keys=200, rounds=5):
+    """`authorize` with spend limits set vs without (issue 23, R-USE-7: within 10 %):
+    in-process calls of billing.services.authorization.authorize on `keys` bench keys,
+    alternating the two cases `rounds` times (best round of each), so the HTTP stack
+    and the other phases do not blur a difference of a few microseconds."""
+    from billing.models import SpendLimit
+    from billing.services.authorization import authorize, resolve_api_keys
+    from billing.services.limits import period_start
+
+    raws = [raw_key(i) for i in range(keys)]
+    refs = list(resolve_api_keys(raws).values())
+    accounts = sorted({r.account_id for r in refs})
+
+    def timed():
+        t0 = time.perf_counter()
+        for ref in refs:
+            authorize(ref, "glm-4")
+        return (time.perf_counter() - t0) / len(refs) * 1e6
+
+    SpendLimit.objects.filter(account_id__in=accounts).delete()
+    timed()  # warm
+    without, with_ = [], []
+    for _ in range(rounds):
+        without.append(timed())
+        SpendLimit.objects.bulk_create(
+            [
+                SpendLimit(
+                    account_id=ref.account_id,
+                    api_key_id=key_id,
+                    period=period,
+                    limit_micro=10**12,
+                    hard=True,
+                    period_start=period_start(period),
+                )
+                for ref in refs
+                for key_id in (None, ref.pk)
+                for period in ("month", "day")
+            ],
+            ignore_conflicts=True,
+        )
+        with_.append(timed())
+        SpendLimit.objects.filter(account_id__in=accounts).delete()
+    a, b = min(without), min(with_)
+    extra = (b - a) / a * 100
+    print(f"authorize: {a:.0f} µs without limits, {b:.0f} µs with 4 limits", flush=True)
+    row(
+        "authorize with spend limits (4 per key) vs without, in-process",
+        f"{b:.0f} µs vs {a:.0f} µs ({extra:+.1f} %)",
+        target="≤ +10 %",
+        ok=extra <= 10,
+        key="authorize_limits_extra_pct",
+        raw=round(extra, 1),
+    )
+
+
 def _seed_dry():
     """Fresh prepaid accounts with DRY_CASH each (new ones per phase)."""
     run_id = uuid.uuid4().hex[:9]  # the key prefix holds at most 16 characters
@@ -625,6 +962,9 @@ def run():
     tps = pgbench_tps(seconds=int(os.environ.get("BENCH_PGBENCH_SECONDS", "12")))
     print(f"pgbench -N -c 8: {tps:.0f} tps", flush=True)
     row("pgbench -N -c 8 tps", f"{tps:.0f}", key="pgbench_tps", raw=round(tps))
+    if _want("authorize-limits"):
+        authorize_limits_phase(row)
+        django.db.connections.close_all()
     meter = CpuMeter(pg_apps=_pg_apps_reader())
     server = WebServer(
         SERVER,
@@ -633,6 +973,9 @@ def run():
         extra_env={
             "GATEWAY_SERVICE_TOKEN": TOKEN,
             "DATABASE_URL": _with_app(database_url(), "bench-web"),
+            # the balance phase is 8 clients on 4,000 keys: the per-key limit stays on
+            # (its cache round trip is part of the cost) but is never reached
+            "ME_API_RATE_PER_MINUTE": "1000000",
             # the lean-middleware experiment (bench/lean_settings.py)
             **(
                 {
@@ -645,6 +988,12 @@ def run():
         },
     )
     row("server", server.label() + (" (lean middleware)" if LEAN else ""), key="server")
+    lean_path = os.environ.get("GATEWAY_LEAN_PATH", "1").lower() not in {"0", "off", "false", "no"}
+    row(
+        "API path",
+        "lean (billing/lean.py)" if lean_path else "full middleware stack",
+        raw=lean_path,
+    )
     av = autovacuum_on()
     row("autovacuum", "on" if av else "off: VACUUM between phases", raw=av)
     if SETTLER_NICE:
@@ -729,9 +1078,12 @@ def run():
                 )
                 phase_cpu("drain")
 
+            answer_rates = {}
             for name, target_fn, ratio_target, p99_target in (
                 ("single", _single_client, 0.3, 0.020),
                 ("authorize", _authorize_client, 0.5, 0.010),
+                # issue 27: the user's GET /api/v1/me/balance, same 8 clients (h10)
+                ("balance", _balance_client, 0.4, 0.012),
             ):
                 if not _want(name):
                     continue
@@ -748,6 +1100,7 @@ def run():
                 lat = [x for r in results for x in r["latencies"]]
                 errors = sum(r["errors"] for r in results)
                 rate = sum(r["events"] for r in results) / elapsed
+                answer_rates[name] = rate
                 p50, p99 = percentile(lat, 50), percentile(lat, 99)
                 unit = "events/s" if name == "single" else "answers/s"
                 print(f"{name}: {rate:.0f} {unit} p99 {p99 * 1000:.1f} ms", flush=True)
@@ -790,6 +1143,17 @@ def run():
                         raw=round(s99, 3),
                     )
                 phase_cpu(name)
+
+            if {"balance", "authorize"} <= answer_rates.keys():  # issue 27: within 20 %
+                share = answer_rates["balance"] / answer_rates["authorize"]
+                row(
+                    "balance: ratio to authorize",
+                    f"{share:.2f}",
+                    ">= 0.8",
+                    share >= 0.8,
+                    key="balance_to_authorize",
+                    raw=round(share, 3),
+                )
 
             lag_phases = [(f"lag-{n}", n, None) for n in SETTLERS]
             rate = LAG_RATE or (round(drain_rate * 0.5, -2) if drain_rate else 2000)
@@ -900,6 +1264,8 @@ def run():
                     raw=[reported, refused],
                 )
                 phase_cpu(name)
+            cpu_rows += settler_scaling(meter, row, run_id)
+            cpu_rows += sustainable_rate(meter, row, tps, run_id)
     finally:
         meter.close()
 

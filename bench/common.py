@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
-HOST, PORT = "127.0.0.1", 8101
+HOST, PORT = "127.0.0.1", int(os.environ.get("BENCH_PORT", "8101"))  # one server per bench run
 
 
 def database_url() -> str:

@@ -3,6 +3,7 @@
 import time
 from decimal import Decimal
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -17,13 +18,23 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
-from core.admin import AuditRecordInline
+from core.admin import AuditRecordInline, CustomerLinkMixin
 from core.admin_paging import LargeTableAdminMixin
 from core.forms import ReasonForm
-from core.money import display
+from core.money import yuan
 
 from .micro import from_micro
-from .models import Grant, LedgerAccount, LedgerTransaction, Lot, Posting, UsageEvent
+from .models import (
+    Grant,
+    LedgerAccount,
+    LedgerTransaction,
+    Lot,
+    PackageHolding,
+    Posting,
+    ResourcePackage,
+    SpendLimit,
+    UsageEvent,
+)
 from .services.ledger import void_grant
 from .services.reconcile import reconcile, reconcile_all
 from .services.usage_credits import PERMISSION as CREDIT_PERMISSION
@@ -33,7 +44,7 @@ from .services.usage_credits import credit_back_usage, credit_for
 def money_html(micro):
     """2 places half-up, the exact 6-place figure on hover (R-LED-3)."""
     exact = from_micro(micro).amount
-    return format_html('<span title="{} CNY">{}</span>', exact, display(exact))
+    return format_html('<span title="{} CNY">{}</span>', exact, yuan(exact))
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -113,7 +124,7 @@ class AccountColumns:
         """Like money_html, from the Money field (djmoney's own column formats with babel,
         ~1 ms a row)."""
         exact = obj.amount.amount
-        return format_html('<span title="{} CNY">{}</span>', exact, display(exact))
+        return format_html('<span title="{} CNY">{}</span>', exact, yuan(exact))
 
 
 class PostingInline(admin.TabularInline):
@@ -239,7 +250,9 @@ def reconcile_selected(modeladmin, request, queryset):
             modeladmin.message_user(request, report.summary(), messages.ERROR)
     else:
         scope = f"{len(owners)} account(s)" if owners else "the whole ledger"
-        modeladmin.message_user(request, f"Reconciled {scope}: no drift.", messages.SUCCESS)
+        modeladmin.message_user(
+            request, _("Reconciled %(scope)s: no drift.") % {"scope": scope}, messages.SUCCESS
+        )
 
 
 @admin.register(LedgerAccount)
@@ -290,12 +303,12 @@ class LedgerAccountAdmin(LargeTableAdminMixin, AccountSearch, ReadOnlyAdmin):  #
 
     @admin.display(description=_("User"), ordering="owner__user__email")
     def owner_email(self, obj):
-        return obj.owner.user.email if obj.owner_id else "— platform —"
+        return obj.owner.user.email if obj.owner_id else _("— platform —")
 
     @admin.display(description=_("Cached balance"))
     def cached_balance(self, obj):
         if obj.owner_id is None:
-            return "not cached (summed from postings)"
+            return _("not cached (summed from postings)")
         return money_html(obj.balance_micro)
 
     @admin.display(description=_("Sum of postings"))
@@ -310,11 +323,15 @@ class LedgerAccountAdmin(LargeTableAdminMixin, AccountSearch, ReadOnlyAdmin):  #
 
 
 @admin.register(Lot)
-class LotAdmin(LargeTableAdminMixin, AccountSearch, AccountColumns, ReadOnlyAdmin):
+class LotAdmin(
+    CustomerLinkMixin, LargeTableAdminMixin, AccountSearch, AccountColumns, ReadOnlyAdmin
+):
+    customer_user_path = "account__user_id"
     list_display = (
         "id",
         "created_at",
         "account_email",
+        "customer",
         "channel",
         "amount_shown",
         "remaining_exact",
@@ -335,6 +352,7 @@ class LotAdmin(LargeTableAdminMixin, AccountSearch, AccountColumns, ReadOnlyAdmi
     ordering = ("-id",)
     fields = (
         "account",
+        "customer",
         "channel",
         "amount",
         "remaining_exact",
@@ -375,7 +393,9 @@ def void_selected(modeladmin, request, queryset):
                 modeladmin.message_user(
                     request, f"{grant}: {'; '.join(exc.messages)}", messages.ERROR
                 )
-        modeladmin.message_user(request, f"Voided {done} grant(s).", messages.SUCCESS)
+        modeladmin.message_user(
+            request, _("Voided %(count)s grant(s).") % {"count": done}, messages.SUCCESS
+        )
         return None
     return TemplateResponse(
         request,
@@ -386,7 +406,7 @@ def void_selected(modeladmin, request, queryset):
             "form": form,
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
             "opts": modeladmin.model._meta,
-            "title": "Void grants",
+            "title": _("Void grants"),
         },
     )
 
@@ -504,7 +524,7 @@ def split_html(split):
                 names.get(item["bucket"], item["bucket"]),
                 source,
                 amount,
-                display(amount),
+                yuan(amount),
             )
         )
     return format_html("<ul>{}</ul>", format_html_join("", "{}", ((p,) for p in parts)))
@@ -580,11 +600,11 @@ class UsageEventAdmin(LargeTableAdminMixin, AccountSearch, AccountColumns, ReadO
         ]
 
     def changelist_view(self, request, extra_context=None):
-        from .services.settlement import pending_summary
+        from .selectors import pending_backlog
 
         extra = {
-            # one COUNT/SUM over the pending rows only (the partial index)
-            "pending": pending_summary(),
+            # one bounded COUNT/SUM over the pending rows only (the partial index)
+            "pending": pending_backlog(),
             "can_settle": request.user.has_perm("billing.settle_usage"),
             **(extra_context or {}),
         }
@@ -702,3 +722,161 @@ class UsageEventAdmin(LargeTableAdminMixin, AccountSearch, AccountColumns, ReadO
     @admin.display(description=_("From cash"))
     def cash_exact(self, obj):
         return money_html(obj.cash_micro)
+
+
+# ---------------------------------------------------------------- resource packages (issue 23)
+
+
+class ResourcePackageForm(forms.ModelForm):
+    """A catalogue change: face value typed in CNY, models one per line, and a reason
+    kept in the audit with the old and new values (R-PKG-1, R-ADM-5)."""
+
+    face_value = forms.DecimalField(
+        label=_("Face value (CNY of usage)"), max_digits=14, decimal_places=6, min_value=0
+    )
+    models_text = forms.CharField(
+        label=_("Models covered"), widget=forms.Textarea({"rows": 3}), help_text=_("One per line.")
+    )
+    reason = forms.CharField(
+        label=_("Reason"),
+        max_length=500,
+        help_text=_("Why this change: kept in the history with the old and new values."),
+    )
+
+    class Meta:
+        model = ResourcePackage
+        fields = (
+            "name_zh",
+            "name_en",
+            "price",
+            "validity_days",
+            "sale_starts_at",
+            "sale_ends_at",
+            "per_user_limit",
+            "active",
+        )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["face_value"].initial = from_micro(self.instance.face_micro).amount
+            self.fields["models_text"].initial = "\n".join(self.instance.models_covered)
+
+    def clean_face_value(self):
+        value = self.cleaned_data["face_value"]
+        if value <= 0:
+            raise ValidationError(_("The face value must be greater than zero."))
+        return value
+
+    def clean(self):
+        data = super().clean()
+        self.instance.models_covered = [
+            line.strip() for line in (data.get("models_text") or "").splitlines() if line.strip()
+        ]
+        if data.get("face_value") is not None:
+            new_face = int(data["face_value"] * 1_000_000)
+            if self.instance.pk:
+                from django.utils import timezone
+
+                current = ResourcePackage.objects.get(pk=self.instance.pk)
+                if current.on_sale(timezone.now()) and (
+                    new_face != current.face_micro or data.get("price") != current.price
+                ):
+                    raise ValidationError(
+                        _(
+                            "A package on sale cannot change its price or face value; "
+                            "retire it and add a new one."
+                        )
+                    )
+            self.instance.face_micro = new_face
+        return data
+
+
+@admin.register(ResourcePackage)
+class ResourcePackageAdmin(admin.ModelAdmin):
+    """The catalogue (R-PKG-1): its own permission, a reason for every change, and a
+    package on sale keeps its price and face value (the service refuses otherwise)."""
+
+    form = ResourcePackageForm
+    list_display = (
+        "name_en",
+        "name_zh",
+        "price",
+        "face_col",
+        "validity_days",
+        "sale_starts_at",
+        "sale_ends_at",
+        "per_user_limit",
+        "active",
+    )
+    list_filter = ("active",)
+    inlines = [AuditRecordInline]
+
+    @admin.display(description=_("Face value"))
+    def face_col(self, obj):
+        return money_html(obj.face_micro)
+
+    def _may(self, request):
+        return request.user.has_perm("billing.manage_resource_packages")
+
+    def has_view_permission(self, request, obj=None):
+        return self._may(request)
+
+    def has_add_permission(self, request):
+        return self._may(request)
+
+    def has_change_permission(self, request, obj=None):
+        return self._may(request)
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # retire a package (inactive / sale end), never delete it
+
+    def save_model(self, request, obj, form, change):
+        from .services.packages import save_package
+
+        try:
+            save_package(obj, actor=request.user, reason=form.cleaned_data["reason"])
+        except ValidationError as exc:
+            # shown on the changelist; nothing was saved
+            messages.error(request, " ".join(exc.messages))
+            raise _Refused from exc
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except _Refused:
+            return redirect(request.path)
+
+    def save_related(self, request, form, formsets, change):
+        pass  # the audit inline is read-only
+
+
+class _Refused(Exception):
+    pass
+
+
+@admin.register(PackageHolding)
+class PackageHoldingAdmin(ReadOnlyAdmin):
+    list_display = ("id", "account", "package", "remaining_col", "face_col", "expires_at", "state")
+    list_filter = ("state",)
+    list_select_related = ("package",)
+    raw_id_fields = ("account",)
+
+    @admin.display(description=_("Left"))
+    def remaining_col(self, obj):
+        return money_html(obj.remaining_micro)
+
+    @admin.display(description=_("Face value"))
+    def face_col(self, obj):
+        return money_html(obj.face_micro)
+
+
+@admin.register(SpendLimit)
+class SpendLimitAdmin(ReadOnlyAdmin):
+    list_display = ("id", "account", "api_key", "period", "hard", "limit_col", "period_start")
+    list_filter = ("period", "hard")
+    raw_id_fields = ("account", "api_key")
+
+    @admin.display(description=_("Limit"))
+    def limit_col(self, obj):
+        return money_html(obj.limit_micro)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import hmac
 import json
-import re
 from datetime import datetime
 from decimal import Decimal
 
@@ -20,7 +19,8 @@ from django.core.cache import cache
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpRequest, JsonResponse
-from ninja import Field, NinjaAPI, Schema
+from django.utils.translation import gettext, gettext_noop
+from ninja import Field, NinjaAPI, Schema, Status
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.parser import Parser
@@ -28,6 +28,7 @@ from ninja.security import APIKeyHeader, HttpBearer
 from pydantic import BaseModel
 
 from core.money import parse_amount
+from core.text import UNSAFE_CHARACTERS, has_unsafe_characters
 
 from .micro import micro_str, to_micro
 from .selectors import usage_event_for
@@ -78,7 +79,7 @@ def _docs_guard(view):
             given = bearer or request.headers.get("X-Service-Token")
             if not (_token_ok(given) or (user is not None and user.is_active and user.is_staff)):
                 return JsonResponse(
-                    {"code": "unauthorized", "message": "A valid service token is required."},
+                    {"code": "unauthorized", "message": gettext(_NO_TOKEN)},
                     status=401,
                 )
         return view(request, *args, **kwargs)
@@ -179,8 +180,22 @@ class ErrorOut(Schema):
     message: str
 
 
+# Messages follow the caller's Accept-Language (LocaleMiddleware); codes never change.
+# Every message is an English msgid translated here, at the edge: the services' fixed
+# texts (authorization.REFUSAL_MESSAGES, metering.CONFLICT, …) are marked where they
+# are written, the API's own below, and texts with figures are translated where made.
+_NO_TOKEN = gettext_noop("A valid service token is required.")
+_NO_KEY = gettext_noop("No such API key.")
+# raised below this layer without a marker (billing.services.engine.retry_transaction)
+_BUSY = gettext_noop("The ledger is busy; please retry.")
+
+
+def _say(message) -> str:
+    return gettext(str(message)) if message else message
+
+
 def _error(request, status, code, message):
-    return api.create_response(request, {"code": code, "message": message}, status=status)
+    return api.create_response(request, {"code": code, "message": _say(message)}, status=status)
 
 
 @api.exception_handler(AuthenticationError)
@@ -188,13 +203,16 @@ def _unauthorized(request, exc):
     if _throttled(request):
         return _too_many(request, exc)
     _count_failure(request)
-    return _error(request, 401, "unauthorized", "A valid service token is required.")
+    return _error(request, 401, "unauthorized", _NO_TOKEN)
 
 
 @api.exception_handler(_Throttled)
 def _too_many(request, exc):
     response = _error(
-        request, 429, "too_many_auth_failures", "Too many calls with a wrong token; wait."
+        request,
+        429,
+        "too_many_auth_failures",
+        gettext_noop("Too many calls with a wrong token; wait."),
     )
     response["Retry-After"] = str(int(getattr(settings, "GATEWAY_AUTH_WINDOW_SECONDS", 60)))
     return response
@@ -203,7 +221,10 @@ def _too_many(request, exc):
 @api.exception_handler(RequestDataTooBig)
 def _too_big(request, exc):
     return _error(
-        request, 413, "body_too_large", "The request body is larger than the portal accepts."
+        request,
+        413,
+        "body_too_large",
+        gettext_noop("The request body is larger than the portal accepts."),
     )
 
 
@@ -212,7 +233,9 @@ def _http_error(request, exc):
     if isinstance(exc.__cause__, RequestDataTooBig):
         return _too_big(request, exc.__cause__)
     if isinstance(exc.__cause__, ValueError):  # json.JSONDecodeError is a ValueError
-        return _error(request, 400, "invalid_json", "The request body is not valid JSON.")
+        return _error(
+            request, 400, "invalid_json", gettext_noop("The request body is not valid JSON.")
+        )
     return _error(request, exc.status_code, "http_error", str(exc))
 
 
@@ -222,7 +245,9 @@ def _invalid(request, exc):
         return ".".join(str(p) for p in loc if p not in ("body", "payload")) or "body"
 
     where = "; ".join(f"{place(e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors[:10])
-    return _error(request, 400, "invalid_request", where or "The request is malformed.")
+    return _error(
+        request, 400, "invalid_request", where or gettext_noop("The request is malformed.")
+    )
 
 
 class _Refused(Exception):
@@ -243,6 +268,19 @@ class AuthorizeIn(BaseModel):
     account_id: int | None = Field(
         None, description="Optional: the balance account the gateway expects the key to belong to."
     )
+    model: str | None = Field(
+        None,
+        max_length=100,
+        description="Optional: the model to be called; its resource packages count as available.",
+    )
+
+
+class LimitOut(Schema):
+    scope: str = Field(..., description="account or key")
+    period: str = Field(..., description="month or day (Beijing time)")
+    limit: str
+    spent: str
+    resets_at: str
 
 
 class AuthorizeOut(Schema):
@@ -251,10 +289,13 @@ class AuthorizeOut(Schema):
         ...,
         description="ok, or why not: unknown_api_key, foreign_api_key, key_revoked, key_locked, "
         "account_suspended, account_locked, account_frozen, account_terminated, arrears, "
-        "insufficient_balance",
+        "insufficient_balance, spend_limit_exceeded (HTTP 429)",
     )
     available: str
     currency: str = "CNY"
+    limit: LimitOut | None = Field(
+        None, description="spend_limit_exceeded: the hard limit reached and when it resets."
+    )
 
 
 class UsageIn(BaseModel):
@@ -267,6 +308,14 @@ class UsageIn(BaseModel):
     occurred_at: datetime | None = Field(
         None, description="When the call happened (ISO 8601 with offset); default: received."
     )
+    # Any JSON value, checked by _tokens: a bad count answers `invalid_tokens`, not the
+    # schema's generic invalid_request.
+    input_tokens: object | None = Field(
+        None, description="Optional: prompt tokens of the call (a non-negative integer)."
+    )
+    output_tokens: object | None = Field(
+        None, description="Optional: completion tokens of the call (a non-negative integer)."
+    )
 
 
 class SplitOut(Schema):
@@ -274,6 +323,7 @@ class SplitOut(Schema):
     discount: str
     cash: str
     arrears: str
+    package: str = "0.000000"
 
 
 class UsageOut(Schema):
@@ -343,11 +393,25 @@ def _state_out(event) -> dict:
             "discount": _money_str(event.discount_micro),
             "cash": _money_str(event.cash_micro),
             "arrears": _money_str(event.arrears_micro),
+            "package": _money_str(event.package_micro),
         }
         if settled
         else None,
-        "sources": event.split if settled else [],
+        "sources": _named_sources(event.split) if settled else [],
     }
+
+
+def _named_sources(split):
+    """The split with each resource package's name (R-PKG-3: the split names it)."""
+    ids = [s["package"] for s in split if s.get("package")]
+    if not ids:
+        return split
+    from .selectors import package_names
+
+    names = package_names(ids)
+    return [
+        {**s, "package_name": names.get(s["package"], "")} if s.get("package") else s for s in split
+    ]
 
 
 def _parse_usage_amount(event: UsageIn) -> int:
@@ -360,14 +424,14 @@ def _parse_usage_amount(event: UsageIn) -> int:
         raise _Refused(
             400,
             "amount_too_large",
-            f"One call may be charged at most {settings.GATEWAY_MAX_CHARGE} CNY.",
+            gettext("One call may be charged at most %(max)s CNY.")
+            % {"max": settings.GATEWAY_MAX_CHARGE},
         )
     return to_micro(money)
 
 
-# C0 and C1 control characters (NUL included) and the Unicode line/paragraph separators:
-# PostgreSQL refuses NUL in text, and the others break logs, CSV exports and admin pages.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# control and invisible characters: the one check in core.text (issue 24 point 7)
+_CONTROL = UNSAFE_CHARACTERS
 
 
 def _check_text(event) -> None:
@@ -375,38 +439,61 @@ def _check_text(event) -> None:
     for field in ("request_id", "model"):
         value = getattr(event, field)
         if _CONTROL.search(value):
-            raise _Refused(400, f"invalid_{field}", f"{field} contains control characters.")
+            raise _Refused(
+                400,
+                f"invalid_{field}",
+                gettext("%(field)s contains control characters.") % {"field": field},
+            )
         if not value.strip():
-            raise _Refused(400, "invalid_request", "request_id and model are required.")
+            raise _Refused(
+                400, "invalid_request", gettext_noop("request_id and model are required.")
+            )
     if _CONTROL.search(event.api_key):
-        raise _Refused(404, "unknown_api_key", "No such API key.")
+        raise _Refused(404, "unknown_api_key", _NO_KEY)
 
 
 def _key_for(event, keys) -> object:
     key = keys.get(event.api_key)
     if key is None:
-        raise _Refused(404, "unknown_api_key", "No such API key.")
+        raise _Refused(404, "unknown_api_key", _NO_KEY)
     if event.account_id is not None and key.account_id != event.account_id:
-        raise _Refused(403, "foreign_api_key", "This API key belongs to another account.")
+        raise _Refused(
+            403, "foreign_api_key", gettext_noop("This API key belongs to another account.")
+        )
     return key
 
 
 # ---------------------------------------------------------------- endpoints
 
 
-@api.post("/authorize", response={200: AuthorizeOut, 400: ErrorOut, 401: ErrorOut})
+@api.post(
+    "/authorize",
+    response={200: AuthorizeOut, 400: ErrorOut, 401: ErrorOut, 429: AuthorizeOut},
+    exclude_none=True,  # `limit` only when a spend limit refused
+)
 def authorize_key(request: HttpRequest, payload: AuthorizeIn):
     """May this API key call a model now? Answers allowed, or refused with a stable code,
     plus the available balance."""
     key = resolve_api_keys([payload.api_key]).get(payload.api_key)
     if key is not None and payload.account_id is not None and key.account_id != payload.account_id:
         return {"allowed": False, "code": "foreign_api_key", "available": "0.000000"}
-    result = authorize(key)
-    return {
+    result = authorize(key, payload.model)
+    body = {
         "allowed": result.allowed,
         "code": result.code,
         "available": str(result.available.amount),
     }
+    if result.limit is not None:  # R-USE-7: a hard spend limit reached
+        lim = result.limit
+        body["limit"] = {
+            "scope": lim["scope"],
+            "period": lim["period"],
+            "limit": str(lim["limit"].amount),
+            "spent": str(lim["spent"].amount),
+            "resets_at": lim["resets_at"].isoformat(),
+        }
+        return Status(429, body)
+    return body
 
 
 _STATUS = {"request_id_conflict": 409, "retry": 503}
@@ -434,8 +521,33 @@ def _event_for(ev: UsageIn, keys, amounts: dict | None = None) -> ReportedUsage:
         micro = answer
     key = _key_for(ev, keys)
     if ev.occurred_at is not None and ev.occurred_at.tzinfo is None:
-        raise _Refused(400, "invalid_occurred_at", "occurred_at needs a UTC offset.")
-    return ReportedUsage(ev.request_id, key, ev.model, micro, ev.occurred_at)
+        raise _Refused(400, "invalid_occurred_at", gettext_noop("occurred_at needs a UTC offset."))
+    return ReportedUsage(
+        ev.request_id,
+        key,
+        ev.model,
+        micro,
+        ev.occurred_at,
+        _tokens(ev.input_tokens, "input_tokens"),
+        _tokens(ev.output_tokens, "output_tokens"),
+    )
+
+
+_MAX_TOKENS = 2**63 - 1  # BIGINT
+
+
+def _tokens(value, field) -> int | None:
+    """An optional token count: absent/null, or a non-negative JSON integer (not a
+    string, a fraction or a boolean), else `invalid_tokens`."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_TOKENS:
+        raise _Refused(
+            400,
+            "invalid_tokens",
+            gettext("%(field)s must be a non-negative integer.") % {"field": field},
+        )
+    return value
 
 
 @api.post(
@@ -482,9 +594,13 @@ def report_usage_batch(request: HttpRequest, payload: BatchIn):
     others are stored."""
     limit = batch_limit()
     if len(payload.events) > limit:
-        raise _Refused(413, "batch_too_large", f"At most {limit} events per batch.")
+        raise _Refused(
+            413,
+            "batch_too_large",
+            gettext("At most %(limit)s events per batch.") % {"limit": limit},
+        )
     if not payload.events:
-        raise _Refused(400, "empty_batch", "The batch has no events.")
+        raise _Refused(400, "empty_batch", gettext_noop("The batch has no events."))
     keys = resolve_api_keys({ev.api_key for ev in payload.events})
     results: list[dict | None] = [None] * len(payload.events)
     good, positions, amounts = [], [], {}
@@ -497,7 +613,7 @@ def report_usage_batch(request: HttpRequest, payload: BatchIn):
                 "request_id": ev.request_id,
                 "status": "error",
                 "code": exc.code,
-                "message": exc.message,
+                "message": _say(exc.message),
             }
             continue
         positions.append(i)
@@ -509,7 +625,7 @@ def report_usage_batch(request: HttpRequest, payload: BatchIn):
         for i, r in zip(positions, recorded, strict=True):
             item = {"index": i, "request_id": r.request_id, "status": r.status}
             if r.status == "error":
-                item.update(code=r.code, message=r.message)
+                item.update(code=r.code, message=_say(r.message))
             else:
                 item["amount"] = _money_str(r.micro)
             results[i] = item
@@ -530,7 +646,25 @@ def usage_state(request: HttpRequest, request_id: str):
     """An event's state: pending, or settled with what paid for it (each bucket, and
     each grant and lot drawn on). Registered after `usage/batch`, which it would
     otherwise shadow; the path converter lets a request id hold a slash."""
-    event = usage_event_for(request_id)
+    # a request id no event can have (NUL, control or invisible characters) is simply
+    # unknown: PostgreSQL refuses NUL in a text comparison (issue 24 point 5)
+    event = None if has_unsafe_characters(request_id) else usage_event_for(request_id)
     if event is None:
-        raise _Refused(404, "unknown_request_id", "No usage event has this request id.")
+        raise _Refused(
+            404, "unknown_request_id", gettext_noop("No usage event has this request id.")
+        )
     return JsonResponse(_state_out(event))
+
+
+# The OpenAPI document with a real example for every endpoint and every error code per
+# status (billing.gateway_examples), added to what django-ninja generates.
+_generated_schema = api.get_openapi_schema
+
+
+def _schema_with_examples(*args, **kwargs):
+    from .gateway_examples import add_examples
+
+    return add_examples(_generated_schema(*args, **kwargs))
+
+
+api.get_openapi_schema = _schema_with_examples

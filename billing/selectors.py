@@ -4,8 +4,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 
 from django.db import connection
-from django.db.models import Count, Exists, OuterRef, Sum
-from django.db.models.functions import TruncDate
+from django.db.models import Count, Exists, OuterRef, Subquery, Sum, Value
+from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from .micro import from_micro
@@ -22,12 +22,18 @@ from .models import (
 
 
 def bucket_micro(account) -> dict[str, int]:
-    return dict(
-        LedgerAccount.objects.filter(owner_id=account.pk).values_list("kind", "balance_micro")
-    )
+    """{bucket kind: cached balance} of one account; a plain statement (the balance API
+    asks it on every call, issue 27: the ORM's compilation cost more than the query)."""
+    with connection.cursor() as cur:
+        cur.execute(
+            f"SELECT kind, balance_micro FROM {LedgerAccount._meta.db_table}"  # noqa: S608
+            " WHERE owner_id = %s",
+            [account.pk],
+        )
+        return dict(cur.fetchall())
 
 
-def balance_summary(account, *, buckets=None) -> dict:
+def balance_summary(account, *, buckets=None, figures=None) -> dict:
     """Money per bucket from the cached balances, and what the user may spend now.
 
     `available` is what `authorize` answers (billing.services.authorization.money_figures,
@@ -41,7 +47,8 @@ def balance_summary(account, *, buckets=None) -> dict:
     rows = dict(buckets.values()) if buckets is not None else bucket_micro(account)
     cash, trial, discount = rows.get("cash", 0), rows.get("trial", 0), rows.get("discount", 0)
     arrears = -rows.get("arrears", 0)
-    spendable, owed, pending = money_figures(account.pk)
+    # `figures`: money_figures' answer when the caller already read it (the balance API)
+    spendable, owed, pending = figures if figures is not None else money_figures(account.pk)
     return {
         "cash": from_micro(cash),
         "trial": from_micro(trial),
@@ -52,6 +59,36 @@ def balance_summary(account, *, buckets=None) -> dict:
         "dispute_debt": from_micro(-rows.get("dispute_debt", 0)),
         "pending": from_micro(pending),
         "available": from_micro(max(0, spendable - owed - pending)),
+    }
+
+
+def balance_api_figures(account_id, now) -> dict:
+    """Everything the balance API (billing.me_api, issue 27) reads, in ONE round trip:
+    money_figures' figures (the same statement, as a subquery), the cached buckets, the
+    nearest expiry of free money, and whether the account has spend limits."""
+    from .models import SpendLimit
+    from .services.authorization import _FIGURES, figures_from
+
+    sql = f"""
+SELECT f.*, b.buckets, e.expires_at, e.amount, l.has_limits FROM ({_FIGURES}) f
+CROSS JOIN LATERAL (SELECT json_object_agg(kind, balance_micro) AS buckets
+  FROM {LedgerAccount._meta.db_table} WHERE owner_id = %(a)s) b
+LEFT JOIN LATERAL (SELECT expires_at, SUM(remaining_micro) AS amount
+  FROM {Grant._meta.db_table} WHERE account_id = %(a)s AND state = 'active'
+   AND remaining_micro > 0 AND expires_at > %(now)s
+  GROUP BY expires_at ORDER BY expires_at LIMIT 1) e ON true
+CROSS JOIN LATERAL (SELECT EXISTS (SELECT 1 FROM {SpendLimit._meta.db_table}
+  WHERE account_id = %(a)s) AS has_limits) l
+"""  # noqa: S608 - table names only
+    with connection.cursor() as cur:
+        cur.execute(sql, {"a": account_id, "now": now})
+        row = cur.fetchone()
+    buckets = {kind: int(micro) for kind, micro in (row[4] or {}).items()}
+    return {
+        "figures": figures_from(row),
+        "buckets": buckets,
+        "next_free_expiry": (row[5], int(row[6])) if row[5] is not None else None,
+        "has_limits": bool(row[7]),
     }
 
 
@@ -137,6 +174,7 @@ def paid_by(split) -> list[dict]:
             "bucket": item["bucket"],
             "lot": item.get("lot"),
             "grant": item.get("grant"),
+            "package": item.get("package"),
             "amount": Money(Decimal(item["amount"]), CNY),
         }
         for item in split or ()
@@ -358,8 +396,139 @@ def usage_since(start):
     """(how many usage events arrived since `start`, what they cost as Money), one query.
     created_at is not indexed on usage events and their ids are, rising with time: the
     count starts at the period's first id."""
-    first = UsageEvent.objects.filter(created_at__gte=start).order_by("id").values("id")[:1]
-    row = UsageEvent.objects.filter(id__gte=first).aggregate(
+    # the last id before the period, read newest first: the walk covers the period's rows
+    # only (reading the oldest first walked the whole history before today)
+    before = UsageEvent.objects.filter(created_at__lt=start).order_by("-id").values("id")[:1]
+    row = UsageEvent.objects.filter(id__gt=Coalesce(Subquery(before), Value(0))).aggregate(
         n=Count("pk"), total=Sum("amount_micro")
     )
     return row["n"], from_micro(row["total"] or 0)
+
+
+@dataclass
+class UsageTotal:
+    """One row of `usage_totals`: a Beijing day, a model or an API key (None: calls
+    without a key), with what it consumed."""
+
+    key: object
+    calls: int
+    amount_micro: int
+    input_tokens: int
+    output_tokens: int
+
+    @property
+    def amount(self):
+        return from_micro(self.amount_micro)
+
+
+USAGE_GROUPS = {"day": "day", "model": "model", "key": "api_key_id"}
+
+
+def usage_totals(account_id, *, start, end, by, model=None, api_key_id=None) -> list[UsageTotal]:
+    """Settled usage of one account from the daily rollup (billing.models.DailyUsage),
+    one query, never the events: per Beijing day (ascending), per model or per API key
+    (largest amount first). `start` and `end` are Beijing dates, both included;
+    `model` and `api_key_id` narrow it."""
+    if by not in USAGE_GROUPS:
+        raise ValueError(f"by must be one of {sorted(USAGE_GROUPS)}")
+    from .models import DailyUsage
+
+    col = USAGE_GROUPS[by]
+    qs = DailyUsage.objects.filter(account_id=account_id, day__gte=start, day__lte=end)
+    if model:
+        qs = qs.filter(model=model)
+    if api_key_id:
+        qs = qs.filter(api_key_id=api_key_id)
+    qs = qs.values(col).annotate(
+        c=Sum("calls"), a=Sum("amount_micro"), i=Sum("input_tokens"), o=Sum("output_tokens")
+    )
+    qs = qs.order_by(col) if by == "day" else qs.order_by("-a", col)
+    return [UsageTotal(r[col], int(r["c"]), int(r["a"]), int(r["i"]), int(r["o"])) for r in qs]
+
+
+def usage_models(account_id, *, start, end) -> list[str]:
+    """The models an account used between two Beijing dates (for the usage page's filter)."""
+    from .models import DailyUsage
+
+    return list(
+        DailyUsage.objects.filter(account_id=account_id, day__gte=start, day__lte=end)
+        .order_by("model")
+        .values_list("model", flat=True)
+        .distinct()
+    )
+
+
+def user_ids_for_request(request_id: str) -> list[int]:
+    """The user a gateway request id was charged to (exact: the unique index), for the
+    staff's customer search."""
+    request_id = (request_id or "").strip()
+    if not request_id:
+        return []
+    rows = UsageEvent.objects.filter(request_id=request_id)
+    return list(rows.values_list("account__user_id", flat=True)[:1])
+
+
+# ---------------------------------------------------------------- packages and limits (issue 23)
+
+
+def package_names(holding_ids) -> dict[int, str]:
+    """Holding id → the package's name in the current language (R-PKG-3: splits name it)."""
+    from .models import PackageHolding
+
+    return {
+        h.pk: h.package.name()
+        for h in PackageHolding.objects.filter(pk__in=list(holding_ids)).select_related("package")
+    }
+
+
+def packages_on_sale(now=None):
+    from .services.packages import on_sale
+
+    return on_sale(now)
+
+
+def holdings_of(account, *, limit=50):
+    """The account's resource packages, active first (soonest expiry), then ended."""
+    from .models import PackageHolding
+
+    return list(
+        PackageHolding.objects.filter(account=account)
+        .select_related("package")
+        .order_by("state", "expires_at", "id")[:limit]
+    )
+
+
+def spend_limits_of(account, now=None) -> list[dict]:
+    """The account's spend limits with the current period's spend (R-USE-7)."""
+    from .services.limits import spend_overview
+
+    return spend_overview(account, now)
+
+
+PENDING_SHOWN = 10_000
+
+
+def pending_backlog(cap: int = PENDING_SHOWN) -> dict:
+    """The usage list's pending summary, bounded: counts and sums at most `cap` + 1
+    pending events, oldest first, through the partial index of pending rows (a backlog
+    is seconds of traffic; the admin never counts a flood whole). `capped` says the
+    figures are a floor."""
+    first = (
+        UsageEvent.objects.filter(transaction__isnull=True)
+        .order_by("id")
+        .values("id", "amount_micro", "created_at")[: cap + 1]
+    )
+    with connection.cursor() as cur:
+        sql, params = first.query.sql_with_params()
+        cur.execute(
+            f"SELECT COUNT(*), COALESCE(SUM(amount_micro), 0), MIN(created_at) FROM ({sql}) p",  # noqa: S608
+            params,
+        )
+        events, micro, oldest = cur.fetchone()
+    age = (timezone.now() - oldest).total_seconds() if oldest else 0.0
+    return {
+        "events": min(events, cap),
+        "capped": events > cap,
+        "amount": from_micro(micro),
+        "oldest_age": age,
+    }

@@ -35,6 +35,13 @@ def env_list(name, default=""):
 
 
 PORTAL_ENV = env("PORTAL_ENV", "development")
+# fail closed (issue 24): "PRODUCTION" or a typo must not silently run the development
+# profile (DEBUG, the sandbox cashier); only the documented values start
+PORTAL_ENVS = ("development", "production")
+if PORTAL_ENV not in PORTAL_ENVS:
+    raise ImproperlyConfigured(
+        f"PORTAL_ENV={PORTAL_ENV!r} is not one of {', '.join(PORTAL_ENVS)} (lower case)."
+    )
 PRODUCTION = PORTAL_ENV == "production"
 DEBUG = env_bool("DJANGO_DEBUG", not PRODUCTION)
 
@@ -87,6 +94,7 @@ INSTALLED_APPS = [
     "axes",  # login throttling and lockout
     "django_otp",  # staff second factor (TOTP)
     "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",  # one-time enrolment codes another admin issues
     "ninja",  # the gateway docs page uses django-ninja's bundled Swagger assets, no CDN
     # project apps, bottom layer first (README "Layout")
     "core",
@@ -152,9 +160,19 @@ if not DATABASE_URL.startswith(("postgres://", "postgresql://")):
         "with `bash scripts/run.sh` and the tests with `bash scripts/test.sh`, which start "
         "an embedded PostgreSQL server when DATABASE_URL is unset, or set DATABASE_URL."
     )
+# Persistent connections by default (issue 25): a new PostgreSQL connection per request
+# costs more than the gateway's whole statement; a connection kept past a database
+# restart is checked once per request before its first query (CONN_HEALTH_CHECKS).
 DATABASES = {
-    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=int(env("DB_CONN_MAX_AGE", "0")))
+    "default": dj_database_url.parse(
+        DATABASE_URL,
+        conn_max_age=int(env("DB_CONN_MAX_AGE", "60")),
+        conn_health_checks=env_bool("DB_CONN_HEALTH_CHECKS", True),
+    )
 }
+# Behind PgBouncer in transaction pooling (README "PgBouncer"): a server-side cursor would
+# outlive the transaction's server connection, so Django must not open any.
+DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = env_bool("DB_DISABLE_SERVER_SIDE_CURSORS")
 
 # PostgreSQL roles (README "PostgreSQL roles"): migrations run as the tables' owner, the
 # portal as an owner-less role set up by `manage.py setup_db_roles`, which may never
@@ -175,6 +193,7 @@ DB_SETTLE_ONLY_COLUMNS = {
         "discount_micro",
         "cash_micro",
         "arrears_micro",
+        "package_micro",
         "split",
     ]
 }
@@ -335,6 +354,9 @@ LOGGING = {
 METRICS_TOKEN = env("METRICS_TOKEN", "")
 METRICS_PUBLIC = env_bool("METRICS_PUBLIC", not PRODUCTION)
 JOB_STALE_FACTOR = int(env("JOB_STALE_FACTOR", "5"))  # interval jobs late after 5 intervals
+# prometheus_client's multiprocess mode (several web/worker processes): the directory each
+# process writes its counters to, emptied by whoever starts them (scripts/run.sh does).
+PROMETHEUS_MULTIPROC_DIR = env("PROMETHEUS_MULTIPROC_DIR", "")
 
 # Notices (notices app): unread count in the header, SMS backend, delivery retry.
 TEMPLATES[0]["OPTIONS"]["context_processors"].append("notices.context_processors.notices")
@@ -361,6 +383,8 @@ PROMOTION_MAX_PERCENT = Decimal(env("PROMOTION_MAX_PERCENT", "50"))
 PROMOTION_MAX_QUANTITY = int(env("PROMOTION_MAX_QUANTITY", "100000"))
 PROMOTION_MAX_VALIDITY_DAYS = int(env("PROMOTION_MAX_VALIDITY_DAYS", "365"))
 TRIAL_MAX_AMOUNT = Decimal(env("TRIAL_MAX_AMOUNT", "200.00"))
+# Spend limits (R-USE-7): the highest monthly or daily limit a user may set (CNY).
+SPEND_LIMIT_MAX = Decimal(env("SPEND_LIMIT_MAX", "1000000.00"))
 TRIAL_MAX_VALIDITY_DAYS = int(env("TRIAL_MAX_VALIDITY_DAYS", "365"))
 GRANT_MAX_VALIDITY_DAYS = int(env("GRANT_MAX_VALIDITY_DAYS", "730"))  # from the change
 BANK_RECEIVING_ACCOUNT = {
@@ -417,6 +441,11 @@ if PRODUCTION:
 USAGE_SETTLE_CHUNK = int(env("USAGE_SETTLE_CHUNK", "5000"))
 USAGE_SETTLER_SECONDS = float(env("USAGE_SETTLER_SECONDS", "55"))
 USAGE_SETTLE_IDLE = float(env("USAGE_SETTLE_IDLE", "0.05"))
+# Scaling settlement out: accounts fall into USAGE_SETTLER_SLOTS slots (id modulo), each
+# held by one settler at a time (a PostgreSQL advisory lock); the Celery worker runs
+# USAGE_SETTLERS continuous settler chains, which share the slots evenly.
+USAGE_SETTLER_SLOTS = int(env("USAGE_SETTLER_SLOTS", "16"))
+USAGE_SETTLERS = int(env("USAGE_SETTLERS", "1"))
 # The grant expiry sweep waits this many seconds for ingestion's gate, else tries next run.
 USAGE_EXPIRY_GATE_WAIT = float(env("USAGE_EXPIRY_GATE_WAIT", "2"))
 
@@ -427,6 +456,13 @@ GATEWAY_AUTH_WINDOW_SECONDS = int(env("GATEWAY_AUTH_WINDOW_SECONDS", "60"))
 GATEWAY_PATH_PREFIX = "/api/v1/gateway/"
 # Gateway docs and schema: open in development, service token or staff login in production.
 GATEWAY_DOCS_PUBLIC = env_bool("GATEWAY_DOCS_PUBLIC", not PRODUCTION)
+# The JSON APIs on their own lean handler (billing/lean.py, issue 25): off serves them
+# through the pages' full middleware stack (a comparison, not a deployment).
+GATEWAY_LEAN_PATH = env_bool("GATEWAY_LEAN_PATH", True)
+# The user's own API (/api/v1/me/, issue 27): calls per API key and minute before 429.
+ME_API_RATE_PER_MINUTE = int(env("ME_API_RATE_PER_MINUTE", "120"))
+# The longest date range one usage question may cover (days, both ends included).
+ME_API_MAX_DAYS = 92
 if CELERY_BROKER_URL == "filesystem://":
     # kombu keeps its exchange table in ./control unless told otherwise: keep it under var/.
     CELERY_BROKER_TRANSPORT_OPTIONS["control_folder"] = str(VAR_DIR / "celery" / "control")

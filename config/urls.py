@@ -1,9 +1,10 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.utils.translation import gettext_lazy as _
 
-admin.site.site_header = "Balance operations"
-admin.site.site_title = "Balance operations"
-admin.site.index_title = "Cases and accounts"
+admin.site.site_header = _("Balance operations")
+admin.site.site_title = _("Balance operations")
+admin.site.index_title = _("Cases and accounts")
 # the workbench on the admin's home and the customer page: console/admin.py
 
 urlpatterns = [
@@ -19,4 +20,5 @@ urlpatterns = [
     path("notices/", include("notices.urls")),
     path("ops/", include("ops.urls")),
     path("api/v1/gateway/", include("billing.gateway_urls")),
+    path("api/v1/me/", include("billing.me_urls")),  # the user's API (issue 27)
 ]

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class ConsoleConfig(AppConfig):
@@ -7,4 +8,4 @@ class ConsoleConfig(AppConfig):
     read every other app through its selectors (README "Layout")."""
 
     name = "console"
-    verbose_name = "Console"
+    verbose_name = _("Console")

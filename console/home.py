@@ -137,7 +137,11 @@ def attention_for(account, summary, verification) -> list[Attention]:
             )
         )
     invoiceable = invoices.invoiceable_for(account).invoiceable.amount
-    if invoiceable >= settings.INVOICE_MIN_AMOUNT:
+    # issue 24: offered only when the standing lets the form be used (a locked account's
+    # home page must not offer an invoice the form then refuses)
+    if invoiceable >= settings.INVOICE_MIN_AMOUNT and accounts.may(
+        account.standing, accounts.Action.REQUEST_INVOICE
+    ):
         items.append(
             Attention(
                 "info",
@@ -187,4 +191,5 @@ def home_context(user):
         "verification": verification,
         "attention": attention_for(account, summary, verification),
         "steps": next_steps(account, summary, verification),
+        "spend_limits": billing.spend_limits_of(account),  # R-USE-7 (issue 23)
     }

@@ -10,6 +10,7 @@ from datetime import datetime, time, timedelta
 
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 
 from accounts import selectors as accounts
@@ -42,7 +43,7 @@ def _changelist(app_model, **filters):
     """The admin list of `app_model` ("accounts_verification"), filtered."""
     url = reverse(f"admin:{app_model}_changelist")
     if filters:
-        url += "?" + "&".join(f"{k}={v}" for k, v in filters.items())
+        url += "?" + urlencode(filters)
     return url
 
 
@@ -171,11 +172,13 @@ def today_figures(user):
     tz = timezone.get_current_timezone()
     start = timezone.make_aware(datetime.combine(timezone.localdate(), time.min), tz)
     count, total = topups.paid_since(start)
+    # the lists open on today's rows: the same bounds as the admin's "Today" date filter
+    since, until = str(start), str(start + timedelta(days=1))
     figures = [
         (
             _("Top-ups paid today"),
             f"{count} · {yuan(total)}",
-            _changelist("topups_topup", state__exact="paid"),
+            _changelist("topups_topup", state__exact="paid", paid_at__gte=since),
         )
     ]
     if user.has_perm("billing.view_usageevent"):
@@ -184,7 +187,7 @@ def today_figures(user):
             (
                 _("Consumption today"),
                 f"{count} · {yuan(total)}",
-                _changelist("billing_usageevent"),
+                _changelist("billing_usageevent", created_at__gte=since, created_at__lt=until),
             )
         )
     return figures

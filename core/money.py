@@ -21,6 +21,12 @@ def zero():
     return Money(0, CNY)
 
 
+def is_plain_decimal(value) -> bool:
+    """True for a plain number string (`100`, `99.50`), False for `1e2`, `0x10`, `Infinity`
+    or `1_000`: forms with a decimal field refuse what parse_amount refuses (issue 24)."""
+    return isinstance(value, str) and bool(_PLAIN_DECIMAL.fullmatch(value.strip()))
+
+
 def parse_amount(value, *, places=PAYMENT_PLACES, currency=CNY, allow_zero=False):
     """Return Money for a user- or channel-supplied amount, or raise ValidationError.
 

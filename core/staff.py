@@ -11,12 +11,14 @@ from pathlib import Path
 
 from django.apps import apps
 from django.conf import settings
+from django.utils.translation import gettext_noop
 
+# Group names are stored in English and shown translated (gettext at display).
 GROUPS = {
-    "cs_agent": "CS agent",
-    "finance_approver": "Finance approver",
-    "risk_officer": "Risk officer",
-    "auditor": "Auditor",
+    "cs_agent": gettext_noop("CS agent"),
+    "finance_approver": gettext_noop("Finance approver"),
+    "risk_officer": gettext_noop("Risk officer"),
+    "auditor": gettext_noop("Auditor"),
 }
 
 

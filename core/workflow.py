@@ -8,6 +8,7 @@ transition, and admin buttons and views call those services through
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.utils.translation import gettext as _
 from django_fsm import TransitionNotAllowed, can_proceed, has_transition_perm
 
 from .models import AuditRecord
@@ -45,7 +46,7 @@ def record_setting_change(obj, *, actor, reason, before, after, action="change_s
     without a reason is refused; a save that changes nothing records nothing.
     """
     if not (reason or "").strip():
-        raise ValidationError("Give a reason for the change.", code="reason_required")
+        raise ValidationError(_("Give a reason for the change."), code="reason_required")
     changes = {
         name: {"old": _plain(before.get(name)), "new": _plain(value)}
         for name, value in after.items()
@@ -66,6 +67,37 @@ def _state_field(obj, method):
     return method._django_fsm.field.name
 
 
+def _words(obj, name, state):
+    """The transition's button label and the state's label, for refusals staff read."""
+    from .history import action_label, state_label
+
+    return {"action": action_label(type(obj), name), "state": state_label(type(obj), state)}
+
+
+def _who_may(method, obj):
+    """The staff groups holding the transition's permission ("财务审批人"), or ""."""
+    from django.contrib.auth.models import Group
+
+    from .staff import GROUPS
+
+    meta = method._django_fsm
+    perms = set()
+    for transition in meta.transitions.values():
+        if isinstance(transition.permission, str):
+            perms.add(transition.permission)
+    if not perms:
+        return ""
+    names = set()
+    for perm in perms:
+        app_label, codename = perm.split(".", 1)
+        names.update(
+            Group.objects.filter(
+                permissions__content_type__app_label=app_label, permissions__codename=codename
+            ).values_list("name", flat=True)
+        )
+    return _(" or ").join(sorted(_(n) for n in names if n in GROUPS.values()))
+
+
 def apply_transition(obj, name, *, actor=None, reason="", check_permission=True, **kwargs):
     """Lock the row, check state, conditions and permission, run, save, audit.
 
@@ -77,23 +109,29 @@ def apply_transition(obj, name, *, actor=None, reason="", check_permission=True,
         locked = model._default_manager.select_for_update().get(pk=obj.pk)
         method = getattr(locked, name, None)
         if method is None or not hasattr(method, "_django_fsm"):
-            raise WorkflowError(f"Unknown transition {name!r}.", code="unknown_transition")
+            raise WorkflowError(
+                _("This case has no step “%(action)s”.") % _words(locked, name, ""),
+                code="unknown_transition",
+            )
         field = _state_field(locked, method)
         before = getattr(locked, field)
         if not can_proceed(method, check_conditions=False):
             raise WorkflowError(
-                f"Cannot {name.replace('_', ' ')} from state {before!r}.", code="wrong_state"
+                _("“%(action)s” is not possible now: the case is “%(state)s”.")
+                % _words(locked, name, before),
+                code="wrong_state",
             )
-        if actor is not None and check_permission and not has_transition_perm(method, actor):
-            if not can_proceed(method):
-                raise WorkflowError(
-                    f"The conditions to {name.replace('_', ' ')} are not met.", code="conditions"
-                )
-            raise PermissionDenied(f"You are not allowed to {name.replace('_', ' ')}.")
+        if actor is not None and check_permission:
+            _refuse_actor(locked, name, method, actor, before)
         try:
             method(**kwargs)
-        except TransitionNotAllowed as exc:
-            raise WorkflowError(str(exc), code="conditions")
+        except TransitionNotAllowed:
+            # django_fsm's own sentence names the raw transition; staff read the step.
+            raise WorkflowError(
+                _("“%(action)s” is not possible on this case now: its conditions are not met.")
+                % _words(locked, name, before),
+                code="conditions",
+            ) from None
         locked.save()
         record_audit(
             locked,
@@ -152,6 +190,44 @@ def transition_services(model) -> dict:
     return _TRANSITION_MAPS.get(_model_key(model), {})
 
 
+def _refuse_actor(obj, name, method, actor, before):
+    """Raise why `actor` may not run `name` on `obj` (in the staff member's words)."""
+    if has_transition_perm(method, actor):
+        return
+    if not can_proceed(method):
+        raise WorkflowError(
+            _("“%(action)s” is not possible on this case now: its conditions are not met.")
+            % _words(obj, name, before),
+            code="conditions",
+        )
+    who = _who_may(method, obj)
+    if who:
+        raise PermissionDenied(
+            _("“%(action)s” needs a %(who)s: ask one to do it.")
+            % {**_words(obj, name, before), "who": who}
+        )
+    raise PermissionDenied(_("You may not “%(action)s” on this case.") % _words(obj, name, before))
+
+
+def check_actor(obj, name, actor):
+    """Raise WorkflowError or PermissionDenied, in words, when `actor` may not run the
+    transition `name` on `obj` now (the admin asks before showing the step's form)."""
+    method = getattr(obj, name, None)
+    if method is None or not hasattr(method, "_django_fsm"):
+        raise WorkflowError(
+            _("This case has no step “%(action)s”.") % _words(obj, name, ""),
+            code="unknown_transition",
+        )
+    before = getattr(obj, _state_field(obj, method))
+    if not can_proceed(method, check_conditions=False):
+        raise WorkflowError(
+            _("“%(action)s” is not possible now: the case is “%(state)s”.")
+            % _words(obj, name, before),
+            code="wrong_state",
+        )
+    _refuse_actor(obj, name, method, actor, before)
+
+
 def perform_transition(obj, name, *, actor=None, reason="", **form_data):
     """Run the named transition of `obj` through the service its map names.
 
@@ -160,7 +236,7 @@ def perform_transition(obj, name, *, actor=None, reason="", **form_data):
     service = transition_services(type(obj)).get(name)
     if service is None:
         raise WorkflowError(
-            f"{type(obj)._meta.verbose_name.capitalize()} has no transition {name!r}.",
+            _("This case has no step “%(action)s”.") % _words(obj, name, ""),
             code="unknown_transition",
         )
     return service(obj, actor=actor, reason=reason, **form_data)
@@ -194,7 +270,9 @@ def apply_bulk_transition(model, ids, name, *, actor=None, reason="", values=Non
     if actor is not None:
         probe = model()
         if not all(t.has_perm(probe, actor) for t in meta.transitions.values()):
-            raise PermissionDenied(f"You are not allowed to {name.replace('_', ' ')}.")
+            raise PermissionDenied(
+                _("You may not “%(action)s”.") % {"action": _words(model(), name, "")["action"]}
+            )
     target = targets.pop()
     sources = [s for s in meta.transitions if s not in ("*", "+")]
     ids = list(ids)

@@ -24,7 +24,13 @@ from django.utils.translation import gettext_lazy as _
 from accounts.identity import mask_name
 from billing.micro import from_micro
 from billing.models import LedgerTransaction
-from core.admin import AuditRecordInline, ProtectedFileInline, ReadOnlyInline, WorkflowAdminMixin
+from core.admin import (
+    AuditRecordInline,
+    CustomerLinkMixin,
+    ProtectedFileInline,
+    ReadOnlyInline,
+    WorkflowAdminMixin,
+)
 
 from .models import (
     DEBT_STATES,
@@ -41,7 +47,9 @@ from .services.opening import FILE_PERM, add_debt_proof, add_evidence, open_disp
 
 
 def _money(micro):
-    return f"{from_micro(micro).amount:.2f}"
+    from core.money import yuan
+
+    return yuan(from_micro(micro).amount)  # "¥1,234.50", as everywhere in the admin
 
 
 class DisputedTopUpInline(ReadOnlyInline):
@@ -59,7 +67,9 @@ class DisputedTopUpInline(ReadOnlyInline):
 
     @admin.display(description=_("Paid"))
     def paid(self, obj):
-        return f"{obj.lot.amount.amount:.2f}"
+        from core.money import yuan
+
+        return yuan(obj.lot.amount)
 
     @admin.display(description=_("Disputed"))
     def disputed(self, obj):
@@ -118,30 +128,44 @@ def _clock():
 
 class OpenDisputeForm(forms.Form):
     topups = forms.CharField(
-        help_text="Order numbers (out_trade_no) of the disputed top-ups, comma-separated."
+        label=_("top-ups"),
+        help_text=_("Order numbers (out_trade_no) of the disputed top-ups, comma-separated."),
     )
-    amount = forms.CharField(max_length=20, help_text="Disputed amount, CNY, e.g. 100.00")
-    reported_by = forms.CharField(max_length=200)
-    reported_via = forms.ChoiceField(choices=ReportedVia.choices)
-    rights_holder_name = forms.CharField(max_length=200)
-    rights_holder_contact = forms.CharField(max_length=200, required=False)
+    amount = forms.CharField(
+        label=_("amount"), max_length=20, help_text=_("Disputed amount, CNY, e.g. 100.00")
+    )
+    reported_by = forms.CharField(label=_("reported by"), max_length=200)
+    reported_via = forms.ChoiceField(label=_("reported via"), choices=ReportedVia.choices)
+    rights_holder_name = forms.CharField(label=_("rights holder name"), max_length=200)
+    rights_holder_contact = forms.CharField(
+        label=_("rights holder contact"), max_length=200, required=False
+    )
     payer_account = forms.CharField(
-        max_length=200, required=False, help_text="As the channel shows it (empty: from the top-up)"
+        label=_("payer account"),
+        max_length=200,
+        required=False,
+        help_text=_("As the channel shows it (empty: from the top-up)"),
     )
-    report_details = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+    report_details = forms.CharField(
+        label=_("report details"), widget=forms.Textarea(attrs={"rows": 3}), required=False
+    )
 
 
 class ProofForm(forms.Form):
     kind = forms.ChoiceField(
+        label=_("kind"),
         choices=FileKind.choices,
-        help_text="Evidence of consent received for the user (open dispute), or the proof "
-        "of a waiver or direct repayment (debt)",
+        help_text=_(
+            "Evidence of consent received for the user (open dispute), or the proof "
+            "of a waiver or direct repayment (debt)"
+        ),
     )
-    file = forms.FileField(help_text="PDF, JPEG or PNG")
-    note = forms.CharField(max_length=500, required=False)
+    file = forms.FileField(label=_("file"), help_text=_("PDF, JPEG or PNG"))
+    note = forms.CharField(label=_("note"), max_length=500, required=False)
 
 
-class _DisputeAdminBase(WorkflowAdminMixin, admin.ModelAdmin):
+class _DisputeAdminBase(CustomerLinkMixin, WorkflowAdminMixin, admin.ModelAdmin):
+    customer_user_path = "account__user_id"
     fsm_fields = ["state"]
     list_select_related = ("account__user",)
     inlines = [
@@ -153,6 +177,7 @@ class _DisputeAdminBase(WorkflowAdminMixin, admin.ModelAdmin):
     ]
     readonly_fields = (
         "account",
+        "customer",
         "state",
         "locks",
         "reported_by",
@@ -303,7 +328,8 @@ class _DisputeAdminBase(WorkflowAdminMixin, admin.ModelAdmin):
         """CS open a dispute: the service checks the top-ups, the amount and the rights."""
         if not request.user.has_perm("disputes.open_dispute"):
             raise PermissionDenied
-        form = OpenDisputeForm(request.POST or None)
+        initial, paid = self._open_initial(request)
+        form = OpenDisputeForm(request.POST or None, initial=initial)
         if request.method == "POST" and form.is_valid():
             from topups.models import TopUp
 
@@ -319,15 +345,38 @@ class _DisputeAdminBase(WorkflowAdminMixin, admin.ModelAdmin):
                     for message in getattr(exc, "messages", [str(exc)]):
                         form.add_error(None, message)
                 else:
-                    self.message_user(request, f"Dispute #{dispute.pk} opened; account locked.")
+                    self.message_user(
+                        request,
+                        _("Dispute #%(id)s opened; the account is locked.") % {"id": dispute.pk},
+                    )
                     return redirect("admin:disputes_dispute_change", dispute.pk)
         context = {
             **self.admin_site.each_context(request),
-            "title": "Open a third-party dispute",
+            "title": _("Open a third-party dispute"),
             "form": form,
+            "paid_topups": paid,
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/disputes/form.html", context)
+
+    def _open_initial(self, request):
+        """What the form starts with when CS come from a top-up (?topups=order number) or
+        the customer page (?customer=user id: their paid top-ups are listed to pick)."""
+        from topups.models import TopUp, TopUpState
+
+        initial, paid = {}, []
+        if request.GET.get("topups"):
+            initial["topups"] = request.GET["topups"][:400]
+        customer = request.GET.get("customer", "")
+        if customer.isdigit():
+            paid = list(
+                TopUp.objects.filter(account__user_id=int(customer), state=TopUpState.PAID)
+                .order_by("-paid_at")
+                .values_list("out_trade_no", "amount", "paid_at")[:20]
+            )
+            if len(paid) == 1:
+                initial.setdefault("topups", paid[0][0])
+        return initial, paid
 
     def proof_view(self, request, pk):
         if not self.has_view_permission(request):
@@ -349,7 +398,7 @@ class _DisputeAdminBase(WorkflowAdminMixin, admin.ModelAdmin):
                 for message in getattr(exc, "messages", [str(exc)]):
                     form.add_error(None, message)
             else:
-                self.message_user(request, "File attached (encrypted).")
+                self.message_user(request, _("File attached (encrypted)."))
                 return redirect("admin:disputes_dispute_change", dispute.pk)
         context = {
             **self.admin_site.each_context(request),
@@ -368,7 +417,7 @@ class _DisputeAdminBase(WorkflowAdminMixin, admin.ModelAdmin):
             data = read_file(row, actor=request.user)
         except PermissionDenied:
             self.message_user(
-                request, "Opening dispute files needs the permission.", messages.ERROR
+                request, _("Opening dispute files needs the permission."), messages.ERROR
             )
             return redirect("admin:disputes_dispute_change", pk)
         response = HttpResponse(data, content_type=row.content_type)
@@ -384,6 +433,7 @@ class DisputeAdmin(_DisputeAdminBase):
     list_display = (
         "id",
         "user_email",
+        "customer",
         "state",
         "days_left",
         "disputed",

@@ -1,5 +1,7 @@
 """Scheduled jobs of disputes (registered with the ops job framework)."""
 
+from django.utils.translation import gettext_lazy as _
+
 from ops.jobs import job
 
 
@@ -7,8 +9,10 @@ from ops.jobs import job
     "dispute_deadlines",
     schedule=300,
     batch_size=100,
-    description="Open disputes past their deadline: the disputed amount is refunded to the "
-    "rights holder from cash, a shortfall becomes a debt (R-DIS-3, R-DIS-4).",
+    description=_(
+        "Open disputes past their deadline: the disputed amount is refunded to the "
+        "rights holder from cash, a shortfall becomes a debt (R-DIS-3, R-DIS-4)."
+    ),
 )
 def dispute_deadlines(now, batch_size):
     """R-DIS-3, R-DIS-4: the deadline refund, once per dispute (row lock, SKIP LOCKED)."""
@@ -21,8 +25,10 @@ def dispute_deadlines(now, batch_size):
     "dispute_debts",
     schedule=300,
     batch_size=100,
-    description="Top-ups that paid dispute debt are passed on to the rights holder; debts "
-    "unpaid at their due date are escalated (R-DIS-3, R-DIS-5).",
+    description=_(
+        "Top-ups that paid dispute debt are passed on to the rights holder; debts "
+        "unpaid at their due date are escalated (R-DIS-3, R-DIS-5)."
+    ),
 )
 def dispute_debts(now, batch_size):
     """R-DIS-5: collections; R-DIS-3: escalation of overdue debts."""
@@ -37,7 +43,7 @@ def dispute_debts(now, batch_size):
     "dispute_reminders",
     schedule=3600,
     batch_size=1000,
-    description="Reminders 7, 3 and 1 days before a dispute's deadline or a debt's due date.",
+    description=_("Reminders 7, 3 and 1 days before a dispute's deadline or a debt's due date."),
 )
 def dispute_reminders(now, batch_size):
     """Reminders, once each (dedupe keys)."""
@@ -50,8 +56,10 @@ def dispute_reminders(now, batch_size):
     "settle_dispute_payouts",
     schedule=300,
     batch_size=100,
-    description="Alipay payouts to rights holders never sent or of unknown outcome are sent "
-    "or queried, always with the same out_request_no.",
+    description=_(
+        "Alipay payouts to rights holders never sent or of unknown outcome are sent "
+        "or queried, always with the same out_request_no."
+    ),
 )
 def settle_dispute_payouts(now, batch_size):
     """R-DIS-4: a payout a killed worker never sent goes out once."""

@@ -15,6 +15,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext_noop
 from django_fsm import RETURN_VALUE, ConcurrentTransitionMixin, FSMField, transition
 
 from accounts import proof_files
@@ -72,51 +73,107 @@ class Dispute(ConcurrentTransitionMixin, models.Model):
     """One third-party dispute of a balance account over one or more of its top-ups."""
 
     account = models.ForeignKey(
-        "accounts.BalanceAccount", on_delete=models.PROTECT, related_name="disputes"
+        "accounts.BalanceAccount",
+        on_delete=models.PROTECT,
+        related_name="disputes",
+        verbose_name=_("account"),
     )
-    state = FSMField(default=DisputeState.OPEN, choices=DisputeState.choices)
+    state = FSMField(
+        default=DisputeState.OPEN, choices=DisputeState.choices, verbose_name=_("state")
+    )
     # the report
-    reported_by = models.CharField(max_length=200, help_text="Who reported it (person, body).")
-    reported_via = models.CharField(max_length=10, choices=ReportedVia.choices)
-    report_details = models.TextField(blank=True)
-    rights_holder_name = EncryptedTextField()
-    rights_holder_contact = EncryptedTextField(blank=True)
-    payer_account = EncryptedTextField(blank=True, help_text="The payer account the channel shows.")
-    disputed_micro = models.BigIntegerField(help_text="Disputed amount, whole fen.")
-    opened_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    reported_by = models.CharField(
+        max_length=200,
+        help_text=_("Who reported it (person, body)."),
+        verbose_name=_("reported by"),
     )
-    opened_at = models.DateTimeField(default=timezone.now, db_index=True)
-    deadline_at = models.DateTimeField(db_index=True)
+    reported_via = models.CharField(
+        max_length=10, choices=ReportedVia.choices, verbose_name=_("reported via")
+    )
+    report_details = models.TextField(blank=True, verbose_name=_("report details"))
+    rights_holder_name = EncryptedTextField(verbose_name=_("rights holder name"))
+    rights_holder_contact = EncryptedTextField(blank=True, verbose_name=_("rights holder contact"))
+    payer_account = EncryptedTextField(
+        blank=True,
+        help_text=_("The payer account the channel shows."),
+        verbose_name=_("payer account"),
+    )
+    disputed_micro = models.BigIntegerField(
+        help_text=_("Disputed amount, whole fen."), verbose_name=_("disputed")
+    )
+    opened_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("opened by"),
+    )
+    opened_at = models.DateTimeField(
+        default=timezone.now, db_index=True, verbose_name=_("opened at")
+    )
+    deadline_at = models.DateTimeField(db_index=True, verbose_name=_("deadline at"))
     # the locks it holds (R-DIS-1): whether it wants the account locked, which keys it locked
-    holds_account = models.BooleanField(default=True)
-    locked_key_ids = models.JSONField(default=list, blank=True)
+    holds_account = models.BooleanField(default=True, verbose_name=_("holds account"))
+    locked_key_ids = models.JSONField(default=list, blank=True, verbose_name=_("locked key ids"))
     # evidence review
-    evidence_rejection = models.TextField(blank=True, help_text="Last rejection, told to the user.")
+    evidence_rejection = models.TextField(
+        blank=True,
+        help_text=_("Last rejection, told to the user."),
+        verbose_name=_("evidence rejection"),
+    )
     decided_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("decided by"),
     )
     # the deadline's money (R-DIS-3)
-    refunded_micro = models.BigIntegerField(default=0, help_text="Refunded from cash.")
-    refund_txn_id = models.BigIntegerField(null=True, blank=True)
-    debt_micro = models.BigIntegerField(default=0, help_text="Shortfall made a debt.")
-    debt_paid_micro = models.BigIntegerField(default=0, help_text="Collected from top-ups.")
-    debt_ended_micro = models.BigIntegerField(default=0, help_text="Waived / repaid directly.")
-    debt_due_at = models.DateTimeField(null=True, blank=True, db_index=True)
-    debt_end = models.CharField(max_length=16, choices=DebtEnd.choices, blank=True)
-    escalated_at = models.DateTimeField(null=True, blank=True)
-    closed_at = models.DateTimeField(null=True, blank=True)
-    outcome = models.TextField(blank=True, help_text="Why it ended, as told to the user.")
+    refunded_micro = models.BigIntegerField(
+        default=0, help_text=_("Refunded from cash."), verbose_name=_("refunded")
+    )
+    refund_txn_id = models.BigIntegerField(null=True, blank=True, verbose_name=_("refund txn id"))
+    debt_micro = models.BigIntegerField(
+        default=0, help_text=_("Shortfall made a debt."), verbose_name=_("debt")
+    )
+    debt_paid_micro = models.BigIntegerField(
+        default=0, help_text=_("Collected from top-ups."), verbose_name=_("debt paid")
+    )
+    debt_ended_micro = models.BigIntegerField(
+        default=0, help_text=_("Waived / repaid directly."), verbose_name=_("debt ended")
+    )
+    debt_due_at = models.DateTimeField(
+        null=True, blank=True, db_index=True, verbose_name=_("debt due at")
+    )
+    debt_end = models.CharField(
+        max_length=16, choices=DebtEnd.choices, blank=True, verbose_name=_("debt end")
+    )
+    escalated_at = models.DateTimeField(null=True, blank=True, verbose_name=_("escalated at"))
+    closed_at = models.DateTimeField(null=True, blank=True, verbose_name=_("closed at"))
+    outcome = models.TextField(
+        blank=True, help_text=_("Why it ended, as told to the user."), verbose_name=_("outcome")
+    )
 
     class Meta:
+        verbose_name = _("dispute")
+        verbose_name_plural = _("disputes")
         ordering = ["deadline_at", "id"]
         permissions = [
-            ("open_dispute", "Can open a third-party dispute (locks the account)"),
-            ("review_dispute_evidence", "Can accept or reject a dispute's evidence"),
-            ("record_dispute_withdrawal", "Can record that the rights holder withdrew"),
-            ("end_dispute_debt", "Can record a debt waived or repaid directly (with proof)"),
-            ("pay_dispute", "Can record a bank payout to a rights holder"),
-            ("view_dispute_file", "Can open dispute evidence and proof files (audited)"),
+            ("open_dispute", gettext_noop("Can open a third-party dispute (locks the account)")),
+            ("review_dispute_evidence", gettext_noop("Can accept or reject a dispute's evidence")),
+            (
+                "record_dispute_withdrawal",
+                gettext_noop("Can record that the rights holder withdrew"),
+            ),
+            (
+                "end_dispute_debt",
+                gettext_noop("Can record a debt waived or repaid directly (with proof)"),
+            ),
+            ("pay_dispute", gettext_noop("Can record a bank payout to a rights holder")),
+            (
+                "view_dispute_file",
+                gettext_noop("Can open dispute evidence and proof files (audited)"),
+            ),
         ]
         indexes = [models.Index(fields=["state", "deadline_at"], name="dispute_queue")]
         constraints = [
@@ -136,7 +193,7 @@ class Dispute(ConcurrentTransitionMixin, models.Model):
         ]
 
     def __str__(self):
-        return f"Dispute #{self.pk}"
+        return _("Dispute #%(id)s") % {"id": self.pk}
 
     disputed = MicroMoney("disputed_micro")
 
@@ -212,7 +269,7 @@ class Dispute(ConcurrentTransitionMixin, models.Model):
         source=DisputeState.OPEN,
         target=RETURN_VALUE(DisputeState.SETTLED, DisputeState.IN_DEBT),
         permission=_nobody,
-        custom={"admin": False},
+        custom={"admin": False, "label": _("Refund at the deadline")},
     )
     def refund_at_deadline(self, refunded_micro=0, debt_micro=0, debt_due_at=None, txn_id=None):
         self.refunded_micro = refunded_micro
@@ -230,7 +287,7 @@ class Dispute(ConcurrentTransitionMixin, models.Model):
         source=DisputeState.IN_DEBT,
         target=DisputeState.ESCALATED,
         permission=_nobody,
-        custom={"admin": False},
+        custom={"admin": False, "label": _("Escalate")},
     )
     def escalate(self):
         self.escalated_at = timezone.now()
@@ -240,7 +297,7 @@ class Dispute(ConcurrentTransitionMixin, models.Model):
         source=list(DEBT_STATES),
         target=DisputeState.SETTLED,
         permission=_nobody,
-        custom={"admin": False},
+        custom={"admin": False, "label": _("Debt paid")},
     )
     def debt_paid(self):
         self.debt_end = DebtEnd.PAID
@@ -287,27 +344,40 @@ class DisputeDebt(Dispute):
 
     class Meta:
         proxy = True
-        verbose_name = "dispute debt"
+        verbose_name = _("dispute debt")
         ordering = ["debt_due_at", "id"]
 
 
 class DisputedTopUp(models.Model):
     """One disputed top-up of a dispute and its share of the disputed amount."""
 
-    dispute = models.ForeignKey(Dispute, on_delete=models.PROTECT, related_name="topups")
-    topup = models.ForeignKey("topups.TopUp", on_delete=models.PROTECT, related_name="+")
-    lot = models.ForeignKey("billing.Lot", on_delete=models.PROTECT, related_name="+")
-    channel = models.CharField(max_length=16, choices=Channel.choices)
-    amount_micro = models.BigIntegerField(help_text="Its share of the disputed amount.")
+    dispute = models.ForeignKey(
+        Dispute, on_delete=models.PROTECT, related_name="topups", verbose_name=_("dispute")
+    )
+    topup = models.ForeignKey(
+        "topups.TopUp", on_delete=models.PROTECT, related_name="+", verbose_name=_("topup")
+    )
+    lot = models.ForeignKey(
+        "billing.Lot", on_delete=models.PROTECT, related_name="+", verbose_name=_("lot")
+    )
+    channel = models.CharField(max_length=16, choices=Channel.choices, verbose_name=_("channel"))
+    amount_micro = models.BigIntegerField(
+        help_text=_("Its share of the disputed amount."), verbose_name=_("amount")
+    )
 
     class Meta:
+        verbose_name = _("disputed top up")
+        verbose_name_plural = _("disputed top ups")
         ordering = ["dispute", "id"]
         constraints = [
             models.UniqueConstraint(fields=["dispute", "topup"], name="disputedtopup_once"),
         ]
 
     def __str__(self):
-        return f"Top-up {self.topup_id} in dispute #{self.dispute_id}"
+        return _("Top-up #%(topup)s in dispute #%(dispute)s") % {
+            "topup": self.topup_id,
+            "dispute": self.dispute_id,
+        }
 
     amount = MicroMoney("amount_micro")
 
@@ -321,23 +391,37 @@ class DisputeFile(models.Model):
     """Evidence of consent (the user) or proof that a debt ended (CS): PDF/JPEG/PNG by
     content, encrypted at rest, opened only with `disputes.view_dispute_file`, audited."""
 
-    dispute = models.ForeignKey(Dispute, on_delete=models.PROTECT, related_name="files")
-    kind = models.CharField(max_length=12, choices=FileKind.choices)
+    dispute = models.ForeignKey(
+        Dispute, on_delete=models.PROTECT, related_name="files", verbose_name=_("dispute")
+    )
+    kind = models.CharField(max_length=12, choices=FileKind.choices, verbose_name=_("kind"))
     file = models.FileField(
-        storage=proof_files.storage, upload_to=document_upload_to, max_length=200
+        storage=proof_files.storage,
+        upload_to=document_upload_to,
+        max_length=200,
+        verbose_name=_("file"),
     )
-    content_type = models.CharField(max_length=40)
-    note = models.CharField(max_length=500, blank=True)
+    content_type = models.CharField(max_length=40, verbose_name=_("content type"))
+    note = models.CharField(max_length=500, blank=True, verbose_name=_("note"))
     uploaded_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("uploaded by"),
     )
-    uploaded_at = models.DateTimeField(default=timezone.now)
+    uploaded_at = models.DateTimeField(default=timezone.now, verbose_name=_("uploaded at"))
 
     class Meta:
+        verbose_name = _("dispute file")
+        verbose_name_plural = _("dispute files")
         ordering = ["id"]
 
     def __str__(self):
-        return f"{self.get_kind_display()} #{self.pk} of dispute #{self.dispute_id}"
+        return _("%(kind)s #%(id)s of dispute #%(dispute)s") % {
+            "kind": self.get_kind_display(),
+            "id": self.pk,
+            "dispute": self.dispute_id,
+        }
 
 
 class PayoutState(models.TextChoices):
@@ -349,8 +433,14 @@ class PayoutState(models.TextChoices):
 
 
 class TransferForm(ReasonForm):
-    bank_reference = forms.CharField(max_length=100, help_text="The transfer's bank reference.")
-    transferred_on = forms.DateField(help_text="The day the money left (YYYY-MM-DD).")
+    bank_reference = forms.CharField(
+        max_length=100,
+        help_text=_("The transfer's bank reference."),
+        label=_("bank reference"),
+    )
+    transferred_on = forms.DateField(
+        help_text=_("The day the money left (YYYY-MM-DD)."), label=_("transferred on")
+    )
 
 
 class RightsHolderPayout(ConcurrentTransitionMixin, models.Model):
@@ -359,38 +449,58 @@ class RightsHolderPayout(ConcurrentTransitionMixin, models.Model):
     this row's own `out_request_no` (the same on every retry), or a bank transfer finance
     records. Paid once: the ledger move is keyed on the out_request_no."""
 
-    dispute = models.ForeignKey(Dispute, on_delete=models.PROTECT, related_name="payouts")
+    dispute = models.ForeignKey(
+        Dispute, on_delete=models.PROTECT, related_name="payouts", verbose_name=_("dispute")
+    )
     disputed_topup = models.ForeignKey(
-        DisputedTopUp, on_delete=models.PROTECT, related_name="payouts"
+        DisputedTopUp,
+        on_delete=models.PROTECT,
+        related_name="payouts",
+        verbose_name=_("disputed topup"),
     )
     source = models.CharField(
-        max_length=64, unique=True, help_text="What it pays: the deadline, or a top-up's txn."
+        max_length=64,
+        unique=True,
+        help_text=_("What it pays: the deadline, or a top-up's txn."),
+        verbose_name=_("source"),
     )
-    amount_micro = models.BigIntegerField()
-    channel = models.CharField(max_length=16, choices=Channel.choices)
-    out_request_no = models.CharField(max_length=64, unique=True)
+    amount_micro = models.BigIntegerField(verbose_name=_("amount"))
+    channel = models.CharField(max_length=16, choices=Channel.choices, verbose_name=_("channel"))
+    out_request_no = models.CharField(max_length=64, unique=True, verbose_name=_("out request no"))
     # system moves (Alipay answers) are plain updates; staff move it only by transition
-    state = FSMField(max_length=10, choices=PayoutState.choices, default=PayoutState.PENDING)
-    reference = models.CharField(max_length=100, blank=True)
-    attempts = models.PositiveIntegerField(default=0)
-    last_answer = models.JSONField(default=dict, blank=True)
-    failure_reason = models.TextField(blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-    last_call_at = models.DateTimeField(null=True, blank=True)
-    paid_at = models.DateTimeField(null=True, blank=True)
-    paid_on = models.DateField(null=True, blank=True)
+    state = FSMField(
+        max_length=10,
+        choices=PayoutState.choices,
+        default=PayoutState.PENDING,
+        verbose_name=_("state"),
+    )
+    reference = models.CharField(max_length=100, blank=True, verbose_name=_("reference"))
+    attempts = models.PositiveIntegerField(default=0, verbose_name=_("attempts"))
+    last_answer = models.JSONField(default=dict, blank=True, verbose_name=_("last answer"))
+    failure_reason = models.TextField(blank=True, verbose_name=_("failure reason"))
+    created_at = models.DateTimeField(default=timezone.now, verbose_name=_("created at"))
+    last_call_at = models.DateTimeField(null=True, blank=True, verbose_name=_("last call at"))
+    paid_at = models.DateTimeField(null=True, blank=True, verbose_name=_("paid at"))
+    paid_on = models.DateField(null=True, blank=True, verbose_name=_("paid on"))
     paid_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("paid by"),
     )
 
     class Meta:
+        verbose_name = _("rights holder payout")
+        verbose_name_plural = _("rights holder payouts")
         ordering = ["-created_at", "-id"]
         constraints = [
             models.CheckConstraint(condition=Q(amount_micro__gt=0), name="rhpayout_amount_gt0"),
         ]
 
     def __str__(self):
-        return f"Payout {self.out_request_no}"
+        return _("Payout %(number)s") % {"number": self.out_request_no}
 
     amount = MicroMoney("amount_micro")
 
@@ -412,12 +522,16 @@ class DebtCollection(models.Model):
     """What one top-up paid of a dispute's debt (credit_lot, after arrears): once per
     dispute and ledger transaction."""
 
-    dispute = models.ForeignKey(Dispute, on_delete=models.PROTECT, related_name="collections")
-    txn_id = models.BigIntegerField()
-    amount_micro = models.BigIntegerField()
-    created_at = models.DateTimeField(default=timezone.now)
+    dispute = models.ForeignKey(
+        Dispute, on_delete=models.PROTECT, related_name="collections", verbose_name=_("dispute")
+    )
+    txn_id = models.BigIntegerField(verbose_name=_("txn id"))
+    amount_micro = models.BigIntegerField(verbose_name=_("amount"))
+    created_at = models.DateTimeField(default=timezone.now, verbose_name=_("created at"))
 
     class Meta:
+        verbose_name = _("debt collection")
+        verbose_name_plural = _("debt collections")
         ordering = ["id"]
         constraints = [
             models.UniqueConstraint(fields=["dispute", "txn_id"], name="debtcollection_once"),

@@ -94,3 +94,24 @@ def payout_queue():
         state__in=[PayoutState.FAILED, PayoutState.PENDING]
     ).aggregate(n=Count("pk"), oldest=Min("created_at"))
     return row["n"], row["oldest"]
+
+
+def open_dispute_figures(now=None):
+    """Disputes not closed, for the metrics (issue 26): per state how many and the oldest
+    opening; how many are past their evidence deadline while still open (the deadline job
+    should have refunded them) and how many debts are past due. One grouped query."""
+    from django.utils import timezone
+
+    now = now or timezone.now()
+    rows = (
+        Dispute.objects.filter(state__in=HOLDING_STATES)
+        .order_by()
+        .values("state")
+        .annotate(
+            n=Count("pk"),
+            oldest=Min("opened_at"),
+            past_deadline=Count("pk", filter=Q(state=DisputeState.OPEN, deadline_at__lt=now)),
+            debt_overdue=Count("pk", filter=Q(state=DisputeState.IN_DEBT, debt_due_at__lt=now)),
+        )
+    )
+    return {row.pop("state"): row for row in rows}

@@ -23,7 +23,12 @@ from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 from django.utils.translation import gettext_lazy as _
 
-from core.admin import AuditRecordInline, ProtectedFileInline, WorkflowAdminMixin
+from core.admin import (
+    AuditRecordInline,
+    CustomerLinkMixin,
+    ProtectedFileInline,
+    WorkflowAdminMixin,
+)
 from core.workflow import perform_transition
 
 from .models import InvoiceFile, InvoiceProof, InvoiceRequest, InvoiceState
@@ -37,7 +42,14 @@ ISSUE_PERM = "invoices.issue_invoicerequest"
 def _money(micro):
     from billing.micro import from_micro
 
-    return f"{from_micro(micro).amount:.2f}"
+    return f"{from_micro(micro).amount:.2f}"  # the CSV report's plain figure
+
+
+def _yuan(micro):
+    from billing.micro import from_micro
+    from core.money import yuan
+
+    return yuan(from_micro(micro).amount)  # "¥1,234.50", as everywhere in the admin
 
 
 class InvoiceFileInline(ProtectedFileInline):
@@ -49,7 +61,7 @@ class InvoiceFileInline(ProtectedFileInline):
     )
     file_permission = FILE_PERM
     file_url_name = "admin:invoices_invoicerequest_file"
-    file_link_text = "Download (audited)"
+    file_link_text = _("Download (audited)")
 
 
 class InvoiceProofInline(ProtectedFileInline):
@@ -64,35 +76,43 @@ class InvoiceProofInline(ProtectedFileInline):
 class IssueForm(forms.Form):
     """What the tax platform returned. With the XML, the number is read from it."""
 
-    pdf = forms.FileField(required=False, label="PDF")
-    ofd = forms.FileField(required=False, label="OFD")
-    xml = forms.FileField(required=False, label="XML")
+    pdf = forms.FileField(required=False, label=_("PDF"))
+    ofd = forms.FileField(required=False, label=_("OFD"))
+    xml = forms.FileField(required=False, label=_("XML"))
     invoice_number = forms.CharField(
+        label=_("invoice number"),
         max_length=20,
         required=False,
-        help_text="20 digits. Needed without the XML; with it, must equal the XML's.",
+        help_text=_("20 digits. Needed without the XML; with it, must equal the XML's."),
     )
     issued_on = forms.DateField(
-        required=False, help_text="YYYY-MM-DD; empty = the XML's issue date or today."
+        label=_("issued on"),
+        required=False,
+        help_text=_("YYYY-MM-DD; empty = the XML's issue date or today."),
     )
     reason = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 2}), max_length=2000, required=False
+        label=_("Reason"), widget=forms.Textarea(attrs={"rows": 2}), max_length=2000, required=False
     )
 
 
 class MonthForm(forms.Form):
-    month = forms.RegexField(regex=r"^\d{4}-(0[1-9]|1[0-2])$", help_text="YYYY-MM")
+    month = forms.RegexField(
+        label=_("month"), regex=r"^\d{4}-(0[1-9]|1[0-2])$", help_text=_("YYYY-MM")
+    )
 
 
 @admin.register(InvoiceRequest)
-class InvoiceRequestAdmin(WorkflowAdminMixin, admin.ModelAdmin):
+class InvoiceRequestAdmin(CustomerLinkMixin, WorkflowAdminMixin, admin.ModelAdmin):
     """The invoice queue: oldest first; buttons run the invoice services."""
+
+    customer_user_path = "account__user_id"
 
     fsm_fields = ["state"]
     change_list_template = "admin/invoices/invoicerequest/change_list.html"
     list_display = (
         "id",
         "user_email",
+        "customer",
         "state",
         "kind",
         "title_type",
@@ -118,6 +138,7 @@ class InvoiceRequestAdmin(WorkflowAdminMixin, admin.ModelAdmin):
     inlines = [InvoiceFileInline, InvoiceProofInline, AuditRecordInline]
     readonly_fields = (
         "account",
+        "customer",
         "state",
         "kind",
         "title_type",
@@ -150,7 +171,7 @@ class InvoiceRequestAdmin(WorkflowAdminMixin, admin.ModelAdmin):
 
     @admin.display(description=_("Amount (CNY)"), ordering="amount_micro")
     def amount_cny(self, obj):
-        return _money(obj.amount_micro)
+        return _yuan(obj.amount_micro)
 
     @admin.display(description=_("Consumption covered"))
     def covers(self, obj):
@@ -170,17 +191,22 @@ class InvoiceRequestAdmin(WorkflowAdminMixin, admin.ModelAdmin):
             "",
             "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
             (
-                (f"{m.month:%Y-%m}", _money(m.consumed_micro), _money(m.invoiced_micro))
+                (f"{m.month:%Y-%m}", _yuan(m.consumed_micro), _yuan(m.invoiced_micro))
                 for m in figures.months
             ),
         )
         return format_html(
-            "<table><tr><th>month</th><th>cash consumed</th><th>invoiced or requested</th>"
-            "</tr>{}</table><p>Consumed {} − invoiced or requested {} = invoiceable {} CNY</p>",
+            "<table><tr><th>{}</th><th>{}</th><th>{}</th></tr>{}</table><p>{}</p>",
+            _("month"),
+            _("cash consumed"),
+            _("invoiced or requested"),
             body,
-            _money(figures.consumed_micro),
-            _money(figures.invoiced_micro),
-            _money(figures.invoiceable_micro),
+            _("Consumed %(consumed)s − invoiced or requested %(invoiced)s = invoiceable %(left)s")
+            % {
+                "consumed": _yuan(figures.consumed_micro),
+                "invoiced": _yuan(figures.invoiced_micro),
+                "left": _yuan(figures.invoiceable_micro),
+            },
         )
 
     @admin.display(description=_("Read from the invoice XML"))
@@ -240,7 +266,9 @@ class InvoiceRequestAdmin(WorkflowAdminMixin, admin.ModelAdmin):
         change_url = reverse("admin:invoices_invoicerequest_change", args=[obj.pk])
         if obj.state != InvoiceState.SUBMITTED:
             self.message_user(
-                request, f"Cannot issue: the request is {obj.get_state_display()}.", messages.ERROR
+                request,
+                _("Cannot issue: the request is “%(state)s”.") % {"state": obj.get_state_display()},
+                messages.ERROR,
             )
             return redirect(change_url)
         form = IssueForm(request.POST or None, request.FILES or None)
@@ -274,7 +302,9 @@ class InvoiceRequestAdmin(WorkflowAdminMixin, admin.ModelAdmin):
                 else:
                     obj.refresh_from_db()
                     self.message_user(
-                        request, f"Issued: invoice {obj.invoice_number}. The user is told."
+                        request,
+                        _("Issued: invoice %(number)s. The user is told.")
+                        % {"number": obj.invoice_number},
                     )
                     return redirect(change_url)
         status = 400 if errors else 200
@@ -290,7 +320,7 @@ class InvoiceRequestAdmin(WorkflowAdminMixin, admin.ModelAdmin):
                 "rows": rows,
                 "fields_read": fields,
                 "errors": errors,
-                "amount": _money(obj.amount_micro),
+                "amount": _yuan(obj.amount_micro),
                 "change_url": change_url,
             },
             status=status,
@@ -338,7 +368,7 @@ class InvoiceRequestAdmin(WorkflowAdminMixin, admin.ModelAdmin):
                 {
                     **self.admin_site.each_context(request),
                     "opts": self.model._meta,
-                    "title": "Monthly invoice report",
+                    "title": _("Monthly invoice report"),
                     "form": form,
                 },
                 status=400 if request.GET else 200,

@@ -1,11 +1,12 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class InvoicesConfig(AppConfig):
     """Invoices for consumed cash (SPEC §8)."""
 
     name = "invoices"
-    verbose_name = "Invoices"
+    verbose_name = _("Invoices")
 
     def ready(self):
         # The issued invoice travels with its email once notices take attachments (a

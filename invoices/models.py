@@ -15,6 +15,7 @@ from django.db.models.functions import Mod
 from django.db.models.lookups import Exact
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext_noop
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
 from accounts import proof_files
@@ -52,9 +53,9 @@ class RedLetterReason(models.TextChoices):
 
 
 class FileKind(models.TextChoices):
-    PDF = "pdf", "PDF"
-    OFD = "ofd", "OFD"
-    XML = "xml", "XML"
+    PDF = "pdf", _("PDF")
+    OFD = "ofd", _("OFD")
+    XML = "xml", _("XML")
 
 
 class RejectInvoiceForm(ReasonForm):
@@ -64,11 +65,14 @@ class RejectInvoiceForm(ReasonForm):
 class ReverseInvoiceForm(ReasonForm):
     """A red-letter reversal: one of the red-letter reasons, and the note for the file."""
 
-    red_letter_reason = forms.ChoiceField(choices=RedLetterReason.choices)
+    red_letter_reason = forms.ChoiceField(
+        choices=RedLetterReason.choices, label=_("red letter reason")
+    )
     red_letter_number = forms.CharField(
         max_length=40,
         required=False,
-        help_text="The red-letter confirmation or invoice number from the tax platform.",
+        help_text=_("The red-letter confirmation or invoice number from the tax platform."),
+        label=_("red letter number"),
     )
 
 
@@ -85,53 +89,104 @@ class InvoiceRequest(ConcurrentTransitionMixin, models.Model):
     reserved on submission from the consumed cash not yet invoiced."""
 
     account = models.ForeignKey(
-        "accounts.BalanceAccount", on_delete=models.PROTECT, related_name="invoice_requests"
+        "accounts.BalanceAccount",
+        on_delete=models.PROTECT,
+        related_name="invoice_requests",
+        verbose_name=_("account"),
     )
     # Only transitions write `state` (not protected=True: see topups.models.TopUp).
-    state = FSMField(default=InvoiceState.SUBMITTED, choices=InvoiceState.choices)
-    kind = models.CharField(max_length=10, choices=InvoiceKind.choices)
-    title_type = models.CharField(max_length=10, choices=TitleType.choices)
-    title = models.CharField(max_length=200, help_text="The buyer's name on the invoice.")
+    state = FSMField(
+        default=InvoiceState.SUBMITTED, choices=InvoiceState.choices, verbose_name=_("state")
+    )
+    kind = models.CharField(max_length=10, choices=InvoiceKind.choices, verbose_name=_("kind"))
+    title_type = models.CharField(
+        max_length=10, choices=TitleType.choices, verbose_name=_("title type")
+    )
+    title = models.CharField(
+        max_length=200, help_text=_("The buyer's name on the invoice."), verbose_name=_("title")
+    )
     taxpayer_id = models.CharField(
-        max_length=20, blank=True, help_text="The buyer's taxpayer id (credit code)."
+        max_length=20,
+        blank=True,
+        help_text=_("The buyer's taxpayer id (credit code)."),
+        verbose_name=_("taxpayer id"),
     )
     # special VAT invoices only (verified enterprises)
-    registered_address = models.CharField(max_length=200, blank=True)
-    registered_phone = models.CharField(max_length=40, blank=True)
-    bank_name = models.CharField(max_length=100, blank=True)
-    bank_account = models.CharField(max_length=40, blank=True)
-    email = models.EmailField(help_text="Where the electronic invoice is sent.")
-    amount_micro = models.BigIntegerField(help_text="Whole fen, reserved on submission.")
-    covers_from = models.DateField(null=True, blank=True, help_text="First month it covers.")
-    covers_to = models.DateField(null=True, blank=True, help_text="Last month it covers.")
-    filed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    registered_address = models.CharField(
+        max_length=200, blank=True, verbose_name=_("registered address")
     )
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    registered_phone = models.CharField(
+        max_length=40, blank=True, verbose_name=_("registered phone")
+    )
+    bank_name = models.CharField(max_length=100, blank=True, verbose_name=_("bank name"))
+    bank_account = models.CharField(max_length=40, blank=True, verbose_name=_("bank account"))
+    email = models.EmailField(
+        help_text=_("Where the electronic invoice is sent."), verbose_name=_("email")
+    )
+    amount_micro = models.BigIntegerField(
+        help_text=_("Whole fen, reserved on submission."), verbose_name=_("amount")
+    )
+    covers_from = models.DateField(
+        null=True, blank=True, help_text=_("First month it covers."), verbose_name=_("covers from")
+    )
+    covers_to = models.DateField(
+        null=True, blank=True, help_text=_("Last month it covers."), verbose_name=_("covers to")
+    )
+    filed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("filed by"),
+    )
+    created_at = models.DateTimeField(
+        default=timezone.now, db_index=True, verbose_name=_("created at")
+    )
     # issuing (R-INV-4)
-    invoice_number = models.CharField(max_length=20, blank=True)
-    issued_on = models.DateField(null=True, blank=True)
-    issued_at = models.DateTimeField(null=True, blank=True)
+    invoice_number = models.CharField(max_length=20, blank=True, verbose_name=_("invoice number"))
+    issued_on = models.DateField(null=True, blank=True, verbose_name=_("issued on"))
+    issued_at = models.DateTimeField(null=True, blank=True, verbose_name=_("issued at"))
     issuer = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("issuer"),
     )
     xml_fields = models.JSONField(
-        default=dict, blank=True, help_text="What the portal read from the invoice XML."
+        default=dict,
+        blank=True,
+        help_text=_("What the portal read from the invoice XML."),
+        verbose_name=_("xml fields"),
     )
     # rejection / reversal
-    decision_reason = models.TextField(blank=True, help_text="Told to the user on rejection.")
-    red_letter_reason = models.CharField(max_length=20, choices=RedLetterReason.choices, blank=True)
-    red_letter_number = models.CharField(max_length=40, blank=True)
-    closed_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.TextField(
+        blank=True, help_text=_("Told to the user on rejection."), verbose_name=_("decision reason")
+    )
+    red_letter_reason = models.CharField(
+        max_length=20,
+        choices=RedLetterReason.choices,
+        blank=True,
+        verbose_name=_("red letter reason"),
+    )
+    red_letter_number = models.CharField(
+        max_length=40, blank=True, verbose_name=_("red letter number")
+    )
+    closed_at = models.DateTimeField(null=True, blank=True, verbose_name=_("closed at"))
 
     class Meta:
+        verbose_name = _("invoice request")
+        verbose_name_plural = _("invoice requests")
         ordering = ["-created_at", "-id"]
         permissions = [
-            ("issue_invoicerequest", "Can issue an invoice (upload the tax platform's files)"),
-            ("reject_invoicerequest", "Can reject an invoice request"),
-            ("reverse_invoicerequest", "Can reverse an issued invoice (red-letter)"),
-            ("view_invoice_file", "Can download issued invoice files"),
-            ("view_invoice_proof", "Can open title proof files (each view audited)"),
+            (
+                "issue_invoicerequest",
+                gettext_noop("Can issue an invoice (upload the tax platform's files)"),
+            ),
+            ("reject_invoicerequest", gettext_noop("Can reject an invoice request")),
+            ("reverse_invoicerequest", gettext_noop("Can reverse an issued invoice (red-letter)")),
+            ("view_invoice_file", gettext_noop("Can download issued invoice files")),
+            ("view_invoice_proof", gettext_noop("Can open title proof files (each view audited)")),
         ]
         indexes = [models.Index(fields=["state", "created_at"], name="invoice_queue")]
         constraints = [
@@ -147,7 +202,7 @@ class InvoiceRequest(ConcurrentTransitionMixin, models.Model):
         ]
 
     def __str__(self):
-        return f"Invoice request #{self.pk}"
+        return _("Invoice request #%(id)s") % {"id": self.pk}
 
     amount = MicroMoney("amount_micro")
 
@@ -200,45 +255,73 @@ class InvoiceProof(models.Model):
     certificate, business licence or work badge. PDF/JPEG/PNG checked by content,
     encrypted at rest, opened only with invoices.view_invoice_proof (audited)."""
 
-    request = models.ForeignKey(InvoiceRequest, on_delete=models.PROTECT, related_name="proofs")
-    file = models.FileField(storage=proof_files.storage, upload_to=proof_upload_to, max_length=200)
-    content_type = models.CharField(max_length=40)
-    uploaded_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    request = models.ForeignKey(
+        InvoiceRequest, on_delete=models.PROTECT, related_name="proofs", verbose_name=_("request")
     )
-    uploaded_at = models.DateTimeField(default=timezone.now)
+    file = models.FileField(
+        storage=proof_files.storage,
+        upload_to=proof_upload_to,
+        max_length=200,
+        verbose_name=_("file"),
+    )
+    content_type = models.CharField(max_length=40, verbose_name=_("content type"))
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("uploaded by"),
+    )
+    uploaded_at = models.DateTimeField(default=timezone.now, verbose_name=_("uploaded at"))
 
     class Meta:
+        verbose_name = _("invoice proof")
+        verbose_name_plural = _("invoice proofs")
         ordering = ["id"]
 
     def __str__(self):
-        return f"Proof #{self.pk} of invoice request #{self.request_id}"
+        return _("Proof #%(id)s of invoice request #%(request)s") % {
+            "id": self.pk,
+            "request": self.request_id,
+        }
 
 
 class InvoiceFile(models.Model):
     """An electronic invoice file the tax platform returned (R-INV-4), checked by content,
     encrypted at rest, served only to the owner and to staff with the permission."""
 
-    request = models.ForeignKey(InvoiceRequest, on_delete=models.PROTECT, related_name="files")
-    kind = models.CharField(max_length=4, choices=FileKind.choices)
+    request = models.ForeignKey(
+        InvoiceRequest, on_delete=models.PROTECT, related_name="files", verbose_name=_("request")
+    )
+    kind = models.CharField(max_length=4, choices=FileKind.choices, verbose_name=_("kind"))
     file = models.FileField(
-        storage=proof_files.storage, upload_to=invoice_upload_to, max_length=200
+        storage=proof_files.storage,
+        upload_to=invoice_upload_to,
+        max_length=200,
+        verbose_name=_("file"),
     )
-    size = models.PositiveIntegerField()
-    sha256 = models.CharField(max_length=64)
+    size = models.PositiveIntegerField(verbose_name=_("size"))
+    sha256 = models.CharField(max_length=64, verbose_name=_("sha256"))
     uploaded_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("uploaded by"),
     )
-    uploaded_at = models.DateTimeField(default=timezone.now)
+    uploaded_at = models.DateTimeField(default=timezone.now, verbose_name=_("uploaded at"))
 
     class Meta:
+        verbose_name = _("invoice file")
+        verbose_name_plural = _("invoice files")
         ordering = ["request", "kind", "id"]
         constraints = [
             models.UniqueConstraint(fields=["request", "kind"], name="invoicefile_one_per_kind")
         ]
 
     def __str__(self):
-        return f"{self.get_kind_display()} of invoice request #{self.request_id}"
+        return _("%(kind)s of invoice request #%(request)s") % {
+            "kind": self.get_kind_display(),
+            "request": self.request_id,
+        }
 
     @property
     def content_type(self):

@@ -352,3 +352,13 @@ def invoice_queue():
         n=Count("pk"), oldest=Min("created_at")
     )
     return row["n"], row["oldest"]
+
+
+def user_ids_for_invoice(number: str) -> list[int]:
+    """The user whose invoice carries this invoice number (exact), for the staff's
+    customer search."""
+    number = (number or "").strip()
+    if not number:
+        return []
+    rows = InvoiceRequest.objects.filter(invoice_number=number)
+    return list(rows.values_list("account__user_id", flat=True)[:1])

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class NoticesConfig(AppConfig):
@@ -6,3 +7,4 @@ class NoticesConfig(AppConfig):
     notices.services.send_notice. Knows no other app's models."""
 
     name = "notices"
+    verbose_name = _("Notices")

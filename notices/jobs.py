@@ -4,6 +4,8 @@ Reminders about other apps' objects (a grant about to expire, say) are those
 apps' own jobs; they raise notices through notices.services.send_notice.
 """
 
+from django.utils.translation import gettext_lazy as _
+
 from ops.jobs import job
 
 from . import services
@@ -14,7 +16,7 @@ from . import services
     schedule=60,
     batch_size=200,
     max_batches=50,
-    description="Send pending notices by email/SMS; failures retry with exponential back-off.",
+    description=_("Send pending notices by email/SMS; failures retry with exponential back-off."),
 )
 def deliver_notices(now, batch_size):
     """R-NOT-1: every notice is sent by Celery; its send date is its delivery date."""

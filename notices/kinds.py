@@ -88,3 +88,14 @@ register("invoice_reversed", _("Invoice reversed (red-letter)"), required=True)
 
 # Email verification (issue 13): the link a new account opens before it can act.
 register("email_verification", _("Verify your email address"), required=True)
+
+# Spend limits and resource packages (issue 23).
+register("spend_limit_reached", _("Spend limit 50 %, 80 % or 100 % used"), required=False)
+register("package_expiring", _("Resource package expiring in 3 days"), required=True)
+register("package_expired", _("Resource package expired"), required=True)
+
+# The user's own account (issue 22): reset link, email change link, security alerts
+# (password changed or reset, email changed: sent to the old address too).
+register("password_reset", _("Password reset link"), required=True)
+register("email_change", _("Confirm your new email address"), required=True)
+register("security_alert", _("Password or email address changed"), required=True)

@@ -235,6 +235,18 @@ def register_attachment_provider(kind, provider):
     _ATTACHMENT_PROVIDERS[kind] = provider
 
 
+# The email body of a kind made when it is sent, for a link that must never be stored in
+# the notice staff can read (issue 24: the email verification link); the stored notice
+# says the link is in the email. Registered by the upper app at ready().
+_BODY_PROVIDERS = {}
+
+
+def register_body_provider(kind, provider):
+    """`provider(notice) -> str`: the email's body, made at sending time."""
+    get_kind(kind)
+    _BODY_PROVIDERS[kind] = provider
+
+
 def deliver_notice(notice: Notice, *, now, connection=None, sms_backend=None) -> str:
     """Send one claimed notice on each channel not yet sent; record the outcome."""
     opted_out = EmailOptOut.objects.filter(user_id=notice.user_id, kind=notice.kind).exists()
@@ -248,11 +260,13 @@ def deliver_notice(notice: Notice, *, now, connection=None, sms_backend=None) ->
     sent_times = [t for t in (notice.email_sent_at, notice.sms_sent_at) if t]
     if want_email and notice.email_sent_at is None:
         try:
+            make_body = _BODY_PROVIDERS.get(notice.kind)
             message = EmailMessage(
                 subject=notice.subject,
-                body=notice.body,
+                body=make_body(notice) if make_body else notice.body,
                 from_email=settings.DEFAULT_FROM_EMAIL,
-                to=[notice.user.email],
+                # an email change link goes to the new address, its alert to the old one
+                to=[(notice.context or {}).get("to_email") or notice.user.email],
                 connection=connection,
                 headers={"X-Portal-Notice": str(notice.pk)},
             )

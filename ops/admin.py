@@ -3,6 +3,7 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
 from core.admin import AuditRecordInline, ReadOnlyAdminMixin, WorkflowAdminMixin
@@ -59,13 +60,23 @@ class JobRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             self.message_user(request, str(exc), messages.ERROR)
             return
         if run is None:
-            self.message_user(request, f"Job {name} queued; its run appears here when it starts.")
-        else:
-            level = messages.SUCCESS if run.status == "ok" else messages.WARNING
             self.message_user(
                 request,
-                f"Job {name}: {run.get_status_display()}, {run.rows_touched} rows "
-                f"in {run.batches} batch(es).",
+                _("Job %(job)s queued; its run appears here when it starts.") % {"job": name},
+            )
+        else:
+            level = messages.SUCCESS if run.status == "ok" else messages.WARNING
+            rows = ngettext("%(n)s row", "%(n)s rows", run.rows_touched) % {"n": run.rows_touched}
+            batches = ngettext("%(n)s batch", "%(n)s batches", run.batches) % {"n": run.batches}
+            self.message_user(
+                request,
+                _("Job %(job)s: %(status)s, %(rows)s in %(batches)s.")
+                % {
+                    "job": name,
+                    "status": run.get_status_display(),
+                    "rows": rows,
+                    "batches": batches,
+                },
                 level,
             )
 

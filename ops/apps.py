@@ -1,5 +1,6 @@
 from django.apps import AppConfig
 from django.db.models.signals import post_migrate
+from django.utils.translation import gettext_lazy as _
 
 
 def _sync_jobs(sender, using="default", **kwargs):
@@ -31,7 +32,7 @@ def _login_locked_out(sender, request=None, username=None, ip_address=None, **kw
 
 class OpsConfig(AppConfig):
     name = "ops"
-    verbose_name = "Operations (jobs and alerts)"
+    verbose_name = _("Operations (jobs and alerts)")
 
     def ready(self):
         from django.utils.module_loading import autodiscover_modules

@@ -120,8 +120,11 @@ def may_read_internals(request) -> bool:
 
 def metrics_view(request):
     """Prometheus text format, for those who may read the internals."""
-    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    from .metrics import registry
 
     if not may_read_internals(request):
         return JsonResponse({"code": "unauthorized", "message": "Token required."}, status=401)
-    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+    # every process's counters when PROMETHEUS_MULTIPROC_DIR is set, plus the database's figures
+    return HttpResponse(generate_latest(registry()), content_type=CONTENT_TYPE_LATEST)

@@ -45,3 +45,44 @@ def open_alert_queue():
         n=Count("pk"), oldest=Min("created_at")
     )
     return row["n"], row["oldest"]
+
+
+def open_alerts_by_kind():
+    """{kind: (open alerts, oldest created_at)} for the metrics: one grouped query."""
+    rows = (
+        StaffAlert.objects.filter(status=AlertStatus.OPEN)
+        .order_by()
+        .values_list("kind")
+        .annotate(n=Count("pk"), oldest=Min("created_at"))
+    )
+    return {kind: (n, oldest) for kind, n, oldest in rows}
+
+
+def job_schedule_figures():
+    """Per registered job: (interval seconds, or the cron string of a crontab job, last ok
+    finish, last failure finish), for the metrics' job figures: two grouped queries."""
+    import datetime
+
+    from .models import JobRunStatus
+
+    specs = all_jobs()
+    names = [spec.name for spec in specs]
+    last = {}
+    for status in (JobRunStatus.OK, JobRunStatus.FAILED):
+        last[status] = dict(
+            JobRun.objects.filter(job__in=names, status=status)
+            .order_by()
+            .values_list("job")
+            .annotate(last=Max("finished_at"))
+        )
+    figures = {}
+    for spec in specs:
+        every = spec.schedule
+        if isinstance(every, datetime.timedelta):
+            every = every.total_seconds()
+        figures[spec.name] = (
+            every,
+            last[JobRunStatus.OK].get(spec.name),
+            last[JobRunStatus.FAILED].get(spec.name),
+        )
+    return figures

@@ -158,12 +158,11 @@ def close_abandoned_runs(name: str, *, keep=None) -> int:
 
 def _metric_run(name, status, n=1):
     try:
-        from .metrics import JOB_LAST_SUCCESS, JOB_RUNS
+        from .metrics import JOB_RUNS
     except ImportError:  # pragma: no cover
         return
+    # The last success is read from JobRun at scrape time (ops.metrics): true across processes
     JOB_RUNS.labels(name, status).inc(n)
-    if status == JobRunStatus.OK:
-        JOB_LAST_SUCCESS.labels(name).set_to_current_time()
 
 
 def run_job(
@@ -189,21 +188,36 @@ def run_job(
     size = batch_size or spec.batch_size
     cap = max_batches or spec.max_batches
     clock = now or timezone.now()
-    run = JobRun.objects.create(
-        job=name,
-        triggered_by=triggered_by,
-        triggered_by_user_id=getattr(user, "pk", None) or user_id,
-        clock=clock,
-        started_at=timezone.now(),
-    )
+    started = timezone.now()
     token = lease_token()
+    # The lease first, then the run's row (issue 24): a run is ever marked running only
+    # while it holds the lease, so a run marked running that the next lease holder finds
+    # belongs to a holder that is gone, never to a live run that is about to be skipped.
     if not _acquire_lease(spec, token):
-        run.status = JobRunStatus.SKIPPED
-        run.error = "Another run of this job holds its lease; nothing done."
-        run.finished_at = timezone.now()
-        run.save(update_fields=["status", "error", "finished_at"])
+        run = JobRun.objects.create(
+            job=name,
+            triggered_by=triggered_by,
+            triggered_by_user_id=getattr(user, "pk", None) or user_id,
+            clock=clock,
+            started_at=started,
+            status=JobRunStatus.SKIPPED,
+            error="Another run of this job holds its lease; nothing done.",
+            finished_at=timezone.now(),
+        )
         _metric_run(name, JobRunStatus.SKIPPED)
         return run
+    try:
+        run = JobRun.objects.create(
+            job=name,
+            triggered_by=triggered_by,
+            triggered_by_user_id=getattr(user, "pk", None) or user_id,
+            clock=clock,
+            started_at=started,
+            status=JobRunStatus.RUNNING,
+        )
+    except BaseException:
+        _release_lease(spec, token)
+        raise
     heartbeat = _Heartbeat(spec, token)
     try:
         close_abandoned_runs(name, keep=run.pk)
@@ -347,6 +361,9 @@ def raise_alert(
     """
     details = json.loads(json.dumps(details or {}, default=str))
     logger.warning("Staff alert %s raised (key %s)", kind, key or "-")
+    from .metrics import STAFF_ALERTS_RAISED
+
+    STAFF_ALERTS_RAISED.labels(kind[:64]).inc()
     now = timezone.now()
     with transaction.atomic():
         if key:

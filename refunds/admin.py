@@ -10,27 +10,33 @@ the services of RefundRequest's transition map. Paid refunds export to CSV per l
 import csv
 
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponse, StreamingHttpResponse
-from django.shortcuts import get_object_or_404
-from django.urls import path
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from billing.micro import from_micro
 from core.admin import (
     AuditRecordInline,
+    CustomerLinkMixin,
     ProtectedFileInline,
     ReadOnlyAdminMixin,
     ReadOnlyInline,
     WorkflowAdminMixin,
+    readable_fields,
 )
+from core.money import yuan
 
+from .forms import StaffFilingForm
 from .models import OPEN_STATES, PayoutAttempt, RefundLine, RefundProof, RefundRequest, RefundState
-from .selectors import refund_preview
-from .services.filing import PROOF_PERM, read_proof
+from .services.filing import FILE_PERM, PROOF_PERM, current_preview, read_proof, submit_refund
 
 
 class RefundLineInline(ReadOnlyInline):
@@ -99,16 +105,17 @@ class RefundProofInline(ProtectedFileInline):
 
 def _money(micro):
     from billing.micro import from_micro
+    from core.money import yuan
 
-    return f"{from_micro(micro).amount:.2f}"
+    return yuan(from_micro(micro).amount)  # "¥1,234.50", as everywhere in the admin
 
 
 class AgeFilter(admin.SimpleListFilter):
-    title = "age"
+    title = _("age")
     parameter_name = "age"
 
     def lookups(self, request, model_admin):
-        return [("1", "over 1 day"), ("3", "over 3 days"), ("7", "over 7 days")]
+        return [("1", _("over 1 day")), ("3", _("over 3 days")), ("7", _("over 7 days"))]
 
     def queryset(self, request, queryset):
         if self.value():
@@ -172,13 +179,23 @@ def export_paid_refunds(modeladmin, request, queryset):
 
 
 @admin.register(RefundRequest)
-class RefundRequestAdmin(WorkflowAdminMixin, admin.ModelAdmin):
+class RefundRequestAdmin(CustomerLinkMixin, WorkflowAdminMixin, admin.ModelAdmin):
     """The refund queue: oldest first; the buttons run the refund services."""
 
+    customer_user_path = "account__user_id"
+
     fsm_fields = ["state"]
+    four_eyes = {"approve": ("reviewer_id", "filed_by_id")}  # R-REF-1: not the reviewer
+    next_steps = {
+        RefundState.PAYING: _(
+            "Next: the payout runs by itself (Alipay, within minutes); if it fails, finance "
+            "clicks “Retry payout”; a bank lot waits for finance's “Record bank transfer”."
+        ),
+    }
     list_display = (
         "id",
         "user_email",
+        "customer",
         "state",
         "held_amount",
         "refunded_amount",
@@ -204,6 +221,7 @@ class RefundRequestAdmin(WorkflowAdminMixin, admin.ModelAdmin):
     inlines = [RefundLineInline, PayoutAttemptInline, RefundProofInline, AuditRecordInline]
     readonly_fields = (
         "account",
+        "customer",
         "state",
         "filed_by",
         "asked_via",
@@ -256,7 +274,9 @@ class RefundRequestAdmin(WorkflowAdminMixin, admin.ModelAdmin):
 
     @admin.display(description=_("Preview now (R-REF-2: lots still refundable)"))
     def preview(self, obj):
-        preview = refund_preview(obj.account)
+        if obj.pk and obj.lines.exists():
+            return self._case_lots(obj)
+        preview = current_preview(obj.account)  # pending usage settled first (issue 24)
         head = mark_safe(  # noqa: S308 (a constant)
             "<tr><th>lot</th><th>channel</th><th>paid</th><th>consumed</th><th>unconsumed</th>"
             "<th>invoiced, unconsumed</th><th>discount earned</th><th>discount used</th>"
@@ -290,6 +310,48 @@ class RefundRequestAdmin(WorkflowAdminMixin, admin.ModelAdmin):
             _money(preview.net_micro),
         )
 
+    def _case_lots(self, obj):
+        """A filed case's own lots: once filed, its money is held, so the live preview
+        (lots still refundable) reads zero; CS and finance decide on these figures."""
+        head = format_html(
+            "<tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+            gettext("Lot"),
+            gettext("Channel"),
+            gettext("Amount asked"),
+            gettext("Arrears settled"),
+            gettext("Held for the refund"),
+            gettext("Refunded"),
+        )
+        lines = list(obj.lines.select_related("lot").order_by("id"))
+        body = format_html_join(
+            "",
+            '<tr class="case-lot"><td><a href="{}">#{}</a></td><td>{}</td><td>{}</td>'
+            "<td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    reverse("admin:billing_lot_change", args=[line.lot_id]),
+                    line.lot_id,
+                    line.get_channel_display(),
+                    yuan(from_micro(line.asked_micro)),
+                    yuan(from_micro(line.arrears_micro)),
+                    yuan(from_micro(line.held_micro)),
+                    yuan(from_micro(line.refunded_micro)),
+                )
+                for line in lines
+            ),
+        )
+        return format_html(
+            '<table class="case-lots">{}{}</table><p class="case-total">{}</p>',
+            head,
+            body,
+            gettext("This case holds %(held)s on %(n)d lot(s); arrears settled %(arrears)s.")
+            % {
+                "held": yuan(from_micro(obj.held_micro)),
+                "n": len(lines),
+                "arrears": yuan(from_micro(obj.arrears_micro)),
+            },
+        )
+
     def has_add_permission(self, request):
         return False  # filed through refunds.services.filing.submit_refund
 
@@ -299,6 +361,7 @@ class RefundRequestAdmin(WorkflowAdminMixin, admin.ModelAdmin):
     def get_urls(self):
         wrap = self.admin_site.admin_view
         return [
+            path("file/", wrap(self.file_view), name="refunds_refundrequest_file"),
             path(
                 "<int:pk>/proof/<int:proof_id>/",
                 wrap(self.proof_view),
@@ -306,6 +369,63 @@ class RefundRequestAdmin(WorkflowAdminMixin, admin.ModelAdmin):
             ),
             *super().get_urls(),
         ]
+
+    def changelist_view(self, request, extra_context=None):
+        extra = dict(extra_context or {})
+        if request.user.has_perm(FILE_PERM):
+            extra["file_url"] = reverse("admin:refunds_refundrequest_file")
+        return super().changelist_view(request, extra_context=extra)
+
+    def file_view(self, request):
+        """CS file a refund for a user with their proof files (R-REF-1); the filing
+        service decides (standing, refundable amount, files) and holds the money."""
+        from accounts.selectors import customers, user_by_email
+
+        if not request.user.has_perm(FILE_PERM):
+            raise PermissionDenied
+        initial = {}
+        customer = request.GET.get("customer", "")
+        if customer.isdigit():
+            found = customers().filter(pk=int(customer)).first()
+            if found is not None:
+                initial["email"] = found.email
+        form = StaffFilingForm(request.POST or None, request.FILES or None, initial=initial)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            user = user_by_email(data["email"])
+            if user is None:
+                form.add_error("email", gettext("No customer with this email."))
+            else:
+                try:
+                    refund = submit_refund(
+                        user,
+                        proofs=request.FILES.getlist("proofs"),
+                        amount=data["amount"] or None,
+                        reason=data["reason"],
+                        filed_by=request.user,
+                        asked_via=data["asked_via"],
+                    )
+                except (ValidationError, PermissionDenied) as exc:
+                    for message in getattr(exc, "messages", [str(exc)]):
+                        form.add_error(None, message)
+                else:
+                    self.message_user(
+                        request,
+                        gettext(
+                            "Refund #%(id)s filed for %(email)s; %(held)s is held. "
+                            "Next: a CS agent clicks “Take for review”."
+                        )
+                        % {"id": refund.pk, "email": user.email, "held": yuan(refund.held)},
+                        messages.SUCCESS,
+                    )
+                    return redirect("admin:refunds_refundrequest_change", refund.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": gettext("File a refund for a customer"),
+            "form": form,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/refunds/refundrequest/file.html", context)
 
     def proof_view(self, request, pk, proof_id):
         if not self.has_view_permission(request):
@@ -342,4 +462,4 @@ class RefundLineAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ("payout_state", "channel", "payout_channel")
     search_fields = ("out_request_no", "lot__topup__out_trade_no", "lot__topup__trade_no")
     list_select_related = ("request", "lot")
-    readonly_fields = [f.name for f in RefundLine._meta.fields]
+    readonly_fields = fields = readable_fields(RefundLine)

@@ -13,6 +13,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext_noop
 from django_fsm import RETURN_VALUE, ConcurrentTransitionMixin, FSMField, transition
 
 from accounts import proof_files
@@ -36,10 +37,10 @@ OPEN_STATES = (RefundState.SUBMITTED, RefundState.UNDER_REVIEW)
 
 
 class AskedVia(models.TextChoices):
-    PAGES = "pages", "User pages"
-    EMAIL = "email", "Email"
-    CHAT = "chat", "Chat"
-    PHONE = "phone", "Phone"
+    PAGES = "pages", _("User pages")
+    EMAIL = "email", _("Email")
+    CHAT = "chat", _("Chat")
+    PHONE = "phone", _("Phone")
 
 
 class PayoutState(models.TextChoices):
@@ -72,47 +73,93 @@ class RefundRequest(ConcurrentTransitionMixin, models.Model):
     its lots, or a part of it, set aside on submission and paid back per lot."""
 
     account = models.ForeignKey(
-        "accounts.BalanceAccount", on_delete=models.PROTECT, related_name="refund_requests"
+        "accounts.BalanceAccount",
+        on_delete=models.PROTECT,
+        related_name="refund_requests",
+        verbose_name=_("account"),
     )
     # Only transitions write `state` (not protected=True: see topups.models.TopUp).
-    state = FSMField(default=RefundState.SUBMITTED, choices=RefundState.choices)
+    state = FSMField(
+        default=RefundState.SUBMITTED, choices=RefundState.choices, verbose_name=_("state")
+    )
     filed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.PROTECT,
         related_name="+",
-        help_text="The user, or the CS agent who filed it on the user's behalf.",
+        help_text=_("The user, or the CS agent who filed it on the user's behalf."),
+        verbose_name=_("filed by"),
     )
-    asked_via = models.CharField(max_length=10, choices=AskedVia.choices, default=AskedVia.PAGES)
-    user_reason = models.TextField(blank=True, help_text="Why the user asks (their words).")
+    asked_via = models.CharField(
+        max_length=10, choices=AskedVia.choices, default=AskedVia.PAGES, verbose_name=_("asked via")
+    )
+    user_reason = models.TextField(
+        blank=True, help_text=_("Why the user asks (their words)."), verbose_name=_("user reason")
+    )
     requested_micro = models.BigIntegerField(
-        null=True, blank=True, help_text="A partial amount asked for; empty = all refundable."
+        null=True,
+        blank=True,
+        help_text=_("A partial amount asked for; empty = all refundable."),
+        verbose_name=_("requested"),
     )
-    held_micro = models.BigIntegerField(default=0, help_text="Set aside in refund hold.")
-    arrears_micro = models.BigIntegerField(default=0, help_text="Arrears settled from it.")
-    refunded_micro = models.BigIntegerField(default=0, help_text="Paid back (set on approval).")
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    held_micro = models.BigIntegerField(
+        default=0, help_text=_("Set aside in refund hold."), verbose_name=_("held")
+    )
+    arrears_micro = models.BigIntegerField(
+        default=0, help_text=_("Arrears settled from it."), verbose_name=_("arrears")
+    )
+    refunded_micro = models.BigIntegerField(
+        default=0, help_text=_("Paid back (set on approval)."), verbose_name=_("refunded")
+    )
+    created_at = models.DateTimeField(
+        default=timezone.now, db_index=True, verbose_name=_("created at")
+    )
     reviewer = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("reviewer"),
     )
-    reviewed_at = models.DateTimeField(null=True, blank=True)
+    reviewed_at = models.DateTimeField(null=True, blank=True, verbose_name=_("reviewed at"))
     approver = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("approver"),
     )
-    approved_at = models.DateTimeField(null=True, blank=True)
-    decision_reason = models.TextField(blank=True, help_text="Told to the user on rejection.")
-    closed_at = models.DateTimeField(null=True, blank=True)
-    payout_failure = models.TextField(blank=True, help_text="The channel's reason.")
+    approved_at = models.DateTimeField(null=True, blank=True, verbose_name=_("approved at"))
+    decision_reason = models.TextField(
+        blank=True, help_text=_("Told to the user on rejection."), verbose_name=_("decision reason")
+    )
+    closed_at = models.DateTimeField(null=True, blank=True, verbose_name=_("closed at"))
+    payout_failure = models.TextField(
+        blank=True, help_text=_("The channel's reason."), verbose_name=_("payout failure")
+    )
 
     class Meta:
+        verbose_name = _("refund request")
+        verbose_name_plural = _("refund requests")
         ordering = ["-created_at", "-id"]
         permissions = [
-            ("file_refundrequest", "Can file a refund request on a user's behalf"),
-            ("review_refundrequest", "Can take a refund request for review"),
-            ("reject_refundrequest", "Can reject a refund request"),
-            ("cancel_refundrequest", "Can cancel a refund request on the user's behalf"),
-            ("approve_refundrequest", "Can approve a refund request (finance, four eyes)"),
-            ("pay_refundrequest", "Can pay out a refund: start, record a transfer, retry"),
-            ("view_refund_proof", "Can open refund proof files (each view audited)"),
+            ("file_refundrequest", gettext_noop("Can file a refund request on a user's behalf")),
+            ("review_refundrequest", gettext_noop("Can take a refund request for review")),
+            ("reject_refundrequest", gettext_noop("Can reject a refund request")),
+            (
+                "cancel_refundrequest",
+                gettext_noop("Can cancel a refund request on the user's behalf"),
+            ),
+            (
+                "approve_refundrequest",
+                gettext_noop("Can approve a refund request (finance, four eyes)"),
+            ),
+            (
+                "pay_refundrequest",
+                gettext_noop("Can pay out a refund: start, record a transfer, retry"),
+            ),
+            ("view_refund_proof", gettext_noop("Can open refund proof files (each view audited)")),
         ]
         indexes = [models.Index(fields=["state", "created_at"], name="refund_queue")]
         constraints = [
@@ -122,7 +169,7 @@ class RefundRequest(ConcurrentTransitionMixin, models.Model):
         ]
 
     def __str__(self):
-        return f"Refund request #{self.pk}"
+        return _("Refund request #%(id)s") % {"id": self.pk}
 
     held = MicroMoney("held_micro")
 
@@ -215,7 +262,7 @@ class RefundRequest(ConcurrentTransitionMixin, models.Model):
         source=RefundState.PAYING,
         target=RefundState.PAID,
         permission=_nobody,
-        custom={"admin": False},
+        custom={"admin": False, "label": _("Complete")},
     )
     def complete(self):
         self.closed_at = timezone.now()
@@ -225,7 +272,7 @@ class RefundRequest(ConcurrentTransitionMixin, models.Model):
         source=RefundState.PAYING,
         target=RefundState.PAYOUT_FAILED,
         permission=_nobody,
-        custom={"admin": False},
+        custom={"admin": False, "label": _("Mark payout failed")},
     )
     def fail(self, payout_failure=""):
         self.payout_failure = payout_failure
@@ -239,36 +286,67 @@ class RefundLine(models.Model):
     3-second spacing Alipay asks between two refunds of one trade only concerns retries.
     """
 
-    request = models.ForeignKey(RefundRequest, on_delete=models.PROTECT, related_name="lines")
-    lot = models.ForeignKey("billing.Lot", on_delete=models.PROTECT, related_name="refund_lines")
-    channel = models.CharField(max_length=16, choices=Channel.choices)
-    asked_micro = models.BigIntegerField(help_text="Taken from the lot's cash on submission.")
-    arrears_micro = models.BigIntegerField(default=0, help_text="Of which settled arrears.")
-    held_micro = models.BigIntegerField(default=0, help_text="Of which set aside in hold.")
+    request = models.ForeignKey(
+        RefundRequest, on_delete=models.PROTECT, related_name="lines", verbose_name=_("request")
+    )
+    lot = models.ForeignKey(
+        "billing.Lot", on_delete=models.PROTECT, related_name="refund_lines", verbose_name=_("lot")
+    )
+    channel = models.CharField(max_length=16, choices=Channel.choices, verbose_name=_("channel"))
+    asked_micro = models.BigIntegerField(
+        help_text=_("Taken from the lot's cash on submission."), verbose_name=_("asked")
+    )
+    arrears_micro = models.BigIntegerField(
+        default=0, help_text=_("Of which settled arrears."), verbose_name=_("arrears")
+    )
+    held_micro = models.BigIntegerField(
+        default=0, help_text=_("Of which set aside in hold."), verbose_name=_("held")
+    )
     discount_used_micro = models.BigIntegerField(
-        default=0, help_text="Discount this lot earned that was used, at submission (R-REF-2)."
+        default=0,
+        help_text=_("Discount this lot earned that was used, at submission (R-REF-2)."),
+        verbose_name=_("discount used"),
     )
     late_arrears_micro = models.BigIntegerField(
-        default=0, help_text="Arrears run up during the review, settled from the hold."
+        default=0,
+        help_text=_("Arrears run up during the review, settled from the hold."),
+        verbose_name=_("late arrears"),
     )
-    released_micro = models.BigIntegerField(default=0, help_text="Returned to the lot's cash.")
-    refunded_micro = models.BigIntegerField(default=0, help_text="Paid back (on approval).")
-    out_request_no = models.CharField(max_length=64, unique=True)
+    released_micro = models.BigIntegerField(
+        default=0, help_text=_("Returned to the lot's cash."), verbose_name=_("released")
+    )
+    refunded_micro = models.BigIntegerField(
+        default=0, help_text=_("Paid back (on approval)."), verbose_name=_("refunded")
+    )
+    out_request_no = models.CharField(max_length=64, unique=True, verbose_name=_("out request no"))
     approved = models.BooleanField(
-        default=False, help_text="Set on approval: a lot is refunded once (R-REF-4)."
+        default=False,
+        help_text=_("Set on approval: a lot is refunded once (R-REF-4)."),
+        verbose_name=_("approved"),
     )
     payout_state = models.CharField(
-        max_length=10, choices=PayoutState.choices, default=PayoutState.PENDING
+        max_length=10,
+        choices=PayoutState.choices,
+        default=PayoutState.PENDING,
+        verbose_name=_("payout state"),
     )
     payout_channel = models.CharField(
-        max_length=16, choices=Channel.choices, blank=True, help_text="How it was paid."
+        max_length=16,
+        choices=Channel.choices,
+        blank=True,
+        help_text=_("How it was paid."),
+        verbose_name=_("payout channel"),
     )
-    payout_reference = models.CharField(max_length=100, blank=True)
-    paid_on = models.DateField(null=True, blank=True)
-    paid_at = models.DateTimeField(null=True, blank=True)
-    failure_reason = models.TextField(blank=True)
+    payout_reference = models.CharField(
+        max_length=100, blank=True, verbose_name=_("payout reference")
+    )
+    paid_on = models.DateField(null=True, blank=True, verbose_name=_("paid on"))
+    paid_at = models.DateTimeField(null=True, blank=True, verbose_name=_("paid at"))
+    failure_reason = models.TextField(blank=True, verbose_name=_("failure reason"))
 
     class Meta:
+        verbose_name = _("refund line")
+        verbose_name_plural = _("refund lines")
         ordering = ["request", "id"]
         constraints = [
             models.UniqueConstraint(fields=["request", "lot"], name="refundline_one_per_lot"),
@@ -290,7 +368,7 @@ class RefundLine(models.Model):
         ]
 
     def __str__(self):
-        return f"Refund line {self.out_request_no}"
+        return _("Refund line %(number)s") % {"number": self.out_request_no}
 
     held = MicroMoney("held_micro")
 
@@ -301,28 +379,51 @@ class RefundProof(models.Model):
     """A proof file of a request: PDF/JPEG/PNG checked by content, encrypted at rest,
     opened only with `refunds.view_refund_proof`, each view audited (R-ACC-5)."""
 
-    request = models.ForeignKey(RefundRequest, on_delete=models.PROTECT, related_name="proofs")
-    file = models.FileField(storage=proof_files.storage, upload_to=proof_upload_to, max_length=200)
-    content_type = models.CharField(max_length=40)
-    uploaded_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    request = models.ForeignKey(
+        RefundRequest, on_delete=models.PROTECT, related_name="proofs", verbose_name=_("request")
     )
-    uploaded_at = models.DateTimeField(default=timezone.now)
+    file = models.FileField(
+        storage=proof_files.storage,
+        upload_to=proof_upload_to,
+        max_length=200,
+        verbose_name=_("file"),
+    )
+    content_type = models.CharField(max_length=40, verbose_name=_("content type"))
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("uploaded by"),
+    )
+    uploaded_at = models.DateTimeField(default=timezone.now, verbose_name=_("uploaded at"))
 
     class Meta:
+        verbose_name = _("refund proof")
+        verbose_name_plural = _("refund proofs")
         ordering = ["id"]
 
     def __str__(self):
-        return f"Proof #{self.pk} of refund request #{self.request_id}"
+        return _("Proof #%(id)s of refund request #%(request)s") % {
+            "id": self.pk,
+            "request": self.request_id,
+        }
 
 
 class PayoutAttempt(models.Model):
     """One call to the channel about a line: what was sent, what came back, when."""
 
-    request = models.ForeignKey(RefundRequest, on_delete=models.PROTECT, related_name="attempts")
-    line = models.ForeignKey(RefundLine, on_delete=models.PROTECT, related_name="attempts")
-    operation = models.CharField(max_length=10, choices=[("refund", "Refund"), ("query", "Query")])
-    sent = models.JSONField(default=dict)
+    request = models.ForeignKey(
+        RefundRequest, on_delete=models.PROTECT, related_name="attempts", verbose_name=_("request")
+    )
+    line = models.ForeignKey(
+        RefundLine, on_delete=models.PROTECT, related_name="attempts", verbose_name=_("line")
+    )
+    operation = models.CharField(
+        max_length=10,
+        choices=[("refund", "Refund"), ("query", "Query")],
+        verbose_name=_("operation"),
+    )
+    sent = models.JSONField(default=dict, verbose_name=_("sent"))
     outcome = models.CharField(
         max_length=12,
         choices=[
@@ -331,14 +432,17 @@ class PayoutAttempt(models.Model):
             ("refused", "Refused"),
             ("unknown", "Unknown (no answer)"),
         ],
+        verbose_name=_("outcome"),
     )
-    code = models.CharField(max_length=40, blank=True)
-    sub_code = models.CharField(max_length=80, blank=True)
-    message = models.TextField(blank=True)
-    answer = models.JSONField(default=dict)
-    at = models.DateTimeField(default=timezone.now, db_index=True)
+    code = models.CharField(max_length=40, blank=True, verbose_name=_("code"))
+    sub_code = models.CharField(max_length=80, blank=True, verbose_name=_("sub code"))
+    message = models.TextField(blank=True, verbose_name=_("message"))
+    answer = models.JSONField(default=dict, verbose_name=_("answer"))
+    at = models.DateTimeField(default=timezone.now, db_index=True, verbose_name=_("at"))
 
     class Meta:
+        verbose_name = _("payout attempt")
+        verbose_name_plural = _("payout attempts")
         ordering = ["-at", "-id"]
 
     def __str__(self):

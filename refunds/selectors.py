@@ -273,3 +273,49 @@ def refund_queues():
     )
     found = {row["state"]: (row["n"], row["oldest"]) for row in rows}
     return [(state, *found.get(state.value, (0, None))) for state in QUEUE_STATES]
+
+
+def user_ids_for_refund(number: str) -> list[int]:
+    """The user of a refund by its number: "RF00000012" (the request), a line's
+    out_request_no "RF00000012L…" or "#12", for the staff's customer search."""
+    import re
+
+    number = (number or "").strip()
+    match = re.fullmatch(r"(?:RF|#)0*(\d{1,12})(?:L\d+)?", number, flags=re.IGNORECASE)
+    if not match:
+        return []
+    rows = RefundRequest.objects.filter(pk=int(match.group(1)))
+    return list(rows.values_list("account__user_id", flat=True)[:1])
+
+
+WAITING_STATES = (
+    RefundState.SUBMITTED,
+    RefundState.UNDER_REVIEW,
+    RefundState.APPROVED,
+    RefundState.PAYING,
+    RefundState.PAYOUT_FAILED,
+)
+AGE_BANDS = (("under_1d", 0, 1), ("1d_to_3d", 1, 3), ("3d_to_7d", 3, 7), ("over_7d", 7, None))
+
+
+def waiting_by_age(now=None):
+    """Refund requests not finished, per state: {state: {band: n, "oldest": created_at}}
+    for the metrics (issue 26): one grouped query over the (state, created_at) index."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    now = now or timezone.now()
+    counts = {}
+    for band, lo, hi in AGE_BANDS:
+        q = Q(created_at__lte=now - timedelta(days=lo))
+        if hi is not None:
+            q &= Q(created_at__gt=now - timedelta(days=hi))
+        counts[band] = Count("pk", filter=q)
+    rows = (
+        RefundRequest.objects.filter(state__in=WAITING_STATES)
+        .order_by()
+        .values("state")
+        .annotate(oldest=Min("created_at"), **counts)
+    )
+    return {row.pop("state"): row for row in rows}

@@ -15,9 +15,9 @@ from core.selectors import history_of
 from core.workflow import WorkflowError
 
 from .models import OPEN_STATES, RefundRequest
-from .selectors import lines_of, refund_preview, request_for, requests_for
+from .selectors import lines_of, request_for, requests_for
 from .services.decisions import cancel_refund
-from .services.filing import can_file, submit_refund
+from .services.filing import can_file, current_preview, submit_refund
 
 
 class RefundForm(forms.Form):
@@ -65,7 +65,7 @@ def index(request):
         request,
         "refunds/index.html",
         {
-            "preview": refund_preview(account),
+            "preview": current_preview(account),  # pending usage settled first
             "may_file": can_file(account),
             "form": form,
             "requests": requests_for(request.user),

@@ -17,6 +17,11 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 mkdir -p "$VAR/celery/broker" "$VAR/celery/processed" "$VAR/mail"
+# Metrics of every process summed at /ops/metrics/ (prometheus_client multiprocess mode):
+# each process writes its counters to files here; a fresh start counts from zero.
+export PROMETHEUS_MULTIPROC_DIR=${PROMETHEUS_MULTIPROC_DIR:-$VAR/prometheus}
+mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+find "$PROMETHEUS_MULTIPROC_DIR" -maxdepth 1 -name '*.db' -delete
 if [ -z "${DATABASE_URL:-}" ]; then
   # A restart reuses $VAR/pg. A second run.sh on this tree while the first still serves is
   # refused (scripts/embedded_pg.py says how to share the first one's server instead).
@@ -51,7 +56,10 @@ python manage.py collectstatic --noinput -v 0
 # One worker process with the beat scheduler embedded: enough for the embedded default.
 # Its settle_usage job only drains what is pending (a solo worker must not be held for a
 # minute); the continuous settler is a process of its own, seconds behind ingestion.
+# It serves both queues (config/celery.py, issue 24): money clocks on `money`, mail on
+# `notices`; in production run one worker per queue so mail never delays a money clock.
 USAGE_SETTLER_SECONDS=0 celery -A config worker --beat --loglevel=INFO --pool=solo \
+  -Q money,notices,celery \
   --schedule="$VAR/celery/beat-schedule" >"$VAR/celery/worker.log" 2>&1 &
 pids+=($!)
 python manage.py settle_usage --seconds 31536000 >"$VAR/celery/settler.log" 2>&1 &

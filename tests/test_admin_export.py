@@ -13,7 +13,11 @@ pytestmark = pytest.mark.django_db
 
 def _export(client, url, ids):
     resp = client.post(url, {"action": "export_as_csv", "_selected_action": [str(i) for i in ids]})
-    body = b"".join(resp.streaming_content).decode() if resp.streaming else resp.content.decode()
+    body = (
+        b"".join(resp.streaming_content).decode("utf-8-sig")
+        if resp.streaming
+        else resp.content.decode("utf-8-sig")
+    )
     return resp, list(csv.reader(io.StringIO(body)))
 
 

@@ -46,3 +46,20 @@ def test_production_refuses_to_start_without_secrets(tmp_path):
     )
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
+
+
+def test_an_undocumented_portal_env_refuses_to_start(tmp_path):
+    """Security (issue 24 point 6): PORTAL_ENV=PRODUCTION (capitals) or a typo must not
+    silently run the development profile (DEBUG, sandbox cashier): it refuses to start."""
+    for value in ("PRODUCTION", "prod", "production "):
+        env = {**os.environ, "PORTAL_ENV": value, "PORTAL_VAR_DIR": str(tmp_path)}
+        result = subprocess.run(
+            [sys.executable, "manage.py", "check"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode != 0, value
+        assert "PORTAL_ENV" in result.stderr, result.stderr[-500:]

@@ -1,13 +1,17 @@
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.http import urlencode
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from accounts.selectors import user_by_email
-from core.admin import AuditRecordInline, WorkflowAdminMixin
+from billing.models import Channel
+from core.admin import AuditRecordInline, CustomerLinkMixin, WorkflowAdminMixin, customer_url
 from core.admin_paging import LargeTableAdminMixin
 
 from . import selectors
@@ -22,6 +26,7 @@ from .models import (
     Promotion,
     PromotionRedemption,
     TopUp,
+    TopUpState,
     TrialAward,
     TrialSettings,
 )
@@ -36,8 +41,9 @@ class ReasonedChangeForm(forms.ModelForm):
     """A money-relevant setting changes only with a reason, kept in its audit (R-ADM-5)."""
 
     reason = forms.CharField(
+        label=_("Reason"),
         max_length=500,
-        help_text="Why this change: kept in the history with the old and new values.",
+        help_text=_("Why this change: kept in the history with the old and new values."),
     )
 
 
@@ -51,14 +57,28 @@ class ReasonedChangeAdminMixin:
         type(self).save_service(obj, actor=request.user, reason=form.cleaned_data["reason"])
 
 
+PROMOTION_MONEY = ("min_topup", "benefit_amount", "benefit_cap")
+
+
+def _money_or_dash(value):
+    from core.money import yuan
+
+    amount = getattr(value, "amount", value)
+    return "—" if amount is None else yuan(amount)
+
+
 @admin.register(TopUp)
-class TopUpAdmin(LargeTableAdminMixin, WorkflowAdminMixin, admin.ModelAdmin):
+class TopUpAdmin(CustomerLinkMixin, LargeTableAdminMixin, WorkflowAdminMixin, admin.ModelAdmin):
     """Top-up cases: finance confirms bank remittances here (button "Confirm remittance")."""
 
+    customer_user_path = "account__user_id"
+
     fsm_fields = ["state"]
+    four_eyes = {"approve_credit": ("proposed_by_id",)}  # a second finance approver
     list_display = (
         "out_trade_no",
         "user_email",
+        "customer",
         "channel",
         "amount",
         "state",
@@ -70,11 +90,13 @@ class TopUpAdmin(LargeTableAdminMixin, WorkflowAdminMixin, admin.ModelAdmin):
     list_filter = ("channel", "state", "third_party")
     date_hierarchy = "created_at"
     search_fields = ("out_trade_no", "trade_no", "remittance_reference", "account__user__email")
+    search_help_text = _("An email, an order number, a trade number or a remittance reference.")
     list_select_related = ("account__user",)
     inlines = [AuditRecordInline]
     change_list_template = "admin/topups/topup/change_list.html"
     readonly_fields = (
         "account",
+        "customer",
         "channel",
         "amount",
         "state",
@@ -82,7 +104,7 @@ class TopUpAdmin(LargeTableAdminMixin, WorkflowAdminMixin, admin.ModelAdmin):
         "remittance_reference",
         "trade_no",
         "channel_status",
-        "received_amount",
+        "received",
         "payer_name",
         "payer_account",
         "third_party",
@@ -104,6 +126,13 @@ class TopUpAdmin(LargeTableAdminMixin, WorkflowAdminMixin, admin.ModelAdmin):
     def user_email(self, obj):
         return obj.account.user.email
 
+    @admin.display(description=TopUp._meta.get_field("received_amount").verbose_name)
+    def received(self, obj):
+        """djmoney shows an empty amount as "None": staff read a dash, or ¥ figures."""
+        from core.money import yuan
+
+        return "—" if obj.received_amount is None else yuan(obj.received_amount)
+
     def has_add_permission(self, request):
         return False
 
@@ -112,6 +141,43 @@ class TopUpAdmin(LargeTableAdminMixin, WorkflowAdminMixin, admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return self.readonly_fields
+
+    def get_search_results(self, request, queryset, search_term):
+        """One indexed match, not a LIKE '%…%' over every top-up: an email (any case)
+        finds the owner's top-ups; anything else is an order number, an Alipay or bank
+        trade number or a remittance reference, exactly. (A part of an email: the
+        customer search on the workbench.)"""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        if "@" in term:
+            return queryset.filter(account__user__email__iexact=term), False
+        match = (
+            Q(out_trade_no=term)
+            | Q(channel__in=Channel.values, trade_no=term)
+            | Q(remittance_reference=term)
+        )
+        return queryset.filter(match), False
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """A paid top-up offers CS "Open a dispute" (R-DIS-1), prefilled with its order
+        number; disputes is a higher app, so the link goes by URL name."""
+        extra = dict(extra_context or {})
+        topup = self.get_object(request, object_id)
+        links = []
+        if topup is not None:
+            links.append(
+                {"label": gettext("Customer view"), "url": customer_url(topup.account.user_id)}
+            )
+            if topup.state == TopUpState.PAID and request.user.has_perm("disputes.open_dispute"):
+                url = (
+                    reverse("admin:disputes_dispute_open")
+                    + "?"
+                    + urlencode({"topups": topup.out_trade_no, "customer": topup.account.user_id})
+                )
+                links.append({"label": gettext("Open a dispute"), "url": url})
+        extra["workflow_links"] = links
+        return super().change_view(request, object_id, form_url, extra_context=extra)
 
     def get_urls(self):
         return [
@@ -147,8 +213,11 @@ class TopUpAdmin(LargeTableAdminMixin, WorkflowAdminMixin, admin.ModelAdmin):
                     waiting = len(report.awaiting_approval)
                     self.message_user(
                         request,
-                        f"Confirmed {done}, sent to review {review}, "
-                        f"awaiting a second approver {waiting}.",
+                        _(
+                            "Confirmed %(done)s, sent to review %(review)s, "
+                            "awaiting a second approver %(waiting)s."
+                        )
+                        % {"done": done, "review": review, "waiting": waiting},
                     )
                     return redirect("admin:topups_topup_changelist")
         context = {
@@ -156,7 +225,7 @@ class TopUpAdmin(LargeTableAdminMixin, WorkflowAdminMixin, admin.ModelAdmin):
             "opts": self.model._meta,
             "form": form,
             "report": report,
-            "title": "Import bank statement",
+            "title": _("Import bank statement"),
         }
         return render(request, "admin/topups/topup/import_statement.html", context)
 
@@ -186,23 +255,55 @@ class TopUpAdmin(LargeTableAdminMixin, WorkflowAdminMixin, admin.ModelAdmin):
                 else:
                     self.message_user(
                         request,
-                        f"Recorded top-up {topup.out_trade_no}; it is credited when a second "
-                        "finance approver approves it.",
+                        _(
+                            "Recorded top-up %(number)s; it is credited when a second "
+                            "finance approver approves it."
+                        )
+                        % {"number": topup.out_trade_no},
                     )
                     return redirect("admin:topups_topup_change", topup.pk)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
             "form": form,
-            "title": "Record a manual payment",
+            "title": _("Record a manual payment"),
         }
         return render(request, "admin/topups/topup/record_manual.html", context)
+
+
+class PromotionForm(ReasonedChangeForm):
+    """Amounts and the percent as plain numbers, as the gateway takes them (issue 24:
+    `1e2` is refused, not read as 100): core.money's plain-decimal rule on the raw input."""
+
+    PLAIN = {
+        "benefit_amount": "benefit_amount_0",
+        "benefit_cap": "benefit_cap_0",
+        "min_topup": "min_topup_0",
+        "benefit_percent": "benefit_percent",
+    }
+
+    def clean(self):
+        from core.money import is_plain_decimal
+
+        cleaned = super().clean()
+        for field, key in self.PLAIN.items():
+            raw = self.data.get(self.add_prefix(key))
+            if field in self.fields and raw not in (None, "") and not is_plain_decimal(raw):
+                self.add_error(
+                    field,
+                    ValidationError(
+                        _("Write the amount as a plain number, e.g. 100 or 99.50."),
+                        code="invalid_amount",
+                    ),
+                )
+        return cleaned
 
 
 @admin.register(Promotion)
 class PromotionAdmin(ReasonedChangeAdminMixin, WorkflowAdminMixin, admin.ModelAdmin):
     fsm_fields = ["state"]
     save_service = save_promotion
+    form = PromotionForm
     list_display = (
         "name",
         "kind",
@@ -221,11 +322,11 @@ class PromotionAdmin(ReasonedChangeAdminMixin, WorkflowAdminMixin, admin.ModelAd
     readonly_fields = ("state", "used_quantity", "created_at", "ended_at")
     fieldsets = (
         (None, {"fields": ("name", "kind", "state", "priority")}),
-        ("Window", {"fields": ("starts_at", "ends_at", "ended_at")}),
-        ("Eligibility", {"fields": ("new_customers_only", "account_kind", "min_topup")}),
-        ("Quantity", {"fields": ("total_quantity", "used_quantity", "per_user_limit")}),
+        (_("Window"), {"fields": ("starts_at", "ends_at", "ended_at")}),
+        (_("Eligibility"), {"fields": ("new_customers_only", "account_kind", "min_topup")}),
+        (_("Quantity"), {"fields": ("total_quantity", "used_quantity", "per_user_limit")}),
         (
-            "Benefit",
+            _("Benefit"),
             {
                 "fields": (
                     "benefit_type",
@@ -236,9 +337,34 @@ class PromotionAdmin(ReasonedChangeAdminMixin, WorkflowAdminMixin, admin.ModelAd
                 )
             },
         ),
-        ("Why", {"fields": ("reason",)}),
+        (_("Why"), {"fields": ("reason",)}),
     )
     inlines = [AuditRecordInline]
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or self.has_change_permission(request, obj):
+            return fieldsets
+        # Read only (CS, auditor): money as ¥ or a dash, and no reason box (issue 21).
+        shown = []
+        for name, options in fieldsets:
+            if tuple(options["fields"]) == ("reason",):
+                continue
+            fields = [f"{f}_shown" if f in PROMOTION_MONEY else f for f in options["fields"]]
+            shown.append((name, {**options, "fields": fields}))
+        return shown
+
+    @admin.display(description=Promotion._meta.get_field("min_topup").verbose_name)
+    def min_topup_shown(self, obj):
+        return _money_or_dash(obj.min_topup)
+
+    @admin.display(description=Promotion._meta.get_field("benefit_amount").verbose_name)
+    def benefit_amount_shown(self, obj):
+        return _money_or_dash(obj.benefit_amount)
+
+    @admin.display(description=Promotion._meta.get_field("benefit_cap").verbose_name)
+    def benefit_cap_shown(self, obj):
+        return _money_or_dash(obj.benefit_cap)
 
     def get_queryset(self, request):
         return selectors.promotions_with_counts()
@@ -255,7 +381,10 @@ class PromotionAdmin(ReasonedChangeAdminMixin, WorkflowAdminMixin, admin.ModelAd
     def benefit(self, obj):
         if obj.benefit_type == "fixed":
             return f"{obj.benefit_amount}"
-        return f"{obj.benefit_percent}% (cap {obj.benefit_cap})"
+        return _("%(percent)s%% (cap %(cap)s)") % {
+            "percent": obj.benefit_percent,
+            "cap": obj.benefit_cap,
+        }
 
     @admin.display(description=_("Used / total"))
     def quantity(self, obj):
@@ -386,11 +515,11 @@ class GrantValidityAdmin(admin.ModelAdmin):
                     reason=form.cleaned_data["reason"],
                 )
             except PermissionDenied as exc:
-                messages.error(request, str(exc) or "Not allowed.")
+                messages.error(request, str(exc) or _("You may not do this."))
             except ValidationError as exc:
                 form.add_error(None, exc)
             else:
-                messages.success(request, "The grant's validity is changed.")
+                messages.success(request, _("The grant's validity is changed."))
                 return redirect("admin:topups_grantvalidity_changelist")
         context = {
             **self.admin_site.each_context(request),
@@ -398,6 +527,6 @@ class GrantValidityAdmin(admin.ModelAdmin):
             "original": grant,
             "form": form,
             "history": selectors.grant_history(grant),
-            "title": f"Change validity of grant {grant.pk}",
+            "title": _("Change the validity of grant #%(id)s") % {"id": grant.pk},
         }
         return render(request, "admin/topups/grantvalidity/change.html", context)

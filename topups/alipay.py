@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
+from django.utils.translation import gettext
 
 SANDBOX_KEYS = Path(__file__).resolve().parent / "sandbox_keys"
 PAID_STATUSES = ("TRADE_SUCCESS", "TRADE_FINISHED")
@@ -104,13 +105,14 @@ def alipay_public_key():
     return load_public_key(_key_text("ALIPAY_PUBLIC_KEY"))
 
 
-def page_pay_params(topup, *, notify_url, return_url, subject="Balance top-up"):
-    """The signed parameters of alipay.trade.page.pay for one top-up."""
+def page_pay_params(topup, *, notify_url, return_url, subject=None):
+    """The signed parameters of alipay.trade.page.pay for one top-up. The subject the
+    payer sees in Alipay's cashier is in the language of the page that sent them."""
     biz = {
         "out_trade_no": topup.out_trade_no,
         "product_code": "FAST_INSTANT_TRADE_PAY",
         "total_amount": f"{topup.amount.amount:.2f}",
-        "subject": subject,
+        "subject": subject or gettext("Balance top-up"),
         "timeout_express": f"{max(int(settings.TOPUP_EXPIRE_MINUTES), 1)}m",
     }
     params = {

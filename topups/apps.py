@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class TopupsConfig(AppConfig):
@@ -6,4 +7,4 @@ class TopupsConfig(AppConfig):
 
     name = "topups"
     label = "topups"
-    verbose_name = "Top-ups, trials and promotions"
+    verbose_name = _("Top-ups, trials and promotions")

@@ -24,12 +24,21 @@ class AmountField(forms.CharField):
 class RemittanceForm(ReasonForm):
     """What finance reads off the bank statement to confirm a remittance."""
 
-    received_amount = AmountField(help_text="Amount that arrived, CNY, e.g. 100.00")
-    payer_name = forms.CharField(max_length=200)
-    payer_account = forms.CharField(max_length=200)
-    bank_reference = forms.CharField(max_length=64, help_text="The bank's transaction reference")
+    received_amount = AmountField(
+        label=_("received amount"), help_text=_("Amount that arrived, CNY, e.g. 100.00")
+    )
+    payer_name = forms.CharField(label=_("payer name"), max_length=200)
+    payer_account = forms.CharField(label=_("payer account"), max_length=200)
+    bank_reference = forms.CharField(
+        label=_("bank reference"),
+        max_length=64,
+        help_text=_("The bank's transaction reference"),
+    )
     reason = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 2}), max_length=2000, required=False
+        label=_("Reason"),
+        widget=forms.Textarea(attrs={"rows": 2}),
+        max_length=2000,
+        required=False,
     )
 
 
@@ -37,7 +46,9 @@ class TopUpForm(forms.Form):
     amount = forms.CharField(
         max_length=20, label=_("Amount"), help_text=_("CNY, at most two decimal places")
     )
-    currency = forms.ChoiceField(choices=[("CNY", "CNY")], initial="CNY", required=False)
+    currency = forms.ChoiceField(
+        label=_("currency"), choices=[("CNY", "CNY")], initial="CNY", required=False
+    )
     channel = forms.ChoiceField(
         label=_("Pay with"),
         choices=[(Channel.ALIPAY, _("Alipay")), (Channel.BANK, _("Bank transfer"))],
@@ -47,27 +58,37 @@ class TopUpForm(forms.Form):
     accept_agreement = forms.BooleanField(
         required=False, label=_("I have read and accept the service agreement shown above")
     )
-    agreement_version = forms.IntegerField(required=False, widget=forms.HiddenInput)
+    agreement_version = forms.IntegerField(
+        label=_("agreement version"), required=False, widget=forms.HiddenInput
+    )
 
 
 class GrantValidityForm(forms.Form):
     """Staff extend or shorten a grant's validity (admin "Grant validity", R-TOP-5)."""
 
-    expires_at = forms.DateTimeField(label="New expiry", help_text="YYYY-MM-DD HH:MM (local time)")
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=2000)
+    expires_at = forms.DateTimeField(
+        label=_("New expiry"),
+        help_text=_("YYYY-MM-DD HH:MM:SS (local time), e.g. 2026-12-31 23:59:59"),
+    )
+    reason = forms.CharField(
+        label=_("Reason"), widget=forms.Textarea(attrs={"rows": 2}), max_length=2000
+    )
 
 
 class EndPromotionForm(ReasonForm):
     """The admin's "End promotion" button: a reason, and whether to void unused benefits."""
 
     void_unused = forms.BooleanField(
-        required=False, label="Also void the unused benefits this promotion granted"
+        required=False, label=_("Also void the unused benefits this promotion granted")
     )
 
 
 class StatementUploadForm(forms.Form):
     statement = forms.FileField(
-        help_text="CSV with columns: reference, amount, payer_name, payer_account, bank_reference"
+        label=_("statement"),
+        help_text=_(
+            "CSV with columns: reference, amount, payer_name, payer_account, bank_reference"
+        ),
     )
 
     MAX_BYTES = 1024 * 1024
@@ -84,9 +105,13 @@ class StatementUploadForm(forms.Form):
 class ManualTopUpForm(forms.Form):
     """Finance records a payment received by another route (channel "other")."""
 
-    email = forms.EmailField(help_text="The account holder's login email")
-    amount = forms.CharField(max_length=20, help_text="CNY, e.g. 100.00")
-    payer_name = forms.CharField(max_length=200)
-    payer_account = forms.CharField(max_length=200)
-    reference = forms.CharField(max_length=64, help_text="The payment's transaction reference")
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=2000)
+    email = forms.EmailField(label=_("email"), help_text=_("The account holder's login email"))
+    amount = forms.CharField(label=_("amount"), max_length=20, help_text=_("CNY, e.g. 100.00"))
+    payer_name = forms.CharField(label=_("payer name"), max_length=200)
+    payer_account = forms.CharField(label=_("payer account"), max_length=200)
+    reference = forms.CharField(
+        label=_("reference"), max_length=64, help_text=_("The payment's transaction reference")
+    )
+    reason = forms.CharField(
+        label=_("Reason"), widget=forms.Textarea(attrs={"rows": 2}), max_length=2000
+    )

@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import pgettext_lazy
+from django.utils.translation import gettext_noop, pgettext_lazy
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 from djmoney.models.fields import MoneyField
 from djmoney.money import Money
@@ -69,43 +69,56 @@ class TopUp(ConcurrentTransitionMixin, models.Model):
     """One top-up order and its payment case (R-TOP-1)."""
 
     account = models.ForeignKey(
-        "accounts.BalanceAccount", on_delete=models.PROTECT, related_name="topups"
+        "accounts.BalanceAccount",
+        on_delete=models.PROTECT,
+        related_name="topups",
+        verbose_name=_("account"),
     )
-    channel = models.CharField(max_length=10, choices=Channel.choices)
-    amount = _money_field()
+    channel = models.CharField(max_length=10, choices=Channel.choices, verbose_name=_("channel"))
+    amount = _money_field(verbose_name=_("amount"))
     # Not `protected=True`: django_fsm's refresh_from_db flips that flag on the shared
     # field object, which races between threads. Only transitions write `state` here.
-    state = FSMField(default=TopUpState.CREATED, choices=TopUpState.choices)
+    state = FSMField(
+        default=TopUpState.CREATED, choices=TopUpState.choices, verbose_name=_("state")
+    )
     out_trade_no = models.CharField(
-        "order number", max_length=32, unique=True, default=new_out_trade_no, editable=False
+        _("order number"), max_length=32, unique=True, default=new_out_trade_no, editable=False
     )
     remittance_reference = models.CharField(
-        max_length=16, unique=True, null=True, blank=True, editable=False
+        max_length=16,
+        unique=True,
+        null=True,
+        blank=True,
+        editable=False,
+        verbose_name=_("remittance reference"),
     )
     trade_no = models.CharField(
-        "channel transaction number",
+        _("channel transaction number"),
         max_length=64,
         blank=True,
-        help_text="Alipay trade_no or the bank's transaction reference.",
+        help_text=_("Alipay trade_no or the bank's transaction reference."),
     )
-    channel_status = models.CharField(max_length=32, blank=True)
-    received_amount = _money_field(null=True, blank=True)
+    channel_status = models.CharField(max_length=32, blank=True, verbose_name=_("channel status"))
+    received_amount = _money_field(null=True, blank=True, verbose_name=_("received amount"))
     # Personal data, encrypted at rest (R-ACC-5); in audit rows too (audit_details).
-    payer_name = EncryptedTextField(blank=True)
-    payer_account = EncryptedTextField(blank=True)
-    third_party = models.BooleanField(default=False)
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
-    expires_at = models.DateTimeField(null=True, blank=True)
-    paid_at = models.DateTimeField(null=True, blank=True)
-    closed_at = models.DateTimeField(null=True, blank=True)
+    payer_name = EncryptedTextField(blank=True, verbose_name=_("payer name"))
+    payer_account = EncryptedTextField(blank=True, verbose_name=_("payer account"))
+    third_party = models.BooleanField(default=False, verbose_name=_("third party"))
+    created_at = models.DateTimeField(
+        default=timezone.now, db_index=True, verbose_name=_("created at")
+    )
+    expires_at = models.DateTimeField(null=True, blank=True, verbose_name=_("expires at"))
+    paid_at = models.DateTimeField(null=True, blank=True, verbose_name=_("paid at"))
+    closed_at = models.DateTimeField(null=True, blank=True, verbose_name=_("closed at"))
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.PROTECT,
         null=True,
         blank=True,
         related_name="+",
+        verbose_name=_("created by"),
     )
-    memo = models.CharField(max_length=200, blank=True)
+    memo = models.CharField(max_length=200, blank=True, verbose_name=_("memo"))
     # Four eyes (R-ADM-4): who proposed crediting money that came without a payment
     # notification, and the second finance approver who approved it.
     proposed_by = models.ForeignKey(
@@ -114,14 +127,16 @@ class TopUp(ConcurrentTransitionMixin, models.Model):
         null=True,
         blank=True,
         related_name="+",
+        verbose_name=_("proposed by"),
     )
-    proposed_at = models.DateTimeField(null=True, blank=True)
+    proposed_at = models.DateTimeField(null=True, blank=True, verbose_name=_("proposed at"))
     approved_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.PROTECT,
         null=True,
         blank=True,
         related_name="+",
+        verbose_name=_("approved by"),
     )
     acceptance = models.ForeignKey(
         "accounts.AgreementAcceptance",
@@ -129,7 +144,8 @@ class TopUp(ConcurrentTransitionMixin, models.Model):
         null=True,
         blank=True,
         related_name="topups",
-        help_text="The user's acceptance of the agreement in force when ordering (R-ACC-7).",
+        help_text=_("The user's acceptance of the agreement in force when ordering (R-ACC-7)."),
+        verbose_name=_("acceptance"),
     )
     lot = models.OneToOneField(
         "billing.Lot",
@@ -137,14 +153,20 @@ class TopUp(ConcurrentTransitionMixin, models.Model):
         null=True,
         blank=True,
         related_name="topup",
-        help_text="The cash lot this payment credited.",
+        help_text=_("The cash lot this payment credited."),
+        verbose_name=_("lot"),
     )
 
     class Meta:
+        verbose_name = _("top up")
+        verbose_name_plural = _("top ups")
         ordering = ["-created_at", "-id"]
         permissions = [
-            ("confirm_remittance", "Can confirm a bank remittance or manual payment (finance)"),
-            ("resolve_review", "Can resolve a top-up in amount review (finance)"),
+            (
+                "confirm_remittance",
+                gettext_noop("Can confirm a bank remittance or manual payment (finance)"),
+            ),
+            ("resolve_review", gettext_noop("Can resolve a top-up in amount review (finance)")),
         ]
         indexes = [models.Index(fields=["state", "expires_at"], name="topup_state_expiry")]
         constraints = [
@@ -158,7 +180,10 @@ class TopUp(ConcurrentTransitionMixin, models.Model):
         ]
 
     def __str__(self):
-        return f"Top-up {self.out_trade_no} ({self.amount})"
+        return _("Top-up %(number)s (%(amount)s)") % {
+            "number": self.out_trade_no,
+            "amount": self.amount,
+        }
 
     @property
     def user(self):
@@ -180,7 +205,7 @@ class TopUp(ConcurrentTransitionMixin, models.Model):
         source=TopUpState.CREATED,
         target=TopUpState.PAID,
         permission=_nobody,
-        custom={"admin": False},
+        custom={"admin": False, "label": _("Paid (payment notice)")},
     )
     def pay(
         self, trade_no="", channel_status="", payer_name="", payer_account="", third_party=False
@@ -212,7 +237,7 @@ class TopUp(ConcurrentTransitionMixin, models.Model):
         source=TopUpState.CREATED,
         target=TopUpState.REVIEW,
         permission="topups.confirm_remittance",
-        custom={"admin": False},
+        custom={"admin": False, "label": _("Send to review")},
     )
     def send_to_review(
         self,
@@ -232,7 +257,7 @@ class TopUp(ConcurrentTransitionMixin, models.Model):
         source=TopUpState.CREATED,
         target=TopUpState.APPROVAL,
         permission="topups.confirm_remittance",
-        custom={"admin": False},
+        custom={"admin": False, "label": _("Propose crediting")},
     )
     def propose_credit(
         self,
@@ -315,7 +340,7 @@ class TopUp(ConcurrentTransitionMixin, models.Model):
         source=TopUpState.CREATED,
         target=TopUpState.EXPIRED,
         permission=_nobody,
-        custom={"admin": False},
+        custom={"admin": False, "label": _("Expire unpaid order")},
     )
     def expire(self):
         self.closed_at = timezone.now()
@@ -325,7 +350,7 @@ class TopUp(ConcurrentTransitionMixin, models.Model):
         source=TopUpState.PAID,
         target=TopUpState.REFUNDED,
         permission=_nobody,
-        custom={"admin": False},
+        custom={"admin": False, "label": _("Mark refunded")},
     )
     def mark_refunded(self):
         """The top-up's lot was refunded in full (R-REF-4): called by the refunds app's
@@ -385,39 +410,81 @@ class BenefitType(models.TextChoices):
 class Promotion(ConcurrentTransitionMixin, models.Model):
     """A promotion that turns a paid top-up into a discount grant (R-TOP-4)."""
 
-    name = models.CharField(max_length=120)
-    kind = models.CharField(max_length=32, choices=PromotionKind.choices)
-    state = FSMField(default=PromotionState.ACTIVE, choices=PromotionState.choices)
-    starts_at = models.DateTimeField(default=timezone.now)
-    ends_at = models.DateTimeField(null=True, blank=True)
+    name = models.CharField(max_length=120, verbose_name=_("name"))
+    kind = models.CharField(max_length=32, choices=PromotionKind.choices, verbose_name=_("kind"))
+    state = FSMField(
+        default=PromotionState.ACTIVE, choices=PromotionState.choices, verbose_name=_("state")
+    )
+    starts_at = models.DateTimeField(default=timezone.now, verbose_name=_("starts at"))
+    ends_at = models.DateTimeField(null=True, blank=True, verbose_name=_("ends at"))
     new_customers_only = models.BooleanField(
-        default=False, help_text="Only an account's first paid top-up qualifies."
+        default=False,
+        help_text=_("Only an account's first paid top-up qualifies."),
+        verbose_name=_("new customers only"),
     )
-    account_kind = models.CharField(max_length=12, choices=Audience.choices, default=Audience.ANY)
-    min_topup = _money_field(default=Money(0, "CNY"), help_text="Minimum top-up amount")
+    account_kind = models.CharField(
+        max_length=12,
+        choices=Audience.choices,
+        default=Audience.ANY,
+        verbose_name=_("account kind"),
+    )
+    min_topup = _money_field(
+        default=Money(0, "CNY"), help_text=_("Minimum top-up amount"), verbose_name=_("min topup")
+    )
     total_quantity = models.PositiveIntegerField(
-        null=True, blank=True, help_text="How many benefits in all (empty: unlimited)."
+        null=True,
+        blank=True,
+        help_text=_("How many benefits in all (empty: unlimited)."),
+        verbose_name=_("total quantity"),
     )
-    used_quantity = models.PositiveIntegerField(default=0, editable=False)
+    used_quantity = models.PositiveIntegerField(
+        default=0, editable=False, verbose_name=_("used quantity")
+    )
     per_user_limit = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Benefits per account (empty: unlimited)."
+        null=True,
+        blank=True,
+        help_text=_("Benefits per account (empty: unlimited)."),
+        verbose_name=_("per user limit"),
     )
-    benefit_type = models.CharField(max_length=10, choices=BenefitType.choices)
-    benefit_amount = _money_field(null=True, blank=True, help_text="For a fixed benefit")
+    benefit_type = models.CharField(
+        max_length=10, choices=BenefitType.choices, verbose_name=_("benefit type")
+    )
+    benefit_amount = _money_field(
+        null=True, blank=True, help_text=_("For a fixed benefit"), verbose_name=_("benefit amount")
+    )
     benefit_percent = models.DecimalField(
-        max_digits=5, decimal_places=2, null=True, blank=True, help_text="For a percent benefit"
+        max_digits=5,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text=_("For a percent benefit"),
+        verbose_name=_("benefit percent"),
     )
-    benefit_cap = _money_field(null=True, blank=True, help_text="Cap of a percent benefit")
+    benefit_cap = _money_field(
+        null=True,
+        blank=True,
+        help_text=_("Cap of a percent benefit"),
+        verbose_name=_("benefit cap"),
+    )
     bonus_validity_days = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Days the bonus stays usable (empty: no expiry)."
+        null=True,
+        blank=True,
+        help_text=_("Days the bonus stays usable (empty: no expiry)."),
+        verbose_name=_("bonus validity days"),
     )
-    priority = models.IntegerField(default=0, help_text="Higher wins when benefits tie.")
-    created_at = models.DateTimeField(auto_now_add=True)
-    ended_at = models.DateTimeField(null=True, blank=True)
+    priority = models.IntegerField(
+        default=0, help_text=_("Higher wins when benefits tie."), verbose_name=_("priority")
+    )
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    ended_at = models.DateTimeField(null=True, blank=True, verbose_name=_("ended at"))
 
     class Meta:
+        verbose_name = _("promotion")
+        verbose_name_plural = _("promotions")
         ordering = ["-priority", "-starts_at", "id"]
-        permissions = [("end_promotion", "Can end a promotion and void its unused benefits")]
+        permissions = [
+            ("end_promotion", gettext_noop("Can end a promotion and void its unused benefits"))
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(total_quantity__isnull=True)
@@ -522,19 +589,31 @@ class Promotion(ConcurrentTransitionMixin, models.Model):
 class PromotionRedemption(models.Model):
     """One benefit granted by a promotion for one paid top-up (at most one per top-up)."""
 
-    promotion = models.ForeignKey(Promotion, on_delete=models.PROTECT, related_name="redemptions")
+    promotion = models.ForeignKey(
+        Promotion, on_delete=models.PROTECT, related_name="redemptions", verbose_name=_("promotion")
+    )
     account = models.ForeignKey(
-        "accounts.BalanceAccount", on_delete=models.PROTECT, related_name="promotion_redemptions"
+        "accounts.BalanceAccount",
+        on_delete=models.PROTECT,
+        related_name="promotion_redemptions",
+        verbose_name=_("account"),
     )
-    topup = models.OneToOneField(TopUp, on_delete=models.PROTECT, related_name="redemption")
-    amount = _money_field()
+    topup = models.OneToOneField(
+        TopUp, on_delete=models.PROTECT, related_name="redemption", verbose_name=_("topup")
+    )
+    amount = _money_field(verbose_name=_("amount"))
     grant = models.OneToOneField(
-        "billing.Grant", on_delete=models.PROTECT, related_name="promotion_redemption"
+        "billing.Grant",
+        on_delete=models.PROTECT,
+        related_name="promotion_redemption",
+        verbose_name=_("grant"),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    voided_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    voided_at = models.DateTimeField(null=True, blank=True, verbose_name=_("voided at"))
 
     class Meta:
+        verbose_name = _("promotion redemption")
+        verbose_name_plural = _("promotion redemptions")
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["promotion", "account"], name="redemption_promo_account")]
 
@@ -553,18 +632,22 @@ def _default_trial_days():
 class TrialSettings(models.Model):
     """Staff-editable trial-fund settings (R-TOP-5); one row, defaults from the environment."""
 
-    enabled = models.BooleanField(default=True)
-    amount = _money_field(default=_default_trial_amount)
-    validity_days = models.PositiveIntegerField(default=_default_trial_days)
-    updated_at = models.DateTimeField(auto_now=True)
+    enabled = models.BooleanField(default=True, verbose_name=_("enabled"))
+    amount = _money_field(default=_default_trial_amount, verbose_name=_("amount"))
+    validity_days = models.PositiveIntegerField(
+        default=_default_trial_days, verbose_name=_("validity days")
+    )
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     class Meta:
-        verbose_name = "trial settings"
+        verbose_name = _("trial settings")
         verbose_name_plural = _("trial settings")
-        permissions = [("change_grant_validity", "Can extend or shorten a grant's validity")]
+        permissions = [
+            ("change_grant_validity", gettext_noop("Can extend or shorten a grant's validity"))
+        ]
 
     def __str__(self):
-        return "Trial settings"
+        return str(_("Trial settings"))
 
     def save(self, *args, **kwargs):
         self.pk = 1  # singleton
@@ -597,25 +680,31 @@ class TrialSettings(models.Model):
 class TrialAward(models.Model):
     """Trial funds went to this identity: the unique hash makes 'once per identity' race-proof."""
 
-    identity_hash = IdentityHashField(max_length=128, unique=True)
+    identity_hash = IdentityHashField(max_length=128, unique=True, verbose_name=_("identity hash"))
     account = models.ForeignKey(
-        "accounts.BalanceAccount", on_delete=models.PROTECT, related_name="trial_awards"
+        "accounts.BalanceAccount",
+        on_delete=models.PROTECT,
+        related_name="trial_awards",
+        verbose_name=_("account"),
     )
-    amount = _money_field()
+    amount = _money_field(verbose_name=_("amount"))
     grant = models.OneToOneField(
         "billing.Grant",
         on_delete=models.PROTECT,
         null=True,
         blank=True,
         related_name="trial_award",
+        verbose_name=_("grant"),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     class Meta:
+        verbose_name = _("trial award")
+        verbose_name_plural = _("trial awards")
         ordering = ["-created_at"]
 
     def __str__(self):
-        return f"Trial award for {self.account}"
+        return _("Trial award for %(account)s") % {"account": self.account}
 
 
 class GrantValidity(Grant):
@@ -623,5 +712,5 @@ class GrantValidity(Grant):
 
     class Meta:
         proxy = True
-        verbose_name = "grant validity"
+        verbose_name = _("grant validity")
         verbose_name_plural = _("grant validity")

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from . import alipay
 
@@ -124,15 +125,15 @@ TRADE_REFUSALS = {
 }
 FAILURES = {
     # answered with Alipay's error, nothing refunded (retry)
-    "system_error": "40004 ACQ.SYSTEM_ERROR, nothing refunded",
-    "unknown_error": "20000 isp.unknow-error, nothing refunded",
+    "system_error": _("40004 ACQ.SYSTEM_ERROR, nothing refunded"),
+    "unknown_error": _("20000 isp.unknow-error, nothing refunded"),
     # no trustworthy answer (the client raises AlipayUnavailable)
-    "timeout": "the refund IS made, the answer comes `seconds` late (the client times out)",
-    "slow": "nothing is done; the answer comes `seconds` late",
-    "http_error": "HTTP 502 with an HTML page, nothing done",
-    "not_json": "HTTP 200 with a body that is not JSON, nothing done",
-    "forged": "a success answer signed with a key that is not Alipay's, nothing refunded",
-    "unsigned": "a success answer without `sign`, nothing refunded",
+    "timeout": _("the refund IS made, the answer comes `seconds` late (the client times out)"),
+    "slow": _("nothing is done; the answer comes `seconds` late"),
+    "http_error": _("HTTP 502 with an HTML page, nothing done"),
+    "not_json": _("HTTP 200 with a body that is not JSON, nothing done"),
+    "forged": _("a success answer signed with a key that is not Alipay's, nothing refunded"),
+    "unsigned": _("a success answer without `sign`, nothing refunded"),
 }
 
 

@@ -98,3 +98,20 @@ def paid_since(start):
         n=Count("pk"), total=Sum(Coalesce("received_amount", "amount"))
     )
     return row["n"], row["total"] or 0
+
+
+def user_ids_for_trade(number: str) -> list[int]:
+    """The users whose top-up has this order number, Alipay trade number or remittance
+    reference (exact, each indexed), for the staff's customer search."""
+    number = (number or "").strip()
+    if not number:
+        return []
+    # the channel in the trade number's match lets the (channel, trade_no) unique index
+    # serve it: one probe per channel, never a scan of every top-up
+    rows = TopUp.objects.filter(
+        Q(out_trade_no=number)
+        | Q(channel__in=Channel.values, trade_no=number)
+        | Q(remittance_reference=number)
+    )
+    found = rows.values_list("account__user_id", flat=True)[:20]
+    return list(dict.fromkeys(found))  # one user per top-up; no DISTINCT in SQL

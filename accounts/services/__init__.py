@@ -23,6 +23,7 @@ from .registration import (
     EMAIL_VERIFICATION_SALT,
     RESEND_MAX_PER_DAY,
     RESEND_MIN_INTERVAL,
+    check_email_token,
     email_verification_token,
     email_verification_url,
     open_balance_account,
@@ -31,6 +32,13 @@ from .registration import (
     resend_email_verification,
     set_preferred_language,
     verify_email,
+)
+from .selfservice import (
+    confirm_email_change,
+    password_changed,
+    request_email_change,
+    sign_out_everywhere,
+    update_profile,
 )
 from .standing import STANDING_TRANSITIONS, change_standing, set_low_balance_threshold
 from .verification import (
@@ -49,6 +57,11 @@ from .verification import (
 )
 
 __all__ = [
+    "confirm_email_change",
+    "password_changed",
+    "request_email_change",
+    "sign_out_everywhere",
+    "update_profile",
     "ADULT_AGE",
     "API_KEY_STAFF_TRANSITIONS",
     "API_KEY_USE_GRANULARITY",
@@ -89,4 +102,5 @@ __all__ = [
     "submit_verification",
     "unlock_api_key",
     "verify_email",
+    "check_email_token",
 ]

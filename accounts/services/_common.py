@@ -1,5 +1,7 @@
 """What several account services share."""
 
+from django.utils.translation import gettext as _
+
 from core.workflow import WorkflowError
 
 
@@ -11,6 +13,7 @@ def refuse_own_case(user_id, actor, what):
     """
     if actor is not None and getattr(actor, "pk", None) == user_id:
         raise WorkflowError(
-            f"You cannot {what} of your own; another staff member must do it.",
+            _("This case is about your own account: another staff member must %(what)s.")
+            % {"what": _(what)},
             code="own_case",
         )

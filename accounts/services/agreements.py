@@ -3,6 +3,7 @@
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from core.workflow import apply_transition, transition_map
 from notices.services import send_notices_in_bulk
@@ -52,7 +53,7 @@ def publish_agreement(version, *, actor=None, reason=""):
     """Publish a version with an effective date in the future; notify every user (R-ACC-7)."""
     if version.effective_at is None or version.effective_at <= timezone.now():
         raise ValidationError(
-            "The effective date must be in the future: users are told in advance.",
+            _("The effective date must be in the future: users are told in advance."),
             code="effective_in_past",
         )
     with transaction.atomic():
@@ -74,14 +75,14 @@ def accept_agreement(user, version, *, ip: str) -> AgreementAcceptance:
     from ..selectors import agreement_in_force
 
     if version.state != AgreementState.PUBLISHED:
-        raise ValidationError("This agreement version is not published.", code="not_published")
+        raise ValidationError(_("This agreement version is not published."), code="not_published")
     in_force = agreement_in_force()
     if in_force is not None and version.effective_at < in_force.effective_at:
         raise ValidationError(
-            "This agreement version has been replaced by a newer one.", code="superseded"
+            _("This agreement version has been replaced by a newer one."), code="superseded"
         )
     with transaction.atomic():
-        acceptance, _ = AgreementAcceptance.objects.get_or_create(
+        acceptance, _created = AgreementAcceptance.objects.get_or_create(
             user=user,
             version=version,
             defaults={"ip": ip or None, "accepted_at": timezone.now()},

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from core.workflow import WorkflowError, apply_transition, transition_map
 
@@ -28,11 +29,14 @@ def create_api_key(user, *, name):
     from django.core.exceptions import ValidationError
     from django.utils.translation import gettext as _
 
+    from core.text import refuse_unsafe_characters
+
     from ..api_keys import new_key_material
     from ..models import Standing
     from ..selectors import lock_standings
     from ..standing import Action, may, refusal_code
 
+    refuse_unsafe_characters(name)  # issue 24 point 7: what staff read is what it says
     refuse_unverified_email(user)
     account = user.balance_account
     standing = lock_standings([account.pk])[account.pk]
@@ -80,7 +84,7 @@ def change_api_key_state(key, transition_name, *, actor=None, reason="", **kwarg
     if transition_name not in API_KEY_STAFF_TRANSITIONS:
         raise WorkflowError(f"Unknown key transition {transition_name!r}.", code="unknown")
     owner = ApiKey.objects.filter(pk=key.pk).values_list("account__user_id", flat=True).first()
-    refuse_own_case(owner, actor, "lock or unlock an API key")
+    refuse_own_case(owner, actor, gettext_noop("lock or unlock the API key"))
     return apply_transition(key, transition_name, actor=actor, reason=reason)
 
 

@@ -2,6 +2,7 @@
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 from djmoney.money import Money
 
 from core.money import parse_amount
@@ -34,7 +35,7 @@ def change_standing(account, transition_name, *, actor=None, reason="", **kwargs
         raise WorkflowError(
             f"Unknown standing transition {transition_name!r}.", code="unknown_transition"
         )
-    refuse_own_case(account.user_id, actor, "change the standing of an account")
+    refuse_own_case(account.user_id, actor, gettext_noop("change the account's standing"))
     with transaction.atomic():
         account = apply_transition(account, transition_name, actor=actor, reason=reason, **kwargs)
         stamp = account.standing_changed_at or timezone.now()

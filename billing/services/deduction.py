@@ -9,6 +9,8 @@ writes them.
 
 from __future__ import annotations
 
+import json
+
 from django.db import connection
 
 from ..chart import platform_account_id
@@ -22,9 +24,18 @@ _KIND_RANK = {GrantKind.TRIAL: 0, GrantKind.DISCOUNT: 1}
 class Source:
     """A grant or lot money can be drawn from, in memory while a deduction is planned."""
 
-    __slots__ = ("bucket", "lot_id", "grant_id", "remaining", "expires_at")
+    __slots__ = ("bucket", "lot_id", "grant_id", "remaining", "expires_at", "holding_id", "models")
 
-    def __init__(self, bucket, remaining, lot_id=None, grant_id=None, expires_at=None):
+    def __init__(
+        self,
+        bucket,
+        remaining,
+        lot_id=None,
+        grant_id=None,
+        expires_at=None,
+        holding_id=None,
+        models=None,
+    ):
         self.bucket, self.remaining, self.lot_id, self.grant_id = (
             bucket,
             remaining,
@@ -32,6 +43,8 @@ class Source:
             grant_id,
         )
         self.expires_at = expires_at  # aware datetime, or None (lots; grants without expiry)
+        # a resource package (R-PKG-3): pays only for these models
+        self.holding_id, self.models = holding_id, models
 
 
 def load_sources(buckets: dict[int, Buckets], now) -> dict[int, list[Source]]:
@@ -44,9 +57,33 @@ def load_sources(buckets: dict[int, Buckets], now) -> dict[int, list[Source]]:
     costs more CPU than the query itself. Read after `lock_buckets` (lots and grants
     come last in the lock order)."""
     out = {owner: [] for owner in buckets}
+    with_packages = [o for o, b in buckets.items() if b.rows.get("package") and b.micro("package")]
     with_grants = [o for o, b in buckets.items() if b.micro("trial") > 0 or b.micro("discount") > 0]
     with_cash = [o for o, b in buckets.items() if b.micro("cash") > 0]
     with connection.cursor() as cur:
+        if with_packages:
+            # R-PKG-3: packages first, soonest expiry first (they pay only for their
+            # models; plan_deduction skips them for other models and for purchases)
+            where, params = in_ids("account_id", with_packages)
+            cur.execute(
+                "SELECT id, account_id, remaining_micro, expires_at, models_covered"  # noqa: S608
+                f" FROM billing_packageholding WHERE {where}"
+                " AND state = 'active' AND remaining_micro > 0 AND expires_at > %s"
+                " ORDER BY expires_at, id",
+                [*params, now],
+            )
+            for hid, owner, remaining, expires, covered in cur.fetchall():
+                if isinstance(covered, str):
+                    covered = json.loads(covered)
+                out[owner].append(
+                    Source(
+                        AccountKind.PACKAGE.value,
+                        remaining,
+                        expires_at=expires,
+                        holding_id=hid,
+                        models=frozenset(covered),
+                    )
+                )
         if with_grants:
             where, params = in_ids("account_id", with_grants)
             cur.execute(
@@ -74,19 +111,23 @@ def load_sources(buckets: dict[int, Buckets], now) -> dict[int, list[Source]]:
     return out
 
 
-def plan_deduction(micro, sources, buckets: Buckets, at=None):
+def plan_deduction(micro, sources, buckets: Buckets, at=None, model=None):
     """Draw `micro` from the sources in order; the rest becomes arrears (postpaid,
     R-USE-3). Returns (legs, split, parts) and moves the in-memory buckets to match.
     `at` is when the usage was received: a grant that had expired by then pays nothing
     (a grant pays for the events received before its expiry, R-USE-5).
-    A prepaid purchase checks that the sources cover the price before planning."""
+    A prepaid purchase checks that the sources cover the price before planning.
+    `model` is the usage event's model: a resource package pays only for the models it
+    covers (R-PKG-3; with no model, as for a purchase, packages pay nothing)."""
     legs, split = [], []
-    parts = {"trial": 0, "discount": 0, "cash": 0, "arrears": 0}
+    parts = {"trial": 0, "discount": 0, "cash": 0, "arrears": 0, "package": 0}
     left = micro
     for src in sources:
         if not left:
             break
         if src.remaining <= 0:
+            continue
+        if src.models is not None and model not in src.models:
             continue
         if at is not None and src.expires_at is not None and src.expires_at <= at:
             continue
@@ -94,10 +135,20 @@ def plan_deduction(micro, sources, buckets: Buckets, at=None):
         src.remaining -= take
         left -= take
         legs.append(
-            Leg(buckets[src.bucket].pk, src.bucket, -take, lot_id=src.lot_id, grant_id=src.grant_id)
+            Leg(
+                buckets[src.bucket].pk,
+                src.bucket,
+                -take,
+                lot_id=src.lot_id,
+                grant_id=src.grant_id,
+                holding_id=src.holding_id,
+            )
         )
         parts[src.bucket] += take
-        ref = {"lot": src.lot_id} if src.lot_id else {"grant": src.grant_id}
+        if src.holding_id:
+            ref = {"package": src.holding_id}
+        else:
+            ref = {"lot": src.lot_id} if src.lot_id else {"grant": src.grant_id}
         split.append({"bucket": src.bucket, **ref, "amount": micro_str(take)})
     if left:
         legs.append(Leg(buckets["arrears"].pk, "arrears", -left))

@@ -22,6 +22,7 @@ and takes the ledger's lock order through `settlement.lock_and_settle`.
 from __future__ import annotations
 
 from django.db import IntegrityError, transaction
+from django.dispatch import Signal
 
 from ..chart import platform_account_id
 from ..models import AccountKind, LedgerTransaction, Lot, TxnKind
@@ -37,6 +38,18 @@ from .payables import payable_to_channel
 from .settlement import lock_and_settle
 
 FEN = 10_000  # micro-units in one fen
+
+# A top-up paid dispute debt (credit_lot): sent once its transaction commits, with the
+# account id. The disputes app passes the payment on to the rights holder then (issue
+# 24), not at its next `dispute_debts` job 5 minutes later (which stays as the backstop).
+debt_paid = Signal()
+
+
+def announce_debt_paid(account_id: int) -> None:
+    """Call inside the top-up's transaction: `debt_paid` is sent after it commits."""
+    transaction.on_commit(
+        lambda: debt_paid.send_robust(sender=None, account_id=account_id), robust=True
+    )
 
 
 def _whole_fen(micro):

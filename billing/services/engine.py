@@ -79,6 +79,7 @@ class Leg:
     micro: int
     lot_id: int | None = None
     grant_id: int | None = None
+    holding_id: int | None = None  # a resource package (issue 23)
 
 
 @dataclass
@@ -234,6 +235,7 @@ def _deltas(entries):
     bucket_delta = defaultdict(int)
     lot_delta = defaultdict(lambda: [0, 0])
     grant_delta = defaultdict(int)
+    holding_delta = defaultdict(int)
     for entry in entries:
         for leg in entry.legs:
             if leg.bucket in USER_BUCKETS:
@@ -244,10 +246,13 @@ def _deltas(entries):
                 lot_delta[leg.lot_id][1] += leg.micro
             if leg.grant_id:
                 grant_delta[leg.grant_id] += leg.micro
+            if leg.holding_id:
+                holding_delta[leg.holding_id] += leg.micro
     return (
         {k: v for k, v in bucket_delta.items() if v},
         {k: v for k, v in lot_delta.items() if any(v)},
         {k: v for k, v in grant_delta.items() if v},
+        {k: v for k, v in holding_delta.items() if v},
     )
 
 
@@ -281,10 +286,11 @@ def write_rows(entries: list[Entry], *, now=None) -> list[int]:
                     "bucket": str(leg.bucket),
                     "lot": leg.lot_id,
                     "gr": leg.grant_id,
+                    "hd": leg.holding_id,
                     "amount": leg.micro,
                 }
             )
-    buckets, lots, grants = _deltas(entries)
+    buckets, lots, grants, holdings = _deltas(entries)
     params = {
         "n": len(entries),
         "now": now,
@@ -297,6 +303,8 @@ def write_rows(entries: list[Entry], *, now=None) -> list[int]:
         "l_h": _ints(v[1] for v in lots.values()),
         "g_id": _ints(grants),
         "g_d": _ints(grants.values()),
+        "h_id": _ints(holdings),
+        "h_d": _ints(holdings.values()),
     }
     with connection.cursor() as cur:
         cur.execute(_WRITE, params)
@@ -324,10 +332,12 @@ WITH ids AS MATERIALIZED (
       JOIN ids USING (ord)
 ), p AS (
     INSERT INTO billing_posting
-           (transaction_id, ledger_account_id, bucket, lot_id, grant_id, amount_micro, currency)
-    SELECT ids.id, y.la, y.bucket, y.lot, y.gr, y.amount, 'CNY'
+           (transaction_id, ledger_account_id, bucket, lot_id, grant_id, holding_id, amount_micro,
+            currency)
+    SELECT ids.id, y.la, y.bucket, y.lot, y.gr, y.hd, y.amount, 'CNY'
       FROM json_to_recordset(%(postings)s::json)
-           AS y(ord bigint, la bigint, bucket text, lot bigint, gr bigint, amount bigint)
+           AS y(ord bigint, la bigint, bucket text, lot bigint, gr bigint, hd bigint,
+                amount bigint)
       JOIN ids USING (ord)
 ), b AS (
     UPDATE billing_ledgeraccount SET balance_micro = billing_ledgeraccount.balance_micro + v.d
@@ -355,6 +365,21 @@ WITH ids AS MATERIALIZED (
                ELSE billing_grant.ended_at END
       FROM unnest(%(g_id)s::bigint[], %(g_d)s::bigint[]) AS v(id, d)
      WHERE billing_grant.id = v.id AND billing_grant.id = ANY(%(g_id)s::bigint[])
+), h AS (
+    -- resource packages (issue 23): spent to zero is used up; expiry sets its own state
+    UPDATE billing_packageholding SET
+           remaining_micro = billing_packageholding.remaining_micro + v.d,
+           state = CASE
+               WHEN billing_packageholding.state = 'active'
+                    AND billing_packageholding.remaining_micro + v.d = 0 THEN 'used_up'
+               ELSE billing_packageholding.state END,
+           ended_at = CASE
+               WHEN billing_packageholding.state = 'active'
+                    AND billing_packageholding.remaining_micro + v.d = 0 THEN %(now)s
+               ELSE billing_packageholding.ended_at END
+      FROM unnest(%(h_id)s::bigint[], %(h_d)s::bigint[]) AS v(id, d)
+     WHERE billing_packageholding.id = v.id
+       AND billing_packageholding.id = ANY(%(h_id)s::bigint[])
 )
 SELECT id FROM ids ORDER BY ord
 """

@@ -117,6 +117,10 @@ def credit_lot(
                     ),
                 ]
             rest = micro - pays_arrears - pays_debt
+            if pays_debt:  # issue 24: passed on to the rights holder when this commits
+                from .dispute_funds import announce_debt_paid
+
+                announce_debt_paid(account.pk)
             if rest:
                 legs.append(Leg(buckets["cash"].pk, "cash", rest, lot_id=lot.pk))
             write(

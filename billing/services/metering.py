@@ -18,11 +18,20 @@ import json
 from dataclasses import dataclass
 
 from django.db import connection, transaction
+from django.utils.translation import gettext_noop
+
+from accounts.models import ApiKey, ApiKeyState, BalanceAccount
+from accounts.standing import ALLOWED, Action
 
 from .authorization import REFUSAL_MESSAGES, KeyRef, consumption_refusal
 from .engine import in_texts, retry_transaction
 
-CONFLICT = ("request_id_conflict", "This request id was already used for another call.")
+CONFLICT = (
+    "request_id_conflict",
+    gettext_noop("This request id was already used for another call."),
+)
+# the standings that may consume, from the one standing table (accounts.standing)
+CONSUMING_STANDINGS = sorted(s for s, allowed in ALLOWED.items() if Action.CONSUME in allowed)
 
 
 @dataclass
@@ -34,6 +43,8 @@ class ReportedUsage:
     model: str
     micro: int
     occurred_at: object = None  # aware datetime or None
+    input_tokens: int | None = None  # optional, as the gateway reports them
+    output_tokens: int | None = None
 
 
 @dataclass
@@ -90,8 +101,14 @@ def _record(events):
             continue
         prior = stored.get(ev.request_id)
         if prior is None:
-            if results[i] is None:  # cannot happen: not inserted means it exists
-                results[i] = Recorded(ev.request_id, "error", code="retry", message="Please retry.")
+            if results[i] is None:  # refused at insert time: the key or account stopped
+                code = _refusal_now(ev.api_key.pk)
+                results[i] = Recorded(
+                    ev.request_id,
+                    "error",
+                    code=code or "retry",
+                    message=REFUSAL_MESSAGES.get(code, gettext_noop("Please retry.")),
+                )
             continue
         key_id, micro = prior
         if key_id == ev.api_key.pk and micro == ev.micro:
@@ -99,6 +116,12 @@ def _record(events):
         elif results[i] is None:
             results[i] = Recorded(ev.request_id, "error", code=CONFLICT[0], message=CONFLICT[1])
     return results
+
+
+def _refusal_now(key_id):
+    """Why the insert's condition refused this key's events (R-USE-6), read again now."""
+    row = ApiKey.objects.filter(pk=key_id).values_list("state", "account__standing").first()
+    return consumption_refusal(*row) if row else "key_revoked"
 
 
 def _stored(request_ids) -> dict[str, tuple[int, int]]:
@@ -120,19 +143,39 @@ def _stored(request_ids) -> dict[str, tuple[int, int]]:
 # received before a grant's expiry can commit after the sweep passed it by (R-USE-5).
 INGEST_GATE = 1_456_117_001  # the advisory lock's key
 
-_INSERT = """
+# R-USE-6 (issue 24): the INSERT stores an event only if, at insert time, its key is
+# active and its account may consume, read under FOR KEY SHARE of both rows. A standing
+# change or key transition takes FOR UPDATE of its row (core.workflow.apply_transition)
+# before its UPDATE, which conflicts with KEY SHARE both ways: either the ingestion holds
+# the rows first and the freeze/lock waits for it to commit (its events were received and
+# committed before the freeze committed), or the ingestion waits for the freeze's commit
+# and READ COMMITTED re-checks the WHERE on the row's new version, storing nothing. The
+# settler's FOR NO KEY UPDATE of the account row and a key's last-used UPDATE do not
+# conflict with KEY SHARE, so ingestions never wait on settlement. Events are stamped
+# as received only once the rows are locked.
+_INSERT = f"""
 WITH gate AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared(%(gate)s)),
-     received AS MATERIALIZED (SELECT clock_timestamp() AS at FROM gate)
+     live AS MATERIALIZED (
+       SELECT k.id AS key, k.account_id AS account
+         FROM gate, {ApiKey._meta.db_table} k
+         JOIN {BalanceAccount._meta.db_table} a ON a.id = k.account_id
+        WHERE k.id = ANY(%(keys)s) AND k.state = %(key_state)s AND a.standing = ANY(%(standings)s)
+        ORDER BY k.id
+          FOR KEY SHARE OF k, a),
+     received AS MATERIALIZED (
+       SELECT clock_timestamp() AS at FROM gate, (SELECT count(*) FROM live) AS locked)
 INSERT INTO billing_usageevent
        (request_id, account_id, api_key_id, model, amount_micro, trial_micro, discount_micro,
-        cash_micro, arrears_micro, split, created_at, occurred_at)
+        cash_micro, arrears_micro, split, created_at, occurred_at, input_tokens, output_tokens)
 SELECT e.rid, e.account, e.key, e.model, e.amount, 0, 0, 0, 0, '[]'::jsonb, received.at,
-       COALESCE(e.occurred, received.at)
+       COALESCE(e.occurred, received.at), e.tin, e.tout
   FROM received, json_to_recordset(%(events)s::json)
-       AS e(rid text, account bigint, key bigint, model text, amount bigint, occurred timestamptz)
+       AS e(rid text, account bigint, key bigint, model text, amount bigint, occurred timestamptz,
+            tin bigint, tout bigint)
+  JOIN live ON live.key = e.key AND live.account = e.account
 ON CONFLICT (request_id) DO NOTHING
 RETURNING request_id
-"""
+"""  # noqa: S608 (the table names come from the models)
 
 
 def _insert(events) -> set[str]:
@@ -145,9 +188,20 @@ def _insert(events) -> set[str]:
             "model": ev.model,
             "amount": ev.micro,
             "occurred": ev.occurred_at.isoformat() if ev.occurred_at else None,
+            "tin": ev.input_tokens,
+            "tout": ev.output_tokens,
         }
         for ev in events
     ]
     with connection.cursor() as cur:
-        cur.execute(_INSERT, {"gate": INGEST_GATE, "events": json.dumps(rows)})
+        cur.execute(
+            _INSERT,
+            {
+                "gate": INGEST_GATE,
+                "events": json.dumps(rows),
+                "keys": sorted({ev.api_key.pk for ev in events}),
+                "key_state": ApiKeyState.ACTIVE.value,
+                "standings": CONSUMING_STANDINGS,
+            },
+        )
         return {row[0] for row in cur.fetchall()}

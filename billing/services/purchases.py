@@ -45,7 +45,12 @@ def purchase_package(
             buckets = lock_and_settle([account.pk])[account.pk]
             if consumption_refusal(None, buckets.standing):
                 raise _may_not_buy(buckets.standing)
-            sources = load_sources({account.pk: buckets}, timezone.now())[account.pk]
+            # resource packages pay only usage of their models, never a purchase
+            sources = [
+                s
+                for s in load_sources({account.pk: buckets}, timezone.now())[account.pk]
+                if s.models is None
+            ]
             if buckets.arrears_micro > 0 or sum(s.remaining for s in sources) < micro:
                 raise InsufficientBalance(
                     "The available balance does not cover the full price.",

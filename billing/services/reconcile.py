@@ -96,6 +96,15 @@ SELECT g.id, g.account_id, g.remaining_micro, COALESCE(p.s, 0)
               WHERE grant_id IS NOT NULL AND {pfilter} GROUP BY grant_id) p ON p.grant_id = g.id
  WHERE {filter} AND g.remaining_micro <> COALESCE(p.s, 0)
 """
+# resource packages (issue 23): each holding's cache is the sum of its postings
+_HOLDINGS = """
+SELECT h.id, h.account_id, h.remaining_micro, COALESCE(p.s, 0)
+  FROM billing_packageholding h
+  LEFT JOIN (SELECT holding_id, SUM(amount_micro) AS s FROM billing_posting
+              WHERE holding_id IS NOT NULL AND {pfilter} GROUP BY holding_id) p
+         ON p.holding_id = h.id
+ WHERE {filter} AND h.remaining_micro <> COALESCE(p.s, 0)
+"""
 _TXNS = """
 SELECT t.id, t.account_id, COALESCE(p.n, 0), COALESCE(p.s, 0)
   FROM billing_ledgertransaction t
@@ -112,9 +121,11 @@ SELECT p.id FROM billing_posting p
   LEFT JOIN billing_ledgeraccount la ON la.id = p.ledger_account_id
   LEFT JOIN billing_lot l ON l.id = p.lot_id
   LEFT JOIN billing_grant g ON g.id = p.grant_id
+  LEFT JOIN billing_packageholding h ON h.id = p.holding_id
  WHERE {filter} AND (t.id IS NULL OR la.id IS NULL
         OR (p.lot_id IS NOT NULL AND l.id IS NULL)
-        OR (p.grant_id IS NOT NULL AND g.id IS NULL))
+        OR (p.grant_id IS NOT NULL AND g.id IS NULL)
+        OR (p.holding_id IS NOT NULL AND h.id IS NULL))
  LIMIT 1000
 """
 _DANGLING_CHARGES = """
@@ -149,7 +160,8 @@ _CHARGE_VS_POSTINGS = """
 SELECT t.id, t.account_id, COALESCE(c.amount, 0), COALESCE(p.r, 0)
   FROM billing_ledgertransaction t
   LEFT JOIN (SELECT transaction_id, SUM(trial_micro) AS t, SUM(discount_micro) AS d,
-                    SUM(cash_micro) AS c, SUM(arrears_micro) AS a, SUM(amount_micro) AS amount
+                    SUM(cash_micro) AS c, SUM(arrears_micro) AS a, SUM(package_micro) AS k,
+                    SUM(amount_micro) AS amount
                FROM billing_usageevent WHERE transaction_id IN (
                  SELECT id FROM billing_ledgertransaction t WHERE {filter} AND t.kind = 'usage')
               GROUP BY transaction_id) c ON c.transaction_id = t.id
@@ -158,14 +170,15 @@ SELECT t.id, t.account_id, COALESCE(c.amount, 0), COALESCE(p.r, 0)
                     SUM(CASE WHEN bucket = 'discount' THEN amount_micro ELSE 0 END) AS d,
                     SUM(CASE WHEN bucket = 'cash' THEN amount_micro ELSE 0 END) AS c,
                     SUM(CASE WHEN bucket = 'arrears' THEN amount_micro ELSE 0 END) AS a,
+                    SUM(CASE WHEN bucket = 'package' THEN amount_micro ELSE 0 END) AS k,
                     SUM(CASE WHEN bucket = 'revenue' THEN amount_micro ELSE 0 END) AS r
                FROM billing_posting WHERE transaction_id IN (
                  SELECT id FROM billing_ledgertransaction t WHERE {filter} AND t.kind = 'usage')
               GROUP BY transaction_id) p ON p.transaction_id = t.id
  WHERE {filter} AND t.kind = 'usage' AND c.transaction_id IS NOT NULL AND (
        COALESCE(p.t, 0) <> -c.t OR COALESCE(p.d, 0) <> -c.d
-    OR COALESCE(p.c, 0) <> -c.c OR COALESCE(p.a, 0) <> -c.a
-    OR COALESCE(p.r, 0) <> c.amount OR c.t + c.d + c.c + c.a <> c.amount)
+    OR COALESCE(p.c, 0) <> -c.c OR COALESCE(p.a, 0) <> -c.a OR COALESCE(p.k, 0) <> -c.k
+    OR COALESCE(p.r, 0) <> c.amount OR c.t + c.d + c.c + c.a + c.k <> c.amount)
 """
 _USAGE_WITHOUT_CHARGE = """
 SELECT t.id FROM billing_ledgertransaction t
@@ -189,6 +202,7 @@ def _cross_checks(report, *, account=None, lo=None, hi=None):
     for table, kind_col, group, kinds, what in (
         ("billing_lot", "'cash'", "account_id", "'cash'", "cash_vs_lots"),
         ("billing_grant", "kind", "account_id, kind", "'trial', 'discount'", "grants_vs_bucket"),
+        ("billing_packageholding", "'package'", "account_id", "'package'", "packages_vs_bucket"),
     ):
         sql = _BUCKET_VS_PARTS.format(
             table=table, kind_col=kind_col, group=group, kinds=kinds, pfilter=parts, filter=owner
@@ -224,6 +238,9 @@ def _check_account(report, account_id):
     sub = "grant_id IN (SELECT id FROM billing_grant WHERE account_id = %s)"
     for row in _run(_GRANTS.format(pfilter=sub, filter="g.account_id = %s"), a + a):
         report.drifts.append(Drift("grant", row[0], row[1], row[2], row[3]))
+    sub = "holding_id IN (SELECT id FROM billing_packageholding WHERE account_id = %s)"
+    for row in _run(_HOLDINGS.format(pfilter=sub, filter="h.account_id = %s"), a + a):
+        report.drifts.append(Drift("package", row[0], row[1], row[2], row[3]))
     sub = "transaction_id IN (SELECT id FROM billing_ledgertransaction WHERE account_id = %s)"
     for row in _run(_TXNS.format(pfilter=sub, filter="t.account_id = %s"), a + a):
         report.drifts.append(Drift("transaction", row[0], row[1], row[2], row[3]))
@@ -282,6 +299,10 @@ def reconcile_all(batch_size: int = 200_000, *, alert: bool = False) -> Reconcil
         sql = _GRANTS.format(pfilter=rng.format(col="grant_id"), filter=rng.format(col="g.id"))
         for row in _run(sql, [lo, hi, lo, hi]):
             report.drifts.append(Drift("grant", row[0], row[1], row[2], row[3]))
+    for lo, hi in _ranges("billing_packageholding", batch_size):
+        sql = _HOLDINGS.format(pfilter=rng.format(col="holding_id"), filter=rng.format(col="h.id"))
+        for row in _run(sql, [lo, hi, lo, hi]):
+            report.drifts.append(Drift("package", row[0], row[1], row[2], row[3]))
     for lo, hi in _ranges("billing_ledgertransaction", batch_size):
         sql = _TXNS.format(pfilter=rng.format(col="transaction_id"), filter=rng.format(col="t.id"))
         for row in _run(sql, [lo, hi, lo, hi]):

@@ -165,7 +165,7 @@ def hold_lots_for_refund(account, amounts: dict, *, idempotency_key: str) -> dic
 
 
 def pay_out_refund_holds(
-    account, payouts: dict, *, idempotency_key: str, actor=None
+    account, payouts: dict, *, idempotency_key: str, actor=None, recover: dict | None = None
 ) -> LedgerTransaction | None:
     """An approved refund leaves the balance, in ONE ledger transaction (R-REF-4).
 
@@ -176,23 +176,34 @@ def pay_out_refund_holds(
     Refunds payable gets whole fen; a sub-fen rest returns to the lot's cash.
     Every lot is closed for good (refunded once, §8.2). Returns the transaction; None
     when nothing moves. Refused if a lot holds less than pay + release or is closed.
+
+    `recover` is {lot id: (from cash, from hold)}: the used discount deducted from the
+    refund leaves the balance in this same transaction (R-REF-7, the promotion expense
+    is recovered), from the lot's unheld cash and from its hold (exact micro-units).
     """
     key = f"refund-payout:{idempotency_key}"
+    recover = {int(k): (int(c), int(h)) for k, (c, h) in (recover or {}).items()}
     for pay, release in payouts.values():
-        if pay < 0 or release < 0 or pay % 10_000 or release % 10_000:
+        # what is paid is whole fen; a released rest may hold the sub-fen part of a fen
+        # whose other part was recovered (R-REF-7)
+        if pay < 0 or release < 0 or pay % 10_000:
             raise LedgerError("Refunds move whole fen only.", code="invalid_amount")
+    if any(c < 0 or h < 0 for c, h in recover.values()) or set(recover) - set(payouts):
+        raise LedgerError("A recovery must be positive, on a lot paid out.", code="invalid_amount")
 
     def run():
         with transaction.atomic():
             buckets = lock_and_settle([account.pk])[account.pk]
             lots = _locked_lots(account.pk, list(payouts))
             owed = buckets.arrears_micro
-            legs, payable = [], 0
+            legs, payable, recovered = [], 0, 0
             for lot_id, (pay, release) in payouts.items():
                 lot = lots[lot_id]
                 if lot.closed_at is not None:
                     raise LedgerError("This lot is closed: it was refunded once.", code="closed")
-                _needs_hold(lot, pay + release)
+                from_cash, from_hold = recover.get(lot_id, (0, 0))
+                _needs_hold(lot, pay + release + from_hold)
+                _needs_cash(lot, from_cash)
                 from_release = min(owed, release)
                 owed -= from_release
                 from_pay = min(owed, pay)
@@ -201,10 +212,15 @@ def pay_out_refund_holds(
                 # fractions of a fen) returns to the lot's cash with the released part
                 paid = (pay - from_pay) - (pay - from_pay) % FEN
                 cash_back = (release - from_release) + (pay - from_pay - paid)
-                if pay + release:
-                    legs.append(Leg(buckets["hold"].pk, "hold", -(pay + release), lot_id=lot_id))
-                if cash_back:
-                    legs.append(Leg(buckets["cash"].pk, "cash", cash_back, lot_id=lot_id))
+                if pay + release + from_hold:
+                    legs.append(
+                        Leg(buckets["hold"].pk, "hold", -(pay + release + from_hold), lot_id=lot_id)
+                    )
+                if cash_back - from_cash:
+                    legs.append(
+                        Leg(buckets["cash"].pk, "cash", cash_back - from_cash, lot_id=lot_id)
+                    )
+                recovered += from_cash + from_hold
                 if from_release + from_pay:
                     legs.append(
                         Leg(
@@ -212,6 +228,14 @@ def pay_out_refund_holds(
                         )
                     )
                 payable += paid
+            if recovered:
+                legs.append(
+                    Leg(
+                        platform_account_id(AccountKind.PROMOTION_EXPENSE),
+                        "promotion_expense",
+                        recovered,
+                    )
+                )
             if payable:
                 legs.append(
                     Leg(

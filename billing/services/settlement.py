@@ -15,6 +15,8 @@ with no locks and no postings. Settlement turns pending events into money:
   total; every event row gets its parts, its split and that transaction in the
   same database transaction (a settler killed midway leaves everything pending);
 - low-balance and service-stopped notices fire once per crossing (R-USE-4).
+- the daily usage rollup (billing.models.DailyUsage) gets the settled events in the same
+  transaction (`_roll_up`: one statement per settlement), so it equals the events.
 
 Two callers: the settler (`settle_chunk`, run continuously by `run_settler`: the
 Celery job, `manage.py settle_usage` and the admin's Run-now) takes bounded chunks
@@ -54,6 +56,7 @@ from .engine import (
     retry_transaction,
     write_rows,
 )
+from .limits import count_spend
 
 
 def chunk_size() -> int:
@@ -62,18 +65,20 @@ def chunk_size() -> int:
 
 
 class PendingEvent:
-    __slots__ = ("pk", "account_id", "request_id", "micro", "received_at")
+    __slots__ = ("pk", "account_id", "request_id", "micro", "received_at", "model", "api_key_id")
 
-    def __init__(self, pk, account_id, request_id, micro, received_at):
+    def __init__(self, pk, account_id, request_id, micro, received_at, model=None, key=None):
         self.pk, self.account_id, self.request_id, self.micro = pk, account_id, request_id, micro
         self.received_at = received_at
+        self.model, self.api_key_id = model, key  # packages (R-PKG-3), key limits (R-USE-7)
 
 
 def _pending(owner_ids, limit=None) -> list[PendingEvent]:
     """The pending events of these accounts, oldest first (at most `limit`)."""
     where, params = in_ids("account_id", owner_ids)
     sql = (
-        "SELECT id, account_id, request_id, amount_micro, created_at FROM billing_usageevent"  # noqa: S608
+        "SELECT id, account_id, request_id, amount_micro, created_at, model, api_key_id"  # noqa: S608
+        " FROM billing_usageevent"
         f" WHERE {where} AND transaction_id IS NULL ORDER BY id"
     )
     if limit:
@@ -137,19 +142,23 @@ def settle_locked(locked: dict[int, Buckets], *, limit=None, now=None) -> int:
         buckets = locked[owner]
         for ev in by_owner[owner]:
             legs, split, parts = plan_deduction(
-                ev.micro, sources[owner], buckets, at=ev.received_at
+                ev.micro, sources[owner], buckets, at=ev.received_at, model=ev.model
             )
             for leg in legs:
-                total[(leg.ledger_account_id, leg.bucket, leg.lot_id, leg.grant_id)] += leg.micro
+                key = (leg.ledger_account_id, leg.bucket, leg.lot_id, leg.grant_id, leg.holding_id)
+                total[key] += leg.micro
             rows.append((ev, len(entries), parts, split))
         legs = [
-            Leg(la, bucket, micro, lot, grant) for (la, bucket, lot, grant), micro in total.items()
+            Leg(la, bucket, micro, lot, grant, holding)
+            for (la, bucket, lot, grant, holding), micro in total.items()
         ]
         count = len(by_owner[owner])
         memo = f"usage: {count} event{'s' if count != 1 else ''}"
         entries.append(Entry(TxnKind.USAGE, owner, legs, None, memo))
     txn_ids = write_rows(entries, now=now)
     _mark_settled(rows, txn_ids, now)
+    count_spend(events, now)  # spend limits (R-USE-7), in this transaction
+    _roll_up([ev.pk for ev in events])
     after = {
         o: _can_pay(locked[o], dead.get(o, 0) - dead_loaded[o] + _dead_in(sources[o], now))
         for o in owners
@@ -206,6 +215,7 @@ def _mark_settled(rows, txn_ids, now):
             "discount": parts["discount"],
             "cash": parts["cash"],
             "arrears": parts["arrears"],
+            "package": parts["package"],
             "split": split,
         }
         for ev, i, parts, split in rows
@@ -215,9 +225,9 @@ def _mark_settled(rows, txn_ids, now):
             """
             UPDATE billing_usageevent c SET transaction_id = v.txn, settled_at = %s,
                    trial_micro = v.trial, discount_micro = v.discount, cash_micro = v.cash,
-                   arrears_micro = v.arrears, split = v.split
+                   arrears_micro = v.arrears, package_micro = v.package, split = v.split
               FROM json_to_recordset(%s::json) AS v(id bigint, txn bigint, trial bigint,
-                   discount bigint, cash bigint, arrears bigint, split jsonb)
+                   discount bigint, cash bigint, arrears bigint, package bigint, split jsonb)
              WHERE c.id = v.id AND c.transaction_id IS NULL
             """,
             [now, json.dumps(values)],
@@ -225,6 +235,32 @@ def _mark_settled(rows, txn_ids, now):
         changed = cur.rowcount
     if changed != len(values):
         raise LedgerError("A usage event was settled twice; nothing was settled.", code="retry")
+
+
+# The daily rollup (billing.models.DailyUsage): one statement per settlement, in its
+# transaction, so the usage page never reads a day that disagrees with the events.
+_ROLL_UP = """
+INSERT INTO billing_dailyusage AS d (account_id, day, model, api_key_id, calls, amount_micro,
+       input_tokens, output_tokens)
+SELECT account_id, (created_at AT TIME ZONE 'Asia/Shanghai')::date, model, api_key_id,
+       COUNT(*), SUM(amount_micro), COALESCE(SUM(input_tokens), 0),
+       COALESCE(SUM(output_tokens), 0)
+  FROM billing_usageevent WHERE id = ANY(%s)
+ GROUP BY 1, 2, 3, 4
+ ORDER BY 1, 2, 3, 4
+ON CONFLICT ON CONSTRAINT billing_dailyusage_unique DO UPDATE
+   SET calls = d.calls + EXCLUDED.calls, amount_micro = d.amount_micro + EXCLUDED.amount_micro,
+       input_tokens = d.input_tokens + EXCLUDED.input_tokens,
+       output_tokens = d.output_tokens + EXCLUDED.output_tokens
+"""
+
+
+def _roll_up(event_ids) -> None:
+    """Add just-settled events to the daily rollup (sorted rows: two settlers of
+    different accounts never touch the same row, and each writes in one order)."""
+    if event_ids:
+        with connection.cursor() as cur:
+            cur.execute(_ROLL_UP, [list(event_ids)])
 
 
 # ---------------------------------------------------------------- low-balance notices (R-USE-4)
@@ -272,34 +308,42 @@ def notify_crossings(account_id, threshold, before: int, after: int, event_key: 
 
 _OLDEST = (
     "SELECT DISTINCT account_id FROM (SELECT account_id FROM billing_usageevent"
-    " WHERE transaction_id IS NULL{skip} ORDER BY id LIMIT %s) AS oldest"
+    " WHERE transaction_id IS NULL{skip}{slot} ORDER BY id LIMIT %s) AS oldest"
 )
 _SKIP_ROUNDS = 3  # how many times a chunk looks past accounts another transaction holds
 
 
-def _oldest_owners(limit, passed) -> list[int]:
-    """The accounts of the oldest pending events, leaving out `passed` ones."""
-    sql, params = _OLDEST.format(skip=""), [limit]
+def _oldest_owners(limit, passed, slots=None) -> list[int]:
+    """The accounts of the oldest pending events, leaving out `passed` ones; with
+    `slots` ((total, held slots)), only accounts in those slots."""
+    skip, slot, params = "", "", []
     if passed:
-        where, extra = in_ids("account_id", passed)
-        sql, params = _OLDEST.format(skip=f" AND NOT ({where})"), [*extra, limit]
+        where, params = in_ids("account_id", passed)
+        skip = f" AND NOT ({where})"
+    if slots is not None:
+        slot = " AND account_id %% %s = ANY(%s)"
+        params = [*params, slots[0], sorted(slots[1])]
     with connection.cursor() as cur:
-        cur.execute(sql, params)
+        cur.execute(_OLDEST.format(skip=skip, slot=slot), [*params, limit])
         return [row[0] for row in cur.fetchall()]
 
 
-def settle_chunk(limit=None, *, now=None) -> int:
+def settle_chunk(limit=None, *, now=None, slots=None) -> int:
     """One settler step: the oldest pending events (at most `limit`), grouped by
     account, settled in one database transaction. Accounts another transaction holds
     are skipped (their events wait for the next chunk), so settlers never queue on
     each other or on a refund; the chunk then looks past them (a few rounds), so one
-    busy account with a backlog does not hold back everyone else's events. Returns how
-    many events were settled."""
+    busy account with a backlog does not hold back everyone else's events. With
+    `slots` ((total, held slots), from SettlerSlots.current) only the accounts of those
+    slots are taken: N settlers settle disjoint accounts. Returns how many events were
+    settled."""
     limit = limit or chunk_size()
+    if slots is not None and not slots[1]:
+        return 0  # this settler holds no slot (more settlers than slots): nothing is its own
 
     def run():
         # read before the transaction: an idle poll opens none
-        owners = _oldest_owners(limit, [])
+        owners = _oldest_owners(limit, [], slots)
         if not owners:
             return 0
         with transaction.atomic(durable=True):
@@ -313,7 +357,7 @@ def settle_chunk(limit=None, *, now=None) -> int:
                 # Skipped rows need no lock-order care: SKIP LOCKED never waits on an
                 # account row, and a bucket row is only held by its account's holder
                 # or the expiry sweep, which never waits either.
-                owners = _oldest_owners(limit, [*passed, *locked])
+                owners = _oldest_owners(limit, [*passed, *locked], slots)
                 if not owners:
                     break
             return settle_locked(locked, limit=limit, now=now)
@@ -399,11 +443,123 @@ def has_pending(owner_ids) -> bool:
         return cur.fetchone() is not None
 
 
-def run_settler(*, seconds=0.0, chunk=None, idle_sleep=None, stop=None) -> int:
+# ---------------------------------------------------------------- slots: settlers that scale out
+
+# The first keys of the settlers' advisory locks (two-key form; INGEST_GATE is ...001):
+# a slot's lock (second key: the slot) and each settler's presence (second key: its
+# backend pid), so every settler can count the others without a table of its own.
+SLOT_LOCK = 1_456_117_002
+MEMBER_LOCK = 1_456_117_003
+REBALANCE_SECONDS = 1.0  # how often a settler looks again (a dead one's slots: taken in ~1 s)
+
+
+def settler_slots() -> int:
+    """How many slots the accounts are partitioned into (settings.USAGE_SETTLER_SLOTS)."""
+    return max(1, int(getattr(settings, "USAGE_SETTLER_SLOTS", 16)))
+
+
+def slot_of(account_id: int, total: int | None = None) -> int:
+    """An account's slot: its id modulo the number of slots (ids are dense, so the slots
+    get equal numbers of accounts; the SQL of `_oldest_owners` says the same)."""
+    return int(account_id) % (total or settler_slots())
+
+
+_HELD = """
+SELECT (SELECT COUNT(*) FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted
+          AND l.database = d.oid AND l.classid = %(member)s::oid AND l.objsubid = 2),
+       ARRAY(SELECT l.objid::int FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted
+              AND l.database = d.oid AND l.classid = %(slot)s::oid AND l.objsubid = 2
+              AND l.pid = pg_backend_pid()),
+       ARRAY(SELECT l.objid::int FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted
+              AND l.database = d.oid AND l.classid = %(slot)s::oid AND l.objsubid = 2),
+       EXISTS(SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted
+               AND l.database = d.oid AND l.classid = %(member)s::oid AND l.objsubid = 2
+               AND l.pid = pg_backend_pid())
+  FROM pg_database d WHERE d.datname = current_database()
+"""
+
+
+class SettlerSlots:
+    """The slots one settler holds: PostgreSQL session advisory locks on its own
+    connection, so a settler that dies (SIGKILL, lost host, closed connection) lets go
+    of them with its session, and the others take them over at their next look (every
+    REBALANCE_SECONDS). Each settler aims at an even share (slots / live settlers,
+    rounded up): it gives back what is above its share and takes free slots up to it.
+    The slots only keep N settlers off each other's accounts; exactly once rests on the
+    account locks and the settle-once trigger as before, so a moment where two settlers
+    reach one account (a hand-over, a broken connection) costs a skipped account, never
+    a double charge. What this session holds is read back from pg_locks on every look:
+    a connection Django reopened holds nothing, and the settler takes its share again."""
+
+    def __init__(self, total: int | None = None):
+        self.total = total or settler_slots()
+        self.held: frozenset[int] = frozenset()
+        self._next = 0.0
+
+    def current(self):
+        """The `slots` argument of settle_chunk: None when this settler holds every slot
+        (no filter), else (total, held slots), looked at again when due."""
+        if time.monotonic() >= self._next:
+            self.rebalance()
+        return None if len(self.held) == self.total else (self.total, self.held)
+
+    def rebalance(self) -> frozenset[int]:
+        keys = {"member": MEMBER_LOCK, "slot": SLOT_LOCK}
+        with connection.cursor() as cur:
+            cur.execute(_HELD, keys)
+            members, mine, taken, present = cur.fetchone()
+            if not present:
+                cur.execute("SELECT pg_advisory_lock(%s, pg_backend_pid())", [MEMBER_LOCK])
+                members += 1
+            share = -(-self.total // max(1, members))
+            mine = set(mine)
+            for slot in sorted(mine, reverse=True)[: max(0, len(mine) - share)]:
+                cur.execute("SELECT pg_advisory_unlock(%s, %s)", [SLOT_LOCK, slot])
+                mine.discard(slot)
+            taken = set(taken)
+            free = [s for s in range(self.total) if s not in taken]
+            # start the search at this backend's own place: settlers starting together
+            # try different slots instead of all racing for slot 0
+            cur.execute("SELECT pg_backend_pid()")
+            start = cur.fetchone()[0] % self.total
+            free.sort(key=lambda s: (s - start) % self.total)
+            for slot in free:
+                if len(mine) >= share:
+                    break
+                cur.execute("SELECT pg_try_advisory_lock(%s, %s)", [SLOT_LOCK, slot])
+                if cur.fetchone()[0]:
+                    mine.add(slot)
+        self.held = frozenset(mine)
+        self._next = time.monotonic() + REBALANCE_SECONDS
+        return self.held
+
+    def release(self):
+        """Give every slot back (a settler that stops; a Celery stretch that ends)."""
+        try:
+            with connection.cursor() as cur:
+                for slot in sorted(self.held):
+                    cur.execute("SELECT pg_advisory_unlock(%s, %s)", [SLOT_LOCK, slot])
+                cur.execute(
+                    "SELECT pg_advisory_unlock(%s, pg_backend_pid())"
+                    " FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                    " AND classid = %s::oid AND objsubid = 2 AND pid = pg_backend_pid()",
+                    [MEMBER_LOCK, MEMBER_LOCK],
+                )
+        except DatabaseError:  # the connection broke meanwhile: the locks went with it
+            pass
+        self.held = frozenset()
+
+
+def run_settler(*, seconds=0.0, chunk=None, idle_sleep=None, stop=None, slots=None) -> int:
     """Settle chunk after chunk. With `seconds=0` until nothing is pending; otherwise
     keep going for that long, pausing `idle_sleep` when there is nothing to do (the
     continuous settler: settlement seconds behind ingestion, not minutes). Returns the
-    number of events settled."""
+    number of events settled.
+
+    `slots` (default: on for a continuous settler, `seconds > 0`): settle only the
+    accounts of the slots this settler holds (SettlerSlots), so N settlers, on one host
+    or many, settle disjoint accounts; off, it takes the oldest pending events of any
+    account (a one-off drain: "until nothing is pending" means everyone's)."""
     idle = (
         idle_sleep
         if idle_sleep is not None
@@ -412,9 +568,16 @@ def run_settler(*, seconds=0.0, chunk=None, idle_sleep=None, stop=None) -> int:
     deadline = time.monotonic() + seconds
     limit = chunk or chunk_size()
     total = 0
-    with _index_scans():
+    mine = SettlerSlots() if (seconds > 0 if slots is None else slots) else None
+    with _index_scans(), _released(mine):
         while True:
-            done = settle_chunk(limit)
+            own = mine.current() if mine else None
+            done = settle_chunk(limit, slots=own)
+            if own is not None and done < limit and _behind(HELP_AFTER_SECONDS):
+                # Its own slots are settled, others' are not (a skewed backlog, a slow or
+                # just-dead settler): help with one chunk of anyone's oldest events. The
+                # account locks (SKIP LOCKED) keep it off what their holder is settling.
+                done += settle_chunk(limit)
             total += done
             if stop is not None and stop():
                 return total
@@ -429,6 +592,30 @@ def run_settler(*, seconds=0.0, chunk=None, idle_sleep=None, stop=None) -> int:
             # statements and a commit whatever its size: a settler polling without a
             # pause used a fifth of the 2 cores at 300 events/s). Lag: + `idle` at most.
             time.sleep(idle)
+
+
+HELP_AFTER_SECONDS = 1.0  # a settler helps outside its slots when the oldest event waits longer
+
+
+def _behind(seconds) -> bool:
+    """Whether the oldest pending event has waited more than `seconds`."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT created_at < now() - make_interval(secs => %s) FROM billing_usageevent"
+            " WHERE transaction_id IS NULL ORDER BY id LIMIT 1",
+            [float(seconds)],
+        )
+        row = cur.fetchone()
+    return bool(row and row[0])
+
+
+@contextmanager
+def _released(slots):
+    try:
+        yield
+    finally:
+        if slots is not None:
+            slots.release()
 
 
 @contextmanager

@@ -22,3 +22,19 @@ def money(value):
     """`{% money x %}` for Money, Decimal or micro-units (int)."""
     amount = _amount(value)
     return format_html('<span class="money" title="{}">{}</span>', yuan(amount, 6), yuan(amount))
+
+
+@register.filter
+def memo_text(memo):
+    """A ledger memo in the reader's language (billing.memos)."""
+    from ..memos import memo_text as words
+
+    return words(memo)
+
+
+@register.filter
+def bucket_name(key):
+    """A bucket as words ("hold" → 退款冻结 under zh-hans)."""
+    from ..memos import bucket_name as name
+
+    return name(key)

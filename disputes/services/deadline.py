@@ -182,6 +182,19 @@ def collect_account(account_id):
     return made
 
 
+def pass_on_debt_paid(sender=None, *, account_id, **kwargs) -> int:
+    """billing's `debt_paid` receiver (issue 24): a top-up that paid dispute debt has
+    committed; its payment is passed on to the rights holder now. A failure here is
+    logged and left to the `dispute_debts` job, which collects the same way."""
+    try:
+        return collect_account(account_id)
+    except Exception:
+        logger.exception(
+            "account %s: passing on a debt payment failed; the job retries", account_id
+        )
+        return 0
+
+
 def collect_debt_payments(now=None, limit=100) -> int:
     ids = list(
         Dispute.objects.filter(state__in=DEBT_STATES)

@@ -8,6 +8,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from accounts import proof_files
 from accounts.models import ApiKey, ApiKeyState, BalanceAccount, Standing
@@ -56,7 +57,7 @@ def open_dispute(
     rights holder. Nothing changes on refusal.
     """
     if actor is None or not actor.has_perm("disputes.open_dispute"):
-        raise PermissionDenied("You are not allowed to open a dispute.")
+        raise PermissionDenied(_("You are not allowed to open a dispute."))
     ids = sorted({t.pk if isinstance(t, TopUp) else int(t) for t in (topups or [])})
     if not ids:
         raise ValidationError(_("Choose at least one disputed top-up."), code="no_topups")
@@ -107,7 +108,7 @@ def open_dispute(
                 _("The disputed amount is more than the top-ups' cash."), code="above_cash"
             )
         account = BalanceAccount.objects.select_for_update().get(pk=accounts.pop())
-        refuse_own_case(account.user_id, actor, "open a dispute")
+        refuse_own_case(account.user_id, actor, gettext_noop("open the dispute"))
         dispute = Dispute(
             account=account,
             reported_by=reported_by.strip()[:200],
@@ -186,7 +187,7 @@ def add_evidence(dispute, upload, *, actor, note=""):
         locked = Dispute.objects.select_for_update().select_related("account").get(pk=dispute.pk)
         is_owner = actor.pk == locked.account.user_id
         if not is_owner and not actor.has_perm("disputes.open_dispute"):
-            raise PermissionDenied("Only the account's user or CS may add evidence.")
+            raise PermissionDenied(_("Only the account's user or CS may add evidence."))
         if locked.state != DisputeState.OPEN:
             raise WorkflowError(
                 _("Evidence can only be added while the dispute is open."), code="wrong_state"
@@ -204,14 +205,14 @@ def add_debt_proof(dispute, upload, *, actor, note=""):
     """CS attach the proof that a debt ended (the rights holder's waiver, or the user's
     direct repayment) before recording it (R-DIS-5)."""
     if not actor.has_perm("disputes.end_dispute_debt"):
-        raise PermissionDenied("You are not allowed to record how a debt ended.")
+        raise PermissionDenied(_("You are not allowed to record how a debt ended."))
     if upload is None:
         raise ValidationError(_("Choose a file."), code="file_required")
     checked = proof_files.check_document(upload)
     with transaction.atomic():
         locked = Dispute.objects.select_for_update().get(pk=dispute.pk)
         if locked.state not in (DisputeState.IN_DEBT, DisputeState.ESCALATED):
-            raise WorkflowError("This dispute has no open debt.", code="wrong_state")
+            raise WorkflowError(_("This dispute has no open debt."), code="wrong_state")
         row = _store(locked, checked, actor, FileKind.DEBT_PROOF, note)
         record_audit(locked, action="add_debt_proof", actor=actor, file=row.pk)
     return row
@@ -221,7 +222,7 @@ def read_file(row, *, actor):
     """Decrypted bytes of an evidence or proof file, for staff holding
     disputes.view_dispute_file; each view audited."""
     if not actor.has_perm(FILE_PERM):
-        raise PermissionDenied("Dispute files need the dispute-file permission.")
+        raise PermissionDenied(_("Dispute files need the dispute-file permission."))
     data = proof_files.read(row.file)
     record_audit(row.dispute, action="view_file", actor=actor, file=row.pk)
     return data

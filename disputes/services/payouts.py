@@ -23,6 +23,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from billing.models import Channel
 from billing.services import dispute_funds
@@ -98,13 +99,13 @@ def _pay(payout, channel, *, actor=None, memo=""):
     )
 
 
-def record_transfer(payout, *, actor, reason="", bank_reference="", transferred_on=None, **_):
+def record_transfer(payout, *, actor, reason="", bank_reference="", transferred_on=None, **_extra):
     """Finance paid the rights holder by bank transfer (bank top-ups, or an Alipay
     refund the channel refused): reference and date recorded, money out of payable."""
     refuse_own_dispute(payout.dispute, actor, "pay a dispute")
     if not (bank_reference or "").strip() or transferred_on is None:
         raise ValidationError(
-            "The transfer's bank reference and date are required.", code="required"
+            _("The transfer's bank reference and date are required."), code="required"
         )
     with transaction.atomic():
         locked = (

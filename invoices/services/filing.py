@@ -248,7 +248,7 @@ def read_proof(proof, *, actor):
     """Decrypted bytes of a title proof, for staff holding invoices.view_invoice_proof;
     each view is audited on the request. Returns (data, content_type, download name)."""
     if actor is None or not actor.has_perm(PROOF_PERM):
-        raise PermissionDenied("Proof files need the invoice-proof permission.")
+        raise PermissionDenied(_("Proof files need the invoice-proof permission."))
     data = proof_files.read(proof.file)
     record_audit(proof.request, action="view_proof", actor=actor, proof=proof.pk)
     ext = proof_files.extension(proof.content_type)

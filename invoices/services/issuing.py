@@ -28,7 +28,7 @@ FILE_PERM = "invoices.view_invoice_file"
 def _not_own_case(invoice_request, actor):
     """R-ADM-4: staff never decide their own invoice requests."""
     if actor is not None and actor.pk == invoice_request.account.user_id:
-        raise PermissionDenied("Staff never act on their own cases.")
+        raise PermissionDenied(_("Staff never act on their own cases."))
 
 
 def xml_check(invoice_request, xml_upload, *, invoice_number=""):
@@ -202,10 +202,10 @@ def read_invoice_file(item: InvoiceFile, *, actor):
     owner = actor is not None and item.request.account.user_id == actor.pk
     if not owner:
         if actor is None or not actor.has_perm(FILE_PERM):
-            raise PermissionDenied("Invoice files need the invoice-file permission.")
+            raise PermissionDenied(_("Invoice files need the invoice-file permission."))
         record_audit(item.request, action="view_file", actor=actor, file=item.pk)
     if item.request.state not in (InvoiceState.ISSUED, InvoiceState.REVERSED):
-        raise PermissionDenied("This request has no issued invoice.")
+        raise PermissionDenied(_("This request has no issued invoice."))
     data = proof_files.read(item.file)
     return data, item.content_type, item.download_name
 

@@ -49,6 +49,6 @@ def refuse_own_refund(refund, actor):
     )
     if owner == actor.pk:
         raise WorkflowError(
-            "You cannot decide a refund of your own account; another staff member must.",
+            _("You cannot decide a refund of your own account; another staff member must."),
             code="own_case",
         )

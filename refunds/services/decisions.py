@@ -8,9 +8,10 @@ other is refused from the state it then reads.
 """
 
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from billing.micro import ceil_fen
-from billing.models import Grant, GrantKind, GrantState, TxnKind
+from billing.models import Grant, GrantKind, GrantState, Lot, TxnKind
 from billing.services import ledger, refund_holds
 from billing.services.settlement import lock_and_settle
 from core.workflow import WorkflowError, apply_transition
@@ -39,16 +40,19 @@ def take_for_review(refund, *, actor, reason="", **form_data):
 def approve_refund(refund, *, actor, reason="", **form_data):
     """A finance approver approves (four eyes). In one transaction: the held money goes
     to refunds payable, lots closed for good (R-REF-4), the discount grants they earned
-    voided (their unused part leaves the balance). Discount of a lot used during the
-    review is deducted too (§8.2): that part returns to the lot's cash; arrears run up
-    meanwhile are settled from the hold first."""
+    voided (their unused part leaves the balance). The discount the lot's grants paid
+    (§8.2, at filing and during the review) leaves the balance in the approval's ledger
+    transaction (R-REF-7): from the cash kept back at filing, the rest from the hold;
+    arrears run up meanwhile are settled from the hold first."""
     refuse_own_refund(refund, actor)
     with transaction.atomic():
         locked = _lock(refund)
         if actor is not None and actor.pk == locked.reviewer_id:
             raise WorkflowError(
-                "Four eyes: you reviewed this request, so another finance approver must "
-                "approve it.",
+                _(
+                    "Four eyes: you reviewed this request, so another finance approver must "
+                    "approve it."
+                ),
                 code="four_eyes",
             )
         if (
@@ -57,8 +61,10 @@ def approve_refund(refund, *, actor, reason="", **form_data):
             and locked.filed_by_id != locked.account.user_id
         ):
             raise WorkflowError(
-                "Four eyes: you filed this request for the user, so another finance "
-                "approver must approve it.",
+                _(
+                    "Four eyes: you filed this request for the user, so another finance "
+                    "approver must approve it."
+                ),
                 code="four_eyes",
             )
         locked = apply_transition(
@@ -72,21 +78,38 @@ def approve_refund(refund, *, actor, reason="", **form_data):
         buckets = lock_and_settle([account.pk])[account.pk]
         refuse_standing(buckets.standing)
         used_now = discount_used_by_lot([line.lot_id for line in lines])
-        payouts = {}
+        unheld = dict(
+            Lot.objects.filter(pk__in=[line.lot_id for line in lines]).values_list(
+                "pk", "remaining_micro"
+            )
+        )
+        payouts, recover = {}, {}
         for line in lines:
-            extra = max(0, used_now.get(line.lot_id, 0) - line.discount_used_micro)
-            extra = ceil_fen(extra)  # up to whole fen: refunds are fen
-            pay = max(0, line.held_micro - extra)
-            payouts[line.lot_id] = (pay, line.held_micro - pay)
+            # R-REF-7: all the discount this lot's grants paid leaves the balance: first
+            # from the lot's unheld cash (kept back at filing for it), the rest (used during
+            # the review, or the kept-back cash since spent) from the hold
+            used = used_now.get(line.lot_id, 0)
+            from_cash = min(unheld.get(line.lot_id, 0), used)
+            from_hold = min(line.held_micro, used - from_cash)
+            pay = max(0, line.held_micro - ceil_fen(from_hold))  # refunds are whole fen
+            payouts[line.lot_id] = (pay, line.held_micro - pay - from_hold)
+            if from_cash or from_hold:
+                recover[line.lot_id] = (from_cash, from_hold)
         txn = refund_holds.pay_out_refund_holds(
-            account, payouts, idempotency_key=f"refund-request:{locked.pk}", actor=actor
+            account,
+            payouts,
+            idempotency_key=f"refund-request:{locked.pk}",
+            actor=actor,
+            recover=recover,
         )
         figures = _figures(txn)
         for line in lines:
             cash_back, arrears = figures.get(line.lot_id, (0, 0))
+            from_cash, from_hold = recover.get(line.lot_id, (0, 0))
+            cash_back += from_cash  # the cash leg is net of the recovery from unheld cash
             line.released_micro = cash_back
             line.late_arrears_micro = arrears
-            line.refunded_micro = line.held_micro - cash_back - arrears
+            line.refunded_micro = line.held_micro - cash_back - arrears - from_hold
             line.approved = True
         RefundLine.objects.bulk_update(
             lines, ["released_micro", "late_arrears_micro", "refunded_micro", "approved"]

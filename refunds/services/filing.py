@@ -74,10 +74,10 @@ def submit_refund(
     on_behalf = filed_by.pk != user.pk
     if on_behalf:
         if not filed_by.has_perm(FILE_PERM):
-            raise PermissionDenied("You are not allowed to file refunds for users.")
+            raise PermissionDenied(_("You are not allowed to file refunds for users."))
         if asked_via not in (AskedVia.EMAIL, AskedVia.CHAT, AskedVia.PHONE):
             raise ValidationError(
-                "Say how the user asked for the refund: email, chat or phone.", code="asked_via"
+                _("Say how the user asked for the refund: email, chat or phone."), code="asked_via"
             )
     else:
         asked_via = AskedVia.PAGES
@@ -170,11 +170,25 @@ def read_proof(proof, *, actor):
     """Decrypted bytes of a proof file, for staff holding refunds.view_refund_proof; each
     view is audited on the request. Returns (data, content_type, download name)."""
     if actor is None or not actor.has_perm(PROOF_PERM):
-        raise PermissionDenied("Proof files need the refund-proof permission.")
+        raise PermissionDenied(_("Proof files need the refund-proof permission."))
     data = proof_files.read(proof.file)
     record_audit(proof.request, action="view_proof", actor=actor, proof=proof.pk)
     ext = proof_files.extension(proof.content_type)
     return data, proof.content_type, f"refund-{proof.request_id}-proof-{proof.pk}.{ext}"
+
+
+def current_preview(account):
+    """The preview a request filed now would hold (issue 24 point 3, R-REF-2): pending
+    usage is settled first, under the same locks submit_refund takes, so the page never
+    promises cash that usage already reported will take. Without pending usage it only
+    reads (no lock on a page view)."""
+    from billing.selectors import pending_events
+
+    if not pending_events(account, limit=1):
+        return refund_preview(account)
+    with transaction.atomic():
+        lock_and_settle([account.pk])
+        return refund_preview(account)
 
 
 def can_file(account) -> bool:

@@ -29,6 +29,7 @@ from celery import current_app
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from billing.models import Channel
 from billing.services import refund_holds
@@ -127,7 +128,7 @@ def record_transfer(
     bank_reference = (bank_reference or "").strip()
     if not bank_reference or transferred_on is None:
         raise ValidationError(
-            "The transfer's bank reference and date are required.", code="required"
+            _("The transfer's bank reference and date are required."), code="required"
         )
     with transaction.atomic():
         locked = _lock(refund)
@@ -142,7 +143,7 @@ def record_transfer(
         )
         if not lines:
             raise WorkflowError(
-                "No line of this request waits for a bank transfer.", code="nothing_to_pay"
+                _("No line of this request waits for a bank transfer."), code="nothing_to_pay"
             )
         now = timezone.now()
         for line in lines:

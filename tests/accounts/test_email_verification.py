@@ -41,8 +41,11 @@ def travel(moment):
 
 
 def _link_of(user):
+    """The link in the email as it is sent (issue 24: minted then, never stored)."""
+    from accounts.services.registration import email_verification_body
+
     notice = Notice.objects.filter(user=user, kind="email_verification").latest("created_at")
-    return LINK.search(notice.body).group(1)
+    return LINK.search(email_verification_body(notice)).group(1)
 
 
 @pytest.fixture
@@ -71,7 +74,8 @@ def test_signup_sends_one_verification_email_with_a_link(client):
     assert user.email_verified_at is None
     notices = Notice.objects.filter(user=user)
     assert [n.kind for n in notices] == ["email_verification"]
-    assert LINK.search(notices[0].body)
+    assert not LINK.search(notices[0].body) and "/verify-email/" not in str(notices[0].context)
+    assert LINK.search(_link_of(user))  # only the email has it
 
 
 def test_signup_with_a_known_address_sends_nothing_and_answers_the_same():
@@ -90,14 +94,20 @@ def test_signup_with_a_known_address_sends_nothing_and_answers_the_same():
 
 
 def test_the_link_verifies_the_address_once(client, fresh):
-    """Issue 13: opening the link marks the address verified; opening it again is harmless."""
+    """Issue 13 / issue 24 point 4: opening the link shows a confirmation page and changes
+    nothing (mail scanners open links); its button (a POST) marks the address verified;
+    confirming again is harmless."""
     link = _link_of(fresh)
     resp = client.get(link)
-    assert resp.status_code == 200
+    assert resp.status_code == 200 and resp.context["state"] == "confirm"
+    fresh.refresh_from_db()
+    assert fresh.email_verified_at is None
+    resp = client.post(link)
+    assert resp.status_code == 200 and resp.context["state"] == "verified"
     fresh.refresh_from_db()
     first = fresh.email_verified_at
     assert first is not None
-    resp = client.get(link)
+    resp = client.post(link)
     assert resp.status_code == 200
     fresh.refresh_from_db()
     assert fresh.email_verified_at == first
@@ -163,7 +173,7 @@ def test_resend_is_rate_limited(fresh_client, fresh):
         assert fresh_client.post(url).status_code == 302
     assert count() == 6
     # the latest link works; an older one still does too while it is young
-    assert Client().get(_link_of(fresh)).status_code == 200
+    assert Client().post(_link_of(fresh)).status_code == 200
     fresh.refresh_from_db()
     assert fresh.email_verified_at is not None
     with pytest.raises(ValidationError) as exc:
@@ -336,7 +346,7 @@ def test_invoice_refused(fresh, fresh_client):
 
 def test_opening_the_link_lets_the_user_act(fresh, fresh_client):
     """Issue 13: after the link, the same user creates an API key."""
-    Client().get(_link_of(fresh))
+    Client().post(_link_of(fresh))
     fresh.refresh_from_db()
     key, raw = services.create_api_key(fresh, name="k")
     assert key.pk and raw
@@ -360,7 +370,7 @@ def test_the_verification_pages_and_notice_speak_chinese(client):
     assert "请先验证您的邮箱地址" in page
     resp = client.post(reverse("accounts:api_keys"), {"name": "k"}, **zh)
     assert "请先验证您的邮箱地址" in resp.content.decode()
-    page = client.get(_link_of(user), **zh).content.decode()
+    page = client.post(_link_of(user), **zh).content.decode()
     assert "您的邮箱地址已验证" in page
 
 
@@ -382,7 +392,29 @@ def test_browser_sign_up_open_the_link_and_the_top_up_page_stops_refusing(page, 
     assert page.locator(".problem-email_not_verified").count() == 1
     user = User.objects.get(email="linked@example.com")
     page.goto(_link_of(user))
+    page.click("#confirm-email")  # issue 24: the link's page verifies on a POST
     assert page.locator("#email-verified").count() == 1
     page.goto("/topups/")
     assert page.locator(".problem-email_not_verified").count() == 0
     assert page.locator(".problem-not_verified").count() == 1  # the real-name step is next
+
+
+def test_the_notice_staff_read_holds_no_usable_link(fresh, mailoutbox):
+    """Issue 24 point 4: the stored notice (which CS, finance, risk and auditors read)
+    has no verification link, only a sentence that it is in the email; the email itself,
+    sent by the notice delivery, carries a freshly signed link that works."""
+    from notices.services import deliver_notice
+
+    notice = Notice.objects.get(user=fresh, kind="email_verification")
+    assert "/verify-email/" not in notice.body + str(notice.context)
+    assert "in the email" in notice.body
+    assert deliver_notice(notice, now=timezone.now()) == "sent"
+    (mail,) = mailoutbox
+    link = LINK.search(mail.body).group(1)
+    client = Client()
+    client.get(link)  # a mail scanner's GET verifies nothing
+    fresh.refresh_from_db()
+    assert fresh.email_verified_at is None
+    client.post(link)
+    fresh.refresh_from_db()
+    assert fresh.email_verified_at is not None

@@ -13,10 +13,11 @@ from django.conf import settings
 from django.db import connection
 
 from billing.models import LedgerTransaction, TxnKind
-from billing.services.dispute_funds import debt_micro
+from billing.services.dispute_funds import debt_micro, debt_paid
 from billing.services.ledger import credit_lot
 from disputes.models import DebtCollection, Dispute, DisputeState, PayoutState, RightsHolderPayout
 from disputes.services import deadline as clockwork
+from disputes.services.deadline import pass_on_debt_paid
 from disputes.services.payouts import settle_dispute_payouts
 from tests.factories import cny
 from tests.ledger.conftest import run_threads
@@ -33,6 +34,8 @@ from .conftest import (
 )
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
+
+PASS_ON_UID = "disputes.pass_on_debt_paid"  # disputes/apps.py
 
 
 def _refunds():
@@ -78,14 +81,59 @@ def test_many_disputes_and_four_workers(ready_user, clerk, cs):
 
 
 def test_two_collectors_pass_a_debt_payment_on_once(ready_user, clerk, cs):
-    """R-DIS-4 / R-DIS-5: two collection runs at once record a top-up's debt payment once."""
+    """R-DIS-4 / R-DIS-5: two collection runs at once record a top-up's debt payment once.
+    The commit-time pass-on (issue 24) is switched off here, as when its receiver failed
+    and left the payment to the `dispute_debts` job: the two jobs race for it."""
     dispute = _in_debt_dispute(ready_user, clerk, cs)
     run_deadline(after_deadline(dispute))
-    credit_lot(ready_user.balance_account, cny("10.00"), channel="bank", idempotency_key="p1")
+    debt_paid.disconnect(dispatch_uid=PASS_ON_UID)
+    try:
+        credit_lot(ready_user.balance_account, cny("10.00"), channel="bank", idempotency_key="p1")
+    finally:
+        debt_paid.connect(pass_on_debt_paid, dispatch_uid=PASS_ON_UID)
+    assert DebtCollection.objects.count() == 0  # left to the job
     results, errors = run_threads(2, lambda i: clockwork.collect_debt_payments())
     assert not errors, errors
     assert sorted(results) == [0, 1]
     assert DebtCollection.objects.count() == 1
+    dispute.refresh_from_db()
+    assert dispute.debt_paid_micro == 10_000_000
+    assert_books_balance()
+
+
+def test_top_up_commit_and_a_collector_at_once_pass_a_debt_payment_on_once(ready_user, clerk, cs):
+    """R-DIS-4 / R-DIS-5: a top-up paying dispute debt passes it on when it commits (issue
+    24), while the `dispute_debts` job runs at the same instant: recorded once."""
+    dispute = _in_debt_dispute(ready_user, clerk, cs)
+    run_deadline(after_deadline(dispute))
+    payouts_before = RightsHolderPayout.objects.count()
+
+    def work(i):
+        if i == 0:
+            credit_lot(
+                ready_user.balance_account, cny("10.00"), channel="bank", idempotency_key="p1"
+            )
+            return None
+        return clockwork.collect_debt_payments()
+
+    results, errors = run_threads(2, work)
+    assert not errors, errors
+    clockwork.collect_debt_payments()  # a later run finds nothing left
+    assert DebtCollection.objects.count() == 1
+    assert RightsHolderPayout.objects.count() == payouts_before + 1
+    dispute.refresh_from_db()
+    assert dispute.debt_paid_micro == 10_000_000
+    assert_books_balance()
+
+
+def test_a_top_up_passes_its_debt_payment_on_when_it_commits(ready_user, clerk, cs):
+    """R-DIS-5: the payment is passed on at the top-up's commit, not at the next job run;
+    the job then finds nothing to record (R-DIS-4)."""
+    dispute = _in_debt_dispute(ready_user, clerk, cs)
+    run_deadline(after_deadline(dispute))
+    credit_lot(ready_user.balance_account, cny("10.00"), channel="bank", idempotency_key="p1")
+    assert DebtCollection.objects.count() == 1
+    assert clockwork.collect_debt_payments() == 0
     dispute.refresh_from_db()
     assert dispute.debt_paid_micro == 10_000_000
     assert_books_balance()

@@ -843,3 +843,24 @@ def test_runner_runs_the_jobs_by_name(ready_user, clerk, cs):
         "dispute_reminders",
         "settle_dispute_payouts",
     } <= set(REGISTRY)
+
+
+def test_debt_a_top_up_pays_is_passed_on_when_it_commits(
+    ready_user, clerk, cs, django_capture_on_commit_callbacks
+):
+    """R-DIS-5 (issue 24 point 8): debt a top-up collects is passed on to the rights holder
+    as the top-up commits (its collection and payout exist at once), not by the
+    `dispute_debts` job 5 minutes later; the job then finds nothing left to do."""
+    account = ready_user.balance_account
+    topup = third_party_bank_topup(ready_user, "100.00", clerk)
+    consume(account, "100.00")
+    dispute = open_for([topup], cs, "100.00")
+    run_deadline(after_deadline(dispute))
+    with django_capture_on_commit_callbacks(execute=True):
+        credit_lot(account, cny("40.00"), channel="bank", idempotency_key="pays-debt")
+    dispute.refresh_from_db()
+    assert dispute.debt_paid_micro == 40_000_000
+    assert DebtCollection.objects.filter(dispute=dispute).count() == 1
+    assert sum(p.amount_micro for p in dispute.payouts.all()) == 40_000_000
+    assert clockwork.collect_debt_payments() == 0
+    assert_books_balance()

@@ -11,10 +11,14 @@ def _token(settings):
     settings.GATEWAY_SERVICE_TOKEN = TOKEN
 
 
-@pytest.fixture
-def gw(client):
-    """POST to the gateway through Django's test client: gw(path, body) -> (status, body)."""
-    return lambda path, body, **kw: post(client, path, body, **kw)
+@pytest.fixture(params=["full", "lean"])
+def gw(request, client):
+    """POST to the gateway through Django's test client: gw(path, body) -> (status, body);
+    each test twice: the full middleware stack and the lean path (billing.lean, issue 25)."""
+    from tests.lean import LeanClient
+
+    via = client if request.param == "full" else LeanClient()
+    return lambda path, body, **kw: post(via, path, body, **kw)
 
 
 @pytest.fixture

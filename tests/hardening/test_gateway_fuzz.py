@@ -19,9 +19,11 @@ EXAMPLES = 40  # per operation and mode: 3 operations x 2 modes x 40 = 240 reque
 
 
 @pytest.mark.django_db(transaction=True)
-def test_gateway_answers_every_generated_request_without_a_500(live_server, funded, settings_):
+def test_gateway_answers_every_generated_request_without_a_500(served, funded, settings_):
     """Issue 13: whatever the schema-driven generator sends (valid or not), the gateway
-    answers with a JSON body and a status below 500."""
+    answers with a JSON body and a status below 500; on the full stack and on the lean
+    path config/wsgi.py serves it on (issue 25)."""
+    live_server = served
     schema = schemathesis.openapi.from_url(
         f"{live_server.url}/api/v1/gateway/openapi.json",
         headers={"Authorization": f"Bearer {TOKEN}"},
@@ -60,7 +62,83 @@ def test_gateway_answers_every_generated_request_without_a_500(live_server, fund
     assert not UsageEvent.objects.filter(api_key=funded).exists()
 
 
+@pytest.fixture(params=["full", "lean"])
+def served(request):
+    if request.param == "full":
+        yield request.getfixturevalue("live_server")
+        return
+    from tests.lean import lean_live_server
+
+    with lean_live_server() as server:
+        yield server
+
+
 @pytest.fixture
 def settings_(settings):
     settings.GATEWAY_SERVICE_TOKEN = TOKEN
     return settings
+
+
+# Hostile values for one path segment (issue 24 point 5): NUL and other controls, the
+# invisible characters that spoof what staff read, traversal, huge numbers, long text.
+HOSTILE_SEGMENTS = [
+    "%00",
+    "a%00b",
+    "%01",
+    "%7F",
+    "%C2%85",
+    "%E2%80%AE",  # right-to-left override
+    "%E2%80%8B",  # zero-width space
+    "%EF%BB%BF",
+    "..%2F..%2Fetc",
+    "99999999999999999999999",
+    "-1",
+    "x" * 600,
+    "%F0%9F%98%80",
+    "%27%20OR%201%3D1",
+]
+
+
+def _routes(patterns=None, prefix=""):
+    """Every URL pattern with a converter outside the admin (its route with the
+    converters): the gateway, the user's API and the user pages."""
+    from django.urls import URLPattern, URLResolver, get_resolver
+
+    out = []
+    for p in get_resolver().url_patterns if patterns is None else patterns:
+        route = str(p.pattern)
+        if isinstance(p, URLResolver):
+            if route.startswith("admin/"):
+                continue
+            out += _routes(p.url_patterns, prefix + route)
+        elif isinstance(p, URLPattern) and "<" in route and not route.startswith("^"):
+            out.append(prefix + route)
+    return out
+
+
+@pytest.mark.django_db
+def test_every_path_parameter_refuses_hostile_values_without_a_500(user, settings_):
+    """Issue 24 point 5: `GET /api/v1/gateway/usage/%00` answered 500. Every path
+    parameter of the gateway, the user's API and the user pages (each URL pattern with a
+    converter) gets each hostile segment, logged in as a user and with the gateway's
+    token: no answer is a server error, and the gateway's answers are JSON."""
+    import re
+
+    from django.test import Client
+
+    routes = _routes()
+    assert any(r.startswith("api/v1/gateway/") for r in routes), routes
+    client = Client(raise_request_exception=False)
+    client.force_login(user)
+    tried = 0
+    for route in routes:
+        for segment in HOSTILE_SEGMENTS:
+            url = "/" + re.sub(r"<(?:\w+:)?\w+>", segment, route)
+            for method in ("get", "post"):
+                response = getattr(client, method)(url, HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+                tried += 1
+                assert response.status_code < 500, (method, url, response.status_code)
+                if url.startswith("/api/") and method == "get":  # a 405 may be plain
+                    content_type = response.headers.get("Content-Type", "")
+                    assert content_type.startswith("application/json"), (url, content_type)
+    assert tried >= len(HOSTILE_SEGMENTS) * 2 * 5

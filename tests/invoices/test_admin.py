@@ -52,7 +52,7 @@ def test_queue_by_state_with_the_consumption_covered_r_adm_3(client, request_, f
     assert client.get(BASE, {"q": person.email}).context["cl"].result_count == 1
     assert client.get(BASE, {"state__exact": "issued"}).context["cl"].result_count == 0
     change = client.get(f"{BASE}{request_.pk}/change/").content.decode()
-    assert "invoiceable 10.00" in change and "Issue (upload" in change and "Reject" in change
+    assert "invoiceable ¥10.00" in change and "Issue (upload" in change and "Reject" in change
     assert client.get(BASE + "add/").status_code == 403
 
 
@@ -183,7 +183,7 @@ def test_monthly_csv_invoiced_vs_consumed_vs_invoiceable_r_adm_3(client, person,
     assert client.get(f"{BASE}report/", {"month": "2026-13"}).status_code == 400
     month = f"{timezone.localdate():%Y-%m}"
     response = client.get(f"{BASE}report/", {"month": month})
-    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode("utf-8-sig"))))
     assert rows[0][3:] == [
         "cash consumed in month (CNY)",
         "invoiced in month (CNY)",

@@ -29,7 +29,13 @@ def usage_transactions_exact(*, all_settled=True):
     events = defaultdict(lambda: defaultdict(int))
     for c in UsageEvent.objects.filter(transaction__isnull=False).values():
         txn = c["transaction_id"]
-        parts = (c["trial_micro"], c["discount_micro"], c["cash_micro"], c["arrears_micro"])
+        parts = (
+            c["trial_micro"],
+            c["discount_micro"],
+            c["cash_micro"],
+            c["arrears_micro"],
+            c["package_micro"],  # resource packages (issue 23)
+        )
         assert sum(parts) == c["amount_micro"], f"event {c['request_id']}: parts {parts}"
         assert min(parts) >= 0
         assert c["account_id"] == owner.get(txn), f"event {c['request_id']} in another's txn"
@@ -39,6 +45,7 @@ def usage_transactions_exact(*, all_settled=True):
         e["discount"] -= c["discount_micro"]
         e["cash"] -= c["cash_micro"]
         e["arrears"] -= c["arrears_micro"]
+        e["package"] -= c["package_micro"]
     assert set(events) == set(postings), "a usage transaction without events, or vice versa"
     for txn, sums in postings.items():
         assert sum(sums.values()) == 0, f"usage transaction {txn} does not balance: {sums}"

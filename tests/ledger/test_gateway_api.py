@@ -29,6 +29,17 @@ def _token(settings):
     settings.GATEWAY_SERVICE_TOKEN = TOKEN
 
 
+@pytest.fixture(params=["full", "lean"])
+def client(request):
+    """Every test-client test twice: the full middleware stack and the lean path that
+    config/wsgi.py serves the gateway on (billing.lean, issue 25): same answers."""
+    from django.test import Client
+
+    from tests.lean import LeanClient
+
+    return Client() if request.param == "full" else LeanClient()
+
+
 @pytest.fixture
 def gw(client):
     """POST to the gateway through Django's test client: gw(path, body) -> (status, body)."""
@@ -149,6 +160,7 @@ def test_usage_is_metered_then_settled_with_its_split(gw, client, account, funde
         "discount": "0.000000",
         "cash": "1.234567",
         "arrears": "0.000000",
+        "package": "0.000000",  # resource packages (issue 23)
     }
     assert state["sources"][0]["bucket"] == "cash" and state["sources"][0]["lot"]
     assert state["transaction_id"] == UsageEvent.objects.get().transaction_id

@@ -62,10 +62,10 @@ def test_charges_wait_for_an_open_freeze_then_are_refused(account, api_key):
     they re-read the standing under the lock and are refused with account_frozen, and
     nothing they would have moved moves.
 
-    R-USE-1 / R-USE-6: ingestion meanwhile takes no lock: an event reported while the
-    freeze is uncommitted is accepted at once (the standing it reads is still active),
-    one reported after the commit is refused with account_frozen. The accepted event is
-    usage that happened before the freeze: the settler charges it, frozen or not."""
+    R-USE-6 (issue 24 point 2): ingestion's INSERT is conditional on the standing at
+    insert time under KEY SHARE of the account row: an event reported while the freeze
+    is uncommitted waits for it, and once the freeze commits it is refused with
+    account_frozen, storing nothing; one reported after the commit is refused too."""
     credit_lot(account, cny("50"), channel="alipay", idempotency_key="L")
     stale_key = resolve_api_keys([api_key.raw])[api_key.raw]  # read before the freeze
     stale_account = BalanceAccount.objects.get(pk=account.pk)
@@ -109,28 +109,39 @@ def test_charges_wait_for_an_open_freeze_then_are_refused(account, api_key):
         assert _until(lambda: _waiting_on_locks() >= 5), "charges did not wait for the freeze"
         assert outcomes == [None] * 5
         assert not UsageEvent.objects.exists()
-        # ingestion does not wait: the freeze is not committed, the standing read is active
+        # ingestion reads the standing as still active, then its INSERT waits on the row
         fresh = resolve_api_keys([api_key.raw])[api_key.raw]
-        (during,) = record_usage([ReportedUsage("during", fresh, "m", 1_250_000)])
-        assert during.status == "accepted"
+        during = []
+
+        def ingest():
+            try:
+                during.extend(record_usage([ReportedUsage("during", fresh, "m", 1_250_000)]))
+            finally:
+                connection.close()
+
+        ingester = threading.Thread(target=ingest)
+        ingester.start()
+        assert _until(lambda: _waiting_on_locks() >= 6), "ingestion did not wait"
+        assert not during
     finally:
         release.set()
         freezer.join(30)
         for w in workers:
             w.join(30)
+    ingester.join(30)
     assert outcomes == ["account_frozen"] * 5
+    assert [(r.status, r.code) for r in during] == [("error", "account_frozen")]
     (after,) = record_usage(
         [ReportedUsage("after", resolve_api_keys([api_key.raw])[api_key.raw], "m", 1)]
     )
     assert (after.status, after.code) == ("error", "account_frozen")
-    assert list(UsageEvent.objects.values_list("request_id", flat=True)) == ["during"]
+    assert not UsageEvent.objects.exists()
     assert (Posting.objects.count(), LedgerTransaction.objects.count()) == (postings, txns)
 
-    assert run_settler(seconds=0) == 1  # the usage before the freeze is billed
+    assert run_settler(seconds=0) == 0  # nothing was stored, nothing is billed
     account.refresh_from_db()
     assert account.standing == "frozen"
-    assert summary(account)["cash"] == cny("48.75").amount
-    assert assert_books_exact() == 1
+    assert summary(account)["cash"] == cny("50").amount
 
 
 @pytest.mark.django_db(transaction=True)

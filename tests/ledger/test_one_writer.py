@@ -36,7 +36,7 @@ from pathlib import Path
 import pytest
 from django.apps import apps
 
-from billing.models import Grant, LedgerAccount, LedgerTransaction, Lot, Posting
+from billing.models import Grant, LedgerAccount, LedgerTransaction, Lot, PackageHolding, Posting
 
 ROOT = Path(__file__).resolve().parents[2]
 SKIP = {".venv", "tests", "bench", "node_modules", ".git", "var", "migrations"}
@@ -47,9 +47,12 @@ CACHED = {  # writes of these columns only
     LedgerAccount.__name__: {"balance_micro"},
     Lot.__name__: {"remaining_micro", "held_micro"},
     Grant.__name__: {"remaining_micro"},
+    # a resource package's unused face value (issue 23): its own balance holder
+    PackageHolding.__name__: {"remaining_micro"},
 }
 LEDGER_MODELS = {**BOOKS, LedgerAccount.__name__: LedgerAccount, Lot.__name__: Lot}
 LEDGER_MODELS[Grant.__name__] = Grant
+LEDGER_MODELS[PackageHolding.__name__] = PackageHolding
 TABLES = {m._meta.db_table: name for name, m in LEDGER_MODELS.items()}
 # every model class over those tables, proxies included (topups' GrantValidity is a Grant)
 MODEL_OF = {
@@ -436,6 +439,7 @@ def test_the_scan_knows_every_table_and_column_of_the_books():
         "billing_ledgeraccount",
         "billing_lot",
         "billing_grant",
+        "billing_packageholding",
     }
     for name, columns in CACHED.items():
         fields = {f.attname for f in LEDGER_MODELS[name]._meta.concrete_fields}

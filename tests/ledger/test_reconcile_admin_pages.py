@@ -87,6 +87,8 @@ def test_reconcile_command(account, capsys):
 
 
 RECONCILE_ALL_QUERIES = 21  # per table a MAX(id) and one range pass, one SUM; issue 13 adds 6
+# issue 23 adds 3: resource-package holdings (MAX(id), range pass, bucket cross-check)
+RECONCILE_ALL_QUERIES += 3
 
 
 def test_reconcile_all_is_set_based(db, django_assert_max_num_queries):

@@ -27,10 +27,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from accounts.services import create_api_key
-from billing.models import Grant, LedgerAccount, Lot, UsageEvent
+from billing.models import (
+    Grant,
+    LedgerAccount,
+    Lot,
+    PackageHolding,
+    ResourcePackage,
+    SpendLimit,
+    UsageEvent,
+)
 from billing.services.authorization import resolve_api_keys
 from billing.services.ledger import credit_lot, grant_funds
+from billing.services.limits import set_spend_limit
 from billing.services.metering import ReportedUsage, record_usage
+from billing.services.packages import buy_package
 from billing.services.settlement import charge_usage, settle_chunk
 from tests.factories import UserFactory
 
@@ -44,13 +54,23 @@ grant_st = st.tuples(
     st.integers(1, 500),  # fen
     st.one_of(st.none(), st.integers(1, 60)),  # expires this many seconds after T0
 )
+package_st = st.tuples(  # a resource package (issue 23): face value, expiry
+    st.integers(1, 500),  # fen
+    st.one_of(st.none(), st.integers(1, 60)),  # expires this many seconds after T0
+)
 account_st = st.tuples(
     st.lists(grant_st, max_size=3),
     st.lists(st.integers(1, 300), max_size=2),  # cash lots, fen
+    st.lists(package_st, max_size=2),
+    st.booleans(),  # a soft daily spend limit of 1.00 CNY (R-USE-7): its counter
 )
 step_st = st.integers(0, 8)  # seconds the clock moves before the operation
 event_st = st.tuples(
-    st.just("event"), step_st, st.integers(0, ACCOUNTS - 1), st.integers(1, 1_500_000)
+    st.just("event"),
+    step_st,
+    st.integers(0, ACCOUNTS - 1),
+    st.integers(1, 1_500_000),
+    st.sampled_from(["m", "glm-4"]),  # glm-4: the model the packages cover
 )
 op_st = st.one_of(
     event_st,
@@ -89,7 +109,9 @@ def new_world(tag):
 
 
 def fund(world, accounts, n):
-    for (account, _key, _raw, tag, i), (grants, lots) in zip(world, accounts, strict=True):
+    for (account, _key, _raw, tag, i), (grants, lots, packages, limit) in zip(
+        world, accounts, strict=True
+    ):
         for g, (kind, fen, expires) in enumerate(grants):
             grant_funds(
                 account,
@@ -102,6 +124,26 @@ def fund(world, accounts, n):
             credit_lot(
                 account, cny_fen(fen), channel="alipay", idempotency_key=f"{n}-{tag}{i}-l{lot_no}"
             )
+        for p, (fen, expires) in enumerate(packages):  # R-PKG-3: each paid 0.01 from cash
+            credit_lot(account, cny_fen(1), channel="alipay", idempotency_key=f"{n}-{tag}{i}-pl{p}")
+            pkg = ResourcePackage.objects.create(
+                name_zh="包",
+                name_en="pkg",
+                models_covered=["glm-4"],
+                face_micro=fen * 10_000,
+                price=cny_fen(1),
+                validity_days=30,
+                sale_starts_at=T0 - timedelta(days=1),
+            )
+            holding = buy_package(
+                account=account, package_id=pkg.pk, idempotency_key=f"{n}-{tag}{i}-p{p}"
+            )
+            if expires is not None:
+                PackageHolding.objects.filter(pk=holding.pk).update(
+                    expires_at=T0 + timedelta(seconds=expires)
+                )
+        if limit:
+            set_spend_limit(account=account, period="day", amount="1.00", hard=False)
 
 
 def figures(world):
@@ -114,7 +156,12 @@ def figures(world):
         g_pos = {g.pk: n for n, g in enumerate(grants)}
         l_pos = {lot.pk: n for n, lot in enumerate(lots)}
 
-        def where(part, g_pos=g_pos, l_pos=l_pos):
+        holdings = list(PackageHolding.objects.filter(account=account).order_by("id"))
+        h_pos = {h.pk: n for n, h in enumerate(holdings)}
+
+        def where(part, g_pos=g_pos, l_pos=l_pos, h_pos=h_pos):
+            if "package" in part:
+                return ("package", h_pos[part["package"]], part["amount"])
             if "grant" in part:
                 return ("grant", g_pos[part["grant"]], part["amount"])
             if "lot" in part:
@@ -128,6 +175,7 @@ def figures(world):
                 c.discount_micro,
                 c.cash_micro,
                 c.arrears_micro,
+                c.package_micro,
                 [where(p) for p in c.split],
                 c.created_at,
             )
@@ -141,6 +189,12 @@ def figures(world):
                     LedgerAccount.objects.filter(owner=account).values_list("kind", "balance_micro")
                 ),
                 "events": events,
+                "packages": [(h.state, h.remaining_micro) for h in holdings],
+                "limits": list(
+                    SpendLimit.objects.filter(account=account).values_list(
+                        "period_start", "spent_micro", "notified_pct"
+                    )
+                ),
             }
         )
     return out
@@ -159,14 +213,16 @@ def check_equivalence(scenario, worlds, counter):
         for j, op in enumerate(ops):
             clock.at += timedelta(seconds=op[1])
             if op[0] == "event":
-                _, _, i, micro = op
+                _, _, i, micro, model = op
                 charge_usage(
                     one_by_one[i][1],
                     Money(Decimal(micro) / 1_000_000, "CNY"),
                     request_id=f"{n}-A-{j}",
-                    model="m",
+                    model=model,
                 )
-                (r,) = record_usage([ReportedUsage(f"{n}-B-{j}", keys[chunked[i][2]], "m", micro)])
+                (r,) = record_usage(
+                    [ReportedUsage(f"{n}-B-{j}", keys[chunked[i][2]], model, micro)]
+                )
                 assert r.status == "accepted"
                 # PostgreSQL stamps receipt with its own clock: give it the test's
                 UsageEvent.objects.filter(request_id=f"{n}-B-{j}").update(created_at=clock.at)
@@ -212,6 +268,8 @@ def test_chunked_settlement_equals_one_by_one():
     discount grants expiring between them, small lots (arrears), top-ups (paying
     arrears, settling pending usage first) and settlement in chunks of random sizes at
     random moments, every grant, lot, bucket and arrears figure and every event's parts
-    and split equal charging the same events one by one in the order received. Runs on
+    and split equal charging the same events one by one in the order received; with
+    resource packages for one model, some expiring between events (R-PKG-3: the
+    package pays first, the split names it), and the spend-limit counters (R-USE-7). Runs on
     the suite's database (CI: PostgreSQL, with its set-based settlement update)."""
     _run(30)

@@ -122,7 +122,7 @@ def test_csv_has_every_movement_with_exact_figures_in_local_time(signed_in, acco
         charge_usage(account, cny("0.333333"), request_id=f"c-{n}", model="m")
     response = signed_in.get(reverse("billing:statement_csv"), {"kind": "usage"})
     assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
-    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode("utf-8-sig"))))
     assert len(rows) == 4
     assert {row[2] for row in rows[1:]} == {"-0.333333"}
     assert all(row[0].endswith("+08:00") for row in rows[1:])
@@ -269,11 +269,11 @@ def test_csv_writes_one_row_per_event_that_add_up_to_the_line(signed_in, user, a
     _meter([raw], [("csv-1", raw, 600_000), ("csv-2", raw, 700_000)])
     _settle()
     response = signed_in.get(reverse("billing:statement_csv"), {"kind": "usage"})
-    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode("utf-8-sig"))))
     assert [row[7] for row in rows[1:]] == ["csv-1", "csv-2"]
     assert [row[2] for row in rows[1:]] == ["-0.600000", "-0.400000"]  # 0.30 ran into arrears
-    assert rows[2][6] == "arrears -¥0.300000" and rows[2][8] == key.prefix
-    assert "cash lot #" in rows[1][13] and rows[1][11] == rows[2][11]  # one transaction
+    assert rows[2][6] == "Arrears -¥0.300000" and rows[2][8] == key.prefix
+    assert "Cash lot #" in rows[1][13] and rows[1][11] == rows[2][11]  # one transaction
 
 
 def test_pending_usage_is_shown_and_taken_off_available_like_authorize(signed_in, user, account):
@@ -334,7 +334,7 @@ def test_events_page_and_csv_cost_the_same_queries_for_more_events(
             assert signed_in.get(reverse("billing:usage_events", args=[txn])).status_code == 200
         with CaptureQueriesContext(connection) as export:
             response = signed_in.get(reverse("billing:statement_csv"))
-            rows = b"".join(response.streaming_content).decode().splitlines()
+            rows = b"".join(response.streaming_content).decode("utf-8-sig").splitlines()
         return len(page.captured_queries), len(export.captured_queries), len(rows)
 
     small = measure("small", 2)

@@ -83,6 +83,7 @@ def test_preferences_page_turns_optional_kinds_off_but_not_required(client, user
     assert set(EmailOptOut.objects.filter(user=user).values_list("kind", flat=True)) == {
         "topup_credited",
         "trial_granted",
+        "spend_limit_reached",  # issue 23: an optional alert, off when not ticked
     }
     page = client.get(reverse("notices:preferences"))
     assert page.context["form"].initial["low_balance"] is True

@@ -75,7 +75,7 @@ def test_admin_run_now_button_runs_the_job(client, celery_eager, recording_email
         1,
     )
     assert Notice.objects.get().status == "sent"
-    assert b"1 rows" in resp.content
+    assert b"1 row in 1 batch" in resp.content
 
 
 def test_admin_run_now_queues_to_the_worker_when_not_eager(client, monkeypatch):

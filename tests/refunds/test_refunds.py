@@ -187,7 +187,7 @@ def test_full_flow_bank_r_ref_1_r_ref_4_r_ref_5(ready_user, clerk, cs, finance):
     assert request.state == RefundState.APPROVED and request.refunded.amount == Decimal("95")
     lot = Lot.objects.get(pk=topup.lot_id)
     assert lot.closed_at is not None and lot.held_micro == 0
-    assert lot.remaining_micro == 5_000_000  # the deducted part stays, not refundable
+    assert lot.remaining_micro == 0  # R-REF-7: the deducted discount left the balance
     grant.refresh_from_db()
     assert grant.state == GrantState.VOIDED and grant.remaining_micro == 0
     assert money(account)["discount"] == 0
@@ -333,8 +333,9 @@ def test_another_users_request_is_not_found(ready_user, clerk):
 def test_discount_used_during_review_is_deducted_on_approval_r_ref_2(
     ready_user, clerk, cs, finance
 ):
-    """R-REF-2/§8.2: discount of the lot used after submission is deducted on approval;
-    that part returns to the lot's cash, the rest is refunded."""
+    """R-REF-2/§8.2, R-REF-7: discount of the lot used after submission is deducted on
+    approval; that part leaves the balance (promotion expense recovered), the rest is
+    refunded."""
     account = ready_user.balance_account
     topup = bank_topup(ready_user, "100.00", clerk)
     discount_for(topup, "20.00")
@@ -345,8 +346,8 @@ def test_discount_used_during_review_is_deducted_on_approval_r_ref_2(
     approve_refund(request, actor=finance)
     request.refresh_from_db()
     (line,) = request.lines.all()
-    assert request.refunded.amount == Decimal("93") and line.released_micro == 7_000_000
-    assert money(account)["cash"] == Decimal("7") and money(account)["discount"] == 0
+    assert request.refunded.amount == Decimal("93") and line.released_micro == 0
+    assert money(account)["cash"] == 0 and money(account)["discount"] == 0
     assert_books_balance()
 
 
@@ -398,7 +399,8 @@ def test_sub_fen_discount_use_during_review_is_deducted_in_whole_fen(
     )
     request.refresh_from_db()
     assert request.state == RefundState.PAID
-    assert money(account)["cash"] == Decimal("0.01")
+    # R-REF-7: the 0.000001 of discount used left the balance; the fen's rest stays
+    assert money(account)["cash"] == Decimal("0.009999")
     assert_books_balance()
 
 
@@ -460,3 +462,82 @@ def test_staff_without_the_review_permission_cannot_take_the_case(ready_user, cl
         take_for_review(request, actor=StaffFactory())
     take_for_review(request, actor=cs)
     assert request.proofs.count() == 2
+
+
+def test_used_discount_leaves_the_balance_on_approval_r_ref_7(ready_user, clerk, cs, finance):
+    """R-REF-7 (issue 24 point 1): top-up 1,000 earning 100 of discount, 150 consumed (100
+    of it discount): the refund is 850, and after approval nothing of the lot stays
+    spendable: the 100 of discount used leaves the balance in the approval's ledger
+    transaction (promotion expense recovered)."""
+    from billing.chart import platform_account_id
+    from billing.models import AccountKind, LedgerAccount
+
+    account = ready_user.balance_account
+    topup = bank_topup(ready_user, "1000.00", clerk)
+    discount_for(topup, "100.00")
+    consume(account, "150.00")
+    expense = LedgerAccount.objects.get(pk=platform_account_id(AccountKind.PROMOTION_EXPENSE))
+    request = _approved(ready_user, cs, finance)
+    assert request.refunded.amount == Decimal("850")
+    assert money(account)["cash"] == 0 and money(account)["discount"] == 0
+    assert Lot.objects.get(pk=topup.lot_id).remaining_micro == 0
+    (recovered,) = Posting.objects.filter(
+        transaction__kind=TxnKind.REFUND, ledger_account_id=expense.pk
+    )
+    assert recovered.amount_micro == 100_000_000  # in the approval's own transaction
+    assert_books_balance()
+
+
+def test_cash_not_asked_for_stays_spendable_r_ref_7(ready_user, clerk, cs, finance):
+    """R-REF-7: only cash the user chose not to refund stays spendable: asking 300 of
+    the 850, the used discount (100) still leaves, 550 stays."""
+    account = ready_user.balance_account
+    topup = bank_topup(ready_user, "1000.00", clerk)
+    discount_for(topup, "100.00")
+    consume(account, "150.00")
+    request = _approved(ready_user, cs, finance, amount="300.00")
+    assert request.refunded.amount == Decimal("300")
+    assert money(account)["cash"] == Decimal("550") and money(account)["discount"] == 0
+    assert_books_balance()
+
+
+def test_kept_back_cash_spent_during_review_comes_from_the_hold_r_ref_7(
+    ready_user, clerk, cs, finance
+):
+    """R-REF-7: asking 300 of 850, the user then spends all the unheld cash during the
+    review; the used discount (100) is then taken from the hold: 200 is refunded."""
+    account = ready_user.balance_account
+    topup = bank_topup(ready_user, "1000.00", clerk)
+    discount_for(topup, "100.00")
+    consume(account, "150.00")
+    request = submit_refund(ready_user, proofs=[proof()], amount="300.00")
+    consume(account, "650.00")
+    take_for_review(request, actor=cs)
+    approve_refund(request, actor=finance)
+    request.refresh_from_db()
+    assert request.refunded.amount == Decimal("200")
+    assert money(account)["cash"] == 0
+    assert_books_balance()
+
+
+def test_preview_counts_pending_usage_so_it_equals_the_hold(ready_user, clerk, client):
+    """R-REF-2 (issue 24 point 3): with 30 of usage reported but not settled yet, the
+    refund page's preview already shows what the hold will be (70, not 100), and filing
+    holds exactly that."""
+    from accounts.services import create_api_key
+    from billing.services.authorization import resolve_api_keys
+    from billing.services.metering import ReportedUsage, record_usage
+
+    bank_topup(ready_user, "100.00", clerk)
+    _, raw = create_api_key(ready_user, name="k")
+    key = resolve_api_keys([raw])[raw]
+    (row,) = record_usage([ReportedUsage("pending-30", key, "m", 30_000_000)])
+    assert row.status == "accepted"
+    assert refund_preview(ready_user.balance_account).net.amount == Decimal("100")  # settled only
+    client.force_login(ready_user)
+    page = client.get("/refunds/")
+    assert page.status_code == 200
+    assert page.context["preview"].net.amount == Decimal("70")
+    request = submit_refund(ready_user, proofs=[proof()])
+    assert request.held.amount == page.context["preview"].net.amount
+    assert_books_balance()

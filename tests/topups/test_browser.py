@@ -45,7 +45,7 @@ def test_user_tops_up_through_the_sandbox_cashier_and_sees_the_balance(page, agr
     page.check("#id_accept_agreement")
     page.click("#topup-form button[type=submit]")
     page.wait_for_selector("#cashier-pay")
-    assert "88.80 CNY" in page.inner_text("#cashier-amount")
+    assert "¥88.80" in page.inner_text("#cashier-amount")
     page.click("#cashier-pay")
     page.wait_for_selector("#topup-state")
     assert page.inner_text("#topup-state") == "Paid"

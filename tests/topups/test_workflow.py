@@ -125,7 +125,7 @@ def test_page_flow_alipay_redirects_to_signed_gateway(client, ready_user):
     assert response["Location"].startswith("/topups/sandbox/gateway/?")
     cashier = client.get(response["Location"])
     assert cashier.status_code == 200
-    assert "20.00 CNY" in cashier.content.decode()
+    assert "¥20.00" in cashier.content.decode()
 
 
 @pytest.mark.django_db

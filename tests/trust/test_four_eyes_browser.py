@@ -38,8 +38,12 @@ def test_manual_payment_needs_a_second_finance_approver_in_admin(page, ready_use
     assert topup.state == "approval"
     assert balance(ready_user)["cash"] == cny("0")
 
+    # the proposer is not offered the button: it is shown disabled, with the reason
     page.goto(f"/admin/topups/topup/{topup.pk}/change/")
-    page.click("a[data-transition=approve_credit]")
+    assert page.locator("a[data-transition=approve_credit]").count() == 0
+    assert "Four eyes" in page.inner_text(".workflow-refused")
+    # and the server refuses the step to them even by its address
+    page.goto(f"/admin/topups/topup/{topup.pk}/transition/approve_credit/")
     page.fill("#id_reason", "my own proposal")
     page.click("input[type=submit][value=Apply]")
     page.wait_for_selector(".messagelist")

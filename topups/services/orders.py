@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.models import BalanceAccount
 from accounts.selectors import agreement_in_force, current_acceptance
@@ -39,7 +40,7 @@ def start_topup(
     if channel not in (Channel.ALIPAY, Channel.BANK, Channel.OTHER):
         raise TopUpRefused([Problem("channel", "Choose Alipay or bank transfer.")])
     if channel == Channel.OTHER and not (actor and actor.has_perm(FINANCE_PERM)):
-        raise PermissionDenied("Only finance records manual top-ups.")
+        raise PermissionDenied(_("Only finance records manual top-ups."))
     with transaction.atomic():
         account = BalanceAccount.objects.select_for_update().get(user=user)
         user.balance_account = account  # standing read under the lock

@@ -8,9 +8,11 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.models import BalanceAccount
 from accounts.selectors import approved_verification
+from billing.micro import from_micro
 from billing.services import ledger
 from billing.services.settlement import lock_and_settle
 from core.workflow import WorkflowError, apply_transition, record_setting_change, transition_map
@@ -25,15 +27,17 @@ def _audience_of(user):
     return getattr(verification, "kind", None) if verification else None
 
 
-def promotion_candidates(topup, *, at=None):
+def promotion_candidates(topup, *, at=None, amount=None):
     """Promotions this paid top-up qualifies for, with their benefit, best first.
 
+    `amount` is what the promotion counts: the part of the top-up that became spendable
+    cash (apply_best_promotion passes it); by default the credited amount.
     Best = highest benefit to the user; ties by staff priority (higher first),
     then the older promotion.
     """
     at = at or timezone.now()
     account = topup.account
-    amount = topup.credited_amount
+    amount = topup.credited_amount if amount is None else amount
     qs = (
         Promotion.objects.filter(state=PromotionState.ACTIVE, starts_at__lte=at)
         .filter(Q(ends_at__isnull=True) | Q(ends_at__gt=at))
@@ -68,14 +72,21 @@ def _claim_unit(promotion):
 
 
 def apply_best_promotion(topup, lot, *, at=None):
-    """Grant the one promotion benefit worth most to the user, tied to `lot` (no stacking)."""
+    """Grant the one promotion benefit worth most to the user, tied to `lot` (no stacking).
+
+    Issue 24 (stated in the agreement): the discount is earned only on the part of the
+    top-up that became spendable cash, the lot's cash after arrears and a dispute debt
+    were paid from it; nothing is earned on money that paid a debt."""
     at = at or timezone.now()
     if PromotionRedemption.objects.filter(topup=topup).exists():
+        return None
+    spendable = from_micro(lot.remaining_micro)
+    if spendable.amount <= 0:
         return None
     # Serialises one account's top-ups so a per-user limit can't be raced past (already
     # held when called from orders.credit_paid_topup; re-locking in one transaction is free).
     BalanceAccount.objects.select_for_update().filter(pk=topup.account_id).first()
-    for promotion, benefit in promotion_candidates(topup, at=at):
+    for promotion, benefit in promotion_candidates(topup, at=at, amount=spendable):
         if not _claim_unit(promotion):
             continue
         expires_at = (
@@ -107,9 +118,9 @@ def save_promotion(promotion, *, actor, reason):
     reason, and audited with every field's old and new value."""
     perm = "topups.change_promotion" if promotion.pk else "topups.add_promotion"
     if actor is None or not actor.has_perm(perm):
-        raise PermissionDenied("You may not change promotions.")
+        raise PermissionDenied(_("You may not change promotions."))
     if not (reason or "").strip():
-        raise ValidationError("Give a reason for the change.", code="reason_required")
+        raise ValidationError(_("Give a reason for the change."), code="reason_required")
     promotion.full_clean()
     with transaction.atomic():
         before = {}
@@ -146,10 +157,10 @@ def void_promotion_benefits(promotion, *, actor, reason, batch_size=200):
     notice per user land together.
     """
     if actor is not None and not actor.has_perm("topups.end_promotion"):
-        raise PermissionDenied("You may not void promotion benefits.")
+        raise PermissionDenied(_("You may not void promotion benefits."))
     promotion.refresh_from_db()
     if promotion.state != PromotionState.ENDED:
-        raise WorkflowError("End the promotion before voiding its benefits.", code="wrong_state")
+        raise WorkflowError(_("End the promotion before voiding its benefits."), code="wrong_state")
     total = 0
     while True:
         done = _void_batch(promotion, actor=actor, reason=reason, batch_size=batch_size)

@@ -14,6 +14,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from accounts.standing import Action
 from billing.models import Channel
@@ -35,8 +36,10 @@ def _refuse_own_money(topup, actor):
     """R-ADM-4: staff never confirm, propose or approve money for their own account."""
     if actor is not None and actor.pk == topup.account.user_id:
         raise WorkflowError(
-            "You cannot confirm or approve money for your own account; another finance "
-            "staff member must.",
+            _(
+                "You cannot confirm or approve money for your own account; another finance "
+                "staff member must."
+            ),
             code="own_case",
         )
 
@@ -57,15 +60,15 @@ def confirm_remittance(
     to `review` and credits nothing. A top-up is confirmed once.
     """
     if actor is None or not actor.has_perm(FINANCE_PERM):
-        raise PermissionDenied("Only finance staff confirm remittances.")
+        raise PermissionDenied(_("Only finance staff confirm remittances."))
     received = parse_amount(received_amount)
     bank_reference = (bank_reference or "").strip()
     if not bank_reference:
-        raise ValidationError("The bank's transaction reference is required.", code="required")
+        raise ValidationError(_("The bank's transaction reference is required."), code="required")
     with transaction.atomic():
         locked = TopUp.objects.select_for_update().select_related("account__user").get(pk=topup.pk)
         if locked.channel == Channel.ALIPAY:
-            raise WorkflowError("Alipay top-ups are confirmed by Alipay.", code="wrong_channel")
+            raise WorkflowError(_("Alipay top-ups are confirmed by Alipay."), code="wrong_channel")
         _refuse_own_money(locked, actor)
         if locked.state != TopUpState.CREATED:
             raise WorkflowError(
@@ -79,7 +82,7 @@ def confirm_remittance(
             .exists()
         ):
             raise WorkflowError(
-                "This bank transaction reference already confirmed another top-up.",
+                _("This bank transaction reference already confirmed another top-up."),
                 code="duplicate_reference",
             )
         details = {
@@ -134,14 +137,14 @@ def record_manual_topup(user, amount, *, actor, payer_name, payer_account, refer
     approves it (approve_credit, R-ADM-4).
     """
     if actor is None or not actor.has_perm(FINANCE_PERM):
-        raise PermissionDenied("Only finance staff record manual top-ups.")
+        raise PermissionDenied(_("Only finance staff record manual top-ups."))
     if actor.pk == user.pk:
         raise WorkflowError(
-            "You cannot record a payment for your own account; another finance staff member must.",
+            _("Not for your own account: another finance staff member must record this payment."),
             code="own_case",
         )
     if not (reason or "").strip():
-        raise ValidationError("Give a reason.", code="required")
+        raise ValidationError(_("Give a reason."), code="required")
     with transaction.atomic():
         topup = start_topup(user, amount, channel=Channel.OTHER, actor=actor)
         return confirm_remittance(
@@ -170,11 +173,11 @@ def resolve_review(topup, name, *, actor, reason):
     if name not in ("credit_received", "return_to_payer"):
         raise WorkflowError(f"Unknown resolution {name!r}.", code="unknown_transition")
     if not (reason or "").strip():
-        raise ValidationError("Give a reason.", code="required")
+        raise ValidationError(_("Give a reason."), code="required")
     with transaction.atomic():
         locked = TopUp.objects.select_for_update().select_related("account__user").get(pk=topup.pk)
         if locked.state != TopUpState.REVIEW:
-            raise WorkflowError("This top-up is not in review.", code="wrong_state")
+            raise WorkflowError(_("This top-up is not in review."), code="wrong_state")
         if name == "return_to_payer":
             apply_transition(locked, name, actor=actor, reason=reason)
         else:
@@ -203,14 +206,14 @@ def approve_credit(topup, *, actor, reason="", **form_data):
     follow in the same transaction, as for any paid top-up.
     """
     if not (reason or "").strip():
-        raise ValidationError("Give a reason.", code="required")
+        raise ValidationError(_("Give a reason."), code="required")
     with transaction.atomic():
         locked = TopUp.objects.select_for_update().select_related("account__user").get(pk=topup.pk)
         if locked.state != TopUpState.APPROVAL:
-            raise WorkflowError("This top-up awaits no approval.", code="wrong_state")
+            raise WorkflowError(_("This top-up awaits no approval."), code="wrong_state")
         if actor is None or actor.pk == locked.proposed_by_id:
             raise WorkflowError(
-                "Four eyes: you proposed this credit, so another finance approver must approve it.",
+                _("Four eyes: you proposed this credit; another finance approver must approve it."),
                 code="four_eyes",
             )
         _refuse_own_money(locked, actor)
@@ -230,11 +233,11 @@ def approve_credit(topup, *, actor, reason="", **form_data):
 def decline_credit(topup, *, actor, reason="", **form_data):
     """The second approver declines a proposed credit: back to review (R-ADM-4)."""
     if not (reason or "").strip():
-        raise ValidationError("Give a reason.", code="required")
+        raise ValidationError(_("Give a reason."), code="required")
     with transaction.atomic():
         locked = TopUp.objects.select_for_update().select_related("account__user").get(pk=topup.pk)
         if locked.state != TopUpState.APPROVAL:
-            raise WorkflowError("This top-up awaits no approval.", code="wrong_state")
+            raise WorkflowError(_("This top-up awaits no approval."), code="wrong_state")
         apply_transition(locked, "decline_credit", actor=actor, reason=reason)
     topup.refresh_from_db()
     return topup

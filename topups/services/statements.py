@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from core.money import parse_amount
 
@@ -37,7 +38,7 @@ def import_bank_statement(text, *, actor):
     report lists them.
     """
     if actor is None or not actor.has_perm(FINANCE_PERM):
-        raise PermissionDenied("Only finance staff import bank statements.")
+        raise PermissionDenied(_("Only finance staff import bank statements."))
     report = StatementReport()
     reader = csv.DictReader(io.StringIO(text))
     missing = [c for c in STATEMENT_COLUMNS if c not in (reader.fieldnames or [])]

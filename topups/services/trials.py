@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from djmoney.money import Money
 
 from accounts import services as accounts_services
@@ -64,6 +65,11 @@ def award_trial(verification, *, at=None):
     trial = TrialSettings.load()
     if not identity_hash or not trial.enabled or trial.amount.amount <= 0:
         return None
+    # Issue 24 (stated in the agreement): trial funds welcome a customer who may use the
+    # paid service; a verified minor without full civil capacity, who may not top up,
+    # receives none (no award is recorded, so the identity keeps its one trial)
+    if not accounts_services.has_full_capacity(verification.user, at=at):
+        return None
     account = verification.user.balance_account
     try:
         with transaction.atomic():
@@ -97,9 +103,9 @@ def save_trial_settings(trial, *, actor, reason):
     """Staff change the trial settings (R-ADM-5, R-TOP-5): within the configured bounds,
     with a reason, audited with the old and new value of each field."""
     if actor is None or not actor.has_perm("topups.change_trialsettings"):
-        raise PermissionDenied("You may not change the trial settings.")
+        raise PermissionDenied(_("You may not change the trial settings."))
     if not (reason or "").strip():
-        raise ValidationError("Give a reason for the change.", code="reason_required")
+        raise ValidationError(_("Give a reason for the change."), code="reason_required")
     trial.full_clean()
     with transaction.atomic():
         current = TrialSettings.objects.select_for_update().filter(pk=1).first()
@@ -122,12 +128,12 @@ def save_trial_settings(trial, *, actor, reason):
 def change_grant_validity(grant, expires_at, *, actor, reason):
     """Staff extend or shorten a grant's validity (R-TOP-5): audited, the user is told."""
     if actor is None or not actor.has_perm("topups.change_grant_validity"):
-        raise PermissionDenied("You may not change a grant's validity.")
+        raise PermissionDenied(_("You may not change a grant's validity."))
     if not (reason or "").strip():
-        raise ValidationError("Give a reason.", code="required")
+        raise ValidationError(_("Give a reason."), code="required")
     now = timezone.now()
     if expires_at <= now:
-        raise ValidationError("The new expiry must be in the future.", code="past_expiry")
+        raise ValidationError(_("The new expiry must be in the future."), code="past_expiry")
     most = int(getattr(settings, "GRANT_MAX_VALIDITY_DAYS", 730))
     if expires_at > now + timedelta(days=most):
         # R-ADM-5: bounded by a configurable limit
