@@ -372,7 +372,7 @@ def limits(request):
     with the spend of the current period against each."""
     from .forms import SpendLimitForm
     from .services.engine import LedgerError
-    from .services.limits import remove_spend_limit, set_spend_limit
+    from .services.spend_limits import remove_spend_limit, set_spend_limit
 
     account = request.user.balance_account
     form = SpendLimitForm(request.POST or None, account=account)

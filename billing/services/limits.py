@@ -18,7 +18,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from ..micro import FEN_MICRO, from_micro, to_micro
@@ -73,7 +73,7 @@ def parse_limit(value) -> int:
     return micro
 
 
-def _settled_spend(account_id, key_id, period, start) -> int:
+def settled_spend(account_id, key_id, period, start) -> int:
     """Settled usage of the scope since `start` (Beijing day), from the daily rollup."""
     sql = (
         "SELECT COALESCE(SUM(amount_micro), 0) FROM billing_dailyusage"
@@ -86,44 +86,6 @@ def _settled_spend(account_id, key_id, period, start) -> int:
     with connection.cursor() as cur:
         cur.execute(sql, params)
         return int(cur.fetchone()[0])
-
-
-def set_spend_limit(*, account, api_key=None, period: str, amount, hard: bool) -> SpendLimit:
-    """Set (or change) the account's or a key's limit for a period. The settled spend
-    of the current period is counted under the account's locks (settling pending usage
-    first), so settlement and this never disagree about the counter."""
-    from .settlement import lock_and_settle
-
-    if period not in LimitPeriod.values:
-        raise LedgerError("Choose monthly or daily.", code="invalid_period")
-    if api_key is not None and api_key.account_id != account.pk:
-        raise LedgerError("This API key is not yours.", code="foreign_api_key")
-    micro = parse_limit(amount)
-    now = timezone.now()
-    with transaction.atomic():
-        lock_and_settle([account.pk])
-        start = period_start(period, now)
-        spent = _settled_spend(account.pk, api_key.pk if api_key else None, period, start)
-        reached = max([lvl for lvl in NOTICE_LEVELS if spent * 100 >= lvl * micro], default=0)
-        row, _ = SpendLimit.objects.update_or_create(
-            account=account,
-            api_key=api_key,
-            period=period,
-            defaults={
-                "limit_micro": micro,
-                "hard": bool(hard),
-                "period_start": start,
-                "spent_micro": spent,
-                "notified_pct": reached,
-            },
-        )
-        return row
-
-
-def remove_spend_limit(*, account, limit_id) -> bool:
-    with transaction.atomic():
-        deleted, _ = SpendLimit.objects.filter(account=account, pk=limit_id).delete()
-        return bool(deleted)
 
 
 _LIMITS_OF = (

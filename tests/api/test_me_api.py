@@ -107,7 +107,7 @@ def test_unsettled_usage_and_arrears_codes(me, client, account, key):
 def test_spend_limits_and_their_refusal_equal_authorize(me, account, key):
     """R-USE-7, issue 27: the limits with this period's spend; a reached hard limit
     makes is_available false with authorize's code."""
-    from billing.services.limits import set_spend_limit
+    from billing.services.spend_limits import set_spend_limit
 
     credit_lot(account, cny("10"), channel="alipay", idempotency_key="L1")
     set_spend_limit(account=account, period="day", amount="1.00", hard=True)

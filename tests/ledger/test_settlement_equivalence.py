@@ -38,10 +38,10 @@ from billing.models import (
 )
 from billing.services.authorization import resolve_api_keys
 from billing.services.ledger import credit_lot, grant_funds
-from billing.services.limits import set_spend_limit
 from billing.services.metering import ReportedUsage, record_usage
 from billing.services.packages import buy_package
 from billing.services.settlement import charge_usage, settle_chunk
+from billing.services.spend_limits import set_spend_limit
 from tests.factories import UserFactory
 
 from .settlement_checks import assert_books_exact

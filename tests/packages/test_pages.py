@@ -9,8 +9,8 @@ from django.utils import timezone
 
 from billing.models import PackageHolding, ResourcePackage, SpendLimit
 from billing.services.ledger import credit_lot
-from billing.services.limits import set_spend_limit
 from billing.services.settlement import charge_usage
+from billing.services.spend_limits import set_spend_limit
 from core.models import AuditRecord
 from tests.factories import StaffFactory, cny, grant
 from tests.ledger.http import TOKEN, post

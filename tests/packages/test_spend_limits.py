@@ -15,12 +15,12 @@ from billing.services.limits import (
     hard_limit_refusal,
     period_end,
     period_start,
-    set_spend_limit,
     spend_overview,
 )
 from billing.services.metering import ReportedUsage, record_usage
 from billing.services.packages import buy_package
 from billing.services.settlement import run_settler
+from billing.services.spend_limits import set_spend_limit
 from notices.models import Notice
 from tests.ledger.conftest import cny
 
