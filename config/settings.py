@@ -10,6 +10,7 @@ import os
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import quote
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -148,7 +149,10 @@ TEMPLATES = [
 
 # PostgreSQL is the only database (issue 20). scripts/run.sh and scripts/test.sh start an
 # embedded server (scripts/embedded_pg.py) and set DATABASE_URL when it is not set.
-DATABASE_URL = env("DATABASE_URL", "")
+# Without it, outside production, a plain `manage.py` talks to the embedded server that
+# `scripts/run.sh` keeps in PORTAL_VAR_DIR/pg (commands that need no database work anyway).
+_EMBEDDED_URL = f"postgres://postgres@{quote(str(VAR_DIR / 'pg'), safe='')}:5432/portal"
+DATABASE_URL = env("DATABASE_URL", "" if PRODUCTION else _EMBEDDED_URL)
 if not DATABASE_URL.startswith(("postgres://", "postgresql://")):
     raise ImproperlyConfigured(
         (
